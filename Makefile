@@ -1,0 +1,175 @@
+# llmcap - spend and usage limits for LLM API calls, enforced inside the calling process.
+#
+#   make              build everything into build/
+#   make test         unit + integration tests (installs build/test deps first via .ci/deps)
+#   make demo         the main job: stand-in provider, signed policy, examples/chat until 429, status
+#   make bench        benchmarks (figures, not tests)
+#   make install      PREFIX=/usr/local DESTDIR=
+#   make test SANITIZE=1   ASan + UBSan (the preload library itself is built without them,
+#                          since it is injected into uninstrumented programs)
+
+-include config.mak
+
+VERSION_MAJOR = 0
+VERSION_MINOR = 1
+VERSION_PATCH = 0
+VERSION = $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+bindir     = $(PREFIX)/bin
+libdir     = $(PREFIX)/lib
+includedir = $(PREFIX)/include
+pkgconfigdir = $(libdir)/pkgconfig
+
+CC      ?= cc
+OPT     ?= -O2 -g
+WARN    = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-truncation -Wno-format-nonliteral
+CFLAGS_BASE = -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
+	-Ishared-state -Isdk/include -Ipreload -Iserver
+ifeq ($(SANITIZE),1)
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+CFLAGS_ALL = $(CFLAGS_BASE) $(SAN) $(CFLAGS)
+LDFLAGS_ALL = $(SAN) $(LDFLAGS)
+
+CORE_LIBS = -llmdb -ljansson -lsodium -lz -lpthread -ldl -lm
+CURL_LIBS = -lcurl
+SRV_LIBS  = -lmicrohttpd -lpq
+
+B = build
+O = $(B)/obj
+OP = $(B)/obj-preload
+
+SS_SRC  = $(sort $(wildcard shared-state/*.c))
+SDK_SRC = $(sort $(wildcard sdk/*.c))
+PRE_SRC = $(sort $(wildcard preload/*.c))
+PRE_LOGIC_SRC = $(filter-out preload/hook%,$(PRE_SRC))
+SRV_SRC = $(sort $(wildcard server/*.c))
+SRV_LOGIC_SRC = $(filter-out server/main.c,$(SRV_SRC))
+CLI_SRC = $(sort $(wildcard cli/*.c))
+UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
+TESTBIN_SRC = $(sort $(wildcard tests/bin/*.c))
+BENCH_SRC = $(sort $(wildcard bench/*.c))
+
+obj = $(patsubst %.c,$(O)/%.o,$(1))
+SS_OBJ  = $(call obj,$(SS_SRC))
+SDK_OBJ = $(call obj,$(SDK_SRC))
+PRE_LOGIC_OBJ = $(call obj,$(PRE_LOGIC_SRC))
+SRV_LOGIC_OBJ = $(call obj,$(SRV_LOGIC_SRC))
+CLI_OBJ = $(call obj,$(CLI_SRC))
+# the preload is built separately, never with sanitizers and never against libssl/libcurl
+PRE_OBJ = $(patsubst %.c,$(OP)/%.o,$(SS_SRC) $(PRE_SRC))
+
+SONAME = libllmcap.so.$(VERSION_MAJOR)
+LIB_SO = $(B)/libllmcap.so.$(VERSION)
+LIB_A  = $(B)/libllmcap.a
+PRELOAD = $(B)/libllmcap_preload.so
+CLI = $(B)/llmcap
+SERVER = $(B)/llmcap-server
+CHAT = $(B)/examples/chat
+UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+TEST_BIN = $(patsubst tests/bin/%.c,$(B)/tests/bin/%,$(TESTBIN_SRC))
+BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+
+PROGRAMS = $(LIB_SO) $(B)/libllmcap.so $(LIB_A) $(CLI) $(CHAT) $(B)/llmcap.pc
+ifneq ($(PRE_SRC),)
+PROGRAMS += $(PRELOAD)
+endif
+ifneq ($(SRV_SRC),)
+PROGRAMS += $(SERVER)
+endif
+
+.PHONY: all test unit integration demo bench install uninstall clean deps
+all: $(PROGRAMS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(OP)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLC_PRELOAD_BUILD -MMD -MP -c $< -o $@
+
+$(LIB_SO): $(SS_OBJ) $(SDK_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS)
+
+$(B)/libllmcap.so: $(LIB_SO)
+	ln -sf libllmcap.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf libllmcap.so.$(VERSION) $@
+
+$(LIB_A): $(SS_OBJ) $(SDK_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(PRELOAD): $(PRE_OBJ)
+	$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+
+$(CLI): $(CLI_OBJ) $(SS_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS)
+
+$(SERVER): $(call obj,$(SRV_SRC)) $(SS_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
+
+$(CHAT): examples/chat.c $(B)/libllmcap.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isdk/include -o $@ examples/chat.c -L$(B) -lllmcap $(CURL_LIBS) -Wl,-rpath,'$$ORIGIN/..'
+
+$(B)/llmcap.pc: llmcap.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
+	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# unit tests link the plain modules directly (no LD_PRELOAD)
+$(B)/tests/%: tests/unit/%.c $(SS_OBJ) $(SDK_OBJ) $(PRE_LOGIC_OBJ) $(SRV_LOGIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $^ $(LDFLAGS_ALL) -lcmocka $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
+
+# helper programs the integration tests drive (e.g. a libcurl multi client)
+$(B)/tests/bin/%: tests/bin/%.c $(SS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(CORE_LIBS) $(CURL_LIBS)
+
+$(B)/bench/%: bench/%.c $(SS_OBJ) $(SDK_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(CORE_LIBS) $(CURL_LIBS)
+
+deps:
+	@bash .ci/deps
+
+test: deps
+	$(MAKE) all $(UNIT_BIN) $(TEST_BIN)
+	@bash tests/run.sh $(B)
+
+unit: all $(UNIT_BIN)
+	@bash tests/run.sh $(B) unit
+
+demo: deps
+	$(MAKE) all
+	@bash examples/demo.sh $(B)
+
+bench: deps
+	$(MAKE) all $(BENCH_BIN) $(TEST_BIN)
+	@bash bench/run.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	install -m 0755 $(CLI) $(DESTDIR)$(bindir)/llmcap
+	install -m 0755 $(LIB_SO) $(DESTDIR)$(libdir)/
+	ln -sf libllmcap.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf libllmcap.so.$(VERSION) $(DESTDIR)$(libdir)/libllmcap.so
+	install -m 0644 $(LIB_A) $(DESTDIR)$(libdir)/
+	install -m 0644 sdk/include/llmcap.h $(DESTDIR)$(includedir)/
+	install -m 0644 $(B)/llmcap.pc $(DESTDIR)$(pkgconfigdir)/
+	if [ -f $(PRELOAD) ]; then install -m 0755 $(PRELOAD) $(DESTDIR)$(libdir)/; fi
+	if [ -f $(SERVER) ]; then install -m 0755 $(SERVER) $(DESTDIR)$(bindir)/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/llmcap $(DESTDIR)$(bindir)/llmcap-server \
+	  $(DESTDIR)$(libdir)/libllmcap.so* $(DESTDIR)$(libdir)/libllmcap.a \
+	  $(DESTDIR)$(libdir)/libllmcap_preload.so $(DESTDIR)$(includedir)/llmcap.h \
+	  $(DESTDIR)$(pkgconfigdir)/llmcap.pc
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

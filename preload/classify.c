@@ -1,0 +1,220 @@
+/* classify.c - is this connection bound for a provider? Pure byte inspection plus one
+ * engine lookup (lc_provider_lookup, cached per policy version by the engine).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "preload.h"
+
+/* Provider hosts held when a policy is known but the store cannot be read (fail closed): we can
+ * no longer read the policy's own list, so the well-known public endpoints are denied. */
+static const struct {
+	const char *host;
+	enum lc_format fmt;
+} builtin[] = {
+	{ "api.openai.com", LC_FMT_OPENAI },
+	{ "api.anthropic.com", LC_FMT_ANTHROPIC },
+};
+
+int lc_cls_lookup(const char *host, int port, struct lc_target *t)
+{
+	enum lc_format fmt = LC_FMT_OPENAI;
+	char name[64] = "";
+	int r;
+	size_t i;
+
+	if (!host || !host[0])
+		return 0;
+	LC_PL_ENTER();
+	r = lc_provider_lookup(host, port, &fmt, name, sizeof(name));
+	if (r < 0) {
+		bool closed = lc_fail_closed();
+
+		r = 0;
+		if (closed)
+			for (i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+				if (strcasecmp(host, builtin[i].host) == 0) {
+					fmt = builtin[i].fmt;
+					snprintf(name, sizeof(name), "%s", builtin[i].host);
+					r = -1;
+				}
+		lc_log(LC_LOG_DEBUG, "llmcap: provider lookup for %s:%d failed (%s)", host, port,
+		       closed ? "fail closed" : "pass");
+	}
+	LC_PL_LEAVE();
+	if (r) {
+		snprintf(t->host, sizeof(t->host), "%s", host);
+		t->port = port;
+		t->fmt = fmt;
+		snprintf(t->name, sizeof(t->name), "%s", name);
+	}
+	return r;
+}
+
+int lc_cls_peer(int fd, char *ip, size_t iplen, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		if (!inet_ntop(AF_INET, &a->sin_addr, ip, iplen))
+			return -1;
+		*port = ntohs(a->sin_port);
+		return 0;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			if (!inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, iplen))
+				return -1;
+		} else if (!inet_ntop(AF_INET6, &a->sin6_addr, ip, iplen)) {
+			return -1;
+		}
+		*port = ntohs(a->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+bool lc_cls_is_http_request(const void *buf, size_t n)
+{
+	static const char *const methods[] = { "GET ", "POST ", "PUT ", "PATCH ", "DELETE ",
+					       "HEAD ", "OPTIONS " };
+	const char *p = buf;
+	size_t i, l;
+
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		l = strlen(methods[i]);
+		if (n >= l && memcmp(p, methods[i], l) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* split "host:port", "[v6]:port", "host" */
+static int split_hostport(const char *s, size_t len, char *host, size_t hostlen, int *port)
+{
+	const char *colon = NULL;
+	size_t hl;
+	size_t i;
+
+	*port = 0;
+	if (len && s[0] == '[') {
+		const char *rb = memchr(s, ']', len);
+
+		if (!rb)
+			return -1;
+		hl = (size_t)(rb - s - 1);
+		if (hl + 1 > hostlen)
+			return -1;
+		memcpy(host, s + 1, hl);
+		host[hl] = 0;
+		if ((size_t)(rb - s + 1) < len && rb[1] == ':')
+			*port = atoi(rb + 2);
+		return 0;
+	}
+	for (i = 0; i < len; i++)
+		if (s[i] == ':')
+			colon = s + i;
+	hl = colon ? (size_t)(colon - s) : len;
+	if (hl == 0 || hl + 1 > hostlen)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	for (i = 0; i < hl; i++)
+		host[i] = (char)tolower((unsigned char)host[i]);
+	if (colon)
+		*port = atoi(colon + 1);
+	return 0;
+}
+
+int lc_cls_host_header(const void *buf, size_t n, char *host, size_t hostlen, int *port)
+{
+	const char *p = buf, *end = p + n, *line;
+
+	/* skip the request line */
+	line = memchr(p, '\n', n);
+	while (line && line + 1 < end) {
+		const char *s = line + 1, *e = memchr(s, '\n', (size_t)(end - s));
+		size_t l;
+
+		if (!e)
+			return -1;
+		l = (size_t)(e - s);
+		if (l && s[l - 1] == '\r')
+			l--;
+		if (l == 0)
+			return -1;    /* end of head */
+		if (l > 5 && strncasecmp(s, "host:", 5) == 0) {
+			const char *v = s + 5, *ve = s + l;
+
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			return split_hostport(v, (size_t)(ve - v), host, hostlen, port);
+		}
+		line = e;
+	}
+	return -1;
+}
+
+bool lc_cls_is_h2_preface(const void *buf, size_t n)
+{
+	static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t l = n < sizeof(pri) - 1 ? n : sizeof(pri) - 1;
+
+	return n >= 3 && memcmp(buf, pri, l) == 0;
+}
+
+int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32])
+{
+	const unsigned char *p = buf;
+
+	/* record: type 22, version 3.x, length; handshake: type 1 (ClientHello), len(3), version(2),
+	 * random(32) */
+	if (n < 5 + 4 + 2 + 32 || p[0] != 0x16 || p[1] != 0x03 || p[5] != 0x01)
+		return 0;
+	memcpy(cr, p + 11, 32);
+	return 1;
+}
+
+int lc_cls_url(const char *url, char *host, size_t hostlen, int *port, bool *tls)
+{
+	const char *p, *e, *at;
+	size_t len;
+
+	if (!url)
+		return -1;
+	if (strncasecmp(url, "https://", 8) == 0) {
+		*tls = true;
+		p = url + 8;
+	} else if (strncasecmp(url, "http://", 7) == 0) {
+		*tls = false;
+		p = url + 7;
+	} else {
+		return -1;
+	}
+	len = strcspn(p, "/?#");
+	e = p + len;
+	at = memchr(p, '@', len);
+	if (at)
+		p = at + 1;
+	if (split_hostport(p, (size_t)(e - p), host, hostlen, port) != 0)
+		return -1;
+	if (*port == 0)
+		*port = *tls ? 443 : 80;
+	return 0;
+}

@@ -1,0 +1,191 @@
+/* preload.h - internals of libllmcap_preload.so.
+ *
+ * Layering (torsocks style): preload/hook_*.c are the exported symbols (SSL_*, libc
+ * send/recv family, curl_easy_setopt, ...), kept thin. They call the plain modules
+ * below, which unit tests link directly without LD_PRELOAD:
+ *
+ *   shim.c      init, reentrancy guard, fork handling, the real-symbol resolver
+ *   conn.c      one provider connection: buffer a request, decide, flush or deny,
+ *               read the response for usage, settle (transport independent)
+ *   table.c     thread-safe tables: SSL* -> conn, fd -> conn, fd state bytes,
+ *               TLS client_random -> fd
+ *   classify.c  is this connection a provider? (SNI, peer, Host header, URL), ALPN,
+ *               HTTP/2 preface, ClientHello parsing
+ */
+#ifndef LC_PRELOAD_H
+#define LC_PRELOAD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "util.h"
+#include "wire.h"
+
+#define LC_EXPORT __attribute__((visibility("default")))
+
+/* ---- shim.c ------------------------------------------------------------- */
+
+/* >0 while the shim itself runs (engine, logging): every hook passes straight through. */
+extern __thread int lc_pl_depth __attribute__((tls_model("initial-exec")));
+#define LC_PL_ENTER() (lc_pl_depth++)
+#define LC_PL_LEAVE() (lc_pl_depth--)
+
+extern atomic_int lc_pl_ready;
+void lc_pl_init(void);                    /* idempotent, cheap after the first call */
+static inline void lc_pl_ensure(void)
+{
+	if (__builtin_expect(!atomic_load_explicit(&lc_pl_ready, memory_order_acquire), 0))
+		lc_pl_init();
+}
+
+/* Resolve a symbol of the library the program uses: dlsym(RTLD_NEXT) first, then every loaded
+ * object whose name contains `lib_hint` (e.g. "libssl.so"), opened with RTLD_NOLOAD (Python
+ * loads _ssl -> libssl RTLD_LOCAL, where RTLD_NEXT cannot see it). `self` is our own hook, never
+ * returned. NULL when not found (callers cache non-NULL results only). */
+void *lc_pl_sym(const char *name, const char *lib_hint, void *self);
+
+/* Cached resolution into *slot (atomic pointer). */
+#define LC_REAL(slot, name, hint, self)                                                       \
+	((slot) ? (slot) : ((slot) = (__typeof__(slot))lc_pl_sym((name), (hint), (void *)(self))))
+
+/* Fork generation: bumped in the child; conns of an older generation are never settled there. */
+extern atomic_uint lc_pl_forkgen;
+
+/* ---- table.c ------------------------------------------------------------ */
+
+#define LC_FD_MAX 65536
+/* fd state byte, read without a lock on every libc I/O hook */
+enum {
+	LC_FD_NONE = 0,      /* untracked: every hook passes straight through */
+	LC_FD_CANDIDATE = 1, /* connected inet stream, first write not seen yet */
+	LC_FD_PROVIDER = 2,  /* plain-HTTP provider connection: conn in the fd table */
+};
+extern _Atomic unsigned char lc_fdst[LC_FD_MAX];
+static inline int lc_fd_state(int fd)
+{
+	if ((unsigned)fd >= LC_FD_MAX)
+		return LC_FD_NONE;
+	return atomic_load_explicit(&lc_fdst[fd], memory_order_relaxed);
+}
+static inline void lc_fd_set_state(int fd, int st)
+{
+	if ((unsigned)fd < LC_FD_MAX)
+		atomic_store_explicit(&lc_fdst[fd], (unsigned char)st, memory_order_relaxed);
+}
+
+struct lc_conn;
+/* key: (uintptr_t)SSL* for the SSL table, (uintptr_t)fd for the fd table. get: new reference. */
+enum { LC_TAB_SSL = 0, LC_TAB_FD = 1, LC_TAB_N };
+struct lc_conn *lc_tab_get(int tab, uintptr_t key);
+/* Insert c (the table takes a reference) unless the key exists: returns the existing entry
+ * (new ref) in that case, else c (new ref for the caller too). */
+struct lc_conn *lc_tab_put(int tab, uintptr_t key, struct lc_conn *c);
+/* Remove and return (the table's reference now belongs to the caller), NULL when absent. */
+struct lc_conn *lc_tab_take(int tab, uintptr_t key);
+size_t lc_tab_count(int tab);
+void lc_tab_atfork_prepare(void);
+void lc_tab_atfork_parent(void);
+void lc_tab_atfork_child(void);    /* forget everything inherited (never settle the parent's tickets) */
+
+/* ClientHello client_random -> fd, to find the socket of a memory/custom-BIO SSL. */
+void lc_cr_record(int fd, const unsigned char cr[32]);
+int lc_cr_lookup(const unsigned char cr[32]);    /* fd or -1 */
+void lc_cr_forget_fd(int fd);
+
+/* ---- classify.c ----------------------------------------------------------- */
+
+struct lc_target {
+	char host[256];            /* provider host as matched (no port) */
+	int port;
+	enum lc_format fmt;
+	char name[64];
+};
+/* 1 provider (t filled), 0 not, -1 store trouble and fail-closed (t filled, provider assumed) */
+int lc_cls_lookup(const char *host, int port, struct lc_target *t);
+/* Peer address of a socket as text (no brackets) and port; 0 ok. */
+int lc_cls_peer(int fd, char *ip, size_t iplen, int *port);
+/* Does buf start like an HTTP/1.x request ("GET ", "POST ", ...)? */
+bool lc_cls_is_http_request(const void *buf, size_t n);
+/* Host header of a request head (possibly partial); 0 found. port 0 when absent. */
+int lc_cls_host_header(const void *buf, size_t n, char *host, size_t hostlen, int *port);
+/* Starts with (a prefix of) "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"? */
+bool lc_cls_is_h2_preface(const void *buf, size_t n);
+/* A TLS ClientHello record: 1 and client_random copied, else 0. */
+int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32]);
+/* URL -> scheme/host/port ("https://h:1/p"); 0 ok. */
+int lc_cls_url(const char *url, char *host, size_t hostlen, int *port, bool *tls);
+
+/* ---- conn.c --------------------------------------------------------------- */
+
+enum lc_cls { LC_CLS_UNKNOWN = 0, LC_CLS_PASS = 1, LC_CLS_PROVIDER = 2 };
+enum lc_st {
+	LC_ST_IDLE = 0,  /* between requests */
+	LC_ST_REQ,       /* buffering a request (claimed as written, not sent) */
+	LC_ST_FLUSH,     /* allowed: sending the buffered request through the real write */
+	LC_ST_RESP,      /* request sent: reading the response for usage */
+	LC_ST_DENIED,    /* blocked: serving the synthetic response, then EOF */
+	LC_ST_DEAD,      /* refused (h2, pipelining, unparseable): every write fails */
+};
+
+struct lc_conn {
+	pthread_mutex_t mu;
+	atomic_int refs;
+	unsigned forkgen;
+	int cls;                   /* enum lc_cls */
+	int st;                    /* enum lc_st */
+	int fd;                    /* socket, -1 unknown */
+	bool alpn_done;            /* SSL: handshake hook already ran */
+	bool tls;
+	struct lc_target t;
+	struct lc_reqparse req;
+	bool req_live;
+	size_t flush_off;
+	struct lc_resp resp;
+	bool resp_live;
+	bool resp_broken;
+	bool ticket_open;
+	uint64_t ticket;
+	struct lc_buf synth;
+	size_t synth_off;
+	bool eof_served;           /* the read path returned EOF after the synthetic bytes */
+	bool shut_done;            /* SHUT_RD applied */
+	int synth_err;             /* SSL: what SSL_get_error answers for our last synthetic result */
+	unsigned nreq;             /* requests seen on this connection */
+};
+
+struct lc_conn *lc_conn_new(int fd, bool tls);
+void lc_conn_ref(struct lc_conn *c);
+void lc_conn_put(struct lc_conn *c);     /* last reference: settles an open ticket, frees */
+
+/* Write path. The hook calls lc_conn_write with the app's bytes; the answer says what to do. */
+enum {
+	LC_W_CLAIM = 0,   /* bytes taken into the request buffer: report them written */
+	LC_W_FLUSH,       /* allowed: flush lc_conn_flush_buf(), then report the app's bytes written */
+	LC_W_DENY,        /* blocked: apply SHUT_RD (lc_conn_need_shut), report the bytes written */
+	LC_W_FAIL,        /* refuse this write (EPIPE) */
+};
+int lc_conn_write(struct lc_conn *c, const void *p, size_t n);
+/* Remaining bytes to flush (NULL/0 when none). */
+const void *lc_conn_flush_buf(struct lc_conn *c, size_t *len);
+/* n bytes were handed to the real write; returns true when the whole request is out. */
+bool lc_conn_flushed(struct lc_conn *c, size_t n);
+/* The real write failed for good: settle as not delivered, connection dead. */
+void lc_conn_flush_failed(struct lc_conn *c);
+
+/* Read path. */
+enum { LC_R_PASS = 0, LC_R_FEED, LC_R_SYNTH };
+int lc_conn_read_mode(struct lc_conn *c);
+/* Copy synthetic bytes; returns count, 0 at EOF (then eof_served). peek: do not consume. */
+size_t lc_conn_synth_read(struct lc_conn *c, void *buf, size_t n, bool peek);
+size_t lc_conn_synth_left(struct lc_conn *c);
+void lc_conn_feed(struct lc_conn *c, const void *p, size_t n);
+void lc_conn_eof(struct lc_conn *c);    /* the peer closed (or the connection failed) */
+/* Settle any open ticket with what we have (close, SSL_free). Idempotent. */
+void lc_conn_finish(struct lc_conn *c);
+
+#endif

@@ -1,0 +1,201 @@
+/* store.c - the server's embedded LMDB store.
+ *
+ * One environment in the data directory, MDB_NOTLS (libmicrohttpd threads
+ * come and go), never MDB_WRITEMAP. The map grows on MDB_MAP_FULL: every
+ * transaction holds maplock shared, and growing takes it exclusive, so
+ * mdb_env_set_mapsize never runs with a transaction open in this process.
+ * Durable by default (no MDB_NOSYNC): an admin change or an accepted usage
+ * report is on disk before the answer goes out.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "srv.h"
+#include "util.h"
+
+#define SRV_MAP_INITIAL ((size_t)64 << 20)
+
+int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+	struct { const char *name; MDB_dbi *dbi; } dbs[] = {
+		{"meta", &s->db_meta}, {"keys", &s->db_keys}, {"teams", &s->db_teams},
+		{"customers", &s->db_cust}, {"invites", &s->db_invites}, {"hosts", &s->db_hosts},
+		{"totals", &s->db_totals}, {"outbox", &s->db_outbox}, {"fired", &s->db_fired},
+	};
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		lc_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	pthread_rwlock_init(&s->maplock, NULL);
+	if ((rc = mdb_env_create(&s->env)) != 0)
+		goto fail;
+	mdb_env_set_maxdbs(s->env, 16);
+	mdb_env_set_maxreaders(s->env, 256);
+	s->mapsize = SRV_MAP_INITIAL;
+	if ((rc = mdb_env_set_mapsize(s->env, s->mapsize)) != 0)
+		goto fail;
+	if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0)
+		goto fail;
+	{
+		MDB_envinfo info;
+		if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->mapsize)
+			s->mapsize = info.me_mapsize;
+	}
+	int dead = 0;
+	mdb_reader_check(s->env, &dead);
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+		if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
+			goto fail;
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		txn = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	lc_errf(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
+	if (s->env)
+		mdb_env_close(s->env);
+	s->env = NULL;
+	return -1;
+}
+
+void srv_store_close(struct srv *s)
+{
+	if (!s->env)
+		return;
+	mdb_env_sync(s->env, 1);
+	mdb_env_close(s->env);
+	s->env = NULL;
+	pthread_rwlock_destroy(&s->maplock);
+}
+
+static int grow(struct srv *s, size_t seen)
+{
+	int rc = 0;
+	pthread_rwlock_wrlock(&s->maplock);
+	if (s->mapsize == seen) {   /* another thread may have grown it already */
+		size_t want = s->mapsize * 2;
+		rc = mdb_env_set_mapsize(s->env, want);
+		if (rc == 0) {
+			s->mapsize = want;
+			lc_log(LC_LOG_INFO, "llmcap-server: store map grown to %zu MiB", want >> 20);
+		}
+	}
+	pthread_rwlock_unlock(&s->maplock);
+	return rc;
+}
+
+static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
+{
+	for (int attempt = 0; attempt < 8; attempt++) {
+		MDB_txn *txn;
+		int rc;
+		size_t seen;
+
+		pthread_rwlock_rdlock(&s->maplock);
+		seen = s->mapsize;
+		rc = mdb_txn_begin(s->env, NULL, flags, &txn);
+		if (rc == MDB_MAP_RESIZED) {
+			/* another process grew it: adopt the new size */
+			pthread_rwlock_unlock(&s->maplock);
+			pthread_rwlock_wrlock(&s->maplock);
+			mdb_env_set_mapsize(s->env, 0);
+			MDB_envinfo info;
+			if (mdb_env_info(s->env, &info) == 0)
+				s->mapsize = info.me_mapsize;
+			pthread_rwlock_unlock(&s->maplock);
+			continue;
+		}
+		if (rc != 0) {
+			pthread_rwlock_unlock(&s->maplock);
+			return rc;
+		}
+		rc = fn(s, txn, ctx);
+		if (rc == 0) {
+			if (flags & MDB_RDONLY) {
+				mdb_txn_abort(txn);
+			} else {
+				rc = mdb_txn_commit(txn);
+			}
+		} else {
+			mdb_txn_abort(txn);
+		}
+		pthread_rwlock_unlock(&s->maplock);
+		if (rc == MDB_MAP_FULL && !(flags & MDB_RDONLY)) {
+			if (grow(s, seen) != 0)
+				return rc;
+			continue;
+		}
+		return rc;
+	}
+	return MDB_MAP_FULL;
+}
+
+int srv_write(struct srv *s, srv_txn_fn fn, void *ctx) { return run(s, fn, ctx, 0); }
+int srv_read(struct srv *s, srv_txn_fn fn, void *ctx) { return run(s, fn, ctx, MDB_RDONLY); }
+
+int srv_get_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *out)
+{
+	MDB_val k = {strlen(key), (void *)key};
+	return mdb_get(txn, dbi, &k, out);
+}
+
+int srv_put_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, size_t n)
+{
+	MDB_val k = {strlen(key), (void *)key}, v = {n, (void *)p};
+	return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int srv_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+	MDB_val k = {strlen(key), (void *)key};
+	return mdb_del(txn, dbi, &k, NULL);
+}
+
+json_t *srv_get_json(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+	MDB_val v;
+	if (srv_get_raw(txn, dbi, key, &v) != 0)
+		return NULL;
+	return json_loadb(v.mv_data, v.mv_size, JSON_DECODE_ANY, NULL);
+}
+
+int srv_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *j)
+{
+	char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	int rc;
+	if (!txt)
+		return ENOMEM;
+	rc = srv_put_raw(txn, dbi, key, txt, strlen(txt));
+	free(txt);
+	return rc;
+}
+
+int64_t srv_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t dflt)
+{
+	MDB_val v;
+	char buf[32];
+	if (srv_get_raw(txn, dbi, key, &v) != 0 || v.mv_size == 0 || v.mv_size >= sizeof buf)
+		return dflt;
+	memcpy(buf, v.mv_data, v.mv_size);
+	buf[v.mv_size] = 0;
+	return strtoll(buf, NULL, 10);
+}
+
+int srv_put_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t val)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%" PRId64, val);
+	return srv_put_raw(txn, dbi, key, buf, (size_t)n);
+}

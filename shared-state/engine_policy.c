@@ -1,0 +1,329 @@
+/* engine_policy.c - install a signed policy: verify, ratchet, freeze check, compile into LMDB.
+ *
+ * Check order (DESIGN.md): size cap, envelope, signature by a trusted key, strict parse,
+ * schema, version strictly greater than the installed one, expires_at in the future,
+ * then compile and store in one transaction. A refusal leaves the installed policy as it was.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "util.h"
+
+#define MV(p, n) ((MDB_val){.mv_size = (n), .mv_data = (void *)(p)})
+#define DEFAULT_MAX_OUTPUT 16384
+
+int lc__queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup);
+int lc__ensure_identity(struct lc_store *s, MDB_txn *txn);
+
+static int put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kn, const void *v, size_t vn)
+{
+	MDB_val key = MV(k, kn), val = MV(v, vn);
+
+	return mdb_put(txn, dbi, &key, &val, 0);
+}
+
+static int64_t usd_or(json_t *v, int64_t dflt)
+{
+	int64_t m;
+
+	if (!v || json_is_null(v))
+		return v ? -1 : dflt;
+	if (lc_usd_to_micro(json_number_value(v), &m))
+		return dflt;
+	return m;
+}
+
+static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol, const void *payload, size_t plen)
+{
+	static const int tables[] = {LC_DB_PROVIDERS, LC_DB_KEYS, LC_DB_TEAMS, LC_DB_PRICES, LC_DB_CUSTS};
+	json_t *root = pol->root, *v, *o;
+	struct lc_rec_cfg cfg;
+	const char *name;
+	size_t i, j;
+	char err[256];
+	int rc;
+
+	for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		if ((rc = mdb_drop(txn, s->dbi[tables[i]], 0)))
+			return rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.format = LC_REC_FORMAT;
+	v = json_object_get(root, "unknown_keys");
+	cfg.unknown_keys_block = v && !strcmp(json_string_value(v), "block");
+	v = json_object_get(root, "unknown_models");
+	cfg.unknown_models_block = !v || !strcmp(json_string_value(v), "block");
+	o = json_object_get(root, "org");
+	cfg.org_cap = usd_or(json_object_get(o, "spend_cap_usd"), -1);
+	cfg.org_warn = usd_or(json_object_get(o, "warning_threshold_usd"), -1);
+	cfg.org_period = LC_WIN_MONTHLY;
+	if (json_is_string(json_object_get(o, "period"))) {
+		enum lc_window w;
+
+		lc_window_parse(json_string_value(json_object_get(o, "period")), &w);
+		cfg.org_period = (uint8_t)w;
+	}
+	o = json_object_get(root, "customers");
+	cfg.cust_budget = usd_or(json_object_get(o, "monthly_budget_usd"), -1);
+	v = json_object_get(o, "rate_limit_rpm");
+	cfg.cust_rpm = json_is_integer(v) ? json_integer_value(v) : -1;
+	cfg.default_max_output = DEFAULT_MAX_OUTPUT;
+	v = json_object_get(o, "identify");
+	if (v) {
+		json_array_foreach(v, i, o) {
+			if (cfg.nident < LC_MAX_IDENT)
+				snprintf(cfg.ident[cfg.nident++], sizeof(cfg.ident[0]), "%s", json_string_value(o));
+		}
+	} else {
+		static const char *const dflt[] = {"header:x-customer-id", "body:user", "body:safety_identifier",
+						   "body:metadata.user_id"};
+
+		for (i = 0; i < 4; i++)
+			snprintf(cfg.ident[cfg.nident++], sizeof(cfg.ident[0]), "%s", dflt[i]);
+	}
+	if ((rc = put(txn, s->dbi[LC_DB_META], "cfg", 3, &cfg, sizeof(cfg))))
+		return rc;
+
+	json_array_foreach(json_object_get(root, "providers"), i, o) {
+		struct lc_rec_provider p = {0};
+		enum lc_format f;
+
+		lc_format_parse(json_string_value(json_object_get(o, "format")), &f);
+		p.format = (uint8_t)f;
+		snprintf(p.name, sizeof(p.name), "%s", json_string_value(json_object_get(o, "name")));
+		json_array_foreach(json_object_get(o, "hosts"), j, v) {
+			char h[300];
+
+			snprintf(h, sizeof(h), "%s", json_string_value(v));
+			for (char *c = h; *c; c++)
+				*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+			if ((rc = put(txn, s->dbi[LC_DB_PROVIDERS], h, strlen(h), &p, sizeof(p))))
+				return rc;
+		}
+	}
+	json_object_foreach(json_object_get(root, "prices"), name, o) {
+		struct lc_rec_price p;
+
+		p.input = usd_or(json_object_get(o, "input"), 0);
+		p.output = usd_or(json_object_get(o, "output"), 0);
+		p.cached = json_object_get(o, "cached_input") ? usd_or(json_object_get(o, "cached_input"), 0) : p.input;
+		v = json_object_get(o, "max_output_tokens");
+		p.max_out = v ? json_integer_value(v) : -1;
+		if ((rc = put(txn, s->dbi[LC_DB_PRICES], name, strlen(name), &p, sizeof(p))))
+			return rc;
+	}
+	json_object_foreach(json_object_get(root, "teams"), name, o) {
+		struct lc_rec_limits l = {0};
+
+		v = json_object_get(o, "limits");
+		if (v && lc_limits_parse(v, "teams", l.l, &l.n, err, sizeof(err)))
+			return LC_E_INVAL;
+		if ((rc = put(txn, s->dbi[LC_DB_TEAMS], name, strlen(name), &l, sizeof(l))))
+			return rc;
+	}
+	json_object_foreach(json_object_get(root, "keys"), name, o) {
+		struct lc_rec_key k;
+		unsigned char fp[32];
+
+		memset(&k, 0, sizeof(k));
+		snprintf(k.name, sizeof(k.name), "%s", name);
+		v = json_object_get(o, "team");
+		if (json_is_string(v))
+			snprintf(k.team, sizeof(k.team), "%s", json_string_value(v));
+		k.expires_at = -1;
+		v = json_object_get(o, "expires_at");
+		if (json_is_string(v))
+			lc_time_parse(json_string_value(v), &k.expires_at);
+		k.revoked = json_is_true(json_object_get(o, "revoked"));
+		v = json_object_get(o, "limits");
+		if (v && lc_limits_parse(v, "keys", k.lim.l, &k.lim.n, err, sizeof(err)))
+			return LC_E_INVAL;
+		lc_unhex(json_string_value(json_object_get(o, "sha256")), fp, 32);
+		if ((rc = put(txn, s->dbi[LC_DB_KEYS], fp, 32, &k, sizeof(k))))
+			return rc;
+	}
+	json_object_foreach(json_object_get(json_object_get(root, "customers"), "overrides"), name, o) {
+		struct lc_rec_cust c;
+
+		v = json_object_get(o, "monthly_budget_usd");
+		c.budget = v ? usd_or(v, -1) : -2;
+		v = json_object_get(o, "rate_limit_rpm");
+		c.rpm = !v ? -2 : json_is_integer(v) ? json_integer_value(v) : -1;
+		if ((rc = put(txn, s->dbi[LC_DB_CUSTS], name, strlen(name), &c, sizeof(c))))
+			return rc;
+	}
+	{
+		json_t *wh = json_object_get(json_object_get(root, "notifications"), "webhooks");
+		char *txt = wh ? json_dumps(wh, JSON_COMPACT) : strdup("[]");
+
+		if (!txt)
+			return ENOMEM;
+		rc = put(txn, s->dbi[LC_DB_META], "webhooks", 8, txt, strlen(txt));
+		free(txt);
+		if (rc)
+			return rc;
+	}
+	if ((rc = put(txn, s->dbi[LC_DB_META], "version", 7, &pol->version, 8)) ||
+	    (rc = put(txn, s->dbi[LC_DB_META], "expires_at", 10, &pol->expires_at, 8)) ||
+	    (rc = put(txn, s->dbi[LC_DB_META], "issued_at", 9, &pol->issued_at, 8)) ||
+	    (rc = put(txn, s->dbi[LC_DB_META], "payload", 7, payload, plen)))
+		return rc;
+	return lc__ensure_identity(s, txn);
+}
+
+static void record_rejection(const char *why)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+
+	if (lc_store_open(true, &s) || lc_store_begin(s, true, &txn))
+		return;
+	lc__queue_event(s, txn, "policy_rejected", json_pack("{s:s}", "reason", why), NULL);
+	lc_store_end(s, txn, true);
+}
+
+int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int64_t *version_out, char *err,
+		      size_t errlen)
+{
+	unsigned char *payload = NULL;
+	size_t plen = 0;
+	struct lc_policy *pol = NULL;
+	struct lc_store *s;
+	MDB_txn *txn = NULL;
+	int64_t cur = 0, now = lc_now();
+	char ts[32];
+	MDB_val k, v;
+	int rc;
+
+	if (lc_dsse_verify(t, env, len, &payload, &plen, NULL, err, errlen))
+		goto rejected;
+	if (lc_policy_parse(payload, plen, &pol, err, errlen))
+		goto rejected;
+	rc = lc_store_open(true, &s);
+	if (rc) {
+		lc_errf(err, errlen, "state store: %s", lc_strerror(rc));
+		free(payload);
+		lc_policy_free(pol);
+		return rc;
+	}
+	for (int attempt = 0; attempt < 4; attempt++) {
+		rc = lc_store_begin(s, true, &txn);
+		if (rc)
+			break;
+		cur = 0;
+		k = MV("version", 7);
+		if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
+			memcpy(&cur, v.mv_data, 8);
+		if (pol->version <= cur) {
+			k = MV("payload", 7);
+			if (pol->version == cur && mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == plen &&
+			    !memcmp(v.mv_data, payload, plen)) {
+				lc_store_end(s, txn, false);
+				lc_errf(err, errlen, "policy version %" PRId64 " is already installed", cur);
+				if (version_out)
+					*version_out = cur;
+				free(payload);
+				lc_policy_free(pol);
+				return LC_OK;
+			}
+			lc_store_end(s, txn, false);
+			lc_errf(err, errlen,
+				pol->version == cur
+					? "version: %" PRId64 " is already installed with different content (substitution refused)"
+					: "version: %" PRId64 " is older than the installed version %" PRId64 " (rollback refused)",
+				pol->version, cur);
+			goto rejected;
+		}
+		if (pol->expires_at <= now) {
+			lc_store_end(s, txn, false);
+			lc_time_format(pol->expires_at, ts);
+			lc_errf(err, errlen, "expires_at: the policy expired at %s (freeze refused)", ts);
+			goto rejected;
+		}
+		rc = compile(s, txn, pol, payload, plen);
+		if (rc == MDB_MAP_FULL) {
+			lc_store_grow(s, txn);
+			continue;
+		}
+		if (rc) {
+			lc_store_end(s, txn, false);
+			break;
+		}
+		rc = lc_store_end(s, txn, true);
+		if (rc != MDB_MAP_FULL)
+			break;
+	}
+	if (rc) {
+		lc_errf(err, errlen, "state store: %s", lc_strerror(rc));
+		free(payload);
+		lc_policy_free(pol);
+		return LC_E_STORE;
+	}
+	mdb_env_sync(s->env, 1);  /* a new policy is durable at once */
+	if (version_out)
+		*version_out = pol->version;
+	lc_log(LC_LOG_INFO, "policy version %" PRId64 " installed", pol->version);
+	free(payload);
+	lc_policy_free(pol);
+	return LC_OK;
+rejected:
+	record_rejection(err);
+	free(payload);
+	lc_policy_free(pol);
+	return LC_E_REJECTED;
+}
+
+int lc_policy_info(int64_t *version, int64_t *expires_at)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc = lc_store_open(false, &s);
+
+	if (rc == LC_E_NOSTATE)
+		return LC_E_NOPOLICY;
+	if (rc)
+		return rc;
+	if ((rc = lc_store_begin(s, false, &txn)))
+		return LC_E_STORE;
+	k = MV("version", 7);
+	rc = mdb_get(txn, s->dbi[LC_DB_META], &k, &v);
+	if (rc == 0 && v.mv_size == 8 && version)
+		memcpy(version, v.mv_data, 8);
+	if (rc == 0) {
+		k = MV("expires_at", 10);
+		if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8 && expires_at)
+			memcpy(expires_at, v.mv_data, 8);
+	}
+	lc_store_end(s, txn, false);
+	return rc == MDB_NOTFOUND ? LC_E_NOPOLICY : rc ? LC_E_STORE : LC_OK;
+}
+
+int lc_policy_payload(char **out, size_t *len)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_val k = MV("payload", 7), v;
+	int rc = lc_store_open(false, &s);
+
+	if (rc)
+		return rc == LC_E_NOSTATE ? LC_E_NOPOLICY : rc;
+	if ((rc = lc_store_begin(s, false, &txn)))
+		return LC_E_STORE;
+	rc = mdb_get(txn, s->dbi[LC_DB_META], &k, &v);
+	if (rc == 0) {
+		*out = malloc(v.mv_size + 1);
+		if (*out) {
+			memcpy(*out, v.mv_data, v.mv_size);
+			(*out)[v.mv_size] = '\0';
+			*len = v.mv_size;
+		} else
+			rc = ENOMEM;
+	}
+	lc_store_end(s, txn, false);
+	return rc == MDB_NOTFOUND ? LC_E_NOPOLICY : rc;
+}

@@ -1,0 +1,58 @@
+/* policy.h - the policy document: strict parse and validation.
+ *
+ * Validation errors name the field by its JSON path, e.g.
+ *   "keys.ci.limits[1].window: must be one of minute, hour, daily, weekly, monthly, lifetime".
+ * Amounts are USD in JSON and integer micro-USD here; prices are USD per
+ * million tokens in JSON and micro-USD per million tokens here.
+ */
+#ifndef LC_POLICY_H
+#define LC_POLICY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum lc_metric { LC_METRIC_COST = 0, LC_METRIC_REQUESTS = 1, LC_METRIC_TOKENS = 2 };
+enum lc_window {
+	LC_WIN_MINUTE = 0, LC_WIN_HOUR, LC_WIN_DAILY, LC_WIN_WEEKLY, LC_WIN_MONTHLY, LC_WIN_LIFETIME
+};
+const char *lc_metric_name(enum lc_metric m);
+const char *lc_window_name(enum lc_window w);
+int lc_metric_parse(const char *s, enum lc_metric *out);
+int lc_window_parse(const char *s, enum lc_window *out);
+/* Bucket containing `now` (unix seconds, UTC): start, and the next reset (INT64_MAX for lifetime). */
+int64_t lc_window_start(enum lc_window w, int64_t now);
+int64_t lc_window_end(enum lc_window w, int64_t now);
+
+#define LC_MAX_LIMITS 16
+
+struct lc_limit {
+	enum lc_metric metric;
+	enum lc_window window;
+	int64_t threshold;     /* micro-USD for cost; count for requests/tokens */
+	int64_t alert_at;      /* same unit; -1 when none */
+	bool warn;             /* action "warn" (else block) */
+	bool enabled;
+};
+
+/* Parse a limits array (the policy's shape) at JSON path `path`. */
+int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n, char *err, size_t errlen);
+
+/* A parsed and validated policy. `root` is the JSON (owned). */
+struct lc_policy {
+	json_t *root;
+	int64_t schema;
+	int64_t version;
+	int64_t issued_at;
+	int64_t expires_at;
+};
+
+/* Strict: JSON_REJECT_DUPLICATES, unknown fields are errors, every field
+ * checked. Does not check the version ratchet or expiry against the clock
+ * (the store does that on apply). 0 ok, -1 with err. */
+int lc_policy_parse(const void *json, size_t len, struct lc_policy **out, char *err, size_t errlen);
+int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t errlen);
+void lc_policy_free(struct lc_policy *p);
+
+#endif

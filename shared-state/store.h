@@ -1,0 +1,46 @@
+/* store.h - the host's LMDB environment: one per process, lazily opened,
+ * reopened after fork(), grown on MDB_MAP_FULL, stale readers cleared.
+ * Internal to the engine.
+ */
+#ifndef LC_STORE_H
+#define LC_STORE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+
+enum lc_dbi {
+	LC_DB_META = 0,   /* "version", "expires_at", "issued_at", "payload", "cfg", "host_id", "epoch", "seq", "webhooks" */
+	LC_DB_PROVIDERS,  /* "host" or "host:port" -> struct lc_rec_provider */
+	LC_DB_KEYS,       /* sha256 (32 bytes) -> struct lc_rec_key */
+	LC_DB_TEAMS,      /* name -> struct lc_rec_limits */
+	LC_DB_PRICES,     /* model -> struct lc_rec_price */
+	LC_DB_CUSTS,      /* customer id -> struct lc_rec_cust */
+	LC_DB_COUNTERS,   /* counter key -> struct lc_rec_counter */
+	LC_DB_TICKETS,    /* u64 -> struct lc_rec_ticket */
+	LC_DB_OUTBOX,     /* u64 seq (big endian) -> event JSON */
+	LC_DB_FIRED,      /* dedup key -> "" */
+	LC_DB_RPM,        /* customer id -> ring of admission times (ms) */
+	LC_DB_COUNT
+};
+
+struct lc_store {
+	MDB_env *env;
+	MDB_dbi dbi[LC_DB_COUNT];
+};
+
+/* Open (or reuse) the process's store. create: make the directory and the environment if missing
+ * (apply, agent); otherwise a missing store is LC_E_NOSTATE. Returns LC_OK or an engine error. */
+int lc_store_open(bool create, struct lc_store **out);
+
+/* Begin a transaction; holds the process's resize lock until lc_store_end(). */
+int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn);
+/* Commit (commit=true) or abort, and release the resize lock. Returns 0, or an LMDB error;
+ * MDB_MAP_FULL means: the map was grown, run the transaction again. */
+int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit);
+/* After an MDB_MAP_FULL from a put inside a transaction: abort it, grow the map; caller retries. */
+int lc_store_grow(struct lc_store *s, MDB_txn *txn);
+/* Last open error, for messages. */
+const char *lc_store_error(void);
+void lc_store_path(char *out, size_t n);
+
+#endif

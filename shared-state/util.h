@@ -1,0 +1,60 @@
+/* util.h - small shared helpers: capped buffers, UTC time, money, hashing, logging.
+ *
+ * Internal to llmcap (never installed). Every module links this.
+ */
+#ifndef LC_UTIL_H
+#define LC_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LC_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- capped growable buffer (curl dynbuf style) ----------------------- */
+struct lc_buf {
+	char *data;   /* always NUL-terminated when non-NULL */
+	size_t len;
+	size_t cap;
+	size_t max;   /* hard cap; adding past it fails with -1 */
+};
+void lc_buf_init(struct lc_buf *b, size_t max);
+int lc_buf_add(struct lc_buf *b, const void *p, size_t n);        /* 0 ok, -1 too big / ENOMEM */
+int lc_buf_addstr(struct lc_buf *b, const char *s);
+int lc_buf_printf(struct lc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lc_buf_reset(struct lc_buf *b);                                /* len = 0, keeps memory */
+void lc_buf_consume(struct lc_buf *b, size_t n);                     /* drop n bytes from the front */
+void lc_buf_free(struct lc_buf *b);
+
+/* ---- time (UTC) ----------------------------------------------------------
+ * lc_now_ms() is the one clock every decision uses. Unit tests may point
+ * lc_clock_hook at their own function; it is a hidden internal symbol, so it
+ * is not a knob of any shipped binary.
+ */
+extern int64_t (*lc_clock_hook)(void) LC_HIDDEN;
+int64_t lc_now_ms(void);
+int64_t lc_now(void);                                  /* seconds */
+int lc_time_parse(const char *s, int64_t *out);        /* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac]Z" -> unix s; 0 ok, -1 bad */
+void lc_time_format(int64_t t, char out[32]);          /* unix s -> "YYYY-MM-DDTHH:MM:SSZ" */
+
+/* ---- money: integer micro-USD inside ---------------------------------- */
+int lc_usd_to_micro(double usd, int64_t *out);         /* rounds to nearest; -1 if negative/NaN/too big */
+void lc_micro_format(int64_t micro, char out[40]);     /* "$50.02" style (2 decimals, or more when needed) */
+
+/* ---- hashing ------------------------------------------------------------ */
+void lc_sha256(const void *p, size_t n, unsigned char out[32]);
+void lc_hex(const unsigned char *p, size_t n, char *out); /* out has 2n+1 bytes */
+int lc_unhex(const char *hex, unsigned char *out, size_t n); /* exactly 2n hex chars; 0 ok */
+
+/* ---- logging to stderr, level from LLMCAP_LOG (off|error|info|debug) ---- */
+enum { LC_LOG_OFF = 0, LC_LOG_ERROR = 1, LC_LOG_INFO = 2, LC_LOG_DEBUG = 3 };
+int lc_log_level(void);
+void lc_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- misc --------------------------------------------------------------- */
+int lc_read_file(const char *path, size_t max, struct lc_buf *out, char *err, size_t errlen);
+int lc_write_file_atomic(const char *path, const void *p, size_t n, int mode, char *err, size_t errlen);
+void lc_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

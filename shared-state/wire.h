@@ -1,0 +1,157 @@
+/* wire.h - provider wire formats: HTTP/1.1 request and response parsing,
+ * request fields (model, output cap, stream, customer), usage from JSON
+ * bodies and SSE streams, and the synthetic 429/401 responses.
+ *
+ * Pure functions over bytes: no I/O, no LMDB, no globals. Every parser
+ * takes untrusted input and answers an error, never crashes. Every buffer
+ * is capped (LC_WIRE_MAX_*).
+ */
+#ifndef LC_WIRE_H
+#define LC_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define LC_WIRE_MAX_HEAD (64 * 1024)          /* request/response header block */
+#define LC_WIRE_MAX_BODY (32 * 1024 * 1024)   /* request body we buffer / JSON response we parse */
+
+enum lc_format { LC_FMT_OPENAI = 0, LC_FMT_ANTHROPIC = 1 };
+int lc_format_parse(const char *s, enum lc_format *out);   /* "openai" | "anthropic" */
+const char *lc_format_name(enum lc_format f);
+
+enum lc_api {
+	LC_API_UNKNOWN = 0,   /* provider host, but a path we do not price (GET /v1/models, ...) */
+	LC_API_CHAT,          /* POST .../chat/completions */
+	LC_API_RESPONSES,     /* POST .../responses */
+	LC_API_EMBEDDINGS,    /* POST .../embeddings */
+	LC_API_MESSAGES,      /* POST .../messages (Anthropic) */
+	LC_API_COMPLETIONS,   /* POST .../completions (legacy) */
+};
+enum lc_api lc_api_from_path(const char *path);  /* ignores query string and any prefix before /v1 */
+
+/* Parse results for the incremental parsers. */
+enum { LC_PARSE_MORE = 0, LC_PARSE_DONE = 1, LC_PARSE_ERROR = -1, LC_PARSE_H2 = -2 };
+
+/* ---- HTTP/1.1 request (what the client writes) ---------------------------
+ * Feed bytes as the client writes them. DONE when the head and the whole body
+ * (Content-Length, or chunked up to the terminator) are in; the raw bytes
+ * are kept unchanged in `raw` so they can be forwarded byte for byte.
+ * H2 when the bytes start with the HTTP/2 preface "PRI * HTTP/2.0".
+ * `expect_continue` is set when the head says "Expect: 100-continue" and the
+ * head is complete (state is then MORE until the body arrives).
+ */
+struct lc_reqparse {
+	struct lc_buf raw;        /* every byte fed, unchanged, until DONE (bytes after DONE are not consumed) */
+	int state;                /* LC_PARSE_* */
+	size_t head_len;          /* bytes of head incl. final CRLFCRLF, 0 until known */
+	char method[16];
+	char path[2048];
+	bool chunked;
+	int64_t content_length;   /* -1 when absent */
+	bool expect_continue;
+	struct lc_buf body;       /* de-chunked body */
+	/* private parse state */
+	size_t pos;
+	int64_t chunk_left;
+	int cstate;
+};
+void lc_reqparse_init(struct lc_reqparse *p);
+/* Consumes at most n bytes; *used says how many (bytes past the end of this request are left). */
+int lc_reqparse_feed(struct lc_reqparse *p, const void *data, size_t n, size_t *used);
+/* Header value (case-insensitive name), trimmed, copied into out; -1 when absent or too long. */
+int lc_reqparse_header(const struct lc_reqparse *p, const char *name, char *out, size_t outlen);
+void lc_reqparse_free(struct lc_reqparse *p);
+
+/* ---- request fields ------------------------------------------------------ */
+struct lc_reqinfo {
+	enum lc_api api;
+	char model[128];
+	int64_t output_cap;       /* max_tokens / max_completion_tokens / max_output_tokens times n; -1 when absent */
+	bool stream;
+	bool include_usage;       /* stream_options.include_usage */
+	char customer[128];       /* "" when none */
+	int64_t input_estimate;   /* upper bound on input tokens: body bytes (see README) */
+};
+/* Header lookup used by the customer identifiers "header:NAME". */
+typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outlen);
+/* identify: NULL-terminated list like {"header:x-customer-id","body:user","body:metadata.user_id",NULL};
+ * the first that yields a non-empty string (<=127 bytes) wins.
+ * Returns 0 ok; -1 when the body is not valid JSON or a field has the wrong type (err says which).
+ * An empty body (GET) is fine: api from path, model "". */
+int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, size_t len,
+		     const char *const *identify, lc_header_fn hdr, void *hdr_ctx,
+		     struct lc_reqinfo *out, char *err, size_t errlen);
+
+/* ---- usage ---------------------------------------------------------------- */
+struct lc_usage {
+	bool present;             /* the provider reported usage */
+	int64_t input;            /* uncached input tokens (incl. Anthropic cache_creation_input_tokens) */
+	int64_t cached_input;     /* OpenAI cached_tokens / Anthropic cache_read_input_tokens */
+	int64_t output;           /* output tokens (incl. reasoning) */
+	char model[128];          /* model the response names, "" if none */
+};
+/* From a complete JSON response body (chat, responses, embeddings, messages). 0 ok (usage may be absent), -1 bad JSON. */
+int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out);
+
+/* Incremental SSE: feed decoded body bytes of a text/event-stream in any split. */
+struct lc_sse {
+	struct lc_buf line;       /* partial line */
+	struct lc_buf data;       /* data: lines of the current event */
+	struct lc_usage usage;    /* accumulated (chat include_usage chunk, response.completed,
+	                             message_start + message_delta cumulative) */
+	bool done;                /* saw [DONE] / response.completed / message_stop */
+	int errors;               /* events that were not valid JSON (ignored) */
+	/* private parse state */
+	bool cr;                  /* last byte was a CR: an LF right after it ends no second line */
+	bool skip_line;           /* current line overflowed its cap: drop it up to its end */
+	bool drop_event;          /* current event's data overflowed its cap: drop it up to the blank line */
+	int64_t a_input;          /* Anthropic input_tokens so far (message_delta repeats it cumulatively) */
+	int64_t a_cache_creation; /* Anthropic cache_creation_input_tokens so far */
+};
+void lc_sse_init(struct lc_sse *s);
+/* 0 ok; -1 when a line or an event passed its cap (that line/event is dropped, counted in
+ * `errors`, and parsing goes on with the next one). */
+int lc_sse_feed(struct lc_sse *s, const void *data, size_t n);
+/* End of stream: dispatches a last event that was not closed by a blank line (servers that
+ * close right after the final data line). Stricter SSE would drop it; we want its usage. */
+void lc_sse_finish(struct lc_sse *s);
+void lc_sse_free(struct lc_sse *s);
+
+/* ---- HTTP/1.1 response (what the provider sends back) ---------------------
+ * Feed raw bytes as read. Handles status line, headers, 1xx interim
+ * responses, Content-Length, chunked, close-delimited (call lc_resp_eof),
+ * Content-Encoding gzip/deflate (zlib), and text/event-stream bodies (fed to
+ * an lc_sse as they arrive) or JSON bodies (parsed at the end, capped).
+ * DONE when the response message is complete.
+ */
+struct lc_resp {
+	int state;                /* LC_PARSE_* */
+	int status;               /* 0 until the status line is in */
+	bool sse;
+	bool chunked;
+	int64_t content_length;   /* -1 when absent */
+	struct lc_usage usage;    /* valid after DONE (or partial for SSE) */
+	void *priv;               /* private: head buffer, inflate stream, body buffer, sse */
+};
+void lc_resp_init(struct lc_resp *r, bool head_request);
+/* Consumes at most n bytes; *used says how many (pipelined bytes after DONE are not consumed). */
+int lc_resp_feed(struct lc_resp *r, const void *data, size_t n, size_t *used);
+int lc_resp_eof(struct lc_resp *r);       /* connection closed: completes a close-delimited body */
+void lc_resp_free(struct lc_resp *r);
+
+/* ---- synthetic responses ---------------------------------------------------
+ * status 429: limit reached; 401: revoked/expired/unknown key; 503: store unusable.
+ * Builds a complete HTTP/1.1 response (status line, content-type: application/json,
+ * content-length, retry-after (429/503 only, seconds, >= 1), x-should-retry: false when
+ * !should_retry, x-llmcap-limit when limit != NULL/"", connection: close) with the
+ * body in the provider's shape (see DESIGN.md "What a blocked caller sees").
+ * Also used by the SDK: lc_synth_body() gives only the JSON body.
+ */
+int lc_synth_body(enum lc_format fmt, int status, const char *message, struct lc_buf *out);
+int lc_synth_response(enum lc_format fmt, int status, const char *message, const char *limit,
+		      int64_t retry_after, bool should_retry, struct lc_buf *out);
+
+#endif
