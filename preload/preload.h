@@ -53,6 +53,10 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self);
 #define LC_REAL(slot, name, hint, self)                                                       \
 	((slot) ? (slot) : ((slot) = (__typeof__(slot))lc_pl_sym((name), (hint), (void *)(self))))
 
+/* The last inet socket this thread connect()ed: a hint for the peer port of an SSL whose
+ * socket is not known yet (custom or memory BIO) at handshake time. */
+extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec")));
+
 /* Fork generation: bumped in the child; conns of an older generation are never settled there. */
 extern atomic_uint lc_pl_forkgen;
 

@@ -14,6 +14,7 @@
 #include "preload.h"
 
 __thread int lc_pl_depth __attribute__((tls_model("initial-exec")));
+__thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec"))) = -1;
 atomic_int lc_pl_ready;
 atomic_uint lc_pl_forkgen;
 

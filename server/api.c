@@ -35,7 +35,7 @@ void srv_resp_json(struct srv_resp *rs, int status, json_t *v)
 {
 	srv_resp_free(rs);
 	rs->status = status;
-	rs->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	rs->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 	rs->body_len = rs->body ? strlen(rs->body) : 0;
 	json_decref(v);
 }
@@ -182,6 +182,11 @@ static json_t *with_version(struct srv *s, MDB_txn *txn, json_t *obj /* stolen *
 	return obj;
 }
 
+static const char *singular(const char *piece)
+{
+	return strcmp(piece, "keys") == 0 ? "key" : strcmp(piece, "teams") == 0 ? "team" : "customer";
+}
+
 struct op {
 	const struct srv_req *rq;
 	struct srv_resp *rs;
@@ -229,12 +234,13 @@ static int key_create_txn(struct srv *s, MDB_txn *txn, void *ctx)
 {
 	struct op *op = ctx;
 	json_t *key = json_deep_copy(op->body);
-	const char *id = json_string_value(json_object_get(key, "id"));
+	char id[SRV_ID_MAX + 1];
 	const char *sha = json_string_value(json_object_get(key, "sha256"));
 	MDB_val v;
 	char other[SRV_ID_MAX + 1];
 	int rc;
 
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(key, "id")));
 	if (srv_get_raw(txn, s->db_keys, id, &v) == 0) {
 		E409(op->rs, "key '%s' already exists", id);
 		rc = 1;
@@ -291,7 +297,7 @@ static int obj_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	if (op->id) {
 		json_t *o = srv_get_json(txn, dbi, op->id);
 		if (!o) {
-			E404(op->rs, "no %s '%s'", op->piece, op->id);
+			E404(op->rs, "no %s '%s'", singular(op->piece), op->id);
 			return 0;
 		}
 		json_t *out = json_pack("{s:s}", "id", op->id);
@@ -452,7 +458,7 @@ static int obj_del_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	MDB_dbi dbi = strcmp(op->piece, "teams") == 0 ? s->db_teams : s->db_cust;
 	int rc = srv_del(txn, dbi, op->id);
 	if (rc == MDB_NOTFOUND) {
-		E404(op->rs, "no %s '%s'", op->piece, op->id);
+		E404(op->rs, "no %s '%s'", singular(op->piece), op->id);
 		return 1;
 	}
 	if (rc)

@@ -113,7 +113,7 @@ int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen)
 
 	if (!doc)
 		return -1;
-	bytes = json_dumps(doc, JSON_COMPACT);
+	bytes = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(doc);
 	if (!bytes) {
 		lc_errf(err, errlen, "out of memory");

@@ -476,9 +476,8 @@ static int req_parse_head(struct lc_reqparse *p)
 	sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line));
 	if (!sp2 || sp2 == sp1 + 1)
 		return LC_PARSE_ERROR;
-	if (!(ieq(sp2 + 1, len - (size_t)(sp2 + 1 - line), "HTTP/1.1") ||
-	      ieq(sp2 + 1, len - (size_t)(sp2 + 1 - line), "HTTP/1.0")) ||
-	    memcmp(sp2 + 1, "HTTP/", 5) != 0)
+	if (len - (size_t)(sp2 + 1 - line) != 8 ||
+	    (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
 		return LC_PARSE_ERROR;
 	for (i = 0; line + i < sp1; i++)
 		if (!is_tchar((unsigned char)line[i]))
@@ -606,8 +605,10 @@ int lc_reqparse_feed(struct lc_reqparse *p, const void *data, size_t n, size_t *
 			return p->state = rc;
 		}
 	}
-	if (off == n)
+	if (off == n) {
+		*used = off;
 		return LC_PARSE_MORE;
+	}
 
 	if (p->chunked) {
 		rc = chunk_feed(&p->cstate, &p->chunk_left, &p->pos, d + off, n - off, &k,
@@ -1192,6 +1193,7 @@ struct resp_priv {
 	z_stream zs;
 	bool z_live;             /* inflateInit2 done */
 	bool z_ended;            /* a deflate stream or gzip member ended */
+	int z_members;           /* gzip members completed */
 	unsigned char zhead[2];  /* deflate: the first two bytes decide zlib vs raw */
 	size_t zhead_n;
 	bool usage_lost;         /* body over the cap, undecodable, or an encoding we lack */
@@ -1255,9 +1257,12 @@ static void resp_deliver(struct lc_resp *r, struct resp_priv *rp, const char *p,
 	}
 }
 
+/* Undecodable content: stop decoding. A JSON body's usage is gone; an SSE
+ * stream keeps what its events delivered before the damage. */
 static void z_lost(struct resp_priv *rp)
 {
 	rp->usage_lost = true;
+	rp->enc = ENC_OTHER;
 	lc_buf_free(&rp->body);
 }
 
@@ -1329,28 +1334,29 @@ static void resp_inflate(struct lc_resp *r, struct resp_priv *rp, const unsigned
 				return;
 			rp->z_ended = false;
 		}
+		size_t consumed, produced;
+
 		rp->zs.next_in = (unsigned char *)p;
 		rp->zs.avail_in = (uInt)min_sz(n, UINT_MAX);
 		rp->zs.next_out = out;
 		rp->zs.avail_out = sizeof(out);
 		zrc = inflate(&rp->zs, Z_NO_FLUSH);
-		if (sizeof(out) - rp->zs.avail_out)
-			resp_deliver(r, rp, (const char *)out, sizeof(out) - rp->zs.avail_out);
-		{
-			size_t consumed = (size_t)(rp->zs.next_in - p);
-			p += consumed;
-			n -= consumed;
-		}
+		produced = sizeof(out) - rp->zs.avail_out;
+		consumed = (size_t)(rp->zs.next_in - (const unsigned char *)p);
+		if (produced)
+			resp_deliver(r, rp, (const char *)out, produced);
+		p += consumed;
+		n -= consumed;
 		if (zrc == Z_STREAM_END) {
 			rp->z_ended = true;
-		} else if (zrc == Z_DATA_ERROR && rp->zs.total_out > 0 && rp->enc == ENC_GZIP &&
-			   rp->zs.total_in <= 10) {
-			/* garbage after a complete gzip member (some servers pad):
-			 * the member before it is all there is */
-			rp->z_ended = true;
+			rp->z_members++;
+		} else if (zrc == Z_DATA_ERROR && rp->enc == ENC_GZIP && rp->z_members > 0 &&
+			   rp->zs.total_out == 0) {
+			/* bytes after a complete gzip member that are no member (some
+			 * servers pad): the members before them are the whole body */
 			rp->enc = ENC_OTHER;
 			return;
-		} else if (zrc != Z_OK && zrc != Z_BUF_ERROR) {
+		} else if ((zrc != Z_OK && zrc != Z_BUF_ERROR) || (!consumed && !produced)) {
 			z_lost(rp);
 			return;
 		}
@@ -1366,10 +1372,9 @@ static int resp_body_sink(void *ctx, const char *p, size_t n)
 		return 0;
 	if (rp->enc == ENC_NONE)
 		resp_deliver(r, rp, p, n);
-	else if (rp->enc == ENC_OTHER)
-		; /* br, zstd, ...: framing only */
-	else if (!rp->usage_lost || r->sse)
+	else if (rp->enc != ENC_OTHER && (!rp->usage_lost || r->sse))
 		resp_inflate(r, rp, (const unsigned char *)p, n);
+	/* ENC_OTHER (br, zstd, stacked or broken codings): framing only */
 	return 0;
 }
 
@@ -1490,11 +1495,10 @@ static int resp_head(struct lc_resp *r, struct resp_priv *rp, const char *d, siz
 		size_t llen;
 
 		/* garbage (TLS bytes, HTML) fails here, long before the head cap */
-		if (!rp->head_started) {
+		if (!rp->head_started && i - rp->line_start < 5) {
 			char c = rp->head.data[i];
-			size_t k = i - rp->line_start;
 			if (c != '\r' && c != '\n') {
-				if (k >= 5 || c != "HTTP/"[k])
+				if (c != "HTTP/"[i - rp->line_start])
 					return LC_PARSE_ERROR;
 				continue;
 			}

@@ -39,7 +39,10 @@ enum { LC_PARSE_MORE = 0, LC_PARSE_DONE = 1, LC_PARSE_ERROR = -1, LC_PARSE_H2 = 
  * Feed bytes as the client writes them. DONE when the head and the whole body
  * (Content-Length, or chunked up to the terminator) are in; the raw bytes
  * are kept unchanged in `raw` so they can be forwarded byte for byte.
- * H2 when the bytes start with the HTTP/2 preface "PRI * HTTP/2.0".
+ * H2 when the bytes start with the HTTP/2 preface "PRI * HTTP/2.0": answered as
+ * soon as "PRI " is in (the method is reserved for it); `raw` holds what was consumed.
+ * ERROR for a malformed head, a head over LC_WIRE_MAX_HEAD, a body over
+ * LC_WIRE_MAX_BODY, or a Transfer-Encoding that does not end in chunked.
  * `expect_continue` is set when the head says "Expect: 100-continue" and the
  * head is complete (state is then MORE until the body arrives).
  */
@@ -80,7 +83,9 @@ typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outle
 /* identify: NULL-terminated list like {"header:x-customer-id","body:user","body:metadata.user_id",NULL};
  * the first that yields a non-empty string (<=127 bytes) wins.
  * Returns 0 ok; -1 when the body is not valid JSON or a field has the wrong type (err says which).
- * An empty body (GET) is fine: api from path, model "". */
+ * An empty body (GET) is fine: api from path, model "". On a path we do not price
+ * (LC_API_UNKNOWN) a body that is not a JSON object (multipart upload, audio) is fine too.
+ * output_cap is clamped to 2^40 (far above any model); out is written only on success. */
 int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, size_t len,
 		     const char *const *identify, lc_header_fn hdr, void *hdr_ctx,
 		     struct lc_reqinfo *out, char *err, size_t errlen);
@@ -125,7 +130,10 @@ void lc_sse_free(struct lc_sse *s);
  * responses, Content-Length, chunked, close-delimited (call lc_resp_eof),
  * Content-Encoding gzip/deflate (zlib), and text/event-stream bodies (fed to
  * an lc_sse as they arrive) or JSON bodies (parsed at the end, capped).
- * DONE when the response message is complete.
+ * DONE when the response message is complete. On ERROR (garbage, or cut short
+ * before its end: lc_resp_eof) `usage` keeps what an SSE stream delivered so far.
+ * A body that cannot be decoded (br, corrupt gzip) or is over LC_WIRE_MAX_BODY
+ * (JSON only) is still framed to its end, only without usage.
  */
 struct lc_resp {
 	int state;                /* LC_PARSE_* */
@@ -149,6 +157,10 @@ void lc_resp_free(struct lc_resp *r);
  * !should_retry, x-llmcap-limit when limit != NULL/"", connection: close) with the
  * body in the provider's shape (see DESIGN.md "What a blocked caller sees").
  * Also used by the SDK: lc_synth_body() gives only the JSON body.
+ * status: 429, 401, 503, or 400 (a request body llmcap cannot read); others -> -1.
+ * Both append to out (initialised by the caller) and leave it unchanged on failure.
+ * The message is escaped by jansson (invalid UTF-8 bytes become '?'); the limit
+ * name has control and non-ASCII bytes replaced by '_' and is cut at 255 bytes.
  */
 int lc_synth_body(enum lc_format fmt, int status, const char *message, struct lc_buf *out);
 int lc_synth_response(enum lc_format fmt, int status, const char *message, const char *limit,

@@ -5,6 +5,7 @@
                 [--tls-cert F --tls-key K] [--tls-version 1.2|1.3] [--alpn h2,http/1.1]
                 [--gzip] [--chunked] [--usage-in N] [--usage-cached N] [--usage-out N]
                 [--status CODE] [--delay-ms N] [--stream-delay-ms N] [--idle-timeout S]
+                [--incomplete]
 
 A hand-written HTTP/1.1 server (keep-alive, one thread per connection) so that it can
 count every application byte a connection delivers and spot an HTTP/2 preface.
@@ -12,7 +13,8 @@ count every application byte a connection delivers and spot an HTTP/2 preface.
 Endpoints (OpenAI and Anthropic shapes):
     POST /v1/chat/completions   stream -> SSE chunks; a usage chunk only with
                                 stream_options.include_usage; then "data: [DONE]"
-    POST /v1/responses          stream -> response.created ... response.completed (usage)
+    POST /v1/responses          stream -> response.created ... response.completed (usage;
+                                response.incomplete when capped, with --incomplete)
     POST /v1/embeddings
     POST /v1/messages           Anthropic; stream -> message_start (input usage) ...
                                 message_delta (cumulative output_tokens), message_stop
@@ -264,7 +266,6 @@ class Provider:
                     sock = self.ctx.wrap_socket(sock, server_side=True)
                 except (ssl.SSLError, OSError) as e:
                     self.log(event="tls_error", conn=cid, error=str(e))
-                    self.log(event="bytes", conn=cid, n=0)
                     return
                 alpn = sock.selected_alpn_protocol()
                 self.log(event="tls", conn=cid, version=sock.version(), alpn=alpn,
@@ -501,7 +502,7 @@ class Provider:
         if method == "POST" and not isinstance(req, dict):
             st, h, b = self.error(400, anthropic, "request body is not a JSON object")
             return st, h, [b], None, zero, False, False
-        if fn is not self.models and not isinstance(model, str):
+        if path != "/v1/models" and not isinstance(model, str):
             st, h, b = self.error(400, anthropic, "you must provide a model parameter")
             return st, h, [b], None, zero, False, False
         return fn(req, headers, model, stream)
@@ -611,7 +612,9 @@ class Provider:
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         item = {"id": msg_id, "type": "message", "status": "completed", "role": "assistant",
                 "content": [part]}
-        incomplete = cap is not None and u["output"] >= cap and cap < self.a.usage_out
+        # OpenAI ends a capped response with response.incomplete; only with --incomplete here
+        incomplete = self.a.incomplete and cap is not None and u["output"] >= cap \
+            and cap < self.a.usage_out
 
         def resp(status, output, use):
             return {"id": resp_id, "object": "response", "created_at": created,
@@ -757,6 +760,10 @@ def main(argv=None):
     ap.add_argument("--delay-ms", type=int, default=0, help="wait before answering")
     ap.add_argument("--stream-delay-ms", type=int, default=0,
                     help="wait before each SSE event of a streamed answer")
+    ap.add_argument("--incomplete", action="store_true",
+                    help="/v1/responses: a response cut by max_output_tokens ends with "
+                    "response.incomplete (status incomplete), as OpenAI does; default: "
+                    "always response.completed")
     ap.add_argument("--idle-timeout", type=float, default=30.0,
                     help="close a keep-alive connection idle this many seconds")
     a = ap.parse_args(argv)

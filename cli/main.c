@@ -1,0 +1,322 @@
+/* llmcap - the command-line tool: keygen, sign, apply, status, run, key fingerprint, agent. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "llmcap.h"
+#include "sign.h"
+#include "util.h"
+
+/* provided by cli/run.c and cli/agent.c */
+int lc_cmd_run(int argc, char **argv) __attribute__((weak));
+int lc_cmd_agent(int argc, char **argv) __attribute__((weak));
+
+static const char *prog = "llmcap";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: llmcap COMMAND [ARGS]\n"
+		"\n"
+		"  keygen --out DIR                       make DIR/llmcap.key (secret, 0600) and DIR/llmcap.pub\n"
+		"  sign --key KEYFILE POLICY.json         print the signed policy (DSSE envelope) on stdout\n"
+		"  apply --trust PUBFILE POLICY.signed    verify and install into the state directory\n"
+		"  status [--json]                        every limit: usage / threshold, window, reset time\n"
+		"  run -- CMD [ARGS...]                   run CMD with the preload library\n"
+		"  key fingerprint                        read an API key on stdin, print its sha256\n"
+		"  agent --server URL --trust PUBFILE [--once] [--interval S]   sync with llmcap-server\n"
+		"  version                                print the version\n"
+		"\n"
+		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug)\n"
+		"Each command takes --help.\n");
+}
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			return 0;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	}
+	return 0;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+	const char *out = NULL;
+	char err[512];
+
+	if (wants_help(argc, argv)) {
+		printf("usage: llmcap keygen --out DIR\n"
+		       "Makes a new Ed25519 policy signing key: DIR/llmcap.key (secret, mode 0600) and\n"
+		       "DIR/llmcap.pub (give this one to hosts: llmcap apply --trust DIR/llmcap.pub).\n"
+		       "Refuses to overwrite an existing key.\n");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else
+			return die("keygen: unexpected argument '%s' (see llmcap keygen --help)", argv[i]);
+	}
+	if (!out)
+		return die("keygen: --out DIR is required");
+	if (lc_keygen(out, err, sizeof(err)))
+		return die("keygen: %s", err);
+	fprintf(stderr, "wrote %s/llmcap.key and %s/llmcap.pub\n", out, out);
+	return 0;
+}
+
+static int cmd_sign(int argc, char **argv)
+{
+	const char *key = NULL, *file = NULL;
+	struct lc_signkey k;
+	struct lc_buf b;
+	struct lc_policy *p = NULL;
+	char err[512], *env = NULL;
+	size_t envlen;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: llmcap sign --key KEYFILE POLICY.json > POLICY.signed\n"
+		       "Validates POLICY.json (errors name the field) and wraps its exact bytes in a signed\n"
+		       "DSSE envelope.\n");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--key") && i + 1 < argc)
+			key = argv[++i];
+		else if (argv[i][0] != '-' && !file)
+			file = argv[i];
+		else
+			return die("sign: unexpected argument '%s' (see llmcap sign --help)", argv[i]);
+	}
+	if (!key || !file)
+		return die("sign: --key KEYFILE and POLICY.json are required");
+	if (lc_read_file(file, LC_ENVELOPE_MAX / 2, &b, err, sizeof(err)))
+		return die("sign: %s", err);
+	if (lc_policy_parse(b.data, b.len, &p, err, sizeof(err))) {
+		lc_buf_free(&b);
+		return die("sign: %s: %s", file, err);
+	}
+	lc_policy_free(p);
+	if (lc_signkey_load(key, &k, err, sizeof(err))) {
+		lc_buf_free(&b);
+		return die("sign: %s", err);
+	}
+	if (lc_dsse_sign(&k, b.data, b.len, &env, &envlen, err, sizeof(err))) {
+		lc_signkey_wipe(&k);
+		lc_buf_free(&b);
+		return die("sign: %s", err);
+	}
+	lc_signkey_wipe(&k);
+	lc_buf_free(&b);
+	fwrite(env, 1, envlen, stdout);
+	fputc('\n', stdout);
+	free(env);
+	return fflush(stdout) ? die("sign: stdout: %s", strerror(errno)) : 0;
+}
+
+static int cmd_apply(int argc, char **argv)
+{
+	struct lc_trust t = {0};
+	const char *file = NULL;
+	struct lc_buf b;
+	char err[1024] = "";
+	int64_t version = 0;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: llmcap apply --trust PUBFILE [--trust PUBFILE2] POLICY.signed\n"
+		       "Verifies and installs a signed policy into the state directory ($LLMCAP_STATE_DIR).\n"
+		       "Refused (exit 1, the installed policy stays in force): a bad or untrusted signature, a\n"
+		       "malformed, truncated or oversized file, duplicate or unknown fields, a version at or\n"
+		       "below the installed one, an expired policy. Several --trust keys (or a PUBFILE with\n"
+		       "several keys) are accepted during a key rotation.\n");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--trust") && i + 1 < argc) {
+			if (lc_trust_load(argv[++i], &t, err, sizeof(err)))
+				return die("apply: %s", err);
+		} else if (argv[i][0] != '-' && !file)
+			file = argv[i];
+		else
+			return die("apply: unexpected argument '%s' (see llmcap apply --help)", argv[i]);
+	}
+	if (!t.n || !file)
+		return die("apply: --trust PUBFILE and POLICY.signed are required");
+	if (lc_read_file(file, LC_ENVELOPE_MAX + 1, &b, err, sizeof(err)))
+		return die("apply: %s", err);
+	rc = lc_apply_envelope(&t, b.data, b.len, &version, err, sizeof(err));
+	lc_buf_free(&b);
+	if (rc)
+		return die("apply: refused: %s", err);
+	if (err[0] && version)
+		fprintf(stderr, "%s\n", err);
+	else
+		fprintf(stderr, "policy version %" PRId64 " installed\n", version);
+	return 0;
+}
+
+static void bar(char *out, double frac, int width)
+{
+	int n = frac <= 0 ? 0 : frac >= 1 ? width : (int)(frac * width + 0.5);
+
+	for (int i = 0; i < width; i++)
+		out[i] = i < n ? '#' : '.';
+	out[width] = '\0';
+}
+
+static void fmt_amount(json_t *v, const char *metric, char *out, size_t n)
+{
+	if (json_is_null(v) || !v)
+		snprintf(out, n, "-");
+	else if (!strcmp(metric, "cost"))
+		snprintf(out, n, "$%.2f", json_number_value(v));
+	else
+		snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	bool as_json = false;
+	json_t *st = NULL, *l;
+	size_t i;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: llmcap status [--json]\n"
+		       "Every limit of the installed policy: used (+ reserved in flight) / threshold, window,\n"
+		       "reset time. --json prints {\"policy\": {...}, \"limits\": [...]} for scripts.\n");
+		return 0;
+	}
+	for (int i2 = 1; i2 < argc; i2++) {
+		if (!strcmp(argv[i2], "--json"))
+			as_json = true;
+		else
+			return die("status: unexpected argument '%s'", argv[i2]);
+	}
+	lc_reclaim(NULL);
+	rc = lc_status_json(&st);
+	if (rc == LC_E_NOPOLICY)
+		return die("status: no policy installed (llmcap apply --trust PUBFILE POLICY.signed)");
+	if (rc)
+		return die("status: %s", lc_strerror(rc));
+	if (as_json) {
+		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+		fputc('\n', stdout);
+		json_decref(st);
+		return 0;
+	}
+	printf("policy version %" JSON_INTEGER_FORMAT ", expires %s%s\n",
+	       json_integer_value(json_object_get(json_object_get(st, "policy"), "version")),
+	       json_string_value(json_object_get(json_object_get(st, "policy"), "expires_at")),
+	       json_is_true(json_object_get(json_object_get(st, "policy"), "expired")) ? " (EXPIRED: still enforced)"
+										      : "");
+	printf("%-9s %-16s %-8s %-8s %-22s %-14s %-12s %s\n", "SCOPE", "ID", "METRIC", "WINDOW", "USAGE", "USED",
+	       "LIMIT", "RESETS");
+	json_array_foreach(json_object_get(st, "limits"), i, l) {
+		const char *metric = json_string_value(json_object_get(l, "metric"));
+		json_t *thr = json_object_get(l, "threshold");
+		double used = json_number_value(json_object_get(l, "used")) +
+			      json_number_value(json_object_get(l, "reserved"));
+		char b[32], u[32], t[32];
+		const char *resets = json_string_value(json_object_get(l, "resets_at"));
+
+		bar(b, json_is_null(thr) || json_number_value(thr) <= 0 ? 0 : used / json_number_value(thr), 20);
+		fmt_amount(json_object_get(l, "used"), metric, u, sizeof(u));
+		fmt_amount(thr, metric, t, sizeof(t));
+		printf("%-9s %-16s %-8s %-8s [%s] %-14s %-12s %s%s%s\n", json_string_value(json_object_get(l, "scope")),
+		       json_string_value(json_object_get(l, "id")), metric,
+		       json_string_value(json_object_get(l, "window")), b, u, t, resets ? resets : "never",
+		       json_is_false(json_object_get(l, "enabled")) ? " (off)" : "",
+		       !strcmp(json_string_value(json_object_get(l, "action")), "warn") ? " (warn)" : "");
+	}
+	json_decref(st);
+	return 0;
+}
+
+static int cmd_key(int argc, char **argv)
+{
+	char line[8192], hex[65];
+	unsigned char fp[32];
+	size_t n;
+
+	if (wants_help(argc, argv) || argc < 2 || strcmp(argv[1], "fingerprint")) {
+		printf("usage: llmcap key fingerprint < KEYFILE\n"
+		       "Reads one API key on stdin (a trailing newline is ignored) and prints the hex SHA-256\n"
+		       "the policy's keys.NAME.sha256 field wants. The raw key is never stored.\n");
+		return wants_help(argc, argv) ? 0 : 1;
+	}
+	n = fread(line, 1, sizeof(line) - 1, stdin);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	if (!n)
+		return die("key fingerprint: no key on stdin");
+	lc_sha256(line, n, fp);
+	lc_hex(fp, 32, hex);
+	printf("%s\n", hex);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	argc--;
+	argv++;
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("llmcap %s\n", LLMCAP_VERSION_STRING);
+		return 0;
+	}
+	if (!strcmp(cmd, "keygen"))
+		return cmd_keygen(argc, argv);
+	if (!strcmp(cmd, "sign"))
+		return cmd_sign(argc, argv);
+	if (!strcmp(cmd, "apply"))
+		return cmd_apply(argc, argv);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(argc, argv);
+	if (!strcmp(cmd, "key"))
+		return cmd_key(argc, argv);
+	if (!strcmp(cmd, "run")) {
+		if (!lc_cmd_run)
+			return die("run: this build has no preload support");
+		return lc_cmd_run(argc, argv);
+	}
+	if (!strcmp(cmd, "agent")) {
+		if (!lc_cmd_agent)
+			return die("agent: this build has no agent support");
+		return lc_cmd_agent(argc, argv);
+	}
+	usage(stderr);
+	return die("unknown command '%s'", cmd);
+}

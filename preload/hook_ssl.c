@@ -1,0 +1,560 @@
+/* hook_ssl.c - the OpenSSL layer: SSL_write*/SSL_read* and what their semantics need.
+ *
+ * Every libssl function is found at run time (lc_pl_sym: RTLD_NEXT, then the loaded libssl
+ * even when the program opened it RTLD_LOCAL, as Python's _ssl does); the shim is never
+ * linked against libssl. Non-provider connections cost one table lookup per call.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "preload.h"
+
+#define SSLLIB "libssl.so"
+
+#define REAL(fn) LC_REAL(r_##fn, #fn, SSLLIB, fn)
+#define HELPER(fn) LC_REAL(r_##fn, #fn, SSLLIB, NULL)
+
+static int (*r_SSL_write)(SSL *, const void *, int);
+static int (*r_SSL_write_ex)(SSL *, const void *, size_t, size_t *);
+static int (*r_SSL_read)(SSL *, void *, int);
+static int (*r_SSL_read_ex)(SSL *, void *, size_t, size_t *);
+static int (*r_SSL_peek)(SSL *, void *, int);
+static int (*r_SSL_peek_ex)(SSL *, void *, size_t, size_t *);
+static int (*r_SSL_get_error)(const SSL *, int);
+static int (*r_SSL_get_shutdown)(const SSL *);
+static int (*r_SSL_pending)(const SSL *);
+static int (*r_SSL_has_pending)(const SSL *);
+static void (*r_SSL_free)(SSL *);
+static int (*r_SSL_clear)(SSL *);
+static int (*r_SSL_connect)(SSL *);
+static int (*r_SSL_do_handshake)(SSL *);
+static int (*r_SSL_set_fd)(SSL *, int);
+/* helpers (not hooked) */
+static const char *(*r_SSL_get_servername)(const SSL *, const int);
+static int (*r_SSL_get_fd)(const SSL *);
+static size_t (*r_SSL_get_client_random)(const SSL *, unsigned char *, size_t);
+static int (*r_SSL_set_alpn_protos)(SSL *, const unsigned char *, unsigned int);
+static void (*r_SSL_get0_alpn_selected)(const SSL *, const unsigned char **, unsigned int *);
+static int (*r_SSL_is_server)(const SSL *);
+
+static const unsigned char alpn_h1[] = "\x08http/1.1";
+
+/* get (or create) the record of an SSL: a new reference, NULL on ENOMEM */
+static struct lc_conn *ssl_rec(const SSL *ssl, bool create)
+{
+	struct lc_conn *c = lc_tab_get(LC_TAB_SSL, (uintptr_t)ssl), *n;
+
+	if (c || !create)
+		return c;
+	n = lc_conn_new(-1, true);
+	if (!n)
+		return NULL;
+	c = lc_tab_put(LC_TAB_SSL, (uintptr_t)ssl, n);
+	lc_conn_put(n);
+	return c;
+}
+
+static int ssl_fd(SSL *ssl, struct lc_conn *c)
+{
+	unsigned char cr[32];
+	int fd = c->fd;
+
+	if (fd < 0 && HELPER(SSL_get_fd))
+		fd = r_SSL_get_fd(ssl);
+	if (fd < 0 && HELPER(SSL_get_client_random) && r_SSL_get_client_random(ssl, cr, 32) == 32)
+		fd = lc_cr_lookup(cr);
+	return fd;
+}
+
+/* SNI, then the peer address: 1 provider (c->t filled) */
+static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
+{
+	const char *sni = HELPER(SSL_get_servername) ? r_SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
+						      : NULL;
+	char ip[64];
+	int port = 0, r = 0;
+	bool peer = fd >= 0 && lc_cls_peer(fd, ip, sizeof(ip), &port) == 0;
+
+	if (!peer && port_hint > 0)
+		port = port_hint;
+	if (sni && sni[0])
+		r = lc_cls_lookup(sni, port, t);
+	if (!r && peer)
+		r = lc_cls_lookup(ip, port, t);
+	return r;
+}
+
+/* first application write on an SSL: provider or not, decided once */
+static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
+{
+	char hh[256];
+	int hp = 0, r;
+
+	c->fd = ssl_fd(ssl, c);
+	r = ssl_lookup(ssl, c->fd, 0, &c->t);
+	if (!r && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
+		r = lc_cls_lookup(hh, hp ? hp : 443, &c->t);
+	c->cls = r ? LC_CLS_PROVIDER : LC_CLS_PASS;
+	if (!r)
+		return;
+	if (HELPER(SSL_get0_alpn_selected)) {
+		const unsigned char *sel = NULL;
+		unsigned int sl = 0;
+
+		r_SSL_get0_alpn_selected(ssl, &sel, &sl);
+		if (sel && sl == 2 && memcmp(sel, "h2", 2) == 0) {
+			lc_log(LC_LOG_ERROR, "llmcap: HTTP/2 negotiated with provider %s:%d: refused",
+			       c->t.host, c->t.port);
+			c->st = LC_ST_DEAD;
+		}
+	}
+	lc_log(LC_LOG_DEBUG, "llmcap: TLS connection to provider %s:%d (fd %d)", c->t.host, c->t.port,
+	       c->fd);
+}
+
+/* provider conn for a write (new ref), or NULL: pass through */
+static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
+{
+	struct lc_conn *c = ssl_rec(ssl, true);
+
+	if (!c)
+		return NULL;
+	if (c->cls == LC_CLS_UNKNOWN) {
+		pthread_mutex_lock(&c->mu);
+		if (c->cls == LC_CLS_UNKNOWN)
+			ssl_classify(ssl, c, buf, n);
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (c->cls != LC_CLS_PROVIDER) {
+		lc_conn_put(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void deny_ready(SSL *ssl, struct lc_conn *c)
+{
+	if (c->shut_done)
+		return;
+	if (c->fd < 0)
+		c->fd = ssl_fd(ssl, c);
+	if (c->fd >= 0) {
+		/* nothing goes on the wire; every poll/epoll registration on the fd sees POLLIN + EOF */
+		shutdown(c->fd, SHUT_RD);
+		c->shut_done = true;
+	} else {
+		lc_log(LC_LOG_INFO, "llmcap: socket of a blocked TLS connection unknown; an event loop "
+				    "may wait for it");
+	}
+}
+
+/* 1 handled (*ret, *written set), 0 pass through */
+static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret, size_t *written)
+{
+	struct lc_conn *c;
+	int a, saved = errno;
+
+	if (lc_pl_depth || !ssl || num == 0)
+		return 0;
+	lc_pl_ensure();
+	c = ssl_provider(ssl, buf, num);
+	if (!c) {
+		errno = saved;
+		return 0;
+	}
+	a = lc_conn_write(c, buf, num);
+	*written = 0;
+	switch (a) {
+	case LC_W_CLAIM:
+		c->synth_err = 0;
+		*written = num;
+		*ret = ex ? 1 : (int)num;
+		errno = saved;
+		break;
+	case LC_W_DENY:
+		deny_ready(ssl, c);
+		c->synth_err = 0;
+		*written = num;
+		*ret = ex ? 1 : (int)num;
+		errno = saved;
+		break;
+	case LC_W_FAIL:
+		c->synth_err = SSL_ERROR_SYSCALL;
+		*ret = ex ? 0 : -1;
+		errno = EPIPE;
+		break;
+	case LC_W_FLUSH:
+	default:
+		c->synth_err = 0;
+		for (;;) {
+			size_t len = 0;
+			const void *p = lc_conn_flush_buf(c, &len);
+			int k, e;
+
+			if (!p) {
+				*written = num;
+				*ret = ex ? 1 : (int)num;
+				errno = saved;
+				break;
+			}
+			if (!REAL(SSL_write)) {
+				lc_conn_flush_failed(c);
+				*ret = ex ? 0 : -1;
+				errno = EIO;
+				break;
+			}
+			k = r_SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+			if (k > 0) {
+				lc_conn_flushed(c, (size_t)k);
+				continue;
+			}
+			e = REAL(SSL_get_error) ? r_SSL_get_error(ssl, k) : SSL_ERROR_SSL;
+			if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ &&
+			    e != SSL_ERROR_WANT_ASYNC && e != SSL_ERROR_WANT_X509_LOOKUP)
+				lc_conn_flush_failed(c);
+			/* the app sees the real result and retries the same call (OpenSSL's rule) */
+			*ret = ex ? 0 : k;
+			break;
+		}
+		break;
+	}
+	lc_conn_put(c);
+	return 1;
+}
+
+LC_EXPORT int SSL_write(SSL *ssl, const void *buf, int num)
+{
+	int ret;
+	size_t w;
+
+	if (num > 0 && write_common(ssl, buf, (size_t)num, false, &ret, &w))
+		return ret;
+	if (!REAL(SSL_write))
+		return -1;
+	return r_SSL_write(ssl, buf, num);
+}
+
+LC_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
+{
+	int ret;
+	size_t w = 0;
+
+	if (write_common(ssl, buf, num, true, &ret, &w)) {
+		if (written)
+			*written = w;
+		return ret;
+	}
+	if (!REAL(SSL_write_ex))
+		return 0;
+	return r_SSL_write_ex(ssl, buf, num, written);
+}
+
+enum { RD_READ, RD_READ_EX, RD_PEEK, RD_PEEK_EX };
+
+static int real_read(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
+{
+	int k;
+
+	*got = 0;
+	switch (kind) {
+	case RD_READ:
+		if (!REAL(SSL_read))
+			return -1;
+		k = r_SSL_read(ssl, buf, num > INT_MAX ? INT_MAX : (int)num);
+		if (k > 0)
+			*got = (size_t)k;
+		return k;
+	case RD_PEEK:
+		if (!REAL(SSL_peek))
+			return -1;
+		k = r_SSL_peek(ssl, buf, num > INT_MAX ? INT_MAX : (int)num);
+		if (k > 0)
+			*got = (size_t)k;
+		return k;
+	case RD_READ_EX:
+		if (!REAL(SSL_read_ex))
+			return 0;
+		return r_SSL_read_ex(ssl, buf, num, got);
+	default:
+		if (!REAL(SSL_peek_ex))
+			return 0;
+		return r_SSL_peek_ex(ssl, buf, num, got);
+	}
+}
+
+static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
+{
+	bool ex = kind == RD_READ_EX || kind == RD_PEEK_EX;
+	bool peek = kind == RD_PEEK || kind == RD_PEEK_EX;
+	struct lc_conn *c;
+	int mode, k, saved = errno;
+
+	*got = 0;
+	if (lc_pl_depth || !ssl)
+		return real_read(kind, ssl, buf, num, got);
+	c = ssl_rec(ssl, false);
+	if (!c || c->cls != LC_CLS_PROVIDER) {
+		if (c)
+			lc_conn_put(c);
+		errno = saved;
+		return real_read(kind, ssl, buf, num, got);
+	}
+	mode = lc_conn_read_mode(c);
+	if (mode == LC_R_SYNTH) {
+		size_t n = lc_conn_synth_read(c, buf, num, peek);
+
+		errno = saved;
+		if (n > 0) {
+			c->synth_err = 0;
+			*got = n;
+			k = ex ? 1 : (int)n;
+		} else {
+			c->synth_err = SSL_ERROR_ZERO_RETURN;
+			k = 0;
+		}
+		lc_conn_put(c);
+		return k;
+	}
+	c->synth_err = 0;
+	errno = saved;
+	k = real_read(kind, ssl, buf, num, got);
+	if (mode == LC_R_FEED && !peek) {
+		saved = errno;
+		if (*got > 0) {
+			lc_conn_feed(c, buf, *got);
+		} else if (REAL(SSL_get_error)) {
+			int e = r_SSL_get_error(ssl, k);
+
+			if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL || e == SSL_ERROR_SSL)
+				lc_conn_eof(c);
+		}
+		errno = saved;
+	}
+	lc_conn_put(c);
+	return k;
+}
+
+LC_EXPORT int SSL_read(SSL *ssl, void *buf, int num)
+{
+	size_t got;
+
+	if (num < 0)
+		num = 0;
+	return read_common(RD_READ, ssl, buf, (size_t)num, &got);
+}
+
+LC_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	size_t got = 0;
+	int r = read_common(RD_READ_EX, ssl, buf, num, &got);
+
+	if (readbytes)
+		*readbytes = got;
+	return r;
+}
+
+LC_EXPORT int SSL_peek(SSL *ssl, void *buf, int num)
+{
+	size_t got;
+
+	if (num < 0)
+		num = 0;
+	return read_common(RD_PEEK, ssl, buf, (size_t)num, &got);
+}
+
+LC_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	size_t got = 0;
+	int r = read_common(RD_PEEK_EX, ssl, buf, num, &got);
+
+	if (readbytes)
+		*readbytes = got;
+	return r;
+}
+
+LC_EXPORT int SSL_get_error(const SSL *ssl, int ret)
+{
+	if (!lc_pl_depth && ssl && ret <= 0) {
+		struct lc_conn *c = ssl_rec(ssl, false);
+		int e = 0;
+
+		if (c) {
+			e = c->synth_err;
+			lc_conn_put(c);
+		}
+		if (e)
+			return e;
+	}
+	if (!REAL(SSL_get_error))
+		return SSL_ERROR_SSL;
+	return r_SSL_get_error(ssl, ret);
+}
+
+LC_EXPORT int SSL_get_shutdown(const SSL *ssl)
+{
+	int extra = 0;
+
+	if (!REAL(SSL_get_shutdown))
+		return 0;
+	if (!lc_pl_depth && ssl) {
+		struct lc_conn *c = ssl_rec(ssl, false);
+
+		if (c) {
+			if (c->st == LC_ST_DENIED && c->eof_served)
+				extra = SSL_RECEIVED_SHUTDOWN;
+			lc_conn_put(c);
+		}
+	}
+	return r_SSL_get_shutdown(ssl) | extra;
+}
+
+LC_EXPORT int SSL_pending(const SSL *ssl)
+{
+	if (!lc_pl_depth && ssl) {
+		struct lc_conn *c = ssl_rec(ssl, false);
+
+		if (c) {
+			size_t left = c->st == LC_ST_DENIED ? lc_conn_synth_left(c) : 0;
+			bool denied = c->st == LC_ST_DENIED;
+
+			lc_conn_put(c);
+			if (denied)
+				return left > INT_MAX ? INT_MAX : (int)left;
+		}
+	}
+	if (!REAL(SSL_pending))
+		return 0;
+	return r_SSL_pending(ssl);
+}
+
+LC_EXPORT int SSL_has_pending(const SSL *ssl)
+{
+	if (!lc_pl_depth && ssl) {
+		struct lc_conn *c = ssl_rec(ssl, false);
+
+		if (c) {
+			bool denied = c->st == LC_ST_DENIED;
+			size_t left = denied ? lc_conn_synth_left(c) : 0;
+
+			lc_conn_put(c);
+			if (denied)
+				return left > 0;
+		}
+	}
+	if (!REAL(SSL_has_pending))
+		return 0;
+	return r_SSL_has_pending(ssl);
+}
+
+static void forget(SSL *ssl)
+{
+	struct lc_conn *c;
+	int saved = errno;
+
+	if (lc_pl_depth || !ssl)
+		return;
+	c = lc_tab_take(LC_TAB_SSL, (uintptr_t)ssl);
+	if (c) {
+		lc_conn_finish(c);
+		lc_conn_put(c);
+	}
+	errno = saved;
+}
+
+LC_EXPORT void SSL_free(SSL *ssl)
+{
+	forget(ssl);
+	if (REAL(SSL_free))
+		r_SSL_free(ssl);
+}
+
+LC_EXPORT int SSL_clear(SSL *ssl)
+{
+	forget(ssl);
+	if (!REAL(SSL_clear))
+		return 0;
+	return r_SSL_clear(ssl);
+}
+
+LC_EXPORT int SSL_set_fd(SSL *ssl, int fd)
+{
+	int r;
+
+	if (!REAL(SSL_set_fd))
+		return 0;
+	r = r_SSL_set_fd(ssl, fd);
+	if (r == 1 && !lc_pl_depth && ssl) {
+		int saved = errno;
+		struct lc_conn *c;
+
+		lc_pl_ensure();
+		c = ssl_rec(ssl, true);
+		if (c) {
+			c->fd = fd;
+			lc_conn_put(c);
+		}
+		errno = saved;
+	}
+	return r;
+}
+
+/* Before the first handshake step: a provider connection offers http/1.1 only (h2 would bypass
+ * the HTTP/1.1 reader; issue "h2 is never a hole"). The per-SSL list overrides the SSL_CTX one,
+ * so other hosts keep the ALPN the program chose. */
+static void before_handshake(SSL *ssl)
+{
+	struct lc_conn *c;
+	int saved = errno;
+
+	if (lc_pl_depth || !ssl)
+		return;
+	lc_pl_ensure();
+	c = ssl_rec(ssl, true);
+	if (!c)
+		return;
+	if (!c->alpn_done) {
+		pthread_mutex_lock(&c->mu);
+		if (!c->alpn_done) {
+			struct lc_target t;
+			int hint = 0, fd;
+			char ip[64];
+
+			c->alpn_done = true;
+			if (!(HELPER(SSL_is_server) && r_SSL_is_server(ssl))) {
+				fd = c->fd >= 0 ? c->fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
+				if (fd < 0 && lc_pl_last_connect_fd >= 0)
+					lc_cls_peer(lc_pl_last_connect_fd, ip, sizeof(ip), &hint);
+				if (ssl_lookup(ssl, fd, hint, &t) && HELPER(SSL_set_alpn_protos)) {
+					r_SSL_set_alpn_protos(ssl, alpn_h1, sizeof(alpn_h1) - 1);
+					lc_log(LC_LOG_DEBUG, "llmcap: ALPN held to http/1.1 for %s:%d", t.host,
+					       t.port);
+				}
+			} else {
+				c->cls = LC_CLS_PASS;
+			}
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	lc_conn_put(c);
+	errno = saved;
+}
+
+LC_EXPORT int SSL_connect(SSL *ssl)
+{
+	before_handshake(ssl);
+	if (!REAL(SSL_connect))
+		return -1;
+	return r_SSL_connect(ssl);
+}
+
+LC_EXPORT int SSL_do_handshake(SSL *ssl)
+{
+	before_handshake(ssl);
+	if (!REAL(SSL_do_handshake))
+		return -1;
+	return r_SSL_do_handshake(ssl);
+}
