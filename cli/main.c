@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -140,6 +141,7 @@ static int cmd_apply(int argc, char **argv)
 	struct lc_trust t = {0};
 	const char *file = NULL;
 	struct lc_buf b;
+	struct stat st;
 	char err[1024] = "";
 	int64_t version = 0;
 	int rc;
@@ -164,6 +166,13 @@ static int cmd_apply(int argc, char **argv)
 	}
 	if (!t.n || !file)
 		return die("apply: --trust PUBFILE and POLICY.signed are required");
+	if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > LC_ENVELOPE_MAX) {
+		/* the size cap comes first: refuse without reading, as lc_apply_envelope would */
+		lc_errf(err, sizeof(err), "envelope: file is %lld bytes, over the %d-byte cap", (long long)st.st_size,
+			LC_ENVELOPE_MAX);
+		lc_event_queue("policy_rejected", json_pack("{s:s}", "reason", err), NULL);
+		return die("apply: refused: %s", err);
+	}
 	if (lc_read_file(file, LC_ENVELOPE_MAX + 1, &b, err, sizeof(err)))
 		return die("apply: %s", err);
 	rc = lc_apply_envelope(&t, b.data, b.len, &version, err, sizeof(err));
@@ -261,12 +270,17 @@ static int cmd_key(int argc, char **argv)
 	unsigned char fp[32];
 	size_t n;
 
-	if (wants_help(argc, argv) || argc < 2 || strcmp(argv[1], "fingerprint")) {
+	if (wants_help(argc, argv)) {
 		printf("usage: llmcap key fingerprint < KEYFILE\n"
 		       "Reads one API key on stdin (a trailing newline is ignored) and prints the hex SHA-256\n"
 		       "the policy's keys.NAME.sha256 field wants. The raw key is never stored.\n");
-		return wants_help(argc, argv) ? 0 : 1;
+		return 0;
 	}
+	if (argc < 2)
+		return die("key: a subcommand is required: llmcap key fingerprint < KEYFILE");
+	if (strcmp(argv[1], "fingerprint") || argc > 2)
+		return die("key: unexpected argument '%s' (usage: llmcap key fingerprint < KEYFILE)",
+			   argv[strcmp(argv[1], "fingerprint") ? 1 : 2]);
 	n = fread(line, 1, sizeof(line) - 1, stdin);
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		n--;
@@ -308,11 +322,22 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "key"))
 		return cmd_key(argc, argv);
 	if (!strcmp(cmd, "run")) {
+		if (!lc_cmd_run && wants_help(argc, argv)) {
+			printf("usage: llmcap run -- CMD [ARGS...]\n"
+			       "Runs CMD with the preload library, so its LLM API calls are held to the policy.\n"
+			       "(This build has no preload support.)\n");
+			return 0;
+		}
 		if (!lc_cmd_run)
 			return die("run: this build has no preload support");
 		return lc_cmd_run(argc, argv);
 	}
 	if (!strcmp(cmd, "agent")) {
+		if (!lc_cmd_agent && wants_help(argc, argv)) {
+			printf("usage: llmcap agent --server URL --trust PUBFILE [--once] [--interval S]\n"
+			       "Syncs with llmcap-server. (This build has no agent support.)\n");
+			return 0;
+		}
 		if (!lc_cmd_agent)
 			return die("agent: this build has no agent support");
 		return lc_cmd_agent(argc, argv);

@@ -37,25 +37,46 @@ int lc_cls_lookup(const char *host, int port, struct lc_target *t)
 	if (r < 0) {
 		bool closed = lc_fail_closed();
 
-		r = 0;
-		if (closed)
-			for (i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
-				if (strcasecmp(host, builtin[i].host) == 0) {
-					fmt = builtin[i].fmt;
-					snprintf(name, sizeof(name), "%s", builtin[i].host);
-					r = -1;
-				}
-		lc_log(LC_LOG_DEBUG, "llmcap: provider lookup for %s:%d failed (%s)", host, port,
-		       closed ? "fail closed" : "pass");
+		r = closed ? -1 : 0;
+		for (i = 0; closed && i < sizeof(builtin) / sizeof(builtin[0]); i++)
+			if (strcasecmp(host, builtin[i].host) == 0) {
+				fmt = builtin[i].fmt;
+				r = 1;
+			}
+		lc_log(LC_LOG_DEBUG, "provider lookup for %s:%d failed (%s)", host, port,
+		       closed ? "store unusable: fail closed" : "no policy: pass");
 	}
 	LC_PL_LEAVE();
 	if (r) {
 		snprintf(t->host, sizeof(t->host), "%s", host);
 		t->port = port;
 		t->fmt = fmt;
-		snprintf(t->name, sizeof(t->name), "%s", name);
+		snprintf(t->name, sizeof(t->name), "%s", name[0] ? name : host);
 	}
 	return r;
+}
+
+bool lc_cls_priced_request(const void *buf, size_t n)
+{
+	const char *p = buf, *sp, *e;
+	char path[512];
+	size_t l;
+
+	if (!lc_cls_is_http_request(buf, n))
+		return false;
+	sp = memchr(p, ' ', n);
+	if (!sp)
+		return false;
+	sp++;
+	e = memchr(sp, ' ', n - (size_t)(sp - p));
+	if (!e)
+		return false;
+	l = (size_t)(e - sp);
+	if (l >= sizeof(path))
+		l = sizeof(path) - 1;
+	memcpy(path, sp, l);
+	path[l] = 0;
+	return lc_api_from_path(path) != LC_API_UNKNOWN;
 }
 
 int lc_cls_peer(int fd, char *ip, size_t iplen, int *port)

@@ -53,9 +53,9 @@ static void settle_locked(struct lc_conn *c)
 	LC_PL_ENTER();
 	rc = lc_settle(c->ticket, u, status);
 	if (rc != LC_OK)
-		lc_log(LC_LOG_ERROR, "llmcap: settle failed: %s", lc_strerror(rc));
+		lc_log(LC_LOG_ERROR, "settle failed: %s", lc_strerror(rc));
 	else
-		lc_log(LC_LOG_DEBUG, "llmcap: settled %s:%d status %d usage %s in=%lld cached=%lld out=%lld",
+		lc_log(LC_LOG_DEBUG, "settled %s:%d status %d usage %s in=%lld cached=%lld out=%lld",
 		       c->t.host, c->t.port, status, u->present ? "reported" : "absent",
 		       (long long)u->input, (long long)u->cached_input, (long long)u->output);
 	LC_PL_LEAVE();
@@ -100,7 +100,7 @@ void lc_conn_put(struct lc_conn *c)
 
 static int dead_locked(struct lc_conn *c, const char *why)
 {
-	lc_log(LC_LOG_ERROR, "llmcap: %s to provider %s:%d refused (%s)", c->tls ? "TLS write" : "write",
+	lc_log(LC_LOG_ERROR, "%s to provider %s:%d refused (%s)", c->tls ? "TLS write" : "write",
 	       c->t.host, c->t.port, why);
 	req_end_locked(c);
 	resp_end_locked(c);
@@ -118,7 +118,7 @@ static int decide_locked(struct lc_conn *c)
 	rc = lc_admit_http(c->t.host, c->t.port, &c->req, &d);
 	LC_PL_LEAVE();
 	if (rc != LC_OK)
-		lc_log(LC_LOG_DEBUG, "llmcap: admit: %s (verdict %d)", lc_strerror(rc), (int)d.verdict);
+		lc_log(LC_LOG_DEBUG, "admit: %s (verdict %d)", lc_strerror(rc), (int)d.verdict);
 	if (d.verdict == LC_DENY) {
 		lc_buf_init(&c->synth, 1 << 20);
 		if (lc_synth_response(d.format, d.status ? d.status : 429, d.message, d.limit,
@@ -128,13 +128,13 @@ static int decide_locked(struct lc_conn *c)
 						 "connection: close\r\n\r\n");
 		}
 		c->synth_off = 0;
-		lc_log(LC_LOG_INFO, "llmcap: blocked %s %s to %s:%d: %d %s", c->req.method, c->req.path,
+		lc_log(LC_LOG_INFO, "blocked %s %s to %s:%d: %d %s", c->req.method, c->req.path,
 		       c->t.host, c->t.port, d.status, d.message);
 		req_end_locked(c);
 		c->st = LC_ST_DENIED;
 		return LC_W_DENY;
 	}
-	if (d.verdict == LC_ALLOW) {
+	if (d.verdict == LC_ALLOW && d.ticket != 0) {    /* 0: an unpriced call (GET /v1/models) */
 		c->ticket_open = true;
 		c->ticket = d.ticket;
 	}
@@ -306,7 +306,7 @@ void lc_conn_feed(struct lc_conn *c, const void *p, size_t n)
 			c->st = LC_ST_IDLE;
 	} else if (pr != LC_PARSE_MORE) {
 		/* keep the ticket; it is settled at close with what we have */
-		lc_log(LC_LOG_DEBUG, "llmcap: response from %s:%d not parseable, usage estimated",
+		lc_log(LC_LOG_DEBUG, "response from %s:%d not parseable, usage estimated",
 		       c->t.host, c->t.port);
 		c->resp_broken = true;
 	}

@@ -1,5 +1,5 @@
-/* hook_ssl.c - the OpenSSL layer: SSL_write*/SSL_read* and what their semantics need.
- *
+/* hook_ssl.c - the OpenSSL layer: SSL_write, SSL_read and their _ex forms, and what their
+ * semantics need (SSL_get_error, SSL_get_shutdown, SSL_pending, SSL_free, SNI, ALPN).
  * Every libssl function is found at run time (lc_pl_sym: RTLD_NEXT, then the loaded libssl
  * even when the program opened it RTLD_LOCAL, as Python's _ssl does); the shim is never
  * linked against libssl. Non-provider connections cost one table lookup per call.
@@ -83,7 +83,7 @@ static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
 		port = port_hint;
 	if (sni && sni[0])
 		r = lc_cls_lookup(sni, port, t);
-	if (!r && peer)
+	if (r == 0 && peer)
 		r = lc_cls_lookup(ip, port, t);
 	return r;
 }
@@ -96,8 +96,10 @@ static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
 
 	c->fd = ssl_fd(ssl, c);
 	r = ssl_lookup(ssl, c->fd, 0, &c->t);
-	if (!r && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
+	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
 		r = lc_cls_lookup(hh, hp ? hp : 443, &c->t);
+	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
+		r = lc_cls_priced_request(buf, n);
 	c->cls = r ? LC_CLS_PROVIDER : LC_CLS_PASS;
 	if (!r)
 		return;
@@ -107,12 +109,12 @@ static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
 
 		r_SSL_get0_alpn_selected(ssl, &sel, &sl);
 		if (sel && sl == 2 && memcmp(sel, "h2", 2) == 0) {
-			lc_log(LC_LOG_ERROR, "llmcap: HTTP/2 negotiated with provider %s:%d: refused",
+			lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused",
 			       c->t.host, c->t.port);
 			c->st = LC_ST_DEAD;
 		}
 	}
-	lc_log(LC_LOG_DEBUG, "llmcap: TLS connection to provider %s:%d (fd %d)", c->t.host, c->t.port,
+	lc_log(LC_LOG_DEBUG, "TLS connection to provider %s:%d (fd %d)", c->t.host, c->t.port,
 	       c->fd);
 }
 
@@ -147,7 +149,7 @@ static void deny_ready(SSL *ssl, struct lc_conn *c)
 		shutdown(c->fd, SHUT_RD);
 		c->shut_done = true;
 	} else {
-		lc_log(LC_LOG_INFO, "llmcap: socket of a blocked TLS connection unknown; an event loop "
+		lc_log(LC_LOG_INFO, "socket of a blocked TLS connection unknown; an event loop "
 				    "may wait for it");
 	}
 }
@@ -528,9 +530,9 @@ static void before_handshake(SSL *ssl)
 				fd = c->fd >= 0 ? c->fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
 				if (fd < 0 && lc_pl_last_connect_fd >= 0)
 					lc_cls_peer(lc_pl_last_connect_fd, ip, sizeof(ip), &hint);
-				if (ssl_lookup(ssl, fd, hint, &t) && HELPER(SSL_set_alpn_protos)) {
+				if (ssl_lookup(ssl, fd, hint, &t) > 0 && HELPER(SSL_set_alpn_protos)) {
 					r_SSL_set_alpn_protos(ssl, alpn_h1, sizeof(alpn_h1) - 1);
-					lc_log(LC_LOG_DEBUG, "llmcap: ALPN held to http/1.1 for %s:%d", t.host,
+					lc_log(LC_LOG_DEBUG, "ALPN held to http/1.1 for %s:%d", t.host,
 					       t.port);
 				}
 			} else {

@@ -109,8 +109,13 @@ struct lc_target {
 	enum lc_format fmt;
 	char name[64];
 };
-/* 1 provider (t filled), 0 not, -1 store trouble and fail-closed (t filled, provider assumed) */
+/* 1 provider (t filled), 0 not. -1: a policy is known but the store is unusable, so the
+ * provider list cannot be read (t filled): callers treat the connection as a provider when its
+ * request is a priced LLM API call (lc_cls_priced_request), and lc_admit_http answers 503.
+ * The well-known public provider hosts are providers (1) in that state. */
 int lc_cls_lookup(const char *host, int port, struct lc_target *t);
+/* An HTTP request whose path is an LLM API the engine prices (chat, responses, messages, ...). */
+bool lc_cls_priced_request(const void *buf, size_t n);
 /* Peer address of a socket as text (no brackets) and port; 0 ok. */
 int lc_cls_peer(int fd, char *ip, size_t iplen, int *port);
 /* Does buf start like an HTTP/1.x request ("GET ", "POST ", ...)? */

@@ -245,7 +245,7 @@ LLMCAP_EXPORT llmcap_err llmcap_settle_response(llmcap_call *call, int http_stat
 
 		lc_sse_init(&s);
 		bad = lc_sse_feed(&s, body, len) != 0;
-		lc_sse_feed(&s, "\n\n", 2);  /* flush a final event without its blank line */
+		lc_sse_finish(&s);  /* a final event without its blank line */
 		u = s.usage;
 		lc_sse_free(&s);
 	} else if (len) {

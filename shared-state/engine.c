@@ -128,14 +128,17 @@ static const char *scope_name(int s)
 	return s >= 0 && s < 4 ? n[s] : "?";
 }
 
-/* cost in micro-USD of `tokens` at `price` micro-USD per million tokens, rounded up */
-static int64_t cost_of(int64_t tokens, int64_t price)
+/* one request's cost: the exact sum, rounded up once to the whole micro-USD */
+static int64_t cost_sum(int64_t t1, int64_t p1, int64_t t2, int64_t p2, int64_t t3, int64_t p3)
 {
-	__int128 c;
+	__int128 c = 0;
 
-	if (tokens <= 0 || price <= 0)
-		return 0;
-	c = (__int128)tokens * price;
+	if (t1 > 0 && p1 > 0)
+		c += (__int128)t1 * p1;
+	if (t2 > 0 && p2 > 0)
+		c += (__int128)t2 * p2;
+	if (t3 > 0 && p3 > 0)
+		c += (__int128)t3 * p3;
 	c = (c + 999999) / 1000000;
 	return c > INT64_MAX ? INT64_MAX : (int64_t)c;
 }
@@ -176,12 +179,15 @@ static int get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg)
 		return LC_E_NOPOLICY;
 	if (rc)
 		return rc;
-	if (v.mv_size != sizeof(*cfg) || ((struct lc_rec_cfg *)v.mv_data)->format != LC_REC_FORMAT) {
-		lc_log(LC_LOG_ERROR, "the store holds a policy compiled by another llmcap version: re-apply it");
-		return LC_E_STORE;
-	}
-	memcpy(cfg, v.mv_data, sizeof(*cfg));
+	if (v.mv_size != sizeof(*cfg))
+		goto other_version;
+	memcpy(cfg, v.mv_data, sizeof(*cfg));  /* LMDB values are not aligned */
+	if (cfg->format != LC_REC_FORMAT)
+		goto other_version;
 	return 0;
+other_version:
+	lc_log(LC_LOG_ERROR, "the store holds a policy compiled by another llmcap version: re-apply it");
+	return LC_E_STORE;
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -484,9 +490,8 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 	else if (u && u->present) {
 		actual[LC_METRIC_REQUESTS] = 1;
 		actual[LC_METRIC_TOKENS] = sat_add(sat_add(u->input, u->cached_input), u->output);
-		actual[LC_METRIC_COST] = sat_add(sat_add(cost_of(u->input, h.price.input),
-							 cost_of(u->cached_input, h.price.cached)),
-						 cost_of(u->output, h.price.output));
+		actual[LC_METRIC_COST] = cost_sum(u->input, h.price.input, u->cached_input, h.price.cached,
+						  u->output, h.price.output);
 	} else if (http_status >= 400) {
 		/* providers do not bill failed requests: count the request, charge nothing */
 		actual[LC_METRIC_REQUESTS] = 1;
@@ -832,7 +837,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 		out_tokens = x->cfg.default_max_output;
 	est[LC_METRIC_REQUESTS] = 1;
 	est[LC_METRIC_TOKENS] = sat_add(in_tokens, out_tokens);
-	est[LC_METRIC_COST] = sat_add(cost_of(in_tokens, price.input), cost_of(out_tokens, price.output));
+	est[LC_METRIC_COST] = cost_sum(in_tokens, price.input, 0, 0, out_tokens, price.output);
 
 	/* which limits apply */
 	if (have_key) {
@@ -1033,7 +1038,7 @@ static void fail_decision(int rc, struct lc_decision *d)
 		 lc_strerror(rc));
 	d->retry_after = 60;
 	d->should_retry = false;
-	lc_log(LC_LOG_ERROR, "%s", d->message);
+	lc_log(LC_LOG_ERROR, "%s", d->message + strlen("llmcap: "));
 }
 
 int lc_admit(const struct lc_admit_req *r, struct lc_decision *d)

@@ -279,7 +279,7 @@ static int validate_providers(json_t *v, char *err, size_t errlen)
 	static const char *const fields[] = {"name", "format", "hosts", NULL};
 	char p[256];
 	size_t i, j;
-	json_t *pr, *h;
+	json_t *pr, *h, *hv;
 
 	if (!v)
 		FAIL("providers: is required");
@@ -300,8 +300,8 @@ static int validate_providers(json_t *v, char *err, size_t errlen)
 		h = json_object_get(pr, "hosts");
 		if (!json_is_array(h) || json_array_size(h) == 0)
 			FAIL("%s.hosts: must be a non-empty array of \"host\" or \"host:port\"", p);
-		json_array_foreach(h, j, v) {
-			const char *s = json_string_value(v);
+		json_array_foreach(h, j, hv) {
+			const char *s = json_string_value(hv);
 
 			if (!s || !*s || strlen(s) > 255 || strchr(s, '/') || strchr(s, ' '))
 				FAIL("%s.hosts[%zu]: must be \"host\" or \"host:port\"", p, j);
@@ -523,7 +523,7 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 	static const char *const wfields[] = {"url", "secret", "events", NULL};
 	char p[256];
 	size_t i, j;
-	json_t *w, *x, *e;
+	json_t *w, *x, *e, *ev;
 
 	if (!v)
 		return 0;
@@ -553,11 +553,11 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 		if (e) {
 			if (!json_is_array(e))
 				FAIL("%s.events: must be an array of event names", p);
-			json_array_foreach(e, j, x) {
+			json_array_foreach(e, j, ev) {
 				int ok = 0;
 
 				for (const char *const *n = event_names; *n; n++)
-					if (json_is_string(x) && !strcmp(json_string_value(x), *n))
+					if (json_is_string(ev) && !strcmp(json_string_value(ev), *n))
 						ok = 1;
 				if (!ok)
 					FAIL("%s.events[%zu]: unknown event", p, j);
@@ -627,6 +627,8 @@ int lc_policy_parse(const void *json, size_t len, struct lc_policy **out, char *
 	json_t *root;
 
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root && json_error_code(&je) == json_error_duplicate_key)
+		FAIL("policy: duplicate key (line %d, column %d: %s)", je.line, je.column, je.text);
 	if (!root)
 		FAIL("policy: not valid JSON (line %d, column %d: %s)", je.line, je.column, je.text);
 	p = calloc(1, sizeof(*p));

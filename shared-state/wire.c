@@ -821,7 +821,7 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 		goto out;
 	}
 	if (len > 0 && body) {
-		root = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+		root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!json_is_object(root)) {
 			/* Paths we do not price may carry anything (multipart uploads to
 			 * /v1/files, audio): only the headers can name the customer. */
@@ -945,7 +945,7 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 
 	if (!body || len == 0 || len > LC_WIRE_MAX_BODY)
 		return -1;
-	root = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+	root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!root)
 		return -1;
 	memset(&u, 0, sizeof(u));
@@ -1066,7 +1066,7 @@ static void sse_dispatch(struct lc_sse *s)
 		s->done = true;
 		goto out;
 	}
-	o = json_loadb(p, n, 0, NULL);
+	o = json_loadb(p, n, JSON_ALLOW_NUL, NULL);
 	if (json_is_object(o))
 		sse_event(s, o);
 	else

@@ -1,0 +1,614 @@
+/* hook_libc.c - libc sockets: plain-HTTP provider endpoints (a local Ollama/vLLM on
+ * 127.0.0.1:PORT), the ClientHello client_random -> fd map the TLS layer uses, and fd
+ * lifetime (close, close_range, dup2, dup3).
+ *
+ * Fast path: one relaxed atomic byte load (lc_fdst[fd]); untracked fds go straight to libc.
+ * Only sockets this process connect()ed to an inet address are ever tracked.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+#define REAL(fn) LC_REAL(r_##fn, #fn, NULL, fn)
+
+static int (*r_connect)(int, const struct sockaddr *, socklen_t);
+static int (*r_close)(int);
+static int (*r_close_range)(unsigned int, unsigned int, int);
+static int (*r_dup2)(int, int);
+static int (*r_dup3)(int, int, int);
+static ssize_t (*r_send)(int, const void *, size_t, int);
+static ssize_t (*r_sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+static ssize_t (*r_sendmsg)(int, const struct msghdr *, int);
+static ssize_t (*r_write)(int, const void *, size_t);
+static ssize_t (*r_writev)(int, const struct iovec *, int);
+static ssize_t (*r_recv)(int, void *, size_t, int);
+static ssize_t (*r_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static ssize_t (*r_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*r_read)(int, void *, size_t);
+static ssize_t (*r_readv)(int, const struct iovec *, int);
+
+/* ---- fd lifetime ---- */
+
+static void fd_forget(int fd)
+{
+	struct lc_conn *c;
+	int saved = errno;
+
+	lc_fd_set_state(fd, LC_FD_NONE);
+	c = lc_tab_take(LC_TAB_FD, (uintptr_t)fd);
+	if (c) {
+		lc_conn_finish(c);
+		lc_conn_put(c);
+	}
+	errno = saved;
+}
+
+LC_EXPORT int close(int fd)
+{
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth)
+		fd_forget(fd);
+	if (!REAL(close)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_close(fd);
+}
+
+LC_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!lc_pl_depth && !(flags & 4 /* CLOSE_RANGE_CLOEXEC */)) {
+		unsigned int fd;
+
+		for (fd = first; fd <= last && fd < LC_FD_MAX; fd++)
+			if (lc_fd_state((int)fd) != LC_FD_NONE)
+				fd_forget((int)fd);
+	}
+	if (!REAL(close_range)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_close_range(first, last, flags);
+}
+
+LC_EXPORT int dup2(int oldfd, int newfd)
+{
+	if (oldfd != newfd && lc_fd_state(newfd) != LC_FD_NONE && !lc_pl_depth)
+		fd_forget(newfd);
+	if (!REAL(dup2)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_dup2(oldfd, newfd);
+}
+
+LC_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd && lc_fd_state(newfd) != LC_FD_NONE && !lc_pl_depth)
+		fd_forget(newfd);
+	if (!REAL(dup3)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_dup3(oldfd, newfd, flags);
+}
+
+/* ---- connect: the only way an fd becomes tracked ---- */
+
+static void after_connect(int fd, const struct sockaddr *addr)
+{
+	struct lc_target t;
+	struct lc_conn *c, *n;
+	char ip[64];
+	int port = 0, type = 0;
+	socklen_t tl = sizeof(type);
+
+	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
+	    (unsigned)fd >= LC_FD_MAX)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
+		return;
+	lc_pl_ensure();
+	lc_pl_last_connect_fd = fd;
+	if (lc_fd_state(fd) != LC_FD_NONE)
+		fd_forget(fd);    /* stale state of a number closed behind our back */
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+
+		port = ntohs(a->sin_port);
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+
+		port = ntohs(a->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+	}
+	if (lc_cls_lookup(ip, port, &t) <= 0) {
+		lc_fd_set_state(fd, LC_FD_CANDIDATE);
+		return;
+	}
+	n = lc_conn_new(fd, false);
+	if (!n)
+		return;
+	n->cls = LC_CLS_PROVIDER;
+	n->t = t;
+	c = lc_tab_put(LC_TAB_FD, (uintptr_t)fd, n);
+	lc_conn_put(n);
+	if (c) {
+		lc_fd_set_state(fd, LC_FD_PROVIDER);
+		lc_conn_put(c);
+	}
+}
+
+LC_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int r, saved;
+
+	if (!REAL(connect)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	r = r_connect(fd, addr, len);
+	if (lc_pl_depth || (r != 0 && errno != EINPROGRESS))
+		return r;
+	saved = errno;
+	after_connect(fd, addr);
+	errno = saved;
+	return r;
+}
+
+/* ---- write family ---- */
+
+/* first write on a connected inet socket: TLS (remember its client_random), an HTTP request to a
+ * provider named by its Host header, or anything else (untracked from now on) */
+static void first_write(int fd, const void *buf, size_t n)
+{
+	unsigned char cr[32];
+	struct lc_target t;
+	struct lc_conn *c, *nc;
+	char hh[256], ip[64];
+	int hp = 0, pp = 0, r = 0;
+
+	if (lc_cls_client_hello(buf, n, cr)) {
+		lc_cr_record(fd, cr);
+		lc_fd_set_state(fd, LC_FD_NONE);
+		return;
+	}
+	if (!lc_cls_is_http_request(buf, n)) {
+		lc_fd_set_state(fd, LC_FD_NONE);
+		return;
+	}
+	memset(&t, 0, sizeof(t));
+	if (lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
+		r = lc_cls_lookup(hh, hp ? hp : 80, &t);
+	if (r == 0 && lc_cls_peer(fd, ip, sizeof(ip), &pp) == 0)
+		r = lc_cls_lookup(ip, pp, &t);
+	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
+		r = lc_cls_priced_request(buf, n);
+	if (r <= 0) {
+		lc_fd_set_state(fd, LC_FD_NONE);
+		return;
+	}
+	nc = lc_conn_new(fd, false);
+	if (!nc) {
+		lc_fd_set_state(fd, LC_FD_NONE);
+		return;
+	}
+	nc->cls = LC_CLS_PROVIDER;
+	nc->t = t;
+	c = lc_tab_put(LC_TAB_FD, (uintptr_t)fd, nc);
+	lc_conn_put(nc);
+	lc_fd_set_state(fd, c ? LC_FD_PROVIDER : LC_FD_NONE);
+	if (c)
+		lc_conn_put(c);
+}
+
+/* 1 handled (*ret, errno set), 0 pass through */
+static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret)
+{
+	struct lc_conn *c;
+	int a, saved = errno;
+	unsigned char cr[32];
+
+	lc_pl_ensure();
+	if (lc_fd_state(fd) == LC_FD_CANDIDATE) {
+		if (n == 0)
+			return 0;
+		first_write(fd, buf, n);
+		errno = saved;
+		if (lc_fd_state(fd) != LC_FD_PROVIDER)
+			return 0;
+	}
+	c = lc_tab_get(LC_TAB_FD, (uintptr_t)fd);
+	if (!c) {
+		lc_fd_set_state(fd, LC_FD_NONE);
+		errno = saved;
+		return 0;
+	}
+	if (c->nreq == 0 && c->st == LC_ST_IDLE && lc_cls_client_hello(buf, n, cr)) {
+		/* TLS to a provider listed by address: the TLS layer holds it */
+		lc_cr_record(fd, cr);
+		lc_conn_put(c);
+		fd_forget(fd);
+		errno = saved;
+		return 0;
+	}
+	a = lc_conn_write(c, buf, n);
+	switch (a) {
+	case LC_W_CLAIM:
+		*ret = (ssize_t)n;
+		errno = saved;
+		break;
+	case LC_W_DENY:
+		shutdown(fd, SHUT_RD);
+		c->shut_done = true;
+		*ret = (ssize_t)n;
+		errno = saved;
+		break;
+	case LC_W_FAIL:
+		*ret = -1;
+		errno = EPIPE;
+		break;
+	case LC_W_FLUSH:
+	default:
+		for (;;) {
+			size_t len = 0;
+			const void *p = lc_conn_flush_buf(c, &len);
+			ssize_t k;
+
+			if (!p) {
+				*ret = (ssize_t)n;
+				errno = saved;
+				break;
+			}
+			if (!REAL(send)) {
+				lc_conn_flush_failed(c);
+				*ret = -1;
+				errno = EIO;
+				break;
+			}
+			k = r_send(fd, p, len, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
+			if (k > 0) {
+				lc_conn_flushed(c, (size_t)k);
+				continue;
+			}
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				*ret = -1;    /* the app polls and retries the same write */
+				break;
+			}
+			saved = k < 0 ? errno : EPIPE;
+			lc_conn_flush_failed(c);
+			*ret = -1;
+			errno = saved;
+			break;
+		}
+		break;
+	}
+	lc_conn_put(c);
+	return 1;
+}
+
+/* gather an iovec into one buffer (tracked fds only) */
+static void *gather(const struct iovec *iov, int cnt, size_t *len)
+{
+	size_t n = 0, off = 0;
+	char *b;
+	int i;
+
+	for (i = 0; i < cnt; i++)
+		n += iov[i].iov_len;
+	b = malloc(n ? n : 1);
+	if (!b)
+		return NULL;
+	for (i = 0; i < cnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(b + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	*len = n;
+	return b;
+}
+
+LC_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && write_slow(fd, buf, n, 0, &r))
+		return r;
+	if (!REAL(write)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_write(fd, buf, n);
+}
+
+LC_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	ssize_t r;
+
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && write_slow(fd, buf, n, flags, &r))
+		return r;
+	if (!REAL(send)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_send(fd, buf, n, flags);
+}
+
+LC_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+			 socklen_t tolen)
+{
+	ssize_t r;
+
+	if (!to && lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && write_slow(fd, buf, n, flags, &r))
+		return r;
+	if (!REAL(sendto)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_sendto(fd, buf, n, flags, to, tolen);
+}
+
+LC_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && cnt > 0) {
+		size_t len = 0;
+		ssize_t r;
+		void *b = gather(iov, cnt, &len);
+
+		if (b) {
+			int h = write_slow(fd, b, len, 0, &r), saved = errno;
+
+			free(b);
+			errno = saved;
+			if (h)
+				return r;
+		}
+	}
+	if (!REAL(writev)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_writev(fd, iov, cnt);
+}
+
+LC_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && msg && !msg->msg_name &&
+	    msg->msg_iovlen > 0) {
+		size_t len = 0;
+		ssize_t r;
+		void *b = gather(msg->msg_iov, (int)msg->msg_iovlen, &len);
+
+		if (b) {
+			int h = write_slow(fd, b, len, flags, &r), saved = errno;
+
+			free(b);
+			errno = saved;
+			if (h)
+				return r;
+		}
+	}
+	if (!REAL(sendmsg)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_sendmsg(fd, msg, flags);
+}
+
+/* ---- read family ---- */
+
+enum { K_READ, K_RECV, K_RECVFROM, K_READV, K_RECVMSG };
+
+struct rd {
+	int kind;
+	int fd;
+	void *buf;
+	size_t n;
+	int flags;
+	const struct iovec *iov;
+	int iovcnt;
+	struct msghdr *msg;
+	struct sockaddr *from;
+	socklen_t *fromlen;
+};
+
+static ssize_t rd_real(struct rd *r)
+{
+	switch (r->kind) {
+	case K_READ:
+		return REAL(read) ? r_read(r->fd, r->buf, r->n) : -1;
+	case K_RECV:
+		return REAL(recv) ? r_recv(r->fd, r->buf, r->n, r->flags) : -1;
+	case K_RECVFROM:
+		return REAL(recvfrom) ? r_recvfrom(r->fd, r->buf, r->n, r->flags, r->from, r->fromlen) : -1;
+	case K_READV:
+		return REAL(readv) ? r_readv(r->fd, r->iov, r->iovcnt) : -1;
+	default:
+		return REAL(recvmsg) ? r_recvmsg(r->fd, r->msg, r->flags) : -1;
+	}
+}
+
+static ssize_t rd_slow(struct rd *r)
+{
+	struct lc_conn *c = lc_tab_get(LC_TAB_FD, (uintptr_t)r->fd);
+	bool peek = (r->flags & MSG_PEEK) != 0;
+	int mode, saved = errno;
+	ssize_t k;
+
+	if (!c)
+		return rd_real(r);
+	mode = lc_conn_read_mode(c);
+	if (mode == LC_R_SYNTH) {
+		size_t got = 0;
+
+		if (r->kind == K_READV || r->kind == K_RECVMSG) {
+			const struct iovec *iov = r->kind == K_READV ? r->iov : r->msg->msg_iov;
+			int cnt = r->kind == K_READV ? r->iovcnt : (int)r->msg->msg_iovlen, i;
+
+			/* peeking into several buffers: copy the same prefix (rare, correct enough) */
+			for (i = 0; i < cnt; i++) {
+				size_t g = lc_conn_synth_read(c, iov[i].iov_base, iov[i].iov_len, peek);
+
+				got += g;
+				if (g < iov[i].iov_len || peek)
+					break;
+			}
+			if (r->kind == K_RECVMSG) {
+				r->msg->msg_controllen = 0;
+				r->msg->msg_flags = 0;
+				r->msg->msg_namelen = 0;
+			}
+		} else {
+			got = lc_conn_synth_read(c, r->buf, r->n, peek);
+			if (r->kind == K_RECVFROM && r->fromlen)
+				*r->fromlen = 0;
+		}
+		lc_conn_put(c);
+		errno = saved;
+		return (ssize_t)got;
+	}
+	k = rd_real(r);
+	if (mode == LC_R_FEED && !peek) {
+		saved = errno;
+		if (k > 0) {
+			if (r->kind == K_READV || r->kind == K_RECVMSG) {
+				const struct iovec *iov = r->kind == K_READV ? r->iov : r->msg->msg_iov;
+				int cnt = r->kind == K_READV ? r->iovcnt : (int)r->msg->msg_iovlen, i;
+				size_t left = (size_t)k;
+
+				for (i = 0; i < cnt && left; i++) {
+					size_t g = iov[i].iov_len < left ? iov[i].iov_len : left;
+
+					lc_conn_feed(c, iov[i].iov_base, g);
+					left -= g;
+				}
+			} else {
+				lc_conn_feed(c, r->buf, (size_t)k);
+			}
+		} else if (k == 0 && (r->n > 0 || r->iovcnt > 0)) {
+			lc_conn_eof(c);
+		}
+		errno = saved;
+	}
+	lc_conn_put(c);
+	return k;
+}
+
+#define TRACKED(fd) (lc_fd_state(fd) == LC_FD_PROVIDER && !lc_pl_depth)
+
+LC_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (TRACKED(fd)) {
+		struct rd r = { .kind = K_READ, .fd = fd, .buf = buf, .n = n };
+
+		return rd_slow(&r);
+	}
+	if (!REAL(read)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_read(fd, buf, n);
+}
+
+LC_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	if (TRACKED(fd)) {
+		struct rd r = { .kind = K_RECV, .fd = fd, .buf = buf, .n = n, .flags = flags };
+
+		return rd_slow(&r);
+	}
+	if (!REAL(recv)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_recv(fd, buf, n, flags);
+}
+
+LC_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+			   socklen_t *fromlen)
+{
+	if (TRACKED(fd)) {
+		struct rd r = { .kind = K_RECVFROM, .fd = fd, .buf = buf, .n = n, .flags = flags,
+				.from = from, .fromlen = fromlen };
+
+		return rd_slow(&r);
+	}
+	if (!REAL(recvfrom)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_recvfrom(fd, buf, n, flags, from, fromlen);
+}
+
+LC_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	if (TRACKED(fd)) {
+		struct rd r = { .kind = K_READV, .fd = fd, .iov = iov, .iovcnt = cnt };
+
+		return rd_slow(&r);
+	}
+	if (!REAL(readv)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_readv(fd, iov, cnt);
+}
+
+LC_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	if (TRACKED(fd) && msg) {
+		struct rd r = { .kind = K_RECVMSG, .fd = fd, .msg = msg, .flags = flags,
+				.iovcnt = (int)msg->msg_iovlen };
+
+		return rd_slow(&r);
+	}
+	if (!REAL(recvmsg)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_recvmsg(fd, msg, flags);
+}
+
+/* _FORTIFY_SOURCE variants: the size check first (glibc aborts the same way), then our path */
+static void (*r___chk_fail)(void);
+__attribute__((noreturn)) static void chk_fail(void)
+{
+	if (LC_REAL(r___chk_fail, "__chk_fail", NULL, NULL))
+		r___chk_fail();
+	abort();
+}
+
+LC_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		chk_fail();
+	return read(fd, buf, n);
+}
+
+LC_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	if (n > buflen)
+		chk_fail();
+	return recv(fd, buf, n, flags);
+}
+
+LC_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				 struct sockaddr *from, socklen_t *fromlen)
+{
+	if (n > buflen)
+		chk_fail();
+	return recvfrom(fd, buf, n, flags, from, fromlen);
+}

@@ -1,0 +1,80 @@
+# Helpers for the llmcap-server tests (test_server_*.sh). Source after lib.sh.
+SERVER=$B/llmcap-server
+RECEIVER="$LC_ROOT/tests/provider/webhook_receiver.py"
+TOKEN=test-admin-token-0123456789abcdef
+WHSECRET=whsec_test_secret
+printf '%s\n' "$TOKEN" >"$T/admin.token"
+
+# start_server [extra args...]: (re)start llmcap-server on $SRV_PORT (a free port the first time)
+# with data in $T/srvdata. Sets SRV_PID, SRV_URL.
+start_server() {
+	SRV_PORT=${SRV_PORT:-$(free_port)}
+	"$SERVER" --listen "127.0.0.1:$SRV_PORT" --data "$T/srvdata" --signing-key "$T/keys/llmcap.key" \
+		--admin-token-file "$T/admin.token" --webhook-backoff-ms 200 --webhook-backoff-max-ms 1000 "$@" \
+		>>"$T/server.log" 2>&1 &
+	SRV_PID=$!
+	_pids+=("$SRV_PID")
+	SRV_URL=http://127.0.0.1:$SRV_PORT
+	wait_port "$SRV_PORT"
+}
+stop_server() { kill -TERM "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; }
+
+# api METHOD PATH [BODY]: admin call; sets CODE, writes the body to $T/resp (RESP holds it)
+api() {
+	local m=$1 p=$2
+	shift 2
+	if [ $# -gt 0 ]; then
+		CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
+			-H 'content-type: application/json' --data-binary "$1" "$SRV_URL$p")
+	else
+		CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" "$SRV_URL$p")
+	fi
+	RESP=$(cat "$T/resp")
+}
+# noauth METHOD PATH [BODY]: the same without the admin token
+noauth() {
+	local m=$1 p=$2
+	shift 2
+	if [ $# -gt 0 ]; then
+		CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X "$m" -H 'content-type: application/json' \
+			--data-binary "$1" "$SRV_URL$p")
+	else
+		CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X "$m" "$SRV_URL$p")
+	fi
+	RESP=$(cat "$T/resp")
+}
+# jget PYEXPR [FILE]: evaluate a Python expression on the JSON in FILE (default $T/resp) as `j`
+jget() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[2])); v=eval(sys.argv[1]); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)' "$1" "${2:-$T/resp}"; }
+# expect_code "desc" CODE [substring of the body]
+expect_code() {
+	if [ "$CODE" = "$2" ] && { [ $# -lt 3 ] || [[ $RESP == *"$3"* ]]; }; then ok "$1"
+	else fail "$1 (expected $2${3:+ with '$3'}, got $CODE: ${RESP:0:300})"; fi
+}
+
+# start_receiver NAME [webhook_receiver.py args...]: sets RCV_<NAME> (URL), RCVPORT_<NAME>
+start_receiver() {
+	local name=$1; shift
+	local port; port=$(free_port)
+	"$PY" "$RECEIVER" --port "$port" --secret "$WHSECRET" --log "$T/receiver-$name.jsonl" "$@" \
+		>"$T/receiver-$name.out" 2>&1 &
+	_pids+=($!)
+	wait_port "$port" || return 1
+	printf -v "RCV_$name" '%s' "http://127.0.0.1:$port"
+}
+# rstat NAME PYEXPR: evaluate on the receiver's /stats as `j`
+rstat() {
+	local url; url=$(eval echo "\$RCV_$1")
+	curl -s "$url/stats" >"$T/rstat.json"
+	jget "$2" "$T/rstat.json"
+}
+# wait_for SECONDS CMD...: poll until CMD succeeds
+wait_for() {
+	local limit=$1; shift
+	local i n=$((limit * 10))
+	for ((i = 0; i < n; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+month_start() { date -u -d "$(date -u +%Y-%m-01)" +%s; }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The preload never breaks the host program: `llmcap run`, fail modes (no policy -> pass; policy
+# known but store unusable -> 503 for LLM API calls, everything else untouched), errno, threads,
+# exec, non-network programs, unpriced provider calls, non-provider hosts.
+. "$(dirname "$0")/lib.sh"
+PL_CAP=5
+. "$(dirname "$0")/test_preload_lib.inc"
+pl_init
+pl_provider tls13 $(pl_tls_args 1.3)
+pl_provider other $(pl_tls_args 1.2)
+U=https://localhost:$PORT_tls13/v1/chat/completions
+JSON_BODY='{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}'
+
+# ---- llmcap run ----
+v=$("$LLMCAP" run -- sh -c 'printf %s "$LD_PRELOAD"')
+expect_eq "llmcap run sets LD_PRELOAD to the library's absolute path" "$PRELOAD" "$v"
+v=$(LD_PRELOAD=/lib/x86_64-linux-gnu/libz.so.1 "$LLMCAP" run -- sh -c 'printf %s "$LD_PRELOAD"')
+expect_eq "llmcap run keeps an existing LD_PRELOAD" "$PRELOAD:/lib/x86_64-linux-gnu/libz.so.1" "$v"
+"$LLMCAP" run --help | grep -q 'usage: llmcap run' && ok "llmcap run --help" || fail "llmcap run --help"
+cp /bin/true "$T/suid-true"; chmod u+s "$T/suid-true"
+"$LLMCAP" run -- "$T/suid-true" 2>"$T/run.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q setuid "$T/run.err" && ok "llmcap run refuses a setuid program" || fail "setuid: rc $rc $(cat "$T/run.err")"
+cp /bin/true "$T/sgid-true"; chmod g+s "$T/sgid-true"
+"$LLMCAP" run -- "$T/sgid-true" 2>"$T/run.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q setgid "$T/run.err" && ok "llmcap run refuses a setgid program" || fail "setgid: rc $rc $(cat "$T/run.err")"
+cp /bin/true "$T/cap-true"
+if setcap cap_net_raw+ep "$T/cap-true" 2>/dev/null; then
+	"$LLMCAP" run -- "$T/cap-true" 2>"$T/run.err"; rc=$?
+	[ "$rc" -ne 0 ] && grep -q capabilities "$T/run.err" && ok "llmcap run refuses a file-capability program" ||
+		fail "setcap: rc $rc $(cat "$T/run.err")"
+else
+	ok "# SKIP setcap unavailable here"
+fi
+"$LLMCAP" run -- nosuch-command-xyz 2>/dev/null; expect_eq "llmcap run: unknown command exits 127" 127 $?
+
+# llmcap run end to end: the curl CLI is held to the cap
+pl_policy run "localhost:$PORT_tls13"
+for i in 1 2 3 4 5 6; do
+	"$LLMCAP" run -- curl -sS -o /dev/null -w '%{http_code}\n' --cacert "$PL_CERT/ca.pem" \
+		-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' -d "$JSON_BODY" "$U"
+done >"$T/run.out" 2>&1
+expect_eq "llmcap run -- curl: 5 allowed then 429" "200 200 200 200 200 429" "$(tr '\n' ' ' <"$T/run.out" | sed 's/ $//')"
+
+# ---- threads: 8 threads x 2 calls, separate connections, cap 5 ----
+pl_policy threads "localhost:$PORT_tls13"
+LD_PRELOAD=$PRELOAD "$PY" - "$U" "$PL_KEY" "$PL_CERT/ca.pem" >"$T/threads.out" 2>&1 <<'PYEOF'
+import concurrent.futures, json, sys, requests
+url, key, ca = sys.argv[1:4]
+body = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+def call(i):
+    with requests.Session() as s:
+        return [s.post(url, json=body, headers={"Authorization": "Bearer " + key}, verify=ca, timeout=10).status_code
+                for _ in range(2)]
+with concurrent.futures.ThreadPoolExecutor(8) as ex:
+    codes = sum(ex.map(call, range(8)), [])
+print(codes.count(200), codes.count(429), len(codes))
+PYEOF
+expect_eq "8 threads x 2 calls against cap 5: 5 allowed, 11 blocked" "5 11 16" "$(cat "$T/threads.out")"
+expect_eq "threads: requests charged" 5 "$(pl_used requests)"
+
+# ---- errno and plain programs ----
+v=$(LD_PRELOAD=$PRELOAD "$PY" -c '
+import errno, os, socket
+r = []
+for f in (lambda: os.close(987), lambda: os.read(987, 1), lambda: os.write(987, b"x")):
+    try: f()
+    except OSError as e: r.append(e.errno == errno.EBADF)
+s = socket.socket()
+try: s.connect(("127.0.0.1", 1))
+except OSError as e: r.append(e.errno == errno.ECONNREFUSED)
+print(all(r) and len(r) == 4)')
+expect_eq "errno preserved through close/read/write/connect hooks" True "$v"
+out=$(printf 'a\nb\n' | LD_PRELOAD=$PRELOAD sort -r | LD_PRELOAD=$PRELOAD cat)
+expect_eq "non-network programs run unchanged" "b a" "$(echo $out)"
+
+# ---- unpriced provider call and non-provider host: passed, not charged ----
+pl_policy unpriced "localhost:$PORT_tls13"
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+	-H "Authorization: Bearer $PL_KEY" "https://localhost:$PORT_tls13/v1/models")
+expect_eq "GET /v1/models on a provider passes" 200 "$v"
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+	-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' -d "$JSON_BODY" \
+	"https://localhost:$PORT_other/v1/chat/completions")
+expect_eq "a chat call to a host that is not a provider passes" 200 "$v"
+expect_eq "neither is charged" 0 "$(pl_used requests)"
+
+# ---- fail modes ----
+export LLMCAP_STATE_DIR=$T/no-such-state
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+	-H "Authorization: Bearer $PL_KEY" -d "$JSON_BODY" "$U" 2>"$T/nostate.err")
+expect_eq "no policy ever installed: provider calls pass" 200 "$v"
+expect_eq "no policy ever installed: nothing on stderr" "" "$(cat "$T/nostate.err")"
+[ ! -e "$T/no-such-state" ] && ok "the shim did not create a state directory" || fail "state dir created"
+
+pl_policy corrupt "localhost:$PORT_tls13"
+pl_wait_closed "$LOG_tls13"; : >"$LOG_tls13"
+dd if=/dev/urandom of="$LLMCAP_STATE_DIR/data.mdb" bs=4096 count=4 conv=notrunc 2>/dev/null
+LD_PRELOAD=$PRELOAD true 2>"$T/true.err"
+expect_eq "store unusable: a program that never connects prints nothing" "" "$(cat "$T/true.err")"
+pl_py requests "$U" 1 >"$T/corrupt.out" 2>"$T/corrupt.err"
+v=$("$PY" -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["status"], d["retry_after"], d["x_should_retry"])' "$T/corrupt.out" 2>&1)
+expect_eq "store unusable, policy known: LLM call answered 503 with retry-after, x-should-retry false" "503 60 false" "$v"
+[ "$(wc -l <"$T/corrupt.err")" -ge 1 ] && [ "$(wc -l <"$T/corrupt.err")" -le 3 ] &&
+	ok "store unusable: a short error on stderr ($(head -1 "$T/corrupt.err" | cut -c1-100))" ||
+	fail "store unusable stderr: $(head -5 "$T/corrupt.err")"
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+	"https://localhost:$PORT_tls13/v1/models" 2>/dev/null)
+expect_eq "store unusable: non-LLM calls still pass" 200 "$v"
+pl_wait_closed "$LOG_tls13"
+expect_eq "store unusable: the provider got no LLM call" 0 \
+	"$("$PY" "$LC_ROOT/tests/provider/logstat.py" "$LOG_tls13" --path /v1/chat/completions | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["requests"])')"
+finish

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Plain-HTTP provider endpoints (a local Ollama/vLLM style "127.0.0.1:PORT" in the policy) held
+# at the libc socket layer: the curl CLI, Python requests/httpx/aiohttp/urllib (send/recv),
+# and tests/bin/lc_plain (write/writev/read on a non-blocking socket with poll), non-streaming
+# and streaming, with a gzip+chunked provider variant; h2c prior knowledge is refused.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/test_preload_lib.inc"
+pl_init
+pl_provider plain
+pl_provider gzchunk --gzip --chunked
+LC_PLAIN=$B/tests/bin/lc_plain
+
+JSON_BODY='{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}'
+STREAM_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}'
+
+plain_c() { local port=$1 mode=$2 n=$3; LD_PRELOAD=$PRELOAD timeout 30 "$LC_PLAIN" 127.0.0.1 "$port" "$PL_KEY" "$n" $mode; }
+curl_plain() { local url=$1 body=$2; shift 2; pl_curl_n "$url" -d "$body" "$@"; }
+
+for p in plain gzchunk; do
+	port_var=PORT_$p; log_var=LOG_$p
+	port=${!port_var}; log=${!log_var}
+	url=http://127.0.0.1:$port/v1/chat/completions
+	extra=(); [ "$p" = gzchunk ] && extra=(--compressed)
+	pl_scenario "curl http $p json" "$log" "curl-$p-j" "127.0.0.1:$port" -- curl_plain "$url" "$JSON_BODY" "${extra[@]}"
+	pl_scenario "curl http $p stream" "$log" "curl-$p-s" "127.0.0.1:$port" -- curl_plain "$url" "$STREAM_BODY" "${extra[@]}"
+	for kind in requests urllib httpx httpx_async aiohttp; do
+		for mode in "" --stream; do
+			pl_scenario "$kind http $p ${mode:---json}" "$log" "py-$kind-$p$mode" "127.0.0.1:$port" -- \
+				pl_py_n "$kind" "$url" "$mode"
+		done
+	done
+	pl_scenario "lc_plain (write/writev/read, non-blocking) $p json" "$log" "c-$p-j" "127.0.0.1:$port" -- plain_c "$port" ""
+	pl_scenario "lc_plain (write/writev/read, non-blocking) $p stream" "$log" "c-$p-s" "127.0.0.1:$port" -- plain_c "$port" --stream
+done
+
+# a provider named by host name: matched from the Host header on the first write
+pl_scenario "requests http, provider listed as localhost:PORT" "$LOG_plain" "py-hosthdr" "localhost:$PORT_plain" -- \
+	pl_py_n requests "http://localhost:$PORT_plain/v1/chat/completions" ""
+
+# h2c: curl --http2-prior-knowledge to a plain provider is held to HTTP/1.1 (curl_easy_setopt hook)
+pl_policy h2c "127.0.0.1:$PORT_plain"
+v=$(LD_PRELOAD=$PRELOAD curl -sS --http2-prior-knowledge -o /dev/null -w '%{http_code} %{http_version}' \
+	-H "Authorization: Bearer $PL_KEY" -d "$JSON_BODY" "http://127.0.0.1:$PORT_plain/v1/chat/completions" 2>"$T/h2c.err")
+expect_eq "curl --http2-prior-knowledge to a plain provider is held to HTTP/1.1" "200 1.1" "$v"
+# ... and a raw h2c preface written on the socket is refused, nothing reaches the provider
+pl_wait_closed "$LOG_plain"; : >"$LOG_plain"
+LD_PRELOAD=$PRELOAD "$PY" - "$PORT_plain" >"$T/pri.out" 2>&1 <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+try:
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 9)
+    print("sent")
+except OSError as e:
+    print("refused", type(e).__name__)
+s.close()
+PYEOF
+grep -q '^refused' "$T/pri.out" && ok "h2c preface to a plain provider refused with an error" || fail "h2c preface: $(cat "$T/pri.out")"
+pl_wait_closed "$LOG_plain"
+expect_eq "provider saw no h2 preface" 0 "$(pl_logstat "$LOG_plain" h2)"
+expect_eq "provider got 0 bytes from the h2c attempt" 0 "$(pl_logstat "$LOG_plain" bytes_total)"
+finish

@@ -1,0 +1,625 @@
+/* test_engine.c - decisions against a real LMDB store: every scope, metric and
+ * window; warn/block/alert_at/enabled; key states; settle; reclaim of dead
+ * processes; 16 processes racing on one cap; window boundaries with a test clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "sign.h"
+#include "util.h"
+
+static char tmpdir[256];
+static struct lc_signkey skey;
+static struct lc_trust trust;
+static int64_t version = 0;
+static int64_t fake_now_ms;
+
+static int64_t fake_clock(void)
+{
+	return fake_now_ms;
+}
+
+static void set_time(const char *rfc3339)
+{
+	int64_t t;
+
+	assert_int_equal(lc_time_parse(rfc3339, &t), 0);
+	fake_now_ms = t * 1000;
+	lc_clock_hook = fake_clock;
+}
+
+static const char *fp(const char *key)
+{
+	static char hex[4][65];
+	static int i;
+	unsigned char d[32];
+
+	i = (i + 1) % 4;
+	lc_sha256(key, strlen(key), d);
+	lc_hex(d, 32, hex[i]);
+	return hex[i];
+}
+
+/* Install a policy: `body` is everything after the header fields. */
+static void install(const char *fmt, ...)
+{
+	char body[16384], doc[20000], err[512], *env = NULL;
+	size_t envlen;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	snprintf(doc, sizeof(doc),
+		 "{\"schema\":1,\"version\":%lld,\"issued_at\":\"2026-01-01T00:00:00Z\","
+		 "\"expires_at\":\"2099-01-01T00:00:00Z\","
+		 "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]},"
+		 "{\"name\":\"anthropic\",\"format\":\"anthropic\",\"hosts\":[\"api.anthropic.com\"]}],"
+		 "\"prices\":{\"m\":{\"input\":1,\"cached_input\":0.5,\"output\":2,\"max_output_tokens\":1000}}%s%s}",
+		 (long long)++version, body[0] ? "," : "", body);
+	assert_int_equal(lc_dsse_sign(&skey, doc, strlen(doc), &env, &envlen, err, sizeof(err)), 0);
+	if (lc_apply_envelope(&trust, env, envlen, NULL, err, sizeof(err)))
+		fail_msg("apply: %s\n%s", err, doc);
+	free(env);
+}
+
+static struct lc_reqinfo req(const char *model, int64_t in, int64_t cap, const char *customer)
+{
+	struct lc_reqinfo r;
+
+	memset(&r, 0, sizeof(r));
+	r.api = LC_API_CHAT;
+	snprintf(r.model, sizeof(r.model), "%s", model);
+	r.input_estimate = in;
+	r.output_cap = cap;
+	snprintf(r.customer, sizeof(r.customer), "%s", customer ? customer : "");
+	return r;
+}
+
+static struct lc_decision admit_as(const char *host, const char *key, struct lc_reqinfo r)
+{
+	struct lc_admit_req a = {.host = host, .port = 443, .api_key = key, .api_key_len = key ? strlen(key) : 0,
+				 .info = &r};
+	struct lc_decision d;
+
+	assert_int_equal(lc_admit(&a, &d), LC_OK);
+	return d;
+}
+
+static struct lc_decision admit(const char *key, struct lc_reqinfo r)
+{
+	return admit_as("api.openai.com", key, r);
+}
+
+static void settle_usage(uint64_t t, int64_t in, int64_t cached, int64_t out)
+{
+	struct lc_usage u = {.present = true, .input = in, .cached_input = cached, .output = out};
+
+	assert_int_equal(lc_settle(t, &u, 200), LC_OK);
+}
+
+/* used / reserved of a limit in `llmcap status --json` */
+static void status_of(const char *scope, const char *id, const char *metric, const char *window, double *used,
+		      double *reserved)
+{
+	json_t *st, *l;
+	size_t i;
+
+	assert_int_equal(lc_status_json(&st), LC_OK);
+	json_array_foreach(json_object_get(st, "limits"), i, l) {
+		if (!strcmp(json_string_value(json_object_get(l, "scope")), scope) &&
+		    !strcmp(json_string_value(json_object_get(l, "id")), id) &&
+		    !strcmp(json_string_value(json_object_get(l, "metric")), metric) &&
+		    !strcmp(json_string_value(json_object_get(l, "window")), window)) {
+			*used = json_number_value(json_object_get(l, "used"));
+			if (reserved)
+				*reserved = json_number_value(json_object_get(l, "reserved"));
+			json_decref(st);
+			return;
+		}
+	}
+	json_decref(st);
+	fail_msg("no %s %s %s %s in status", scope, id, metric, window);
+}
+
+static int outbox_count(const char *event)
+{
+	json_t *arr, *e;
+	size_t i;
+	int n = 0;
+
+	assert_int_equal(lc_outbox_list(0, 100000, &arr), LC_OK);
+	json_array_foreach(arr, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "event")), event))
+			n++;
+	json_decref(arr);
+	return n;
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static void test_not_a_provider_passes(void **st)
+{
+	struct lc_decision d;
+
+	install("\"keys\":{\"a\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":0}]}}", fp("ka"));
+	d = admit_as("example.com", "ka", req("m", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_PASS);
+	d = admit("ka", req("m", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 429);
+}
+
+static void test_requests_cap_exact(void **st)
+{
+	struct lc_decision d;
+	int allowed = 0;
+
+	install("\"keys\":{\"ci\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":5}]}}", fp("k-req"));
+	for (int i = 0; i < 8; i++) {
+		d = admit("k-req", req("m", 10, 10, NULL));
+		if (d.verdict == LC_ALLOW) {
+			allowed++;
+			settle_usage(d.ticket, 1, 0, 1);
+		} else {
+			assert_int_equal(d.status, 429);
+			assert_string_equal(d.limit, "key:ci:requests:daily");
+			assert_non_null(strstr(d.message, "daily requests limit of 5 for key 'ci' reached (5 used)"));
+			assert_false(d.should_retry);
+			assert_true(d.retry_after > 0 && d.retry_after <= 86400);
+		}
+	}
+	assert_int_equal(allowed, 5);
+	assert_int_equal(outbox_count("limit_reached") >= 1, 1);
+}
+
+static void test_cost_reserve_worst_case_then_settle(void **st)
+{
+	struct lc_decision d1, d2, d3;
+	double used, reserved;
+
+	/* price: input $1/M, output $2/M. estimate = 1000 in + 1000 out = $0.003 */
+	install("\"keys\":{\"c\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"cost\",\"window\":\"monthly\","
+		"\"threshold\":0.005}]}}", fp("k-cost"));
+	d1 = admit("k-cost", req("m", 1000, 1000, NULL));
+	assert_int_equal(d1.verdict, LC_ALLOW);
+	status_of("key", "c", "cost", "monthly", &used, &reserved);
+	assert_true(used == 0 && reserved > 0.0029 && reserved < 0.0031);
+	/* a second worst case would cross $0.005 while the first is in flight */
+	d2 = admit("k-cost", req("m", 1000, 1000, NULL));
+	assert_int_equal(d2.verdict, LC_DENY);
+	assert_non_null(strstr(d2.message, "monthly cost limit of $0.005 for key 'c' reached"));
+	/* settle with real usage: 100 in, 200 cached (half price), 50 out = 100 + 100 + 100 = 300 micro */
+	settle_usage(d1.ticket, 100, 200, 50);
+	status_of("key", "c", "cost", "monthly", &used, &reserved);
+	assert_true(used > 0.000299 && used < 0.000301);
+	assert_true(reserved == 0);
+	d3 = admit("k-cost", req("m", 1000, 1000, NULL));
+	assert_int_equal(d3.verdict, LC_ALLOW);
+	/* no usage came back on a 200: the estimate is charged */
+	assert_int_equal(lc_settle(d3.ticket, NULL, 200), LC_OK);
+	status_of("key", "c", "cost", "monthly", &used, &reserved);
+	assert_true(used > 0.003299 && used < 0.003301);
+	/* a provider error without usage: the request counts, nothing is charged */
+	d3 = admit("k-cost", req("m", 100, 100, NULL));
+	assert_int_equal(d3.verdict, LC_ALLOW);
+	assert_int_equal(lc_settle(d3.ticket, NULL, 500), LC_OK);
+	status_of("key", "c", "cost", "monthly", &used, &reserved);
+	assert_true(used > 0.003299 && used < 0.003301);
+	assert_int_equal(lc_settle(d3.ticket, NULL, 200), LC_E_NOTFOUND);  /* settles once */
+}
+
+static void test_output_cap_defaults_to_model_max(void **st)
+{
+	struct lc_decision d;
+	double used, reserved;
+
+	/* no max_tokens: reserve the model's max_output_tokens (1000) */
+	install("\"keys\":{\"t\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"tokens\",\"window\":\"weekly\","
+		"\"threshold\":1500}]}}", fp("k-tok"));
+	d = admit("k-tok", req("m", 100, -1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	status_of("key", "t", "tokens", "weekly", &used, &reserved);
+	assert_true(reserved == 1100);
+	d = admit("k-tok", req("m", 100, -1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+}
+
+static void test_team_org_and_toggles(void **st)
+{
+	struct lc_decision d;
+
+	install("\"org\":{\"spend_cap_usd\":1000,\"warning_threshold_usd\":0.00001},"
+		"\"teams\":{\"r\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"hour\",\"threshold\":3}]}},"
+		"\"keys\":{\"a\":{\"sha256\":\"%s\",\"team\":\"r\"},\"b\":{\"sha256\":\"%s\",\"team\":\"r\","
+		"\"limits\":[{\"metric\":\"requests\",\"window\":\"minute\",\"threshold\":0,\"enabled\":false},"
+		"{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":0,\"action\":\"warn\"}]}}",
+		fp("ta"), fp("tb"));
+	/* the team's 3 requests are shared by keys a and b; b's disabled limit and warn limit do not block */
+	assert_int_equal(admit("ta", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	assert_int_equal(admit("tb", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("ta", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 10, 0, 10);
+	d = admit("tb", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "team:r:requests:hour");
+	assert_true(d.should_retry == (d.retry_after <= 60));
+	assert_true(outbox_count("limit_alert") >= 1);              /* b's warn limit */
+	assert_int_equal(outbox_count("spend_cap_warning_threshold_reached"), 1);
+}
+
+static void test_org_cap(void **st)
+{
+	struct lc_decision d;
+
+	install("\"org\":{\"spend_cap_usd\":0.0025,\"period\":\"daily\"}");
+	d = admit("anyone", req("m", 500, 500, NULL));  /* $0.0015 */
+	assert_int_equal(d.verdict, LC_ALLOW);
+	d = admit("anyone", req("m", 500, 500, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "org:cost:daily");
+	assert_non_null(strstr(d.message, "daily organisation spend cap of $0.0025 reached"));
+	assert_int_equal(outbox_count("spend_cap_reached"), 1);
+	/* once per limit per window */
+	admit("anyone", req("m", 500, 500, NULL));
+	assert_int_equal(outbox_count("spend_cap_reached"), 1);
+}
+
+static void test_key_states(void **st)
+{
+	struct lc_decision d;
+
+	set_time("2026-06-01T00:00:00Z");
+	install("\"unknown_keys\":\"block\",\"keys\":{\"rev\":{\"sha256\":\"%s\",\"revoked\":true},"
+		"\"exp\":{\"sha256\":\"%s\",\"expires_at\":\"2026-06-01T00:00:00Z\"},"
+		"\"ok\":{\"sha256\":\"%s\",\"expires_at\":\"2026-06-01T00:00:01Z\"}}",
+		fp("k-rev"), fp("k-exp"), fp("k-ok"));
+	d = admit("k-rev", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 401);
+	assert_non_null(strstr(d.message, "revoked"));
+	d = admit("k-exp", req("m", 1, 1, NULL));  /* expires_at is exclusive: expired at that second */
+	assert_int_equal(d.status, 401);
+	assert_non_null(strstr(d.message, "expired"));
+	assert_int_equal(outbox_count("key_expired"), 1);
+	d = admit("k-ok", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	d = admit("stranger", req("m", 1, 1, NULL));
+	assert_int_equal(d.status, 401);
+	d = admit(NULL, req("m", 1, 1, NULL));
+	assert_int_equal(d.status, 401);
+	lc_clock_hook = NULL;
+}
+
+static void test_unknown_models(void **st)
+{
+	struct lc_decision d;
+
+	install("\"unknown_models\":\"block\"");
+	d = admit("x", req("gpt-unpriced", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 400);
+	install("\"unknown_models\":\"allow\",\"keys\":{\"u\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"tokens\","
+		"\"window\":\"lifetime\",\"threshold\":100}]}}", fp("k-um"));
+	d = admit("k-um", req("gpt-unpriced", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 10, 0, 10);
+	d = admit("k-um", req("gpt-unpriced", 50, 50, NULL));  /* tokens still count for unpriced models */
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.retry_after > 86400, 1);              /* lifetime: never resets */
+	assert_non_null(strstr(d.message, "never resets"));
+}
+
+static void test_customer_budget_override_and_rpm(void **st)
+{
+	struct lc_decision d;
+	int allowed = 0;
+
+	set_time("2026-03-10T12:00:00Z");
+	install("\"customers\":{\"monthly_budget_usd\":0.0025,\"rate_limit_rpm\":3,"
+		"\"overrides\":{\"big\":{\"monthly_budget_usd\":1,\"rate_limit_rpm\":5}}}");
+	/* default budget: $0.0025, each request reserves $0.0015 */
+	assert_int_equal(admit("k", req("m", 500, 500, "small")).verdict, LC_ALLOW);
+	d = admit("k", req("m", 500, 500, "small"));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "customer:small:cost:monthly");
+	assert_int_equal(outbox_count("customer_budget_limit_reached"), 1);
+	/* the override: budget $1, rpm 5 */
+	for (int i = 0; i < 7; i++) {
+		d = admit("k", req("m", 1, 1, "big"));
+		if (d.verdict == LC_ALLOW) {
+			allowed++;
+			settle_usage(d.ticket, 1, 0, 1);
+		} else {
+			assert_string_equal(d.limit, "customer:big:rpm");
+			assert_true(d.should_retry);
+		}
+		fake_now_ms += 1000;
+	}
+	assert_int_equal(allowed, 5);
+	/* sliding window: 60 s after the first admission one more fits, not before */
+	set_time("2026-03-10T12:00:59Z");
+	assert_int_equal(admit("k", req("m", 1, 1, "big")).verdict, LC_DENY);
+	set_time("2026-03-10T12:01:00Z");
+	d = admit("k", req("m", 1, 1, "big"));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	assert_int_equal(admit("k", req("m", 1, 1, "big")).verdict, LC_DENY);
+	lc_clock_hook = NULL;
+}
+
+static void test_window_boundaries(void **st)
+{
+	struct lc_decision d;
+
+	install("\"keys\":{\"w\":{\"sha256\":\"%s\",\"limits\":["
+		"{\"metric\":\"requests\",\"window\":\"weekly\",\"threshold\":1}]},"
+		"\"mo\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"monthly\",\"threshold\":1}]},"
+		"\"dy\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":1}]}}",
+		fp("k-w"), fp("k-mo"), fp("k-dy"));
+	/* weekly: Sunday 2026-11-22 23:59:59 is in the week of Monday 16th */
+	set_time("2026-11-16T00:00:00Z");
+	assert_int_equal(admit("k-w", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	set_time("2026-11-22T23:59:59Z");
+	d = admit("k-w", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.retry_after, 1);
+	assert_non_null(strstr(d.message, "resets 2026-11-23T00:00:00Z"));
+	set_time("2026-11-23T00:00:00Z");
+	assert_int_equal(admit("k-w", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	/* monthly: Dec 31 23:59:59 vs Jan 1 */
+	set_time("2026-12-31T23:59:59Z");
+	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_DENY);
+	set_time("2027-01-01T00:00:00Z");
+	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	/* daily: leap day */
+	set_time("2028-02-29T23:59:59Z");
+	assert_int_equal(admit("k-dy", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-dy", req("m", 1, 1, NULL));
+	assert_non_null(strstr(d.message, "resets 2028-03-01T00:00:00Z"));
+	lc_clock_hook = NULL;
+}
+
+/* A process that admits and dies without settling: its reservation is reclaimed,
+ * and the next decision goes on at once. */
+static void test_reclaim_dead_process(void **st)
+{
+	struct lc_decision d;
+	int status;
+	pid_t pid;
+	double used, reserved;
+
+	install("\"keys\":{\"rc\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":1},{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":1}]}}", fp("k-rc"));
+	pid = fork();
+	if (pid == 0) {
+		struct lc_decision cd = admit("k-rc", req("m", 100, 100, NULL));
+
+		if (cd.verdict != LC_ALLOW)
+			_exit(3);
+		raise(SIGKILL);  /* die holding the reservation */
+		_exit(4);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFSIGNALED(status));
+	status_of("key", "rc", "requests", "daily", &used, &reserved);
+	assert_true(reserved == 1);
+	/* the cap is full with the dead process's reservation: reclaim happens inside admit */
+	d = admit("k-rc", req("m", 100, 100, NULL));
+	status_of("key", "rc", "requests", "daily", &used, &reserved);
+	assert_true(used == 1);    /* charged at its estimate */
+	assert_int_equal(d.verdict, LC_DENY);  /* 1 used of 1 */
+	assert_true(reserved == 0);
+}
+
+static void test_live_reservation_is_not_reclaimed(void **st)
+{
+	struct lc_decision d;
+	unsigned n = 99;
+
+	install("\"keys\":{\"lv\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":1}]}}", fp("k-lv"));
+	d = admit("k-lv", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	assert_int_equal(lc_reclaim(&n), LC_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(admit("k-lv", req("m", 1, 1, NULL)).verdict, LC_DENY);
+	settle_usage(d.ticket, 1, 0, 1);
+}
+
+/* 16 processes race on one requests cap and one cost cap: exactly the cap is admitted. */
+static void test_sixteen_processes_race(void **st)
+{
+	int *shared_allowed;
+	long long *shared_cost;
+	pid_t pids[16];
+	double used, reserved;
+
+	install("\"keys\":{\"race\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100},{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":0.25}]}}", fp("k-race"));
+	shared_allowed = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(shared_allowed != MAP_FAILED);
+	shared_cost = (long long *)(shared_allowed + 16);
+	for (int i = 0; i < 16; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			for (int j = 0; j < 20; j++) {
+				struct lc_decision d = admit("k-race", req("m", 1000, 1000, NULL));
+
+				if (d.verdict == LC_ALLOW) {
+					/* actual usage: 500 in, 500 out = $0.0015 */
+					settle_usage(d.ticket, 500, 0, 500);
+					__atomic_add_fetch(shared_allowed, 1, __ATOMIC_SEQ_CST);
+					__atomic_add_fetch(shared_cost, 1500, __ATOMIC_SEQ_CST);
+				}
+			}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 16; i++)
+		waitpid(pids[i], NULL, 0);
+	/* each request reserves $0.003 and uses $0.0015: the cost cap of $0.25 binds before 100 requests
+	 * only through in-flight reservations; the used cost never passes $0.25 */
+	status_of("key", "race", "requests", "daily", &used, &reserved);
+	assert_int_equal((int)used, *shared_allowed);
+	assert_true(reserved == 0);
+	assert_true(*shared_allowed <= 100);
+	assert_true(*shared_cost <= 250000);
+	status_of("key", "race", "cost", "daily", &used, &reserved);
+	assert_true(used * 1e6 <= 250000.5);
+	assert_true((long long)(used * 1e6 + 0.5) == *shared_cost);
+	/* 320 attempts at $0.0015 each would be $0.48: the requests cap (100) binds exactly */
+	assert_int_equal(*shared_allowed, 100);
+	munmap(shared_allowed, 4096);
+}
+
+static void test_anthropic_format(void **st)
+{
+	struct lc_decision d;
+
+	install("\"keys\":{\"an\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":0}]}}", fp("k-an"));
+	d = admit_as("API.Anthropic.com", "k-an", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.format, LC_FMT_ANTHROPIC);
+}
+
+static void test_store_missing_passes_and_corrupt_fails_closed(void **st)
+{
+	char dir[300], path[400];
+	pid_t pid;
+	int status;
+
+	/* a fresh process with no state directory at all: provider calls pass */
+	pid = fork();
+	if (pid == 0) {
+		struct lc_reqinfo r = req("m", 1, 1, NULL);
+		struct lc_admit_req a = {.host = "api.openai.com", .info = &r};
+		struct lc_decision d;
+
+		snprintf(dir, sizeof(dir), "%s/nonexistent", tmpdir);
+		lc_state_dir_set(dir);
+		lc_admit(&a, &d);
+		_exit(d.verdict == LC_PASS ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* a store that exists but is garbage: provider calls are refused with 503, no crash */
+	snprintf(dir, sizeof(dir), "%s/corrupt", tmpdir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	{
+		FILE *f = fopen(path, "w");
+
+		for (int i = 0; i < 10000; i++)
+			fputs("garbage!", f);
+		fclose(f);
+	}
+	pid = fork();
+	if (pid == 0) {
+		struct lc_reqinfo r = req("m", 1, 1, NULL);
+		struct lc_admit_req a = {.host = "api.openai.com", .info = &r};
+		struct lc_decision d;
+
+		lc_state_dir_set(dir);
+		setenv("LLMCAP_LOG", "off", 1);
+		lc_admit(&a, &d);
+		_exit(d.verdict == LC_DENY && d.status == 503 ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_fork_child_reopens(void **st)
+{
+	struct lc_decision d;
+	pid_t pid;
+	int status;
+
+	install("\"keys\":{\"fk\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":2}]}}", fp("k-fk"));
+	d = admit("k-fk", req("m", 1, 1, NULL));  /* the parent's env is open */
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	pid = fork();
+	if (pid == 0) {
+		struct lc_decision cd = admit("k-fk", req("m", 1, 1, NULL));
+
+		if (cd.verdict != LC_ALLOW)
+			_exit(1);
+		settle_usage(cd.ticket, 1, 0, 1);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the parent sees the child's usage and keeps working */
+	assert_int_equal(admit("k-fk", req("m", 1, 1, NULL)).verdict, LC_DENY);
+}
+
+static int setup(void **st)
+{
+	char err[256];
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-engine.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	char sd[300], kd[300], pub[400];
+
+	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
+	snprintf(kd, sizeof(kd), "%s/keys", tmpdir);
+	setenv("LLMCAP_STATE_DIR", sd, 1);
+	if (lc_keygen(kd, err, sizeof(err)))
+		return -1;
+	snprintf(pub, sizeof(pub), "%s/llmcap.key", kd);
+	if (lc_signkey_load(pub, &skey, err, sizeof(err)))
+		return -1;
+	snprintf(pub, sizeof(pub), "%s/llmcap.pub", kd);
+	return lc_trust_load(pub, &trust, err, sizeof(err));
+}
+
+static int teardown(void **st)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) < 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_not_a_provider_passes),
+		cmocka_unit_test(test_requests_cap_exact),
+		cmocka_unit_test(test_cost_reserve_worst_case_then_settle),
+		cmocka_unit_test(test_output_cap_defaults_to_model_max),
+		cmocka_unit_test(test_team_org_and_toggles),
+		cmocka_unit_test(test_org_cap),
+		cmocka_unit_test(test_key_states),
+		cmocka_unit_test(test_unknown_models),
+		cmocka_unit_test(test_customer_budget_override_and_rpm),
+		cmocka_unit_test(test_window_boundaries),
+		cmocka_unit_test(test_reclaim_dead_process),
+		cmocka_unit_test(test_live_reservation_is_not_reclaimed),
+		cmocka_unit_test(test_sixteen_processes_race),
+		cmocka_unit_test(test_anthropic_format),
+		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
+		cmocka_unit_test(test_fork_child_reopens),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
