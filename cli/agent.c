@@ -32,7 +32,7 @@
 
 int lc_cmd_agent(int argc, char **argv);
 
-#define AGENT_USAGE_ANSWER_MAX (16 * 1024 * 1024)
+#define AGENT_USAGE_ANSWER_MAX (64 * 1024 * 1024)
 #define AGENT_OUTBOX_BATCH 64
 #define AGENT_MEMO 512
 
@@ -62,6 +62,8 @@ struct agent {
 	size_t nmemo;
 	bool once;
 	bool touched;   /* the last outbox pass had events */
+	bool refused;   /* the server's policy was refused this round */
+	char auth[600]; /* "Authorization: Bearer <host token>" or "" */
 };
 
 /* ---- HTTP ---- */
@@ -206,6 +208,7 @@ static int pull_policy(struct agent *a)
 			err);
 		memcpy(a->rejected, h, 32);
 		a->have_rejected = true;
+		a->refused = true;
 		rc = 0;   /* the server answered; the refusal is queued as policy_rejected */
 	} else {
 		fprintf(stderr, "llmcap agent: cannot install the policy: %s (%s)\n", err, lc_strerror(r));
@@ -234,6 +237,8 @@ static int push_usage(struct agent *a)
 	char *txt = json_dumps(snap, JSON_COMPACT);
 	snprintf(url, sizeof url, "%s/v1/usage", a->server);
 	hd = curl_slist_append(hd, "Content-Type: application/json");
+	if (a->auth[0])
+		hd = curl_slist_append(hd, a->auth);
 	hd = curl_slist_append(hd, "Expect:");
 	long st = http("POST", url, hd, txt, txt ? strlen(txt) : 0, &bd, AGENT_USAGE_ANSWER_MAX, err, sizeof err);
 	curl_slist_free_all(hd);
@@ -325,6 +330,9 @@ static int deliver_outbox(struct agent *a)
 	if (!a->touched)
 		goto out;
 	hooks = lc_webhooks();
+	int64_t v = 0;
+	if (!hooks && lc_policy_info(&v, NULL) == LC_OK)
+		hooks = json_array();   /* a policy without webhooks: nobody to tell */
 	json_array_foreach(evs, i, e) {
 		uint64_t seq = (uint64_t)json_integer_value(json_object_get(e, "seq"));
 		const char *id = json_string_value(json_object_get(e, "id"));
@@ -430,6 +438,7 @@ static void help(FILE *f)
 {
 	fprintf(f,
 		"usage: llmcap agent --server URL --trust PUBFILE [--trust PUBFILE2] [--once] [--interval S]\n"
+		"                    [--max-backoff S] [--token-file FILE]\n"
 		"\n"
 		"Keeps this host in sync with llmcap-server: pulls and installs the signed policy (same\n"
 		"checks as `llmcap apply`), reports this host's usage and learns the org-wide totals,\n"
@@ -439,9 +448,11 @@ static void help(FILE *f)
 		"\n"
 		"  --server URL       e.g. http://llmcap.internal:8787\n"
 		"  --trust PUBFILE    the server's signing public key (llmcap keygen's .pub)\n"
-		"  --once             one round, then exit: 0 when the server was reached, 1 when not\n"
+		"  --once             one round, then exit: 0 when the server was reached and its policy\n"
+		"                     is in force, 1 when not\n"
 		"  --interval S       seconds between rounds (default 30)\n"
 		"  --max-backoff S    cap on the retry delay while the server is away (default 300)\n"
+		"  --token-file FILE  bearer token for usage reports (the server's --host-token-file)\n"
 		"\n"
 		"State directory: $LLMCAP_STATE_DIR (see llmcap --help). SIGTERM or SIGINT: clean exit.\n");
 }
@@ -466,6 +477,19 @@ int lc_cmd_agent(int argc, char **argv)
 				fprintf(stderr, "llmcap agent: %s\n", err);
 				return 2;
 			}
+		} else if (!strcmp(o, "--token-file") && i + 1 < argc) {
+			struct lc_buf tb;
+			lc_buf_init(&tb, 512);
+			if (lc_read_file(argv[++i], 512, &tb, err, sizeof err) != 0) {
+				fprintf(stderr, "llmcap agent: --token-file: %s\n", err);
+				return 2;
+			}
+			size_t n = tb.len;
+			while (n > 0 && (tb.data[n - 1] == '\n' || tb.data[n - 1] == '\r' || tb.data[n - 1] == ' '))
+				n--;
+			snprintf(a.auth, sizeof a.auth, "Authorization: Bearer %.*s", (int)n, tb.data ? tb.data : "");
+			sodium_memzero(tb.data, tb.len);
+			lc_buf_free(&tb);
 		} else if (!strcmp(o, "--once")) {
 			a.once = true;
 		} else if (!strcmp(o, "--interval") && i + 1 < argc) {
@@ -506,6 +530,9 @@ int lc_cmd_agent(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	int64_t installed = 0;
+	if (lc_policy_info(&installed, NULL) == LC_OK)
+		a.version = installed;
 	int fails = 0, rc = 0;
 	int64_t next_sync = 0;
 	while (!agent_stop) {
@@ -526,7 +553,7 @@ int lc_cmd_agent(int argc, char **argv)
 				if (pending)
 					fprintf(stderr, "llmcap agent: %d event%s not delivered yet\n", pending,
 						pending == 1 ? "" : "s");
-				rc = ok ? 0 : 1;
+				rc = ok && !a.refused ? 0 : 1;
 				break;
 			}
 			double delay = interval;

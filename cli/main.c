@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,8 +200,12 @@ static void fmt_amount(json_t *v, const char *metric, char *out, size_t n)
 {
 	if (json_is_null(v) || !v)
 		snprintf(out, n, "-");
-	else if (!strcmp(metric, "cost"))
-		snprintf(out, n, "$%.2f", json_number_value(v));
+	else if (!strcmp(metric, "cost")) {
+		char m[40];
+
+		lc_micro_format((int64_t)llround(json_number_value(v) * 1e6), m);
+		snprintf(out, n, "%s", m);
+	}
 	else
 		snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 }

@@ -212,6 +212,46 @@ int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32])
 	return 1;
 }
 
+int lc_cls_client_hello_sni(const void *buf, size_t n, char *out, size_t outlen)
+{
+	const unsigned char *p = buf, *end;
+	size_t off, l;
+
+	if (n < 5 + 4 + 2 + 32 + 1 || p[0] != 0x16 || p[1] != 0x03 || p[5] != 0x01)
+		return -1;
+	l = ((size_t)p[3] << 8) | p[4];
+	end = p + (5 + l < n ? 5 + l : n);
+	off = 5 + 4 + 2 + 32;
+#define NEED(k) do { if (p + off + (k) > end) return -1; } while (0)
+	NEED(1);
+	off += 1 + p[off];                                   /* session id */
+	NEED(2);
+	off += 2 + (((size_t)p[off] << 8) | p[off + 1]);     /* cipher suites */
+	NEED(1);
+	off += 1 + p[off];                                   /* compression methods */
+	NEED(2);
+	off += 2;                                            /* extensions length */
+	while (p + off + 4 <= end) {
+		unsigned type = ((unsigned)p[off] << 8) | p[off + 1];
+		size_t el = ((size_t)p[off + 2] << 8) | p[off + 3];
+
+		off += 4;
+		NEED(el);
+		if (type == 0 && el >= 5 && p[off + 2] == 0) {    /* server_name, host_name */
+			size_t nl = ((size_t)p[off + 3] << 8) | p[off + 4];
+
+			if (nl + 5 > el || nl + 1 > outlen || nl == 0)
+				return -1;
+			memcpy(out, p + off + 5, nl);
+			out[nl] = 0;
+			return 0;
+		}
+		off += el;
+	}
+#undef NEED
+	return -1;
+}
+
 int lc_cls_url(const char *url, char *host, size_t hostlen, int *port, bool *tls)
 {
 	const char *p, *e, *at;

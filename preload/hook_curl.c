@@ -35,6 +35,18 @@ struct hent {
 static struct hent *hb[NH];
 static pthread_mutex_t hmu = PTHREAD_MUTEX_INITIALIZER;
 
+/* fork: 0 prepare, 1 parent, 2 child (called from shim.c's pthread_atfork handlers) */
+void lc_curl_atfork(int phase);
+void lc_curl_atfork(int phase)
+{
+	if (phase == 0)
+		pthread_mutex_lock(&hmu);
+	else if (phase == 1)
+		pthread_mutex_unlock(&hmu);
+	else
+		pthread_mutex_init(&hmu, NULL);
+}
+
 static unsigned hslot(CURL *h)
 {
 	return (unsigned)(((uintptr_t)h >> 4) * 2654435761u) % NH;

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -34,6 +35,8 @@ static ssize_t (*r_recvfrom)(int, void *, size_t, int, struct sockaddr *, sockle
 static ssize_t (*r_recvmsg)(int, struct msghdr *, int);
 static ssize_t (*r_read)(int, void *, size_t);
 static ssize_t (*r_readv)(int, const struct iovec *, int);
+static ssize_t (*r_sendfile)(int, int, off_t *, size_t);
+static ssize_t (*r_sendfile64)(int, int, off_t *, size_t);
 
 /* ---- fd lifetime ---- */
 
@@ -169,9 +172,28 @@ LC_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---- write family ---- */
 
+/* A ClientHello to a provider from a process without libssl: statically linked TLS (Go, the
+ * nodesource Node build, Bun, rustls, ...) that llmcap can neither read nor answer. Fail closed:
+ * refuse the connection (the client sees a connection error, not a 429). */
+static bool opaque_tls_to_provider(int fd, const void *buf, size_t n)
+{
+	struct lc_target t;
+	char sni[256], ip[64];
+	int port = 0;
+
+	if (lc_pl_have_libssl() || lc_cls_client_hello_sni(buf, n, sni, sizeof(sni)) != 0)
+		return false;
+	lc_cls_peer(fd, ip, sizeof(ip), &port);
+	if (lc_cls_lookup(sni, port, &t) <= 0)
+		return false;
+	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (no libssl in "
+			     "this process): connection refused", sni, port);
+	return true;
+}
+
 /* first write on a connected inet socket: TLS (remember its client_random), an HTTP request to a
- * provider named by its Host header, or anything else (untracked from now on) */
-static void first_write(int fd, const void *buf, size_t n)
+ * provider named by its Host header, or anything else (untracked from now on). -1: refuse. */
+static int first_write(int fd, const void *buf, size_t n)
 {
 	unsigned char cr[32];
 	struct lc_target t;
@@ -182,11 +204,13 @@ static void first_write(int fd, const void *buf, size_t n)
 	if (lc_cls_client_hello(buf, n, cr)) {
 		lc_cr_record(fd, cr);
 		lc_fd_set_state(fd, LC_FD_NONE);
-		return;
+		return opaque_tls_to_provider(fd, buf, n) ? -1 : 0;
 	}
+	if (n >= 8 && memcmp(buf, "CONNECT ", 8) == 0)
+		return 0;    /* an HTTP proxy tunnel: the ClientHello comes next */
 	if (!lc_cls_is_http_request(buf, n)) {
 		lc_fd_set_state(fd, LC_FD_NONE);
-		return;
+		return 0;
 	}
 	memset(&t, 0, sizeof(t));
 	if (lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
@@ -197,12 +221,12 @@ static void first_write(int fd, const void *buf, size_t n)
 		r = lc_cls_priced_request(buf, n);
 	if (r <= 0) {
 		lc_fd_set_state(fd, LC_FD_NONE);
-		return;
+		return 0;
 	}
 	nc = lc_conn_new(fd, false);
 	if (!nc) {
 		lc_fd_set_state(fd, LC_FD_NONE);
-		return;
+		return 0;
 	}
 	nc->cls = LC_CLS_PROVIDER;
 	nc->t = t;
@@ -211,6 +235,7 @@ static void first_write(int fd, const void *buf, size_t n)
 	lc_fd_set_state(fd, c ? LC_FD_PROVIDER : LC_FD_NONE);
 	if (c)
 		lc_conn_put(c);
+	return 0;
 }
 
 /* 1 handled (*ret, errno set), 0 pass through */
@@ -224,7 +249,11 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 	if (lc_fd_state(fd) == LC_FD_CANDIDATE) {
 		if (n == 0)
 			return 0;
-		first_write(fd, buf, n);
+		if (first_write(fd, buf, n) < 0) {
+			*ret = -1;
+			errno = EACCES;
+			return 1;
+		}
 		errno = saved;
 		if (lc_fd_state(fd) != LC_FD_PROVIDER)
 			return 0;
@@ -240,6 +269,11 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		lc_cr_record(fd, cr);
 		lc_conn_put(c);
 		fd_forget(fd);
+		if (opaque_tls_to_provider(fd, buf, n)) {
+			*ret = -1;
+			errno = EACCES;
+			return 1;
+		}
 		errno = saved;
 		return 0;
 	}
@@ -406,6 +440,76 @@ LC_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		return -1;
 	}
 	return r_sendmsg(fd, msg, flags);
+}
+
+/* sendfile to a provider socket would put the body on the wire ahead of the held head: read the
+ * file data into the request buffer instead (bounded like any request body) */
+/* 1 handled (*ret), 0 pass through */
+static int sendfile_slow(int out_fd, int in_fd, off_t *offset, size_t count, ssize_t *ret)
+{
+	size_t n = count < LC_WIRE_MAX_BODY ? count : LC_WIRE_MAX_BODY;
+	char *b = malloc(n);
+	ssize_t got, r = -1;
+	int h, saved;
+
+	if (!b) {
+		errno = ENOMEM;
+		*ret = -1;
+		return 1;
+	}
+	got = offset ? pread(in_fd, b, n, *offset) : read(in_fd, b, n);
+	if (got <= 0) {
+		saved = errno;
+		free(b);
+		errno = saved;
+		*ret = got;
+		return 1;
+	}
+	h = write_slow(out_fd, b, (size_t)got, 0, &r);
+	saved = errno;
+	free(b);
+	/* the file position moves by what was taken, as with the real sendfile */
+	if (h && r > 0) {
+		if (offset)
+			*offset += r;
+		else if (r < got)
+			lseek(in_fd, (off_t)(r - got), SEEK_CUR);
+	} else if (!offset) {
+		lseek(in_fd, -(off_t)got, SEEK_CUR);
+	}
+	errno = saved;
+	*ret = r;
+	return h;
+}
+
+LC_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	ssize_t r;
+
+	if (lc_fd_state(out_fd) == LC_FD_PROVIDER && !lc_pl_depth && count > 0 &&
+	    sendfile_slow(out_fd, in_fd, offset, count, &r))
+		return r;
+	if (!REAL(sendfile)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_sendfile(out_fd, in_fd, offset, count);
+}
+
+/* the same function under its large-file name (what programs built with
+ * _FILE_OFFSET_BITS=64, Python among them, call) */
+LC_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	ssize_t r;
+
+	if (lc_fd_state(out_fd) == LC_FD_PROVIDER && !lc_pl_depth && count > 0 &&
+	    sendfile_slow(out_fd, in_fd, offset, count, &r))
+		return r;
+	if (!REAL(sendfile64)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_sendfile64(out_fd, in_fd, offset, count);
 }
 
 /* ---- read family ---- */

@@ -94,6 +94,10 @@ static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
 	char hh[256];
 	int hp = 0, r;
 
+	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl)) {    /* a TLS server in this process */
+		c->cls = LC_CLS_PASS;
+		return;
+	}
 	c->fd = ssl_fd(ssl, c);
 	r = ssl_lookup(ssl, c->fd, 0, &c->t);
 	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
@@ -118,6 +122,53 @@ static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
 	       c->fd);
 }
 
+/* Before the first handshake step: a provider connection offers http/1.1 only (h2 would bypass
+ * the HTTP/1.1 reader; issue "h2 is never a hole"). The per-SSL list overrides the SSL_CTX one,
+ * so other hosts keep the ALPN the program chose. Also run from the first SSL_write/SSL_read, for
+ * programs that let those start the handshake implicitly. */
+static void before_handshake_c(SSL *ssl, struct lc_conn *c)
+{
+	struct lc_target t;
+	int hint = 0, fd;
+	char ip[64];
+
+	pthread_mutex_lock(&c->mu);
+	if (c->alpn_done) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	c->alpn_done = true;
+	if (!(HELPER(SSL_is_server) && r_SSL_is_server(ssl))) {
+		fd = c->fd >= 0 ? c->fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
+		if (fd < 0 && lc_pl_last_connect_fd >= 0)
+			lc_cls_peer(lc_pl_last_connect_fd, ip, sizeof(ip), &hint);
+		if (ssl_lookup(ssl, fd, hint, &t) > 0 && HELPER(SSL_set_alpn_protos)) {
+			r_SSL_set_alpn_protos(ssl, alpn_h1, sizeof(alpn_h1) - 1);
+			lc_log(LC_LOG_DEBUG, "ALPN held to http/1.1 for %s:%d", t.host, t.port);
+		}
+	} else {
+		c->cls = LC_CLS_PASS;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void before_handshake(SSL *ssl)
+{
+	struct lc_conn *c;
+	int saved = errno;
+
+	if (lc_pl_depth || !ssl)
+		return;
+	lc_pl_ensure();
+	c = ssl_rec(ssl, true);
+	if (!c)
+		return;
+	if (!c->alpn_done)
+		before_handshake_c(ssl, c);
+	lc_conn_put(c);
+	errno = saved;
+}
+
 /* provider conn for a write (new ref), or NULL: pass through */
 static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
 {
@@ -125,6 +176,8 @@ static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
 
 	if (!c)
 		return NULL;
+	if (!c->alpn_done)
+		before_handshake_c(ssl, c);
 	if (c->cls == LC_CLS_UNKNOWN) {
 		pthread_mutex_lock(&c->mu);
 		if (c->cls == LC_CLS_UNKNOWN)
@@ -502,47 +555,6 @@ LC_EXPORT int SSL_set_fd(SSL *ssl, int fd)
 		errno = saved;
 	}
 	return r;
-}
-
-/* Before the first handshake step: a provider connection offers http/1.1 only (h2 would bypass
- * the HTTP/1.1 reader; issue "h2 is never a hole"). The per-SSL list overrides the SSL_CTX one,
- * so other hosts keep the ALPN the program chose. */
-static void before_handshake(SSL *ssl)
-{
-	struct lc_conn *c;
-	int saved = errno;
-
-	if (lc_pl_depth || !ssl)
-		return;
-	lc_pl_ensure();
-	c = ssl_rec(ssl, true);
-	if (!c)
-		return;
-	if (!c->alpn_done) {
-		pthread_mutex_lock(&c->mu);
-		if (!c->alpn_done) {
-			struct lc_target t;
-			int hint = 0, fd;
-			char ip[64];
-
-			c->alpn_done = true;
-			if (!(HELPER(SSL_is_server) && r_SSL_is_server(ssl))) {
-				fd = c->fd >= 0 ? c->fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
-				if (fd < 0 && lc_pl_last_connect_fd >= 0)
-					lc_cls_peer(lc_pl_last_connect_fd, ip, sizeof(ip), &hint);
-				if (ssl_lookup(ssl, fd, hint, &t) > 0 && HELPER(SSL_set_alpn_protos)) {
-					r_SSL_set_alpn_protos(ssl, alpn_h1, sizeof(alpn_h1) - 1);
-					lc_log(LC_LOG_DEBUG, "ALPN held to http/1.1 for %s:%d", t.host,
-					       t.port);
-				}
-			} else {
-				c->cls = LC_CLS_PASS;
-			}
-		}
-		pthread_mutex_unlock(&c->mu);
-	}
-	lc_conn_put(c);
-	errno = saved;
 }
 
 LC_EXPORT int SSL_connect(SSL *ssl)

@@ -57,6 +57,9 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self);
  * socket is not known yet (custom or memory BIO) at handshake time. */
 extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec")));
 
+/* Is an OpenSSL libssl loaded in this process (so the TLS layer can hold its connections)? */
+bool lc_pl_have_libssl(void);
+
 /* Fork generation: bumped in the child; conns of an older generation are never settled there. */
 extern atomic_uint lc_pl_forkgen;
 
@@ -94,7 +97,7 @@ struct lc_conn *lc_tab_take(int tab, uintptr_t key);
 size_t lc_tab_count(int tab);
 void lc_tab_atfork_prepare(void);
 void lc_tab_atfork_parent(void);
-void lc_tab_atfork_child(void);    /* forget everything inherited (never settle the parent's tickets) */
+void lc_tab_atfork_child(void);    /* inherited entries are replaced on first use, never settled */
 
 /* ClientHello client_random -> fd, to find the socket of a memory/custom-BIO SSL. */
 void lc_cr_record(int fd, const unsigned char cr[32]);
@@ -126,6 +129,8 @@ int lc_cls_host_header(const void *buf, size_t n, char *host, size_t hostlen, in
 bool lc_cls_is_h2_preface(const void *buf, size_t n);
 /* A TLS ClientHello record: 1 and client_random copied, else 0. */
 int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32]);
+/* The SNI host name of a ClientHello record (first record only); 0 found. */
+int lc_cls_client_hello_sni(const void *buf, size_t n, char *out, size_t outlen);
 /* URL -> scheme/host/port ("https://h:1/p"); 0 ok. */
 int lc_cls_url(const char *url, char *host, size_t hostlen, int *port, bool *tls);
 

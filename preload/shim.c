@@ -20,20 +20,29 @@ atomic_uint lc_pl_forkgen;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* hook_curl.c's handle table (absent from unit-test links) */
+void lc_curl_atfork(int phase) __attribute__((weak));
+
 static void atfork_prepare(void)
 {
+	if (lc_curl_atfork)
+		lc_curl_atfork(0);
 	lc_tab_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
 	lc_tab_atfork_parent();
+	if (lc_curl_atfork)
+		lc_curl_atfork(1);
 }
 
 static void atfork_child(void)
 {
 	atomic_fetch_add(&lc_pl_forkgen, 1);
 	lc_tab_atfork_child();
+	if (lc_curl_atfork)
+		lc_curl_atfork(2);
 }
 
 static void do_init(void)
@@ -103,4 +112,27 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self)
 	LC_PL_LEAVE();
 	errno = saved;
 	return p;
+}
+
+static int ssl_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	if (info->dlpi_name && strstr(info->dlpi_name, "libssl.so")) {
+		*(bool *)arg = true;
+		return 1;
+	}
+	return 0;
+}
+
+bool lc_pl_have_libssl(void)
+{
+	static atomic_bool seen;
+	bool found = false;
+
+	if (atomic_load(&seen))
+		return true;    /* libssl is never unloaded in practice */
+	dl_iterate_phdr(ssl_cb, &found);
+	if (found)
+		atomic_store(&seen, true);
+	return found;
 }

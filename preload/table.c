@@ -26,13 +26,11 @@ struct ent {
 	struct lc_conn *c;
 };
 
-struct shard {
-	pthread_mutex_t mu;
-	struct ent *b[NBUCKET];
-	size_t n;
-};
-
-static struct shard tabs[LC_TAB_N][NSHARD];
+/* the mutexes sit together (2 pages): fork() locks and re-initialises them, and every page a
+ * fork handler writes is a copy-on-write fault in a VM that may cost microseconds */
+static pthread_mutex_t shard_mu[LC_TAB_N][NSHARD];
+static struct ent *buckets[LC_TAB_N][NSHARD][NBUCKET];
+static size_t shard_n[LC_TAB_N][NSHARD];
 static pthread_once_t tabs_once = PTHREAD_ONCE_INIT;
 
 static void tabs_init(void)
@@ -41,7 +39,7 @@ static void tabs_init(void)
 
 	for (t = 0; t < LC_TAB_N; t++)
 		for (i = 0; i < NSHARD; i++)
-			pthread_mutex_init(&tabs[t][i].mu, NULL);
+			pthread_mutex_init(&shard_mu[t][i], NULL);
 }
 
 static inline uint64_t mix(uintptr_t k)
@@ -54,81 +52,110 @@ static inline uint64_t mix(uintptr_t k)
 	return x;
 }
 
-static inline struct shard *shard_of(int tab, uintptr_t key, unsigned *bucket)
+struct shard {
+	pthread_mutex_t *mu;
+	struct ent **b;
+	size_t *n;
+};
+
+static inline struct shard shard_of(int tab, uintptr_t key, unsigned *bucket)
 {
 	uint64_t h = mix(key);
+	unsigned i = (unsigned)(h % NSHARD);
+	struct shard s = { &shard_mu[tab][i], buckets[tab][i], &shard_n[tab][i] };
 
 	pthread_once(&tabs_once, tabs_init);
 	*bucket = (unsigned)(h >> 8) % NBUCKET;
-	return &tabs[tab][h % NSHARD];
+	return s;
+}
+
+/* An entry inherited through fork(): its tickets belong to the parent. The child gets a fresh
+ * conn for the same socket (same classification, nothing in flight); the old one is dropped
+ * without settling (lc_conn_put checks the fork generation). Caller holds the shard lock. */
+static void refresh_locked(struct ent *e)
+{
+	struct lc_conn *old = e->c, *n;
+
+	if (old->forkgen == atomic_load(&lc_pl_forkgen))
+		return;
+	n = lc_conn_new(old->fd, old->tls);
+	if (!n)
+		return;
+	n->cls = old->cls;
+	n->t = old->t;
+	n->alpn_done = old->alpn_done;
+	e->c = n;
+	lc_conn_put(old);
 }
 
 struct lc_conn *lc_tab_get(int tab, uintptr_t key)
 {
 	unsigned b;
-	struct shard *s = shard_of(tab, key, &b);
+	struct shard s = shard_of(tab, key, &b);
 	struct ent *e;
 	struct lc_conn *c = NULL;
 
-	pthread_mutex_lock(&s->mu);
-	for (e = s->b[b]; e; e = e->next)
+	pthread_mutex_lock(s.mu);
+	for (e = s.b[b]; e; e = e->next)
 		if (e->key == key) {
+			refresh_locked(e);
 			c = e->c;
 			lc_conn_ref(c);
 			break;
 		}
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(s.mu);
 	return c;
 }
 
 struct lc_conn *lc_tab_put(int tab, uintptr_t key, struct lc_conn *c)
 {
 	unsigned b;
-	struct shard *s = shard_of(tab, key, &b);
+	struct shard s = shard_of(tab, key, &b);
 	struct ent *e, *ne;
 
 	ne = malloc(sizeof(*ne));
-	pthread_mutex_lock(&s->mu);
-	for (e = s->b[b]; e; e = e->next)
+	pthread_mutex_lock(s.mu);
+	for (e = s.b[b]; e; e = e->next)
 		if (e->key == key) {
+			refresh_locked(e);
 			lc_conn_ref(e->c);
 			c = e->c;
-			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_unlock(s.mu);
 			free(ne);
 			return c;
 		}
 	if (!ne) {
-		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_unlock(s.mu);
 		return NULL;
 	}
 	ne->key = key;
 	ne->c = c;
-	ne->next = s->b[b];
-	s->b[b] = ne;
-	s->n++;
+	ne->next = s.b[b];
+	s.b[b] = ne;
+	(*s.n)++;
 	lc_conn_ref(c);    /* the table's */
 	lc_conn_ref(c);    /* the caller's */
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(s.mu);
 	return c;
 }
 
 struct lc_conn *lc_tab_take(int tab, uintptr_t key)
 {
 	unsigned b;
-	struct shard *s = shard_of(tab, key, &b);
+	struct shard s = shard_of(tab, key, &b);
 	struct ent **pp, *e;
 	struct lc_conn *c = NULL;
 
-	pthread_mutex_lock(&s->mu);
-	for (pp = &s->b[b]; (e = *pp); pp = &e->next)
+	pthread_mutex_lock(s.mu);
+	for (pp = &s.b[b]; (e = *pp); pp = &e->next)
 		if (e->key == key) {
 			*pp = e->next;
 			c = e->c;
-			s->n--;
+			(*s.n)--;
 			free(e);
 			break;
 		}
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(s.mu);
 	return c;
 }
 
@@ -139,9 +166,9 @@ size_t lc_tab_count(int tab)
 
 	pthread_once(&tabs_once, tabs_init);
 	for (i = 0; i < NSHARD; i++) {
-		pthread_mutex_lock(&tabs[tab][i].mu);
-		n += tabs[tab][i].n;
-		pthread_mutex_unlock(&tabs[tab][i].mu);
+		pthread_mutex_lock(&shard_mu[tab][i]);
+		n += shard_n[tab][i];
+		pthread_mutex_unlock(&shard_mu[tab][i]);
 	}
 	return n;
 }
@@ -208,7 +235,7 @@ void lc_tab_atfork_prepare(void)
 	pthread_mutex_lock(&cr_mu);
 	for (t = 0; t < LC_TAB_N; t++)
 		for (i = 0; i < NSHARD; i++)
-			pthread_mutex_lock(&tabs[t][i].mu);
+			pthread_mutex_lock(&shard_mu[t][i]);
 }
 
 void lc_tab_atfork_parent(void)
@@ -217,35 +244,19 @@ void lc_tab_atfork_parent(void)
 
 	for (t = LC_TAB_N - 1; t >= 0; t--)
 		for (i = NSHARD - 1; i >= 0; i--)
-			pthread_mutex_unlock(&tabs[t][i].mu);
+			pthread_mutex_unlock(&shard_mu[t][i]);
 	pthread_mutex_unlock(&cr_mu);
 }
 
-/* The child has one thread and a copy of the parent's connections. Tickets belong to the parent
- * (it settles them), so the child forgets every entry; the memory is leaked on purpose (another
- * parent thread may have held a conn mutex at fork time, so touching the conns is unsafe). */
+/* The child has one thread and the parent's tables, consistent (prepare held every lock). Only
+ * the locks are re-initialised here; inherited entries are replaced lazily on first use
+ * (refresh_locked), so a fork costs a few pages whatever the parent had open. */
 void lc_tab_atfork_child(void)
 {
-	int t, i, fd;
+	int t, i;
 
 	for (t = 0; t < LC_TAB_N; t++)
-		for (i = 0; i < NSHARD; i++) {
-			struct ent *e, *n;
-			int b;
-
-			for (b = 0; b < NBUCKET; b++) {
-				for (e = tabs[t][i].b[b]; e; e = n) {
-					n = e->next;
-					free(e);
-				}
-				tabs[t][i].b[b] = NULL;
-			}
-			tabs[t][i].n = 0;
-			pthread_mutex_init(&tabs[t][i].mu, NULL);
-		}
-	for (fd = 0; fd < LC_FD_MAX; fd++)
-		if (atomic_load_explicit(&lc_fdst[fd], memory_order_relaxed) == LC_FD_PROVIDER)
-			atomic_store_explicit(&lc_fdst[fd], LC_FD_NONE, memory_order_relaxed);
-	memset(crs, 0, sizeof(crs));
+		for (i = 0; i < NSHARD; i++)
+			pthread_mutex_init(&shard_mu[t][i], NULL);
 	pthread_mutex_init(&cr_mu, NULL);
 }

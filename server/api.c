@@ -57,7 +57,7 @@ void srv_resp_error(struct srv_resp *rs, int status, const char *type, const cha
 
 /* ---- small helpers ---- */
 
-int srv_set_admin_token(struct srv *s, const char *token, size_t len)
+static int token_hash(const char *token, size_t len, unsigned char out[32])
 {
 	while (len > 0 && isspace((unsigned char)token[len - 1]))
 		len--;
@@ -67,11 +67,16 @@ int srv_set_admin_token(struct srv *s, const char *token, size_t len)
 	}
 	if (len < 16)
 		return -1;   /* refuse short tokens */
-	lc_sha256(token, len, s->admin_hash);
+	lc_sha256(token, len, out);
 	return 0;
 }
 
-bool srv_admin_ok(const struct srv *s, const char *auth)
+int srv_set_host_token(struct srv *s, const char *token, size_t len)
+{
+	return token_hash(token, len, s->host_hash);
+}
+
+static bool bearer_is(const unsigned char want[32], const char *auth)
 {
 	unsigned char h[32];
 	static const unsigned char zero[32];
@@ -84,9 +89,27 @@ bool srv_admin_ok(const struct srv *s, const char *auth)
 	while (n > 0 && isspace((unsigned char)auth[n - 1]))
 		n--;
 	lc_sha256(auth, n, h);
-	if (sodium_memcmp(s->admin_hash, zero, 32) == 0)
+	if (sodium_memcmp(want, zero, 32) == 0)
 		return false;
-	return sodium_memcmp(h, s->admin_hash, 32) == 0;
+	return sodium_memcmp(h, want, 32) == 0;
+}
+
+bool srv_host_ok(const struct srv *s, const char *auth)
+{
+	static const unsigned char zero[32];
+	if (sodium_memcmp(s->host_hash, zero, 32) == 0)
+		return true;
+	return bearer_is(s->host_hash, auth) || bearer_is(s->admin_hash, auth);
+}
+
+int srv_set_admin_token(struct srv *s, const char *token, size_t len)
+{
+	return token_hash(token, len, s->admin_hash);
+}
+
+bool srv_admin_ok(const struct srv *s, const char *auth)
+{
+	return bearer_is(s->admin_hash, auth);
 }
 
 bool srv_id_ok(const char *id)
@@ -853,6 +876,12 @@ void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)
 		return;
 	}
 	if (n == 2 && IS(1, "usage") && METHOD("POST")) {
+		if (!srv_host_ok(s, rq->authorization)) {
+			srv_resp_error(rs, 401, "authentication_error",
+				       "host token required: Authorization: Bearer <token from --host-token-file>");
+			rs->www_auth = true;
+			return;
+		}
 		srv_usage_post(s, rq->body, rq->body_len, rs);
 		return;
 	}

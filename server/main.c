@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"  --data DIR                the server's LMDB store (created if missing)\n"
 		"  --signing-key KEYFILE     Ed25519 secret key from `llmcap keygen` (hosts trust its .pub)\n"
 		"  --admin-token-file FILE   the admin bearer token (at least 16 characters)\n"
+		"  --host-token-file FILE    optional: POST /v1/usage then needs this bearer token\n"
+		"                            (llmcap agent --token-file FILE)\n"
 		"  --threads N               worker threads (default 4)\n"
 		"  --webhook-backoff-ms MS   first webhook retry delay, doubling per attempt (default 1000)\n"
 		"  --webhook-backoff-max-ms MS  cap on the retry delay (default 300000)\n"
@@ -75,12 +77,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cn = calloc(1, sizeof *cn);
 		if (!cn)
 			return MHD_NO;
-		lc_buf_init(&cn->body, SRV_BODY_MAX);
+		size_t cap = strcmp(url, "/v1/usage") == 0 ? SRV_USAGE_MAX : SRV_BODY_MAX;
+		lc_buf_init(&cn->body, cap);
 		*con_cls = cn;
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-		if (cl && strtoull(cl, NULL, 10) > SRV_BODY_MAX) {
+		if (cl && strtoull(cl, NULL, 10) > cap) {
 			struct srv_resp rs = {0};
-			srv_resp_error(&rs, 413, "payload_too_large", "request body over %d bytes", SRV_BODY_MAX);
+			srv_resp_error(&rs, 413, "payload_too_large", "request body over %zu bytes", cap);
 			enum MHD_Result ret = send_resp(c, &rs, false);
 			srv_resp_free(&rs);
 			cn->too_big = true;
@@ -96,7 +99,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	struct srv_resp rs = {0};
 	if (cn->too_big) {
-		srv_resp_error(&rs, 413, "payload_too_large", "request body over %d bytes", SRV_BODY_MAX);
+		srv_resp_error(&rs, 413, "payload_too_large", "request body over %zu bytes", cn->body.max);
 	} else {
 		struct srv_req rq = {
 			.method = method,
@@ -184,12 +187,13 @@ int main(int argc, char **argv)
 		{"signing-key", required_argument, 0, 'k'},
 		{"admin-token-file", required_argument, 0, 't'},
 		{"threads", required_argument, 0, 'n'},
+		{"host-token-file", required_argument, 0, 'H'},
 		{"webhook-backoff-ms", required_argument, 0, 'b'},
 		{"webhook-backoff-max-ms", required_argument, 0, 'B'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
-	const char *listen = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL;
+	const char *listen = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
 	unsigned threads = 4;
 	static struct srv s;
 	char err[512];
@@ -202,6 +206,7 @@ int main(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 't': tokfile = optarg; break;
 		case 'n': threads = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'H': hostfile = optarg; break;
 		case 'b': s.backoff_base_ms = strtoll(optarg, NULL, 10); break;
 		case 'B': s.backoff_max_ms = strtoll(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return 0;
@@ -241,6 +246,20 @@ int main(int argc, char **argv)
 	}
 	sodium_memzero(tok.data, tok.len);
 	lc_buf_free(&tok);
+	if (hostfile) {
+		lc_buf_init(&tok, 4096);
+		if (lc_read_file(hostfile, 4096, &tok, err, sizeof err) != 0) {
+			fprintf(stderr, "llmcap-server: --host-token-file %s: %s\n", hostfile, err);
+			return 1;
+		}
+		if (srv_set_host_token(&s, tok.data ? tok.data : "", tok.len) != 0) {
+			fprintf(stderr, "llmcap-server: --host-token-file %s: the token must be at least 16 characters\n",
+				hostfile);
+			return 1;
+		}
+		sodium_memzero(tok.data, tok.len);
+		lc_buf_free(&tok);
+	}
 	if (srv_store_open(&s, data, err, sizeof err) != 0) {
 		fprintf(stderr, "llmcap-server: --data: %s\n", err);
 		return 1;

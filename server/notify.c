@@ -167,7 +167,17 @@ static size_t sink(char *p, size_t sz, size_t n, void *u)
 	return sz * n;
 }
 
-static int post(const char *url, const char *secret, const char *event, const char *dlv, const char *body,
+static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct srv *s = u;
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return __atomic_load_n(&s->stopping, __ATOMIC_RELAXED) ? 1 : 0;   /* shutting down: retry after restart */
+}
+
+static int post(struct srv *s, const char *url, const char *secret, const char *event, const char *dlv, const char *body,
 		long *status, char *err, size_t errlen)
 {
 	CURL *h = curl_easy_init();
@@ -195,6 +205,9 @@ static int post(const char *url, const char *secret, const char *event, const ch
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
 	cc = curl_easy_perform(h);
 	*status = 0;
 	if (cc == CURLE_OK)
@@ -244,7 +257,7 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 		char err[256] = "";
 		struct done_ctx dc = {.ent = e};
 		memcpy(dc.key, sc.d[i].key, 8);
-		post(url ? url : "", secret ? secret : "", ev ? ev : "", dlv ? dlv : "", body ? body : "{}", &status, err,
+		post(s, url ? url : "", secret ? secret : "", ev ? ev : "", dlv ? dlv : "", body ? body : "{}", &status, err,
 		     sizeof err);
 		dc.ok = status >= 200 && status < 300;
 		if (dc.ok) {
@@ -293,7 +306,7 @@ static int eval_txn(struct srv *s, MDB_txn *txn, void *ctx)
 static void *notifier_main(void *arg)
 {
 	struct srv *s = arg;
-	int64_t last_maint = 0;
+	int64_t last_maint = 0, last_prune = 0;
 	bool evaluate = true;
 	for (;;) {
 		int64_t now = lc_now_ms(), next = 0;
@@ -301,6 +314,10 @@ static void *notifier_main(void *arg)
 			srv_policy_maintain(s);
 			evaluate = true;   /* windows roll over with time, not only with reports */
 			last_maint = now;
+		}
+		if (now - last_prune >= 600000) {
+			srv_prune(s);
+			last_prune = now;
 		}
 		if (evaluate)
 			srv_write(s, eval_txn, NULL);
@@ -370,7 +387,7 @@ void srv_notifier_stop(struct srv *s)
 	if (!s->notifier_running)
 		return;
 	pthread_mutex_lock(&s->mu);
-	s->stopping = true;
+	__atomic_store_n(&s->stopping, true, __ATOMIC_RELAXED);
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->notifier, NULL);

@@ -17,7 +17,8 @@
 
 #include "sign.h"
 
-#define SRV_BODY_MAX (4 * 1024 * 1024)        /* request bodies above this get 413 */
+#define SRV_BODY_MAX (4 * 1024 * 1024)        /* admin request bodies above this get 413 */
+#define SRV_USAGE_MAX (64 * 1024 * 1024)      /* POST /v1/usage: a large host reports many counters */
 #define SRV_ID_MAX 128                         /* key/team/customer ids in paths and bodies */
 #define SRV_DEFAULT_LIFETIME_S (30 * 86400)    /* policy lifetime unless settings say otherwise */
 
@@ -34,9 +35,11 @@ struct srv {
 	MDB_dbi db_fired;    /* dedup key -> "1": an event fires once per limit per window */
 	pthread_rwlock_t maplock;  /* shared by every txn, exclusive to grow the map */
 	size_t mapsize;
+	size_t map_initial;        /* 0: 64 MiB (tests set it small to exercise growth) */
 
 	struct lc_signkey key;
 	unsigned char admin_hash[32];   /* sha256 of the admin token */
+	unsigned char host_hash[32];    /* sha256 of the host token (--host-token-file); zero: none required */
 
 	/* notifier thread */
 	pthread_t notifier;
@@ -92,6 +95,9 @@ void srv_resp_error(struct srv_resp *rs, int status, const char *type, const cha
 void srv_resp_json(struct srv_resp *rs, int status, json_t *v /* stolen */);
 int srv_set_admin_token(struct srv *s, const char *token, size_t len);
 bool srv_admin_ok(const struct srv *s, const char *authorization);
+int srv_set_host_token(struct srv *s, const char *token, size_t len);
+/* POST /v1/usage: true when no host token is configured, or the bearer is it (or the admin token). */
+bool srv_host_ok(const struct srv *s, const char *authorization);
 
 /* ---- policy document (policy_doc.c) ---- */
 /* Build the full policy JSON from the stored pieces (new ref; NULL with err). */
@@ -114,6 +120,8 @@ int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now);
 /* Counter key "scope\x1fid\x1fmetric\x1fwindow\x1fbucket". */
 int srv_ckey(char *out, size_t outlen, const char *scope, const char *id, const char *metric,
 	     const char *window, int64_t bucket);
+/* Drop totals of buckets long over and old fired-once markers. */
+int srv_prune(struct srv *s);
 int64_t srv_total(MDB_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
 		  const char *window, int64_t bucket);
 

@@ -38,7 +38,7 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 		goto fail;
 	mdb_env_set_maxdbs(s->env, 16);
 	mdb_env_set_maxreaders(s->env, 256);
-	s->mapsize = SRV_MAP_INITIAL;
+	s->mapsize = s->map_initial ? s->map_initial : SRV_MAP_INITIAL;
 	if ((rc = mdb_env_set_mapsize(s->env, s->mapsize)) != 0)
 		goto fail;
 	if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0)
@@ -96,6 +96,23 @@ static int grow(struct srv *s, size_t seen)
 	return rc;
 }
 
+/* Grow before the map is nearly full: a put that fails with MDB_MAP_FULL
+ * deep inside a transaction poisons it (commit then says MDB_BAD_TXN), so
+ * waiting for the error is only the fallback. */
+static void grow_early(struct srv *s)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	size_t seen;
+	pthread_rwlock_rdlock(&s->maplock);
+	seen = s->mapsize;
+	bool full = mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &st) == 0 &&
+		    (size_t)(info.me_last_pgno + 1) * st.ms_psize > seen / 4 * 3;
+	pthread_rwlock_unlock(&s->maplock);
+	if (full)
+		grow(s, seen);
+}
+
 static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 {
 	for (int attempt = 0; attempt < 8; attempt++) {
@@ -103,6 +120,8 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 		int rc;
 		size_t seen;
 
+		if (!(flags & MDB_RDONLY))
+			grow_early(s);
 		pthread_rwlock_rdlock(&s->maplock);
 		seen = s->mapsize;
 		rc = mdb_txn_begin(s->env, NULL, flags, &txn);

@@ -188,7 +188,10 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		srv_usage_evaluate(s, txn, now);
 	}
 
-	/* answer: org-wide totals of every current bucket, and of whatever this host reported */
+	/* answer: the org-wide totals of the current org and team buckets (few), and of every
+	 * counter this host reported. Key and customer counters of other hosts reach a host once
+	 * it has used that key or customer itself: the answer stays proportional to the host's
+	 * own activity, not to the size of the organisation. */
 	json_t *out = json_array();
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -196,21 +199,34 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		json_decref(out);
 		goto fail;
 	}
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		char buf[512], *f[5], num[32];
-		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0)
-			continue;
-		int64_t bucket = strtoll(f[4], NULL, 10);
-		char ck[512];
-		snprintf(ck, sizeof ck, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-		if (!bucket_current(f[3], bucket, now) && !json_object_get(mine, ck))
-			continue;
-		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
-		json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "scope", f[0], "id", f[1],
-						     "metric", f[2], "window", f[3], "bucket", (json_int_t)bucket,
-						     "used", (json_int_t)strtoll(num, NULL, 10)));
+	static const char *const shared[] = {"org" SEP, "team" SEP};
+	for (size_t p = 0; p < 2; p++) {
+		size_t pl = strlen(shared[p]);
+		k.mv_data = (void *)shared[p];
+		k.mv_size = pl;
+		for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			char buf[512], *f[5];
+			if (k.mv_size < pl || memcmp(k.mv_data, shared[p], pl) != 0)
+				break;
+			if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0)
+				continue;
+			char ck[512];
+			snprintf(ck, sizeof ck, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+			if (bucket_current(f[3], strtoll(f[4], NULL, 10), now))
+				json_object_set_new(mine, ck, json_true());
+		}
 	}
 	mdb_cursor_close(cur);
+	const char *ck;
+	json_t *dummy;
+	json_object_foreach(mine, ck, dummy) {
+		char buf[512], *f[5];
+		if (ckey_split(ck, strlen(ck), buf, sizeof buf, f) != 0)
+			continue;
+		json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "scope", f[0], "id", f[1], "metric",
+						     f[2], "window", f[3], "bucket", (json_int_t)strtoll(f[4], NULL, 10),
+						     "used", (json_int_t)get_total_raw(txn, s, ck)));
+	}
 	json_decref(op->answer);
 	op->answer = out;
 	json_decref(mine);
@@ -222,12 +238,16 @@ fail:
 	return rc;
 }
 
-static bool str_field(json_t *o, const char *name, size_t max)
+/* a string of at most max bytes without the counter-key separator (and, for host ids, '|') */
+static bool str_field2(json_t *o, const char *name, size_t max, bool bar_ok)
 {
 	json_t *v = json_object_get(o, name);
-	return v && json_is_string(v) && json_string_length(v) <= max && !memchr(json_string_value(v), 0x1f, json_string_length(v)) &&
-	       !strchr(json_string_value(v), '|');
+	return v && json_is_string(v) && json_string_length(v) <= max &&
+	       !memchr(json_string_value(v), 0x1f, json_string_length(v)) &&
+	       strlen(json_string_value(v)) == json_string_length(v) && (bar_ok || !strchr(json_string_value(v), '|'));
 }
+
+static bool str_field(json_t *o, const char *name, size_t max) { return str_field2(o, name, max, false); }
 
 void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp *rs)
 {
@@ -273,7 +293,7 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 			bad = "";
 		else if (!str_field(c, "scope", 32))
 			bad = ".scope";
-		else if (!str_field(c, "id", SRV_ID_MAX))
+		else if (!json_is_string(json_object_get(c, "id")))
 			bad = ".id";
 		else if (!json_is_string(json_object_get(c, "metric")) ||
 			 lc_metric_parse(json_string_value(json_object_get(c, "metric")), &m) != 0)
@@ -288,6 +308,15 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 		if (bad) {
 			srv_resp_error(rs, 400, "invalid_request_error", "counters[%zu]%s: missing or invalid", i, bad);
 			goto out;
+		}
+	}
+	/* ids are the host's business (a customer id comes from a request): one the counter key
+	 * cannot hold is dropped, not a reason to refuse the host's whole report */
+	for (i = json_array_size(ctrs); i-- > 0;) {
+		c = json_array_get(ctrs, i);
+		if (!str_field2(c, "id", SRV_ID_MAX, true)) {
+			lc_log(LC_LOG_INFO, "llmcap-server: usage report: counter with an unusable id dropped");
+			json_array_remove(ctrs, i);
 		}
 	}
 	op.rep = rep;
@@ -324,9 +353,10 @@ static void limit_entry(json_t *arr, const char *scope, const char *id, const st
 {
 	char t[32];
 	int64_t end = lc_window_end(l->window, now);
-	json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:o,s:i,s:o}", "scope", scope, "id", id, "metric",
+	json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o}", "scope", scope, "id", id, "metric",
 			      lc_metric_name(l->metric), "window", lc_window_name(l->window), "used",
-			      amount(l->metric, used), "reserved", 0, "threshold", amount(l->metric, l->threshold));
+			      amount(l->metric, used), "reserved", amount(l->metric, 0), "threshold",
+			      amount(l->metric, l->threshold));
 	if (end == INT64_MAX) {
 		json_object_set_new(e, "resets_at", json_null());
 	} else {
@@ -512,9 +542,11 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		}
 		mdb_cursor_close(c);
 	}
-	lc_time_format(srv_get_int(txn, s->db_meta, "expires_at", 0), t);
-	*out = json_pack("{s:{s:I,s:s},s:o,s:o,s:o}", "policy", "version",
-			 (json_int_t)srv_get_int(txn, s->db_meta, "version", 0), "expires_at", t, "limits", limits,
+	int64_t exp = srv_get_int(txn, s->db_meta, "expires_at", 0);
+	lc_time_format(exp, t);
+	*out = json_pack("{s:{s:I,s:s,s:b},s:o,s:o,s:o}", "policy", "version",
+			 (json_int_t)srv_get_int(txn, s->db_meta, "version", 0), "expires_at", t, "expired", exp <= now,
+			 "limits", limits,
 			 "org", org ? org : json_null(), "hosts", hosts);
 	return 0;
 }
@@ -593,4 +625,56 @@ int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now)
 	}
 	each_limit(s, txn, now, false, eval_cb, &ec);
 	return ec.queued;
+}
+
+/* ---- forgetting what can no longer matter ---- */
+
+static int prune_txn(struct srv *s, MDB_txn *txn, void *ctx)
+{
+	int *n = ctx;
+	int64_t now = lc_now();
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_cursor_open(txn, s->db_totals, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char buf[512], *f[5];
+		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) == 0 &&
+		    bucket_stale(f[3], strtoll(f[4], NULL, 10), now)) {
+			if ((rc = mdb_cursor_del(c, 0)) != 0)
+				break;
+			(*n)++;
+		}
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND && rc != 0)
+		return rc;
+	/* fired-once markers: the window they name is long over after 62 days */
+	if ((rc = mdb_cursor_open(txn, s->db_fired, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char num[32];
+		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
+		if (!memmem(k.mv_data, k.mv_size, "lifetime", 8) && strtoll(num, NULL, 10) < now - 62 * 86400) {
+			if ((rc = mdb_cursor_del(c, 0)) != 0)
+				break;
+			(*n)++;
+		}
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND && rc != 0)
+		return rc;
+	return *n ? 0 : MDB_NOTFOUND;
+}
+
+int srv_prune(struct srv *s)
+{
+	int n = 0;
+	int rc = srv_write(s, prune_txn, &n);
+	if (rc == 0 && n)
+		lc_log(LC_LOG_INFO, "llmcap-server: pruned %d stale counters and markers", n);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }

@@ -372,11 +372,11 @@ static int validate_teams(json_t *v, char *err, size_t errlen)
 	return 0;
 }
 
-static int validate_keys(json_t *v, json_t *teams, char *err, size_t errlen)
+static int validate_keys_in(json_t *v, json_t *teams, json_t *seen, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"sha256", "team", "expires_at", "revoked", "limits", NULL};
-	char p[256], q[300];
-	const char *name, *name2;
+	char p[256], q[300], hexfp[65];
+	const char *name;
 	json_t *k, *k2, *x;
 	unsigned char fp[32];
 	int64_t t;
@@ -396,13 +396,12 @@ static int validate_keys(json_t *v, json_t *teams, char *err, size_t errlen)
 		x = json_object_get(k, "sha256");
 		if (!json_is_string(x) || lc_unhex(json_string_value(x), fp, 32))
 			FAIL("%s.sha256: must be the 64-hex-digit SHA-256 of the raw key", p);
-		json_object_foreach(v, name2, k2) {
-			if (k2 == k)
-				break;
-			if (json_is_object(k2) && json_is_string(json_object_get(k2, "sha256")) &&
-			    !strcasecmp(json_string_value(json_object_get(k2, "sha256")), json_string_value(x)))
-				FAIL("%s.sha256: the same key is already named keys.%s", p, name2);
-		}
+		/* the same raw key under two names would make decisions ambiguous (hash set: O(n)) */
+		lc_hex(fp, 32, hexfp);
+		k2 = json_object_get(seen, hexfp);
+		if (k2)
+			FAIL("%s.sha256: the same key is already named keys.%s", p, json_string_value(k2));
+		json_object_set_new(seen, hexfp, json_string(name));
 		x = json_object_get(k, "team");
 		if (x && !json_is_null(x)) {
 			if (!json_is_string(x))
@@ -421,6 +420,18 @@ static int validate_keys(json_t *v, json_t *teams, char *err, size_t errlen)
 			return -1;
 	}
 	return 0;
+}
+
+static int validate_keys(json_t *v, json_t *teams, char *err, size_t errlen)
+{
+	json_t *seen = json_object();
+	int rc;
+
+	if (!seen)
+		FAIL("keys: out of memory");
+	rc = validate_keys_in(v, teams, seen, err, errlen);
+	json_decref(seen);
+	return rc;
 }
 
 static int validate_org(json_t *v, char *err, size_t errlen)

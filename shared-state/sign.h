@@ -18,7 +18,7 @@
 #include "util.h"
 
 #define LC_PAYLOAD_TYPE "application/vnd.llmcap.policy+json"
-#define LC_ENVELOPE_MAX (8 * 1024 * 1024)     /* size cap checked before anything else */
+#define LC_ENVELOPE_MAX (64 * 1024 * 1024)    /* size cap checked before anything else (a 100,000-key policy is ~20 MiB) */
 #define LC_TRUST_MAX 16
 
 struct lc_signkey {

@@ -9,7 +9,7 @@ setup_keys                                          # $T/keys: the trusted key (
 SHA=$(fingerprint sk-test-ci)
 ISSUED=$(iso_in_days -1)
 EXPIRES=$(iso_in_days 30)
-ENV_MAX=$((8 * 1024 * 1024))                        # LC_ENVELOPE_MAX
+ENV_MAX=$((64 * 1024 * 1024))                        # LC_ENVELOPE_MAX
 
 # policy VERSION HOST [EXTRA_JSON_MEMBERS] [ISSUED] [EXPIRES]: a valid policy on stdout
 policy() {

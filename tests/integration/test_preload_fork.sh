@@ -21,7 +21,7 @@ fork_case() {
 	pl_policy "$name" "$host"
 	"$@" >"$T/$name.out" 2>"$T/$name.err"
 	cp "$T/$name.out" "$T/fork.out"
-	pl_expect_answers "$desc" "$T/$name.out" "$PL_CAP" $((n - PL_CAP))
+	PL_NO_TIMING=1 pl_expect_answers "$desc" "$T/$name.out" "$PL_CAP" $((n - PL_CAP))
 	pl_expect_charged "$desc" "$log" "$PL_CAP"
 }
 

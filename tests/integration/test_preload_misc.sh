@@ -84,6 +84,44 @@ v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CE
 expect_eq "a chat call to a host that is not a provider passes" 200 "$v"
 expect_eq "neither is charged" 0 "$(pl_used requests)"
 
+# ---- a 2 MiB body through curl (Expect: 100-continue): allowed without curl's 1 s wait ----
+pl_policy big "localhost:$PORT_tls13"
+"$PY" -c 'import json; print(json.dumps({"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "x" * 2000000}]}))' >"$T/big.json"
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code} %{time_total}' --cacert "$PL_CERT/ca.pem" \
+	-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' --data-binary @"$T/big.json" "$U")
+set -- $v
+expect_eq "2 MiB request body: allowed" 200 "$1"
+"$PY" -c "import sys; sys.exit(0 if float('$2') < 0.8 else 1)" && ok "2 MiB request body: no 1 s Expect wait ($2 s)" ||
+	fail "2 MiB request body took $2 s"
+expect_eq "2 MiB request body: charged once" 1 "$(pl_used requests)"
+
+# ---- TLS the shim cannot see into (no libssl in the process: Go, static Node, ...): refused ----
+"$PY" -c '
+import ssl, sys
+i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = ssl.create_default_context().wrap_bio(i, o, server_hostname="localhost")
+try: s.do_handshake()
+except ssl.SSLWantReadError: pass
+open(sys.argv[1], "wb").write(o.read())' "$T/hello.bin"
+pl_wait_closed "$LOG_tls13"; : >"$LOG_tls13"
+LD_PRELOAD=$PRELOAD "$PY" - "$T/hello.bin" "$PORT_tls13" "$PORT_other" >"$T/opaque.out" 2>"$T/opaque.err" <<'PYEOF'
+import socket, sys
+hello = open(sys.argv[1], "rb").read()
+assert "ssl" not in sys.modules and "_ssl" not in sys.modules
+for port in sys.argv[2:]:
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    try:
+        s.sendall(hello); print("sent")
+    except OSError as e:
+        print("refused", e.errno)
+    s.close()
+PYEOF
+expect_eq "ClientHello to a provider from a process without libssl: refused (EACCES); other hosts pass" \
+	"refused 13 sent" "$(tr '\n' ' ' <"$T/opaque.out" | sed 's/ $//')"
+grep -q 'cannot hold' "$T/opaque.err" && ok "... with one line on stderr" || fail "no stderr line: $(cat "$T/opaque.err")"
+pl_wait_closed "$LOG_tls13"
+expect_eq "... and the provider got no byte" 0 "$(pl_logstat "$LOG_tls13" bytes_total)"
+
 # ---- fail modes ----
 export LLMCAP_STATE_DIR=$T/no-such-state
 v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \

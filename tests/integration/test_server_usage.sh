@@ -50,6 +50,8 @@ noauth POST /v1/usage '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"
 expect_code "bad metric -> 400 naming the counter" 400 "counters[0].metric"
 noauth POST /v1/usage '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"org","id":"org","metric":"cost","window":"monthly","bucket":0,"used":-5}]}'
 expect_code "negative usage -> 400" 400 "counters[0].used"
+noauth POST /v1/usage '{"host_id":"cust","epoch":"e","seq":1,"counters":[{"scope":"customer","id":"user|7","metric":"requests","window":"lifetime","bucket":0,"used":2}]}'
+expect_code "a customer id with any characters is accepted" 200 '"user|7"'
 noauth POST /v1/usage '{"host_id":"h",'; expect_code "malformed report -> 400" 400 malformed
 noauth POST /v1/usage; expect_code "empty report -> 400" 400
 
@@ -59,9 +61,9 @@ api GET /v1/usage; expect_code "GET /v1/usage" 200 '"limits"'
 expect_eq "org limit used (USD)" 38.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
 expect_eq "org limit threshold (USD)" 100.0 "$(jget '[l["threshold"] for l in j["limits"] if l["scope"]=="org"][0]')"
 expect_eq "team limit used" 38.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="team"][0]')"
-expect_eq "every limit has the status fields" True \
+expect_eq "every limit has the status fields" true \
 	"$(jget 'all(set(["scope","id","metric","window","used","reserved","threshold","resets_at"]) <= set(l) for l in j["limits"])')"
-expect_eq "three host records" 3 "$(jget 'len(j["hosts"])')"
+expect_eq "four host records (h1, h2 in two epochs, cust)" 4 "$(jget 'len(j["hosts"])')"
 
 # --- notifications: the warning (50) and the team alert (30) are crossed at 38? only the alert
 wait_for 10 test "$(rstat ok 'j["events"].get("limit_alert",0)')" = 1
@@ -81,7 +83,7 @@ sleep 1.5
 expect_eq "still one spend_cap_reached after more reports" 1 "$(rstat ok 'j["events"].get("spend_cap_reached",0)')"
 expect_eq "still one limit_reached" 1 "$(rstat ok 'j["events"].get("limit_reached",0)')"
 expect_eq "every delivery verified (no bad signatures)" 0 "$(rstat ok 'j["bad_signature"]')"
-expect_eq "each delivery id received once" True "$(rstat ok 'all(v==1 for v in j["deliveries"].values())')"
+expect_eq "each delivery id received once" true "$(rstat ok 'all(v==1 for v in j["deliveries"].values())')"
 expect_eq "the event body names the limit" "team:t:cost:monthly" "$(rstat ok 'j["last"]["limit_reached"]["data"]["limit"]')"
 expect_eq "the event body says where it came from" llmcap-server "$(rstat ok 'j["last"]["spend_cap_reached"]["source"]')"
 check "headers: event and delivery id logged" grep -q '"delivery": "dlv_' "$T/receiver-ok.jsonl"

@@ -1,0 +1,230 @@
+/* bench_engine - admit+settle pairs per second (1 and 2 processes) and the cost of one decision,
+ * beside a raw LMDB write transaction touching the same number of counters, measured in the same
+ * run, for policies of 10 and 100,000 keys. Figures, not tests. */
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "sign.h"
+#include "util.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *m)
+{
+	fprintf(stderr, "bench: %s\n", m);
+	exit(1);
+}
+
+static void make_policy(const char *dir, int nkeys)
+{
+	struct lc_buf b;
+	struct lc_signkey sk;
+	struct lc_trust t = {0};
+	char err[512], path[600], *env;
+	size_t envlen;
+
+	snprintf(path, sizeof(path), "%s/keys", dir);
+	if (lc_keygen(path, err, sizeof(err)))
+		die(err);
+	snprintf(path, sizeof(path), "%s/keys/llmcap.key", dir);
+	if (lc_signkey_load(path, &sk, err, sizeof(err)))
+		die(err);
+	snprintf(path, sizeof(path), "%s/keys/llmcap.pub", dir);
+	if (lc_trust_load(path, &t, err, sizeof(err)))
+		die(err);
+	lc_buf_init(&b, 256u << 20);
+	lc_buf_printf(&b, "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\","
+			  "\"expires_at\":\"2099-01-01T00:00:00Z\","
+			  "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]}],"
+			  "\"prices\":{\"gpt-4o-mini\":{\"input\":0.15,\"output\":0.6}},\"keys\":{");
+	for (int i = 0; i < nkeys; i++) {
+		char key[64], hex[65];
+		unsigned char d[32];
+
+		snprintf(key, sizeof(key), "sk-bench-%d", i);
+		lc_sha256(key, strlen(key), d);
+		lc_hex(d, 32, hex);
+		lc_buf_printf(&b, "%s\"k%d\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+				  "\"threshold\":1000000000000},{\"metric\":\"cost\",\"window\":\"monthly\",\"threshold\":1e9}]}",
+			      i ? "," : "", i, hex);
+	}
+	lc_buf_addstr(&b, "}}");
+	if (lc_dsse_sign(&sk, b.data, b.len, &env, &envlen, err, sizeof(err)))
+		die(err);
+	if (lc_apply_envelope(&t, env, envlen, NULL, err, sizeof(err)))
+		die(err);
+	free(env);
+	lc_buf_free(&b);
+}
+
+static long pairs(int n, const char *key)
+{
+	struct lc_reqinfo info = {.api = LC_API_CHAT, .model = "gpt-4o-mini", .input_estimate = 1024, .output_cap = 256};
+	struct lc_admit_req r = {.host = "api.openai.com", .port = 443, .api_key = key, .api_key_len = strlen(key),
+				 .info = &info};
+	struct lc_usage u = {.present = true, .input = 200, .output = 100};
+	struct lc_decision d;
+	long ok = 0;
+
+	for (int i = 0; i < n; i++) {
+		lc_admit(&r, &d);
+		if (d.verdict != LC_ALLOW)
+			die("unexpected denial");
+		lc_settle(d.ticket, &u, 200);
+		ok++;
+	}
+	return ok;
+}
+
+static double admit_only_us(int n, const char *key)
+{
+	struct lc_reqinfo info = {.api = LC_API_CHAT, .model = "gpt-4o-mini", .input_estimate = 1024, .output_cap = 256};
+	struct lc_admit_req r = {.host = "api.openai.com", .port = 443, .api_key = key, .api_key_len = strlen(key),
+				 .info = &info};
+	struct lc_usage u = {.present = true, .input = 200, .output = 100};
+	struct lc_decision d;
+	double t = 0, t0;
+
+	for (int i = 0; i < n; i++) {
+		t0 = now_s();
+		lc_admit(&r, &d);
+		t += now_s() - t0;
+		lc_settle(d.ticket, &u, 200);
+	}
+	return t / n * 1e6;
+}
+
+/* the baseline: one LMDB write transaction that reads and writes the same two counters */
+static double raw_txn_us(const char *dir, int n)
+{
+	MDB_env *env;
+	MDB_dbi dbi;
+	MDB_txn *txn;
+	char path[600];
+	double t0;
+
+	snprintf(path, sizeof(path), "%s/raw", dir);
+	mkdir(path, 0755);
+	mdb_env_create(&env);
+	mdb_env_set_mapsize(env, 256u << 20);
+	mdb_env_set_maxdbs(env, 4);
+	if (mdb_env_open(env, path, MDB_NOTLS | MDB_NOSYNC, 0644))
+		die("raw env");
+	mdb_txn_begin(env, NULL, 0, &txn);
+	mdb_dbi_open(txn, "counters", MDB_CREATE, &dbi);
+	mdb_txn_commit(txn);
+	t0 = now_s();
+	for (int i = 0; i < n; i++) {
+		for (int c = 0; c < 2; c++) {
+			char k[32];
+			int64_t v[3] = {0};
+			MDB_val key = {.mv_size = (size_t)snprintf(k, sizeof(k), "counter-%d", c), .mv_data = k}, val;
+
+			mdb_txn_begin(env, NULL, 0, &txn);
+			if (mdb_get(txn, dbi, &key, &val) == 0)
+				memcpy(v, val.mv_data, sizeof(v));
+			v[0]++;
+			val.mv_size = sizeof(v);
+			val.mv_data = v;
+			mdb_put(txn, dbi, &key, &val, 0);
+			if (c == 0) {
+				/* both counters in one transaction */
+				snprintf(k, sizeof(k), "counter-1");
+				key.mv_size = strlen(k);
+				if (mdb_get(txn, dbi, &key, &val) == 0)
+					memcpy(v, val.mv_data, sizeof(v));
+				v[0]++;
+				val.mv_size = sizeof(v);
+				val.mv_data = v;
+				mdb_put(txn, dbi, &key, &val, 0);
+				mdb_txn_commit(txn);
+				break;
+			}
+		}
+	}
+	t0 = (now_s() - t0) / n * 1e6;
+	mdb_env_close(env);
+	return t0;
+}
+
+static void run_config(const char *base, int nkeys, int n)
+{
+	char dir[512], key[64];
+	double t0, one, two, dec, raw;
+	int fds[2];
+
+	snprintf(dir, sizeof(dir), "%s/k%d", base, nkeys);
+	mkdir(dir, 0755);
+	char sd[600];
+	snprintf(sd, sizeof(sd), "%s/state", dir);
+	lc_state_dir_set(sd);
+	t0 = now_s();
+	make_policy(dir, nkeys);
+	fprintf(stderr, "  (applied a %d-key policy in %.2f s)\n", nkeys, now_s() - t0);
+	snprintf(key, sizeof(key), "sk-bench-%d", nkeys / 2);
+	pairs(1000, key);  /* warm up */
+	t0 = now_s();
+	pairs(n, key);
+	one = n / (now_s() - t0);
+	if (pipe(fds))
+		die("pipe");
+	t0 = now_s();
+	for (int p = 0; p < 2; p++) {
+		if (fork() == 0) {
+			char k2[64];
+
+			snprintf(k2, sizeof(k2), "sk-bench-%d", p ? nkeys / 3 : nkeys / 2);
+			pairs(n / 2, k2);
+			_exit(0);
+		}
+	}
+	while (wait(NULL) > 0)
+		;
+	two = n / (now_s() - t0);
+	dec = admit_only_us(n / 4, key);
+	raw = raw_txn_us(dir, n / 4);
+	printf("%8d keys  %10.0f pairs/s (1 proc)  %10.0f pairs/s (2 procs)  decision %6.2f us  "
+	       "raw LMDB write txn %6.2f us  ratio %.2fx\n",
+	       nkeys, one, two, dec, raw, dec / raw);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	char base[] = "/tmp/llmcap-bench.XXXXXX";
+	int n = argc > 1 ? atoi(argv[1]) : 200000;
+	char cmd[300];
+
+	if (!mkdtemp(base))
+		die("mkdtemp");
+	setenv("LLMCAP_LOG", "off", 1);
+	printf("engine: admit+settle on one LMDB store (MDB_NOSYNC), %d pairs per figure, %ld cores\n", n,
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	fflush(stdout);
+	/* one store per process: each configuration runs in its own child */
+	int sizes[] = {10, 100000};
+	for (int i = 0; i < 2; i++) {
+		pid_t p = fork();
+
+		if (p == 0) {
+			run_config(base, sizes[i], n);
+			_exit(0);
+		}
+		waitpid(p, NULL, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+	return system(cmd) != 0;
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# llmcap agent + llmcap-server with real traffic: two hosts (two state directories, two
+# agents) share team and org limits; the org's usage is the sum; each host enforces against
+# the global usage it last learned plus its own since. The server going away, a refused
+# policy, host events delivered by the agent (a receiver that fails, an agent restarted
+# mid-delivery), SIGTERM.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+
+setup_keys
+start_provider p
+start_receiver hook
+start_server
+PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+HA=$T/hostA
+HB=$T/hostB
+agent() { # HOSTDIR [args...]
+	local dir=$1; shift
+	LLMCAP_STATE_DIR=$dir "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" "$@"
+}
+chat() { # HOSTDIR KEY COUNT -> the statuses, space-separated
+	LLMCAP_STATE_DIR=$1 "$CHAT" --url "$PURL" --key "$2" --max-tokens 20 --count "$3" 2>>"$T/chat.err" | tr '\n' ' ' |
+		sed 's/ $//'
+}
+status_used() { # HOSTDIR SCOPE ID
+	LLMCAP_STATE_DIR=$1 "$LLMCAP" status --json >"$T/st.json"
+	jget "[l['used'] for l in j['limits'] if l['scope']=='$2' and l['id']=='$3'][0]" "$T/st.json"
+}
+
+# $1 per output token, no input price: a 20-token answer costs exactly $20, reserved as $20
+api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
+expect_code "providers" 200
+api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
+expect_code "prices" 200
+api PUT /v1/admin/org '{"spend_cap_usd":100,"period":"monthly","warning_threshold_usd":50}'
+api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","threshold":80,"alert_at":30}]}'
+api POST /v1/admin/keys '{"id":"ka","sha256":"'"$(fingerprint sk-host-a)"'","team":"t","limits":[]}'
+api POST /v1/admin/keys '{"id":"kb","sha256":"'"$(fingerprint sk-host-b)"'","team":"t","limits":[]}'
+api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_hook"'/hook","secret":"'"$WHSECRET"'","events":["*"]}]}'
+expect_code "webhooks" 200
+api GET /v1/admin/policy; VER=$(jget 'j["version"]')
+
+# --- first contact
+agent "$HA" --once 2>"$T/a.err"; expect_eq "agent A --once: exit 0" 0 $?
+check "agent A installed the server's policy" grep -q "policy version $VER" "$T/a.err"
+agent "$HA" --once 2>"$T/a.err"; expect_eq "agent A again: the same version is a no-op, exit 0" 0 $?
+check "...and says nothing about it" test ! -s "$T/a.err"
+
+# --- host A spends $40, reports it
+expect_eq "host A: two requests pass" "200 200" "$(chat "$HA" sk-host-a 2)"
+agent "$HA" --once 2>>"$T/a.err"
+api GET /v1/usage
+expect_eq "server: org usage 40 after host A reports" 40.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+
+# --- host B learns the global usage, then enforces the team limit on global + own
+agent "$HB" --once 2>"$T/b.err"; expect_eq "agent B --once: exit 0" 0 $?
+expect_eq "host B sees the team at 40 before spending anything" 40.0 "$(status_used "$HB" team t)"
+expect_eq "host B: team limit 80 = 40 (A, global) + 2 x 20 (own), the third is refused" "200 200 429" \
+	"$(chat "$HB" sk-host-b 3)"
+agent "$HB" --once 2>>"$T/b.err"
+api GET /v1/usage
+expect_eq "server: org usage is the sum 40 + 40" 80.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+expect_eq "server: team usage is the sum" 80.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="team"][0]')"
+expect_eq "server: two hosts reported" 2 "$(jget 'len(j["hosts"])')"
+agent "$HB" --once 2>>"$T/b.err"
+agent "$HB" --once 2>>"$T/b.err"
+api GET /v1/usage
+expect_eq "repeated agent runs do not double count" 80.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+
+agent "$HA" --once 2>>"$T/a.err"
+expect_eq "host A learns B's spend: team at 80" 80.0 "$(status_used "$HA" team t)"
+expect_eq "host A is now refused by the team limit" "429" "$(chat "$HA" sk-host-a 1)"
+agent "$HA" --once 2>>"$T/a.err"
+
+# --- notifications: org-wide from the server (on the sum), host events from the agents
+wait_for 10 test "$(rstat hook 'j["sources"].get("llmcap-server",{}).get("limit_reached",0)')" = 1
+expect_eq "server: spend_cap_warning_threshold_reached once (80 >= 50)" 1 \
+	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("spend_cap_warning_threshold_reached",0)')"
+expect_eq "server: team limit_alert once (alert_at 30)" 1 \
+	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("limit_alert",0)')"
+expect_eq "server: team limit_reached once (80)" 1 \
+	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("limit_reached",0)')"
+expect_eq "server: no spend_cap_reached below the cap" 0 \
+	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("spend_cap_reached",0)')"
+check "hosts: the agents delivered the hosts' limit_reached events" \
+	test "$(rstat hook 'j["sources"].get("host",{}).get("limit_reached",0)')" -ge 1
+expect_eq "all signatures verified" 0 "$(rstat hook 'j["bad_signature"]')"
+expect_eq "no delivery received twice" true "$(rstat hook 'all(v==1 for v in j["deliveries"].values())')"
+
+# --- the server goes away: the host keeps enforcing its last trusted policy
+stop_server
+agent "$HA" --once 2>"$T/a.err"; expect_eq "agent --once with the server down: exit 1" 1 $?
+expect_eq "host A still refuses over the team limit" "429" "$(chat "$HA" sk-host-a 1)"
+LLMCAP_STATE_DIR=$HA "$LLMCAP" status --json >"$T/st.json"
+expect_eq "host A keeps its policy version" "$VER" "$(jget 'j["policy"]["version"]' "$T/st.json")"
+(LLMCAP_STATE_DIR=$HA exec "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --interval 1 --max-backoff 4 \
+	2>"$T/loop.err") &
+APID=$!
+sleep 2.5
+kill -TERM "$APID"
+T0=$(date +%s%N)
+wait "$APID"; RC=$?
+T1=$(date +%s%N)
+expect_eq "agent loop: SIGTERM -> exit 0" 0 "$RC"
+check "agent loop: exits within 1.5 s of SIGTERM" test $(((T1 - T0) / 1000000)) -lt 1500
+check "agent loop: backs off while the server is away" grep -q "retry in" "$T/loop.err"
+start_server
+agent "$HA" --once 2>>"$T/a.err"; expect_eq "server back: agent --once exit 0" 0 $?
+api GET /v1/usage
+expect_eq "server back: nothing double counted" 80.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+
+# --- a policy the host does not trust is refused; the installed one stays
+mkdir -p "$T/other"; "$LLMCAP" keygen --out "$T/other" >/dev/null
+LLMCAP_STATE_DIR=$HA "$LLMCAP" agent --server "$SRV_URL" --trust "$T/other/llmcap.pub" --once 2>"$T/a.err"
+expect_eq "agent with the wrong trust key: exit 1" 1 $?
+check "...and says the policy was refused" grep -q "refused" "$T/a.err"
+LLMCAP_STATE_DIR=$HA "$LLMCAP" status --json >"$T/st.json"
+expect_eq "...and the trusted policy stays in force" "$VER" "$(jget 'j["policy"]["version"]' "$T/st.json")"
+
+# --- an oversized answer is cut off while it downloads
+mkdir -p "$T/big/v1"
+CAP=$(sed -n 's/^#define LC_ENVELOPE_MAX (\([0-9 *]*\)).*/\1/p' "$LC_ROOT/shared-state/sign.h")
+truncate -s $((CAP + 1024 * 1024)) "$T/big/v1/policy"
+BIGPORT=$(free_port)
+"$PY" -m http.server "$BIGPORT" --bind 127.0.0.1 --directory "$T/big" >/dev/null 2>&1 &
+_pids+=($!)
+wait_port "$BIGPORT"
+LLMCAP_STATE_DIR=$HA "$LLMCAP" agent --server "http://127.0.0.1:$BIGPORT" --trust "$T/keys/llmcap.pub" --once 2>"$T/a.err"
+expect_eq "a policy answer 1 MiB over the cap: agent exit 1" 1 $?
+check "...cut off as too large" grep -q "larger than" "$T/a.err"
+LLMCAP_STATE_DIR=$HA "$LLMCAP" status --json >"$T/st.json"
+expect_eq "...and the trusted policy stays" "$VER" "$(jget 'j["policy"]["version"]' "$T/st.json")"
+
+# --- host events: a receiver that fails, and an agent restarted mid-delivery
+api POST /v1/admin/keys '{"id":"kc","sha256":"'"$(fingerprint sk-host-c)"'","limits":[{"metric":"requests","window":"lifetime","threshold":1}]}'
+agent "$HA" --once 2>>"$T/a.err"
+curl -s -X POST "$RCV_hook/fail?n=1000" >/dev/null
+FAILED0=$(rstat hook 'j["failed"]')
+expect_eq "key kc: one request, then refused" "200 429" "$(chat "$HA" sk-host-c 2)"
+(LLMCAP_STATE_DIR=$HA exec "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --interval 1 \
+	2>"$T/loop.err") &
+APID=$!
+wait_for 10 test "$(rstat hook 'j["failed"]')" -gt "$FAILED0"
+kill -TERM "$APID"; wait "$APID"
+check "the agent tried and the receiver failed" test "$(rstat hook 'j["failed"]')" -gt "$FAILED0"
+curl -s -X POST "$RCV_hook/fail?n=0" >/dev/null
+agent "$HA" --once 2>>"$T/a.err"
+agent "$HA" --once 2>>"$T/a.err"
+check "after the restart the key's limit_reached arrives, with the delivery id of the failed tries" "$PY" -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+mine=[r for r in rows if r["event"]=="limit_reached" and "key:kc" in r["body"]]
+failed={r["delivery"] for r in mine if r["status"]==500}
+ok=[r["delivery"] for r in mine if r["status"]==200]
+sys.exit(0 if failed and len(ok)==1 and set(ok)==failed else 1)' "$T/receiver-hook.jsonl"
+
+# --- optional host token for usage reports
+api GET /v1/usage; UBEFORE=$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')
+stop_server
+printf 'host-token-0123456789abcdef\n' >"$T/host.token"
+start_server --host-token-file "$T/host.token"
+agent "$HB" --once 2>"$T/b.err"; expect_eq "with --host-token-file: an agent without the token is refused (exit 1)" 1 $?
+check "...with a 401" grep -q "HTTP 401" "$T/b.err"
+agent "$HB" --once --token-file "$T/host.token" 2>"$T/b.err"; expect_eq "...and with --token-file it reports (exit 0)" 0 $?
+api GET /v1/usage
+expect_eq "...still nothing double counted" "$UBEFORE" "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+stop_server
+
+finish

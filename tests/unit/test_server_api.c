@@ -1,0 +1,446 @@
+/* test_server_api.c - llmcap-server's logic without sockets: srv_handle() over a
+ * real LMDB store in a temp dir (server/api.c, usage.c, notify.c, policy_doc.c, store.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "policy.h"
+#include "sign.h"
+#include "srv.h"
+#include "util.h"
+
+#define TOKEN "unit-test-admin-token-0123456789"
+#define AUTH "Bearer " TOKEN
+#define SHA_A "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA_B "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
+
+struct fx {
+	char dir[128];
+	struct srv s;
+	struct lc_trust trust;
+};
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static int open_fx(struct fx *fx, size_t map_initial)
+{
+	char err[256], path[256];
+	memset(&fx->s, 0, sizeof fx->s);
+	fx->s.map_initial = map_initial;
+	snprintf(path, sizeof path, "%s/keys/llmcap.key", fx->dir);
+	if (lc_signkey_load(path, &fx->s.key, err, sizeof err) != 0)
+		return -1;
+	if (srv_set_admin_token(&fx->s, TOKEN, strlen(TOKEN)) != 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/data", fx->dir);
+	if (srv_store_open(&fx->s, path, err, sizeof err) != 0)
+		return -1;
+	return srv_policy_maintain(&fx->s);
+}
+
+static int setup_map(void **state, size_t map_initial)
+{
+	struct fx *fx = calloc(1, sizeof *fx);
+	char err[256], path[256];
+	if (sodium_init() < 0)
+		return -1;
+	snprintf(fx->dir, sizeof fx->dir, "/tmp/llmcap-srvunit.XXXXXX");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	snprintf(path, sizeof path, "%s/keys", fx->dir);
+	if (lc_keygen(path, err, sizeof err) != 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/keys/llmcap.pub", fx->dir);
+	if (lc_trust_load(path, &fx->trust, err, sizeof err) != 0)
+		return -1;
+	if (open_fx(fx, map_initial) != 0)
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int setup(void **state) { return setup_map(state, 0); }
+static int setup_small(void **state) { return setup_map(state, 256 * 1024); }
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	srv_store_close(&fx->s);
+	nftw(fx->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+/* one request; returns the status, *out the parsed body (caller decrefs) */
+static int req(struct fx *fx, const char *method, const char *path, const char *auth, const char *body,
+	       json_t **out, struct srv_resp *keep)
+{
+	struct srv_req rq = {.method = method, .path = path, .authorization = auth, .body = body,
+			     .body_len = body ? strlen(body) : 0};
+	struct srv_resp rs;
+	srv_handle(&fx->s, &rq, &rs);
+	int st = rs.status;
+	if (out)
+		*out = rs.body ? json_loads(rs.body, 0, NULL) : NULL;
+	if (keep)
+		*keep = rs;
+	else
+		srv_resp_free(&rs);
+	return st;
+}
+
+static int64_t version(struct fx *fx)
+{
+	json_t *j;
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	int64_t v = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+	return v;
+}
+
+static void assert_error(json_t *j, const char *type, const char *needle)
+{
+	json_t *e = json_object_get(j, "error");
+	assert_non_null(e);
+	assert_string_equal(json_string_value(json_object_get(e, "type")), type);
+	const char *m = json_string_value(json_object_get(e, "message"));
+	assert_non_null(m);
+	if (needle && !strstr(m, needle))
+		fail_msg("error message '%s' lacks '%s'", m, needle);
+}
+
+static void test_policy_signed_and_etag(void **state)
+{
+	struct fx *fx = *state;
+	struct srv_resp rs;
+	unsigned char *payload = NULL;
+	size_t plen;
+	char err[256];
+
+	assert_int_equal(req(fx, "GET", "/v1/policy", NULL, NULL, NULL, &rs), 200);
+	assert_true(rs.etag[0] == '"');
+	assert_int_equal(lc_dsse_verify(&fx->trust, rs.body, rs.body_len, &payload, &plen, NULL, err, sizeof err), 0);
+	struct lc_policy *p;
+	assert_int_equal(lc_policy_parse(payload, plen, &p, err, sizeof err), 0);
+	assert_int_equal(p->version, 1);
+	assert_true(p->expires_at - p->issued_at == SRV_DEFAULT_LIFETIME_S);
+	lc_policy_free(p);
+	free(payload);
+
+	struct srv_req rq = {.method = "GET", .path = "/v1/policy", .if_none_match = rs.etag};
+	struct srv_resp r2;
+	srv_handle(&fx->s, &rq, &r2);
+	assert_int_equal(r2.status, 304);
+	assert_null(r2.body);
+	assert_string_equal(r2.etag, rs.etag);
+	srv_resp_free(&r2);
+
+	/* a change moves the ETag */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/org", AUTH, "{\"spend_cap_usd\": 10, \"period\": \"daily\"}", NULL, NULL), 200);
+	srv_handle(&fx->s, &rq, &r2);
+	assert_int_equal(r2.status, 200);
+	assert_string_not_equal(r2.etag, rs.etag);
+	srv_resp_free(&r2);
+	srv_resp_free(&rs);
+}
+
+static void test_auth(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys", NULL, NULL, &j, NULL), 401);
+	assert_error(j, "authentication_error", NULL);
+	json_decref(j);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys", "Bearer " TOKEN "x", NULL, NULL, NULL), 401);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys", "Bearer unit-test-admin-token-012345678", NULL, NULL, NULL), 401);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys", "bearer " TOKEN, NULL, NULL, NULL), 200);
+	assert_int_equal(req(fx, "GET", "/v1/usage", "Basic " TOKEN, NULL, NULL, NULL), 401);
+	/* host calls need no token */
+	assert_int_equal(req(fx, "GET", "/v1/policy", NULL, NULL, NULL, NULL), 200);
+	assert_false(srv_admin_ok(&fx->s, NULL));
+	assert_int_equal(srv_set_admin_token(&fx->s, "short", 5), -1);
+}
+
+static void test_key_lifecycle(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+	int64_t v0 = version(fx);
+
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH,
+			     "{\"id\":\"ci\",\"sha256\":\"" SHA_A "\",\"limits\":[{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":5}]}",
+			     &j, NULL), 201);
+	assert_int_equal(json_integer_value(json_object_get(j, "policy_version")), v0 + 1);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, "{\"id\":\"ci\",\"sha256\":\"" SHA_B "\"}", &j, NULL), 409);
+	assert_error(j, "conflict_error", "ci");
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, "{\"id\":\"x\",\"sha256\":\"" SHA_A "\"}", NULL, NULL), 409);
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH,
+			     "{\"id\":\"x\",\"sha256\":\"" SHA_B "\",\"limits\":[{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":5,\"alert_at\":\"soon\"}]}",
+			     &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "keys.x.limits[0].alert_at");
+	json_decref(j);
+	assert_int_equal(version(fx), v0 + 1);   /* refused: nothing published */
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, "{\"id\":", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "malformed JSON");
+	json_decref(j);
+
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/keys/ci", AUTH, "{\"limits\":{\"0\":{\"enabled\":false}}}", &j, NULL), 200);
+	json_decref(j);
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	assert_true(json_is_false(json_object_get(json_array_get(json_object_get(json_object_get(json_object_get(j, "keys"), "ci"), "limits"), 0), "enabled")));
+	json_decref(j);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/keys/ci", AUTH, NULL, &j, NULL), 200);
+	assert_true(json_is_true(json_object_get(j, "revoked")));
+	json_decref(j);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/keys/nope", AUTH, NULL, &j, NULL), 404);
+	assert_error(j, "not_found_error", "nope");
+	json_decref(j);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/keys/ci", AUTH, "{\"limits\":{\"3\":{}}}", NULL, NULL), 400);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys/b%2Fd", AUTH, NULL, NULL, NULL), 400);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/keys/ci", AUTH, "{}", NULL, NULL), 405);
+	assert_int_equal(req(fx, "GET", "/v1/admin/whatever", AUTH, NULL, NULL, NULL), 404);
+}
+
+static void test_invites(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+	char path[256];
+
+	assert_int_equal(req(fx, "POST", "/v1/admin/invites", AUTH,
+			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":100}],\"id\":\"newbie\"}",
+			     &j, NULL), 201);
+	const char *code = json_string_value(json_object_get(j, "code"));
+	assert_non_null(code);
+	assert_int_equal(strlen(code), 48);
+	snprintf(path, sizeof path, "/v1/invites/%s/redeem", code);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", path, NULL, "{\"sha256\":\"" SHA_B "\"}", &j, NULL), 201);
+	assert_string_equal(json_string_value(json_object_get(j, "id")), "newbie");
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", path, NULL, "{\"sha256\":\"" SHA_A "\"}", NULL, NULL), 410);
+	assert_int_equal(req(fx, "POST", "/v1/invites/abc/redeem", NULL, "{\"sha256\":\"" SHA_A "\"}", NULL, NULL), 404);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys/newbie", AUTH, NULL, &j, NULL), 200);
+	assert_string_equal(json_string_value(json_object_get(j, "sha256")), SHA_B);
+	json_decref(j);
+	/* the code itself is not stored: only its hash */
+	struct srv_resp rs;
+	assert_int_equal(req(fx, "POST", "/v1/admin/invites", AUTH, "{\"limits\":[]}", NULL, &rs), 201);
+	assert_null(strstr(rs.body, "limits\":[{"));
+	srv_resp_free(&rs);
+}
+
+static int64_t month(void) { return lc_window_start(LC_WIN_MONTHLY, lc_now()); }
+
+static int post_usage(struct fx *fx, const char *host, int64_t seq, int64_t used_micro, int64_t *total)
+{
+	char body[1024];
+	json_t *j;
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":%" PRId64 ",\"counters\":[{\"scope\":\"org\",\"id\":\"org\","
+		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%" PRId64 ",\"used\":%" PRId64 "}]}",
+		 host, seq, month(), used_micro);
+	int st = req(fx, "POST", "/v1/usage", NULL, body, &j, NULL);
+	if (st == 200 && total) {
+		json_t *c = json_array_get(json_object_get(j, "counters"), 0);
+		*total = json_integer_value(json_object_get(c, "used"));
+	}
+	json_decref(j);
+	return st;
+}
+
+static int count_outbox(struct srv *s, MDB_txn *txn, void *ctx)
+{
+	MDB_stat st;
+	mdb_stat(txn, s->db_outbox, &st);
+	*(size_t *)ctx = st.ms_entries;
+	return 0;
+}
+
+static size_t outbox(struct fx *fx)
+{
+	size_t n = 0;
+	srv_read(&fx->s, count_outbox, &n);
+	return n;
+}
+
+static void test_usage_idempotent_and_events_once(void **state)
+{
+	struct fx *fx = *state;
+	int64_t total = 0;
+
+	assert_int_equal(req(fx, "PUT", "/v1/admin/org", AUTH,
+			     "{\"spend_cap_usd\":10,\"period\":\"monthly\",\"warning_threshold_usd\":5}", NULL, NULL), 200);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", AUTH,
+			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/a\",\"secret\":\"s\",\"events\":[\"*\"]},"
+			     "{\"url\":\"http://127.0.0.1:9/b\",\"secret\":\"s\",\"events\":[\"spend_cap_reached\"]}]}",
+			     NULL, NULL), 200);
+	assert_int_equal(post_usage(fx, "h1", 1, 3000000, &total), 200);
+	assert_int_equal(total, 3000000);
+	assert_int_equal(outbox(fx), 0);
+	assert_int_equal(post_usage(fx, "h1", 1, 9000000, &total), 200);   /* replayed seq: ignored */
+	assert_int_equal(total, 3000000);
+	assert_int_equal(post_usage(fx, "h2", 5, 3000000, &total), 200);
+	assert_int_equal(total, 6000000);
+	assert_int_equal(outbox(fx), 1);   /* warning, to the "*" webhook only */
+	assert_int_equal(post_usage(fx, "h1", 2, 8000000, &total), 200);
+	assert_int_equal(total, 11000000);
+	assert_int_equal(outbox(fx), 3);   /* the cap, to both */
+	assert_int_equal(post_usage(fx, "h1", 3, 9000000, &total), 200);
+	assert_int_equal(post_usage(fx, "h2", 6, 4000000, &total), 200);
+	assert_int_equal(total, 13000000);
+	assert_int_equal(outbox(fx), 3);   /* once per window */
+	/* a report may not make a counter go backwards */
+	assert_int_equal(post_usage(fx, "h2", 7, 1000000, &total), 200);
+	assert_int_equal(total, 13000000);
+
+	json_t *j;
+	assert_int_equal(req(fx, "GET", "/v1/usage", AUTH, NULL, &j, NULL), 200);
+	json_t *l;
+	size_t i;
+	bool seen = false;
+	json_array_foreach(json_object_get(j, "limits"), i, l) {
+		if (!strcmp(json_string_value(json_object_get(l, "scope")), "org")) {
+			assert_true(json_real_value(json_object_get(l, "used")) == 13.0);
+			assert_true(json_real_value(json_object_get(l, "threshold")) == 10.0);
+			seen = true;
+		}
+	}
+	assert_true(seen);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/usage", NULL, "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":1}", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "counters");
+	json_decref(j);
+
+	/* durability: close and reopen the store, nothing lost */
+	srv_store_close(&fx->s);
+	assert_int_equal(open_fx(fx, 0), 0);
+	assert_int_equal(outbox(fx), 3);
+	assert_int_equal(post_usage(fx, "h1", 3, 9000000, &total), 200);
+	assert_int_equal(total, 13000000);
+}
+
+static void test_webhook_signature(void **state)
+{
+	(void)state;
+	char sig[160];
+	srv_webhook_sign("whsec_test", 1700000000, "{\"a\":1}", 7, sig, sizeof sig);
+	assert_string_equal(sig, "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789");
+	json_t *wh = json_pack("{s:[s,s]}", "events", "limit_alert", "spend_cap_reached");
+	assert_true(srv_webhook_wants(wh, "limit_alert"));
+	assert_false(srv_webhook_wants(wh, "key_expired"));
+	json_decref(wh);
+}
+
+static void test_map_grows(void **state)
+{
+	struct fx *fx = *state;
+	char *body = malloc(200000);
+	size_t off = 0;
+	int64_t total;
+	/* about 6 MiB of counters into a 256 KiB map */
+	for (int h = 0; h < 12; h++) {
+		off = (size_t)snprintf(body, 200000, "{\"host_id\":\"h%d\",\"epoch\":\"e\",\"seq\":1,\"counters\":[", h);
+		for (int i = 0; i < 1000; i++)
+			off += (size_t)snprintf(body + off, 200000 - off,
+						"%s{\"scope\":\"customer\",\"id\":\"customer-%d-%d-padding-padding-padding\","
+						"\"metric\":\"requests\",\"window\":\"lifetime\",\"bucket\":0,\"used\":%d}",
+						i ? "," : "", h, i, i + 1);
+		snprintf(body + off, 200000 - off, "]}");
+		json_t *j;
+		assert_int_equal(req(fx, "POST", "/v1/usage", NULL, body, &j, NULL), 200);
+		json_decref(j);
+	}
+	free(body);
+	assert_true(fx->s.mapsize > 256 * 1024);
+	assert_int_equal(post_usage(fx, "h1", 1, 1, &total), 200);
+}
+
+static int64_t fake_ms;
+static int64_t fake_clock(void) { return fake_ms; }
+
+static void test_resign_at_half_life(void **state)
+{
+	struct fx *fx = *state;
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	/* 0.01 day = 864 s lifetime */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"policy_lifetime_days\": 0.01}", NULL, NULL), 200);
+	int64_t v = version(fx);
+	fake_ms += 400 * 1000;
+	assert_int_equal(srv_policy_maintain(&fx->s), 0);
+	assert_int_equal(version(fx), v);         /* before half the lifetime: nothing */
+	fake_ms += 40 * 1000;
+	assert_int_equal(srv_policy_maintain(&fx->s), 0);
+	assert_int_equal(version(fx), v + 1);     /* past it: re-signed */
+	json_t *j;
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	int64_t iss, exp;
+	lc_time_parse(json_string_value(json_object_get(j, "issued_at")), &iss);
+	lc_time_parse(json_string_value(json_object_get(j, "expires_at")), &exp);
+	assert_int_equal(iss, fake_ms / 1000);
+	assert_int_equal(exp - iss, 864);
+	json_decref(j);
+	lc_clock_hook = NULL;
+}
+
+static void test_event_once_per_window(void **state)
+{
+	struct fx *fx = *state;
+	char body[512];
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
+			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":5}]}", NULL, NULL), 201);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", AUTH,
+			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/a\",\"secret\":\"s\",\"events\":[\"limit_reached\"]}]}",
+			     NULL, NULL), 200);
+	for (int day = 0; day < 2; day++) {
+		int64_t b = lc_window_start(LC_WIN_DAILY, fake_ms / 1000);
+		for (int seq = 1; seq <= 3; seq++) {
+			snprintf(body, sizeof body,
+				 "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":%d,\"counters\":[{\"scope\":\"team\",\"id\":\"t\","
+				 "\"metric\":\"requests\",\"window\":\"daily\",\"bucket\":%" PRId64 ",\"used\":%d}]}",
+				 day * 10 + seq, b, 4 + seq);
+			assert_int_equal(req(fx, "POST", "/v1/usage", NULL, body, NULL, NULL), 200);
+		}
+		assert_int_equal(outbox(fx), (size_t)day + 1);   /* once in this window */
+		fake_ms += 86400 * 1000;
+	}
+	lc_clock_hook = NULL;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_policy_signed_and_etag, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invites, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_idempotent_and_events_once, setup, teardown),
+		cmocka_unit_test(test_webhook_signature),
+		cmocka_unit_test_setup_teardown(test_map_grows, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_resign_at_half_life, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_once_per_window, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
