@@ -106,6 +106,15 @@ static uint64_t rbe64(const unsigned char *o)
 	return v;
 }
 
+/* tickets live in the counters tree under 0xff + id (counter keys start with a scope 0..3),
+ * so admit and settle dirty one B-tree */
+#define LC_TICKET_PREFIX 0xff
+static void tkey_make(unsigned char tk[9], uint64_t id)
+{
+	tk[0] = LC_TICKET_PREFIX;
+	be64(tk + 1, id);
+}
+
 static void ckey_make(struct lc_ckey *k, int scope, enum lc_metric m, enum lc_window w, int64_t bucket,
 		      const char *id)
 {
@@ -428,17 +437,20 @@ static int reclaim_txn(struct lc_store *s, MDB_txn *txn, unsigned *count, int64_
 	unsigned nd = 0;
 	int rc;
 
-	rc = mdb_cursor_open(txn, s->dbi[LC_DB_TICKETS], &cur);
+	unsigned char first = LC_TICKET_PREFIX;
+
+	rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur);
 	if (rc)
 		return rc;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0 && nd < 256) {
+	k = MV(&first, 1);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && nd < 256 && k.mv_size == 9 && ((unsigned char *)k.mv_data)[0] == LC_TICKET_PREFIX) {
 		struct lc_rec_ticket_hdr h;
 
-		if (v.mv_size >= sizeof(h) && k.mv_size == 8) {
+		if (v.mv_size >= sizeof(h)) {
 			memcpy(&h, v.mv_data, sizeof(h));
 			if (!proc_alive(h.pid, h.pstart))
-				dead[nd++] = rbe64(k.mv_data);
+				dead[nd++] = rbe64((unsigned char *)k.mv_data + 1);
 		}
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -463,7 +475,7 @@ static void alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct l
 static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const int64_t *actual_in,
 			 const struct lc_usage *u, int http_status, int64_t now)
 {
-	unsigned char tk[8];
+	unsigned char tk[9];
 	MDB_val k, v;
 	struct lc_rec_ticket_hdr h;
 	int64_t actual[3];
@@ -471,9 +483,9 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 	unsigned char *copy;
 	int rc;
 
-	be64(tk, id);
-	k = MV(tk, 8);
-	rc = mdb_get(txn, s->dbi[LC_DB_TICKETS], &k, &v);
+	tkey_make(tk, id);
+	k = MV(tk, 9);
+	rc = mdb_get(txn, s->dbi[LC_DB_COUNTERS], &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return LC_E_NOTFOUND;
 	if (rc)
@@ -528,7 +540,7 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 			goto out;
 		alerts_after_settle(s, txn, &ck, &before, &c, now);
 	}
-	rc = mdb_del(txn, s->dbi[LC_DB_TICKETS], &k, NULL);
+	rc = mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL);
 out:
 	free(copy);
 	return rc;
@@ -592,13 +604,15 @@ static void alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct l
 	int64_t was = sat_add(before->used, before->remote), now_used = sat_add(after->used, after->remote);
 	size_t idlen = (size_t)k->len - 11;
 
-	if (now_used == was || get_cfg(s, txn, &cfg))
+	if (now_used == was)
 		return;
 	memcpy(id, k->b + 11, idlen);
 	id[idlen] = '\0';
 	if (scope == LC_SCOPE_ORG) {
 		struct applied a = {.scope = LC_SCOPE_ORG, .is_org_cap = true};
 
+		if (get_cfg(s, txn, &cfg))
+			return;
 		snprintf(a.id, sizeof(a.id), "org");
 		a.lim = (struct lc_limit){.metric = LC_METRIC_COST, .window = (enum lc_window)cfg.org_period,
 					  .threshold = cfg.org_cap, .alert_at = cfg.org_warn, .enabled = true};
@@ -611,24 +625,13 @@ static void alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct l
 		return;
 	}
 	if (scope == LC_SCOPE_KEY) {
-		MDB_cursor *cur;
-		MDB_val kk, v;
+		MDB_val kk = MV(id, strlen(id)), v;
+		struct lc_rec_key rk;
 
-		/* keys are indexed by fingerprint; find the record by name (rare path: only on crossing) */
-		if (mdb_cursor_open(txn, s->dbi[LC_DB_KEYS], &cur))
+		if (mdb_get(txn, s->dbi[LC_DB_KEYNAMES], &kk, &v) || v.mv_size != sizeof(rk))
 			return;
-		while (mdb_cursor_get(cur, &kk, &v, lims.n ? MDB_NEXT : MDB_NEXT) == 0) {
-			struct lc_rec_key rk;
-
-			if (v.mv_size != sizeof(rk))
-				continue;
-			memcpy(&rk, v.mv_data, sizeof(rk));
-			if (!strcmp(rk.name, id)) {
-				lims = rk.lim;
-				break;
-			}
-		}
-		mdb_cursor_close(cur);
+		memcpy(&rk, v.mv_data, sizeof(rk));
+		lims = rk.lim;
 	} else if (scope == LC_SCOPE_TEAM) {
 		team_lookup(s, txn, id, &lims);
 	} else {
@@ -753,9 +756,11 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	int rc, i;
 
 	*events_only = 0;
-	x = calloc(1, sizeof(*x));
+	x = malloc(sizeof(*x));  /* large; only the counts need zeroing */
 	if (!x)
 		return ENOMEM;
+	x->na = 0;
+	x->nc = 0;
 	x->now = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000);
 	rc = get_cfg(s, txn, &x->cfg);
 	if (rc == LC_E_NOPOLICY) {
@@ -961,7 +966,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	{
 		unsigned char tbuf[sizeof(struct lc_rec_ticket_hdr) + LC_TICKET_MAXC * (LC_CKEY_MAX + 1)];
 		struct lc_rec_ticket_hdr h = {0};
-		unsigned char tk[8];
+		unsigned char tk[9];
 		size_t off = sizeof(h);
 		uint64_t tid;
 		MDB_val k, v;
@@ -993,10 +998,10 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 		do {
 			randombytes_buf(&tid, sizeof(tid));
 		} while (tid == 0);
-		be64(tk, tid);
-		k = MV(tk, 8);
+		tkey_make(tk, tid);
+		k = MV(tk, 9);
 		v = MV(tbuf, off);
-		rc = mdb_put(txn, s->dbi[LC_DB_TICKETS], &k, &v, MDB_NOOVERWRITE);
+		rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
 		if (rc)
 			goto out;
 		d->verdict = LC_ALLOW;

@@ -39,7 +39,7 @@ static int64_t usd_or(json_t *v, int64_t dflt)
 
 static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol, const void *payload, size_t plen)
 {
-	static const int tables[] = {LC_DB_PROVIDERS, LC_DB_KEYS, LC_DB_TEAMS, LC_DB_PRICES, LC_DB_CUSTS};
+	static const int tables[] = {LC_DB_PROVIDERS, LC_DB_KEYS, LC_DB_KEYNAMES, LC_DB_TEAMS, LC_DB_PRICES, LC_DB_CUSTS};
 	json_t *root = pol->root, *v, *o;
 	struct lc_rec_cfg cfg;
 	const char *name;
@@ -144,6 +144,9 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 			return LC_E_INVAL;
 		lc_unhex(json_string_value(json_object_get(o, "sha256")), fp, 32);
 		if ((rc = put(txn, s->dbi[LC_DB_KEYS], fp, 32, &k, sizeof(k))))
+			return rc;
+		/* by name too, for alerts on settled usage (counters name keys, not fingerprints) */
+		if ((rc = put(txn, s->dbi[LC_DB_KEYNAMES], name, strlen(name), &k, sizeof(k))))
 			return rc;
 	}
 	json_object_foreach(json_object_get(json_object_get(root, "customers"), "overrides"), name, o) {
