@@ -159,7 +159,9 @@ install: all
 	ln -sf libllmcap.so.$(VERSION) $(DESTDIR)$(libdir)/libllmcap.so
 	install -m 0644 $(LIB_A) $(DESTDIR)$(libdir)/
 	install -m 0644 sdk/include/llmcap.h $(DESTDIR)$(includedir)/
-	install -m 0644 $(B)/llmcap.pc $(DESTDIR)$(pkgconfigdir)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
+	    -e 's|@VERSION@|$(VERSION)|' llmcap.pc.in > $(DESTDIR)$(pkgconfigdir)/llmcap.pc
+	chmod 0644 $(DESTDIR)$(pkgconfigdir)/llmcap.pc
 	if [ -f $(PRELOAD) ]; then install -m 0755 $(PRELOAD) $(DESTDIR)$(libdir)/; fi
 	if [ -f $(SERVER) ]; then install -m 0755 $(SERVER) $(DESTDIR)$(bindir)/; fi
 

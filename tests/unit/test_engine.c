@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,6 +489,43 @@ static void test_sixteen_processes_race(void **st)
 	munmap(shared_allowed, 4096);
 }
 
+static int thread_allowed;
+
+static void *race_thread(void *arg)
+{
+	for (int j = 0; j < 30; j++) {
+		struct lc_reqinfo r = req("m", 10, 10, NULL);
+		struct lc_admit_req a = {.host = "api.openai.com", .port = 443, .api_key = "k-thr", .api_key_len = 5,
+					 .info = &r};
+		struct lc_decision d;
+		struct lc_usage u = {.present = true, .input = 1, .output = 1};
+
+		if (lc_admit(&a, &d) == LC_OK && d.verdict == LC_ALLOW) {
+			__atomic_add_fetch(&thread_allowed, 1, __ATOMIC_SEQ_CST);
+			lc_settle(d.ticket, &u, 200);
+		}
+	}
+	return arg;
+}
+
+/* 8 threads of one process share the store handle: the cap holds exactly */
+static void test_threads_race(void **st)
+{
+	pthread_t th[8];
+	double used, reserved;
+
+	install("\"keys\":{\"thr\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100}]}}", fp("k-thr"));
+	thread_allowed = 0;
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, race_thread, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(thread_allowed, 100);
+	status_of("key", "thr", "requests", "daily", &used, &reserved);
+	assert_true(used == 100 && reserved == 0);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -616,6 +654,7 @@ int main(void)
 		cmocka_unit_test(test_reclaim_dead_process),
 		cmocka_unit_test(test_live_reservation_is_not_reclaimed),
 		cmocka_unit_test(test_sixteen_processes_race),
+		cmocka_unit_test(test_threads_race),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
