@@ -124,10 +124,11 @@ $(B)/tests/%: tests/unit/%.c $(SS_OBJ) $(SDK_OBJ) $(PRE_LOGIC_OBJ) $(SRV_LOGIC_O
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $^ $(LDFLAGS_ALL) -lcmocka $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
 
-# helper programs the integration tests drive (e.g. a libcurl multi client)
-$(B)/tests/bin/%: tests/bin/%.c $(SS_OBJ)
+# client programs the integration tests drive under the preload (e.g. a libcurl multi client):
+# built like any client, never with sanitizers
+$(B)/tests/bin/%: tests/bin/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(CORE_LIBS) $(CURL_LIBS)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CURL_LIBS)
 
 $(B)/bench/%: bench/%.c $(SS_OBJ) $(SDK_OBJ)
 	@mkdir -p $(dir $@)
@@ -138,10 +139,10 @@ deps:
 
 test: deps
 	$(MAKE) all $(UNIT_BIN) $(TEST_BIN)
-	@bash tests/run.sh $(B)
+	@LLMCAP_SAN="$(SAN)" ASAN_OPTIONS=verify_asan_link_order=0 bash tests/run.sh $(B)
 
 unit: all $(UNIT_BIN)
-	@bash tests/run.sh $(B) unit
+	@LLMCAP_SAN="$(SAN)" ASAN_OPTIONS=verify_asan_link_order=0 bash tests/run.sh $(B) unit
 
 demo: deps
 	$(MAKE) all

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "webhook.h"
 #include "sign.h"
 #include "util.h"
 
@@ -270,35 +271,6 @@ out:
 
 /* ---- outbox -> webhooks ---- */
 
-static void sign_hdr(const char *secret, int64_t t, const char *body, size_t len, char *out, size_t outlen)
-{
-	crypto_auth_hmacsha256_state st;
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char ts[32], hex[2 * crypto_auth_hmacsha256_BYTES + 1];
-	int n = snprintf(ts, sizeof ts, "%" PRId64 ".", t);
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, (unsigned long long)n);
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, len);
-	crypto_auth_hmacsha256_final(&st, mac);
-	lc_hex(mac, sizeof mac, hex);
-	snprintf(out, outlen, "t=%" PRId64 ",v1=%s", t, hex);
-	sodium_memzero(&st, sizeof st);
-}
-
-static bool wants(json_t *wh, const char *event)
-{
-	json_t *ev = json_object_get(wh, "events"), *e;
-	size_t i;
-	if (!ev)
-		return true;
-	json_array_foreach(ev, i, e) {
-		const char *s = json_string_value(e);
-		if (s && (!strcmp(s, "*") || !strcmp(s, event)))
-			return true;
-	}
-	return false;
-}
-
 static struct memo *memo_get(struct agent *a, uint64_t seq, const char *url)
 {
 	unsigned char h[32];
@@ -363,7 +335,7 @@ static int deliver_outbox(struct agent *a)
 		json_array_foreach(hooks, j, wh) {
 			const char *url = json_string_value(json_object_get(wh, "url"));
 			const char *secret = json_string_value(json_object_get(wh, "secret"));
-			if (!url || !wants(wh, ev))
+			if (!url || !lc_webhook_wants(wh, ev))
 				continue;
 			struct memo *m = memo_get(a, seq, url);
 			if (m->done)
@@ -383,7 +355,7 @@ static int deliver_outbox(struct agent *a)
 			hd = curl_slist_append(hd, line);
 			snprintf(line, sizeof line, "x-llmcap-delivery: dlv_%s", hx);
 			hd = curl_slist_append(hd, line);
-			sign_hdr(secret ? secret : "", lc_now(), txt, strlen(txt), sig, sizeof sig);
+			lc_webhook_sign(secret ? secret : "", lc_now(), txt, strlen(txt), sig, sizeof sig);
 			snprintf(line, sizeof line, "x-llmcap-signature: %s", sig);
 			hd = curl_slist_append(hd, line);
 			struct body bd;

@@ -16,39 +16,10 @@
 #include <time.h>
 
 #include "srv.h"
+#include "webhook.h"
 #include "util.h"
 
 #define DELIVER_BATCH 32
-
-void srv_webhook_sign(const char *secret, int64_t t, const char *body, size_t len, char *out, size_t outlen)
-{
-	crypto_auth_hmacsha256_state st;
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char ts[32], hex[2 * crypto_auth_hmacsha256_BYTES + 1];
-	int n = snprintf(ts, sizeof ts, "%" PRId64 ".", t);
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, (unsigned long long)n);
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, len);
-	crypto_auth_hmacsha256_final(&st, mac);
-	lc_hex(mac, sizeof mac, hex);
-	snprintf(out, outlen, "t=%" PRId64 ",v1=%s", t, hex);
-	sodium_memzero(&st, sizeof st);
-}
-
-bool srv_webhook_wants(json_t *wh, const char *event)
-{
-	json_t *ev = json_object_get(wh, "events");
-	size_t i;
-	json_t *e;
-	if (!ev)
-		return true;   /* no filter: everything */
-	json_array_foreach(ev, i, e) {
-		const char *s = json_string_value(e);
-		if (s && (strcmp(s, "*") == 0 || strcmp(s, event) == 0))
-			return true;
-	}
-	return false;
-}
 
 static void seq_key(uint64_t seq, unsigned char k[8])
 {
@@ -89,7 +60,7 @@ int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data
 	json_array_foreach(hooks, i, wh) {
 		const char *url = json_string_value(json_object_get(wh, "url"));
 		const char *secret = json_string_value(json_object_get(wh, "secret"));
-		if (!url || !srv_webhook_wants(wh, event))
+		if (!url || !lc_webhook_wants(wh, event))
 			continue;
 		unsigned char h[32];
 		char idsrc[1024], dlv[80];
@@ -186,7 +157,7 @@ static int post(struct srv *s, const char *url, const char *secret, const char *
 	CURLcode cc;
 	if (!h)
 		return -1;
-	srv_webhook_sign(secret, lc_now(), body, strlen(body), sig, sizeof sig);
+	lc_webhook_sign(secret, lc_now(), body, strlen(body), sig, sizeof sig);
 	hd = curl_slist_append(hd, "content-type: application/json");
 	snprintf(line, sizeof line, "x-llmcap-event: %s", event);
 	hd = curl_slist_append(hd, line);

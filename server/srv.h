@@ -137,8 +137,6 @@ void srv_notifier_kick(struct srv *s);
  * the number delivered; *next_due_ms gets the earliest pending retry (or 0). */
 int srv_deliver_due(struct srv *s, int64_t *next_due_ms);
 /* x-llmcap-signature value for body at time t. out >= 96 bytes. */
-void srv_webhook_sign(const char *secret, int64_t t, const char *body, size_t len, char *out, size_t outlen);
-bool srv_webhook_wants(json_t *webhook, const char *event);
 
 /* ---- misc ---- */
 bool srv_id_ok(const char *id);

@@ -799,6 +799,397 @@ static void reqinfo_customer(json_t *root, const char *const *identify, lc_heade
 	}
 }
 
+/* ---- a fast path for the few top-level fields we read ----------------------------
+ * Request and response bodies are mostly text we never look at (messages, choices). Parsing
+ * all of it into a jansson tree costs more than the whole LMDB transaction, so a validating
+ * scanner first walks the body once, accepting only a strict subset of what json_loadb
+ * accepts (ASCII-safe whitespace, strict UTF-8, valid escapes and surrogate pairs, numbers
+ * that cannot overflow, bounded depth, object keys without escapes), and remembers where the
+ * last occurrence of each wanted top-level key's value lies (jansson keeps the last duplicate).
+ * A small object holding just those values, each parsed by jansson itself, then stands in for
+ * the full tree. Anything outside the subset returns NULL and the caller parses the body with
+ * json_loadb as before, so results and error messages are unchanged. */
+struct fj_pick {
+	const char *key;        /* not NUL-terminated */
+	size_t klen;
+	const unsigned char *v; /* value span, NULL when absent */
+	size_t vlen;
+};
+
+struct fj {
+	const unsigned char *p, *e;
+	int depth;
+};
+
+#define FJ_MAX_DEPTH 64
+#define FJ_MAX_PICKS 24
+
+static inline void fj_ws(struct fj *s)
+{
+	while (s->p < s->e && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+		s->p++;
+}
+
+static int fj_hex4(const unsigned char *p, const unsigned char *e, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (e - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i], d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v << 4 | d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* s->p at the opening quote; *esc: the string holds a backslash */
+static int fj_string(struct fj *s, bool *esc)
+{
+	const unsigned char *p = s->p + 1, *e = s->e;
+
+	*esc = false;
+	for (;;) {
+		unsigned c, v, v2;
+		int need;
+
+		while (p < e && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p >= e)
+			return -1;
+		c = *p;
+		if (c == '"') {
+			s->p = p + 1;
+			return 0;
+		}
+		if (c < 0x20)
+			return -1;
+		if (c == '\\') {
+			*esc = true;
+			if (e - p < 2)
+				return -1;
+			c = p[1];
+			if (c == 'u') {
+				if (fj_hex4(p + 2, e, &v))
+					return -1;
+				p += 6;
+				if (v >= 0xD800 && v <= 0xDBFF) {
+					if (e - p < 2 || p[0] != '\\' || p[1] != 'u' || fj_hex4(p + 2, e, &v2) ||
+					    v2 < 0xDC00 || v2 > 0xDFFF)
+						return -1;
+					p += 6;
+				} else if (v >= 0xDC00 && v <= 0xDFFF) {
+					return -1;
+				}
+			} else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
+				   c == 't') {
+				p += 2;
+			} else {
+				return -1;
+			}
+			continue;
+		}
+		/* strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF */
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1;
+			v = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2;
+			v = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3;
+			v = c & 0x07;
+		} else {
+			return -1;
+		}
+		if (e - p <= need)
+			return -1;
+		for (int i = 1; i <= need; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return -1;
+			v = v << 6 | (p[i] & 0x3F);
+		}
+		if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (need == 2 && v < 0x800) ||
+		    (need == 3 && v < 0x10000))
+			return -1;
+		p += need + 1;
+	}
+}
+
+static int fj_number(struct fj *s)
+{
+	const unsigned char *p = s->p, *e = s->e, *d0;
+	size_t nd;
+	bool real = false;
+
+	if (p < e && *p == '-')
+		p++;
+	if (p >= e)
+		return -1;
+	d0 = p;
+	if (*p == '0') {
+		p++;
+		if (p < e && *p >= '0' && *p <= '9')
+			return -1;
+	} else if (*p >= '1' && *p <= '9') {
+		while (p < e && *p >= '0' && *p <= '9')
+			p++;
+	} else {
+		return -1;
+	}
+	nd = (size_t)(p - d0);
+	if (p < e && *p == '.') {
+		p++;
+		if (p >= e || *p < '0' || *p > '9')
+			return -1;
+		while (p < e && *p >= '0' && *p <= '9')
+			p++;
+		real = true;
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		long x = 0;
+		bool neg = false;
+		const unsigned char *x0;
+
+		p++;
+		if (p < e && (*p == '+' || *p == '-'))
+			neg = *p++ == '-';
+		x0 = p;
+		while (p < e && *p >= '0' && *p <= '9' && p - x0 < 5)
+			x = x * 10 + (*p++ - '0');
+		if (p == x0 || (p < e && *p >= '0' && *p <= '9'))
+			return -1;  /* no digits, or an exponent too long to judge here */
+		if (!neg && (long)nd + x > 300)
+			return -1;  /* might overflow a double: jansson's verdict */
+		real = true;
+	}
+	if (!real && nd > 18)
+		return -1;  /* might not fit json_int_t: jansson's verdict */
+	if (real && nd > 300)
+		return -1;
+	s->p = p;
+	return 0;
+}
+
+static int fj_value(struct fj *s);
+
+static int fj_object(struct fj *s, struct fj_pick *pk, int npk)
+{
+	if (++s->depth > FJ_MAX_DEPTH)
+		return -1;
+	s->p++;
+	fj_ws(s);
+	if (s->p < s->e && *s->p == '}') {
+		s->p++;
+		s->depth--;
+		return 0;
+	}
+	for (;;) {
+		const unsigned char *k, *v;
+		size_t kl;
+		bool esc;
+
+		fj_ws(s);
+		if (s->p >= s->e || *s->p != '"')
+			return -1;
+		k = s->p + 1;
+		if (fj_string(s, &esc) || esc)
+			return -1;  /* keys with escapes (maybe \u0000): jansson decides */
+		kl = (size_t)(s->p - 1 - k);
+		fj_ws(s);
+		if (s->p >= s->e || *s->p != ':')
+			return -1;
+		s->p++;
+		fj_ws(s);
+		v = s->p;
+		if (fj_value(s))
+			return -1;
+		for (int i = 0; i < npk; i++)
+			if (pk[i].klen == kl && memcmp(pk[i].key, k, kl) == 0) {
+				pk[i].v = v;
+				pk[i].vlen = (size_t)(s->p - v);
+			}
+		fj_ws(s);
+		if (s->p >= s->e)
+			return -1;
+		if (*s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (*s->p != '}')
+			return -1;
+		s->p++;
+		s->depth--;
+		return 0;
+	}
+}
+
+static int fj_array(struct fj *s)
+{
+	if (++s->depth > FJ_MAX_DEPTH)
+		return -1;
+	s->p++;
+	fj_ws(s);
+	if (s->p < s->e && *s->p == ']') {
+		s->p++;
+		s->depth--;
+		return 0;
+	}
+	for (;;) {
+		if (fj_value(s))
+			return -1;
+		fj_ws(s);
+		if (s->p >= s->e)
+			return -1;
+		if (*s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (*s->p != ']')
+			return -1;
+		s->p++;
+		s->depth--;
+		return 0;
+	}
+}
+
+static int fj_literal(struct fj *s, const char *lit, size_t n)
+{
+	if ((size_t)(s->e - s->p) < n || memcmp(s->p, lit, n) != 0)
+		return -1;
+	s->p += n;
+	return 0;
+}
+
+static int fj_value(struct fj *s)
+{
+	bool esc;
+
+	fj_ws(s);
+	if (s->p >= s->e)
+		return -1;
+	switch (*s->p) {
+	case '"':
+		return fj_string(s, &esc);
+	case '{':
+		return fj_object(s, NULL, 0);
+	case '[':
+		return fj_array(s);
+	case 't':
+		return fj_literal(s, "true", 4);
+	case 'f':
+		return fj_literal(s, "false", 5);
+	case 'n':
+		return fj_literal(s, "null", 4);
+	default:
+		return fj_number(s);
+	}
+}
+
+/* one validated value span as jansson would have built it */
+static json_t *fj_make(const unsigned char *v, size_t n)
+{
+	switch (v[0]) {
+	case '"':
+		if (!memchr(v, '\\', n))
+			return json_stringn((const char *)v + 1, n - 2);
+		break;
+	case 't':
+		return json_true();
+	case 'f':
+		return json_false();
+	case 'n':
+		return json_null();
+	case '{':
+	case '[':
+		break;
+	default:
+		if (n < 24 && !memchr(v, '.', n) && !memchr(v, 'e', n) && !memchr(v, 'E', n)) {
+			char b[24];
+
+			memcpy(b, v, n);
+			b[n] = '\0';
+			return json_integer((json_int_t)strtoll(b, NULL, 10));
+		}
+		break;
+	}
+	return json_loadb((const char *)v, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+}
+
+/* An object holding the picked top-level members of body, or NULL: parse it all with jansson. */
+static json_t *fj_subset(const void *body, size_t len, struct fj_pick *pk, int npk)
+{
+	struct fj s = {.p = body, .e = (const unsigned char *)body + len, .depth = 0};
+	json_t *root;
+
+	fj_ws(&s);
+	if (s.p >= s.e || *s.p != '{' || fj_object(&s, pk, npk))
+		return NULL;
+	fj_ws(&s);
+	if (s.p != s.e)
+		return NULL;
+	root = json_object();
+	if (!root)
+		return NULL;
+	for (int i = 0; i < npk; i++) {
+		char key[256];
+		json_t *v;
+
+		if (!pk[i].v || pk[i].klen >= sizeof(key))
+			continue;
+		v = fj_make(pk[i].v, pk[i].vlen);
+		memcpy(key, pk[i].key, pk[i].klen);
+		key[pk[i].klen] = '\0';
+		if (!v || json_object_set_new(root, key, v)) {
+			json_decref(root);
+			return NULL;
+		}
+	}
+	return root;
+}
+
+static int fj_add(struct fj_pick *pk, int n, const char *key, size_t klen)
+{
+	if (n >= FJ_MAX_PICKS)
+		return -1;
+	pk[n] = (struct fj_pick){.key = key, .klen = klen};
+	return n + 1;
+}
+
+/* the top-level members lc_reqinfo_parse reads (get_path reads a body: identifier's first component) */
+static json_t *reqinfo_subset(const void *body, size_t len, const char *const *identify)
+{
+	static const char *const fixed[] = {"model", "stream", "stream_options", "max_completion_tokens",
+					    "max_tokens", "n", "best_of", "max_output_tokens"};
+	struct fj_pick pk[FJ_MAX_PICKS];
+	int np = 0;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		np = fj_add(pk, np, fixed[i], strlen(fixed[i]));
+	for (const char *const *id = identify; id && *id && np >= 0; id++) {
+		size_t n;
+
+		if (strncmp(*id, "body:", 5) != 0)
+			continue;
+		n = strcspn(*id + 5, ".");
+		if (n > 0 && n < 256)
+			np = fj_add(pk, np, *id + 5, n);
+	}
+	if (np < 0)
+		return NULL;
+	return fj_subset(body, len, pk, np);
+}
+
 int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, size_t len,
 		     const char *const *identify, lc_header_fn hdr, void *hdr_ctx,
 		     struct lc_reqinfo *out, char *err, size_t errlen)
@@ -821,7 +1212,9 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 		goto out;
 	}
 	if (len > 0 && body) {
-		root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		root = reqinfo_subset(body, len, identify);
+		if (!root)
+			root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!json_is_object(root)) {
 			/* Paths we do not price may carry anything (multipart uploads to
 			 * /v1/files, audio): only the headers can name the customer. */
@@ -945,7 +1338,14 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 
 	if (!body || len == 0 || len > LC_WIRE_MAX_BODY)
 		return -1;
-	root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	{
+		struct fj_pick pk[4] = {{"model", 5, NULL, 0}, {"usage", 5, NULL, 0}, {"type", 4, NULL, 0},
+					{"object", 6, NULL, 0}};
+
+		root = fj_subset(body, len, pk, 4);
+	}
+	if (!root)
+		root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!root)
 		return -1;
 	memset(&u, 0, sizeof(u));

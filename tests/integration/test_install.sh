@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 P=$T/prefix
-check "make install PREFIX=... succeeds" make -s -C "$LC_ROOT" install PREFIX="$P" B="$B" >/dev/null
+check "make install PREFIX=... succeeds" make -s -C "$LC_ROOT" install PREFIX="$P" B="$B" ${LLMCAP_SAN:+SANITIZE=1} >/dev/null
 for f in bin/llmcap bin/llmcap-server lib/libllmcap.so.0.1.0 lib/libllmcap.so.0 lib/libllmcap.so \
 	 lib/libllmcap.a lib/libllmcap_preload.so include/llmcap.h lib/pkgconfig/llmcap.pc; do
 	check "installed $f" test -e "$P/$f"
@@ -30,13 +30,13 @@ C
 flags=$(PKG_CONFIG_PATH=$P/lib/pkgconfig pkg-config --cflags --libs llmcap)
 check "pkg-config knows llmcap" test -n "$flags"
 check "a program compiles against the installed header and library" \
-	cc -Wall -Werror -o "$T/app" "$T/app.c" $flags -Wl,-rpath,"$P/lib"
+	cc -Wall -Werror ${LLMCAP_SAN:-} -o "$T/app" "$T/app.c" $flags -Wl,-rpath,"$P/lib"
 out=$("$T/app")
 expect_eq "it runs: version, PASS for a non-provider, strerror" "0.1.0 0 the llmcap state store is unusable" "$out"
 check "it is linked against the installed soname" sh -c "ldd '$T/app' | grep -q '$P/lib/libllmcap.so.0'"
-check "static linking works too" cc -o "$T/app-static" "$T/app.c" -I"$P/include" "$P/lib/libllmcap.a" \
+check "static linking works too" cc ${LLMCAP_SAN:-} -o "$T/app-static" "$T/app.c" -I"$P/include" "$P/lib/libllmcap.a" \
 	$(pkg-config --libs libcurl jansson libsodium zlib) -llmdb -lpthread -ldl -lm
-check "DESTDIR stages under the prefix" make -s -C "$LC_ROOT" install PREFIX=/usr DESTDIR="$T/stage" B="$B" >/dev/null
+check "DESTDIR stages under the prefix" make -s -C "$LC_ROOT" install PREFIX=/usr DESTDIR="$T/stage" B="$B" ${LLMCAP_SAN:+SANITIZE=1} >/dev/null
 check "staged library" test -e "$T/stage/usr/lib/libllmcap.so.0.1.0"
 check "staged .pc names the final prefix" grep -q '^prefix=/usr$' "$T/stage/usr/lib/pkgconfig/llmcap.pc"
 finish

@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "sign.h"
 #include "srv.h"
+#include "webhook.h"
 #include "util.h"
 
 #define TOKEN "unit-test-admin-token-0123456789"
@@ -343,11 +344,11 @@ static void test_webhook_signature(void **state)
 {
 	(void)state;
 	char sig[160];
-	srv_webhook_sign("whsec_test", 1700000000, "{\"a\":1}", 7, sig, sizeof sig);
+	lc_webhook_sign("whsec_test", 1700000000, "{\"a\":1}", 7, sig, sizeof sig);
 	assert_string_equal(sig, "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789");
 	json_t *wh = json_pack("{s:[s,s]}", "events", "limit_alert", "spend_cap_reached");
-	assert_true(srv_webhook_wants(wh, "limit_alert"));
-	assert_false(srv_webhook_wants(wh, "key_expired"));
+	assert_true(lc_webhook_wants(wh, "limit_alert"));
+	assert_false(lc_webhook_wants(wh, "key_expired"));
 	json_decref(wh);
 }
 
