@@ -512,8 +512,10 @@ int lc_cmd_agent(int argc, char **argv)
 		if (now >= next_sync) {
 			unsigned reclaimed = 0;
 			bool ok = pull_policy(&a) == 0;
-			if (!agent_stop)
+			if (!agent_stop) {
 				lc_reclaim(&reclaimed);
+				lc_prune(NULL);
+			}
 			if (reclaimed)
 				fprintf(stderr, "llmcap agent: reclaimed %u reservation%s of dead processes\n", reclaimed,
 					reclaimed == 1 ? "" : "s");

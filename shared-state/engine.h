@@ -83,6 +83,9 @@ int lc_settle(uint64_t ticket, const struct lc_usage *u, int http_status);
 
 /* Reclaim tickets whose process (pid + start time) is gone: charged at their estimate. */
 int lc_reclaim(unsigned *reclaimed);
+/* Drop counters of windows that ended over two days ago and stale once-per-window markers
+ * (the agent runs it every round). */
+int lc_prune(unsigned *removed);
 
 /* ---- policy ---- */
 /* Verify (lc_dsse_verify), parse, version ratchet (strictly greater), expiry (future), compile and

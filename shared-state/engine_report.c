@@ -463,3 +463,62 @@ json_t *lc_webhooks(void)
 	lc_store_end(s, txn, false);
 	return w;
 }
+
+/* Drop what no decision will read again: counters of windows that ended more than two days ago
+ * (with nothing reserved; the server has the totals), and once-per-window event markers older
+ * than any window. Without this a minute limit would leave 1,440 counters a day behind. */
+int lc_prune(unsigned *removed)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int64_t now = lc_now();
+	unsigned n = 0;
+	int rc = lc_store_open(false, &s);
+
+	if (removed)
+		*removed = 0;
+	if (rc)
+		return rc;
+	if ((rc = lc_store_begin(s, true, &txn)))
+		return LC_E_STORE;
+	if ((rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur)) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+			const unsigned char *b = k.mv_data;
+			struct lc_rec_counter c;
+			int64_t bucket;
+
+			if (k.mv_size < 11 || b[0] > 3 || b[2] >= LC_WIN_LIFETIME || v.mv_size != sizeof(c))
+				continue;
+			memcpy(&c, v.mv_data, sizeof(c));
+			bucket = (int64_t)rbe64(b + 3);
+			if (c.reserved == 0 && lc_window_end((enum lc_window)b[2], bucket) + 2 * 86400 < now &&
+			    mdb_cursor_del(cur, 0) == 0)
+				n++;
+		}
+		mdb_cursor_close(cur);
+	}
+	if (rc == 0 && (rc = mdb_cursor_open(txn, s->dbi[LC_DB_FIRED], &cur)) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+			char key[512], *bar, *end;
+			long long bucket;
+
+			if (k.mv_size >= sizeof(key))
+				continue;
+			memcpy(key, k.mv_data, k.mv_size);
+			key[k.mv_size] = '\0';
+			bar = strrchr(key, '|');
+			if (!bar || bar == strchr(key, '|'))
+				continue;  /* no window bucket (key_expired|NAME, policy_expired|N): keep */
+			bucket = strtoll(bar + 1, &end, 10);
+			if (*end == '\0' && bucket > 0 && bucket + 40 * 86400 < now && mdb_cursor_del(cur, 0) == 0)
+				n++;
+		}
+		mdb_cursor_close(cur);
+	}
+	rc = lc_store_end(s, txn, rc == 0) ?: rc;
+	if (!rc && removed)
+		*removed = n;
+	return rc;
+}

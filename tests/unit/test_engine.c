@@ -526,6 +526,33 @@ static void test_threads_race(void **st)
 	assert_true(used == 100 && reserved == 0);
 }
 
+/* counters of long-gone windows are pruned; current ones and lifetime ones stay */
+static void test_prune_old_windows(void **st)
+{
+	struct lc_decision d;
+	unsigned n = 0;
+	double used, reserved;
+
+	install("\"keys\":{\"pr\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"minute\","
+		"\"threshold\":1},{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":100}]}}", fp("k-pr"));
+	set_time("2026-05-01T10:00:00Z");
+	assert_int_equal(lc_prune(&n), LC_OK);  /* what earlier tests left behind */
+	for (int i = 0; i < 5; i++) {
+		d = admit("k-pr", req("m", 1, 1, NULL));
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, 1, 0, 1);
+		fake_now_ms += 60000;
+	}
+	assert_int_equal(lc_prune(&n), LC_OK);
+	assert_int_equal(n, 0);                 /* all recent */
+	set_time("2026-05-04T10:00:00Z");
+	assert_int_equal(lc_prune(&n), LC_OK);
+	assert_true(n >= 5);                     /* five minute buckets, three days old */
+	status_of("key", "pr", "requests", "lifetime", &used, &reserved);
+	assert_true(used == 5);                  /* lifetime usage is kept */
+	lc_clock_hook = NULL;
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -655,6 +682,7 @@ int main(void)
 		cmocka_unit_test(test_live_reservation_is_not_reclaimed),
 		cmocka_unit_test(test_sixteen_processes_race),
 		cmocka_unit_test(test_threads_race),
+		cmocka_unit_test(test_prune_old_windows),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
