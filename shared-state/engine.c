@@ -67,7 +67,24 @@ static uint64_t self_start;
 
 static void self_identity(int32_t *pid, uint64_t *start)
 {
-	pid_t p = getpid();
+	struct lc_proc_mark *m = lc_proc_mark();
+	pid_t p;
+
+	/* no getpid() per ticket: the mark page reads zero again in a forked child */
+	if (m && __atomic_load_n(&m->ident_known, __ATOMIC_ACQUIRE)) {
+		*pid = m->pid;
+		*start = m->pstart;
+		return;
+	}
+	p = getpid();
+	if (m) {
+		m->pid = p;
+		m->pstart = proc_start(p);
+		__atomic_store_n(&m->ident_known, 1, __ATOMIC_RELEASE);
+		*pid = p;
+		*start = m->pstart;
+		return;
+	}
 
 	if (p != self_pid) {
 		self_start = proc_start(p);
@@ -480,7 +497,7 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 	struct lc_rec_ticket_hdr h;
 	int64_t actual[3];
 	const unsigned char *p, *end;
-	unsigned char *copy;
+	unsigned char *copy, stackbuf[sizeof(struct lc_rec_ticket_hdr) + LC_TICKET_MAXC * (LC_CKEY_MAX + 1)];
 	int rc;
 
 	tkey_make(tk, id);
@@ -492,7 +509,7 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 		return rc;
 	if (v.mv_size < sizeof(h))
 		return MDB_CORRUPTED;
-	copy = malloc(v.mv_size);
+	copy = v.mv_size <= sizeof(stackbuf) ? stackbuf : malloc(v.mv_size);
 	if (!copy)
 		return ENOMEM;
 	memcpy(copy, v.mv_data, v.mv_size);
@@ -542,7 +559,8 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 	}
 	rc = mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL);
 out:
-	free(copy);
+	if (copy != stackbuf)
+		free(copy);
 	return rc;
 }
 
@@ -741,8 +759,53 @@ static int rpm_check(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t
 	return rc ? -rc : 0;
 }
 
+/* A ticket id without a getrandom() per admit: the write transaction's id is unique among
+ * committed write transactions of this store (low 48 bits), and per-process random bits (high 16)
+ * keep ids apart across a re-created store. A collision (MDB_KEYEXIST) falls back to random ids. */
+static uint64_t ticket_id(MDB_txn *txn)
+{
+	struct lc_proc_mark *m = lc_proc_mark();
+	uint64_t salt = m ? __atomic_load_n(&m->salt, __ATOMIC_RELAXED) : 0;
+
+	if (!salt) {
+		do {
+			randombytes_buf(&salt, sizeof(salt));
+		} while (!salt);
+		if (m)
+			__atomic_store_n(&m->salt, salt, __ATOMIC_RELAXED);
+	}
+	return (salt & 0xffff000000000000ull) | ((uint64_t)mdb_txn_id(txn) & 0xffffffffffffull) |
+	       ((uint64_t)mdb_txn_id(txn) & 0xffffffffffffull ? 0 : 1);
+}
+
+/* What lc_admit_http parsed the body with, before its write transaction: the policy's
+ * customer identifiers and the provider's format. Checked inside the transaction. */
+struct parse_basis {
+	enum lc_format fmt;
+	int nident;
+	char ident[LC_MAX_IDENT][124];
+};
+#define LC__E_REPARSE (-1999)   /* internal: the body was parsed on a stale basis */
+
+static bool basis_same(const struct parse_basis *b, const struct lc_rec_cfg *cfg, uint8_t fmt)
+{
+	if (b->fmt != (enum lc_format)fmt || b->nident != cfg->nident)
+		return false;
+	for (int i = 0; i < cfg->nident; i++)
+		if (strncmp(b->ident[i], cfg->ident[i], sizeof(b->ident[i])) != 0)
+			return false;
+	return true;
+}
+
+static void basis_set(struct parse_basis *b, const struct lc_rec_cfg *cfg, uint8_t fmt)
+{
+	b->fmt = (enum lc_format)fmt;
+	b->nident = cfg->nident;
+	memcpy(b->ident, cfg->ident, sizeof(b->ident));
+}
+
 static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, struct lc_decision *d,
-		     int *events_only)
+		     int *events_only, struct parse_basis *basis)
 {
 	struct decision_ctx *x;
 	struct lc_rec_provider prov;
@@ -779,6 +842,11 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	if (rc)
 		goto out;
 	d->format = (enum lc_format)prov.format;
+	if (basis && !basis_same(basis, &x->cfg, prov.format)) {
+		basis_set(basis, &x->cfg, prov.format);   /* parse again on this basis */
+		rc = LC__E_REPARSE;
+		goto out;
+	}
 
 	/* who: the key */
 	if (r->api_key && r->api_key_len) {
@@ -995,13 +1063,18 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 		memcpy(h.est, est, sizeof(est));
 		h.price = price;
 		memcpy(tbuf, &h, sizeof(h));
-		do {
-			randombytes_buf(&tid, sizeof(tid));
-		} while (tid == 0);
+		tid = ticket_id(txn);
 		tkey_make(tk, tid);
 		k = MV(tk, 9);
 		v = MV(tbuf, off);
 		rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
+		while (rc == MDB_KEYEXIST) {
+			do {
+				randombytes_buf(&tid, sizeof(tid));
+			} while (tid == 0);
+			tkey_make(tk, tid);
+			rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
+		}
 		if (rc)
 			goto out;
 		d->verdict = LC_ALLOW;
@@ -1046,7 +1119,14 @@ static void fail_decision(int rc, struct lc_decision *d)
 	lc_log(LC_LOG_ERROR, "%s", d->message + strlen("llmcap: "));
 }
 
+static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis);
+
 int lc_admit(const struct lc_admit_req *r, struct lc_decision *d)
+{
+	return admit_common(r, d, NULL);
+}
+
+static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis)
 {
 	struct lc_store *s;
 	MDB_txn *txn;
@@ -1067,10 +1147,15 @@ int lc_admit(const struct lc_admit_req *r, struct lc_decision *d)
 		rc = lc_store_begin(s, true, &txn);
 		if (rc)
 			break;
-		rc = admit_txn(s, txn, r, d, &events_only);
+		rc = admit_txn(s, txn, r, d, &events_only, basis);
 		if (rc == MDB_MAP_FULL) {
 			lc_store_grow(s, txn);
 			continue;
+		}
+		if (rc == LC__E_REPARSE) {
+			lc_store_end(s, txn, false);
+			memset(d, 0, sizeof(*d));
+			return rc;
 		}
 		if (rc) {
 			lc_store_end(s, txn, false);
@@ -1152,6 +1237,82 @@ static int hdr_cb(void *ctx, const char *name, char *out, size_t outlen)
 	return lc_reqparse_header(((struct hdr_ctx *)ctx)->req, name, out, outlen);
 }
 
+/* The credential of the request (points into auth), or NULL. */
+static const char *req_key(const struct lc_reqparse *req, char *auth, size_t authlen)
+{
+	const char *key = NULL;
+
+	if (lc_reqparse_header(req, "authorization", auth, authlen) == 0 && !strncasecmp(auth, "bearer ", 7)) {
+		key = auth + 7;
+		while (*key == ' ')
+			key++;
+	} else if (lc_reqparse_header(req, "x-api-key", auth, authlen) == 0 ||
+		   lc_reqparse_header(req, "api-key", auth, authlen) == 0) {
+		key = auth;
+	}
+	return key;
+}
+
+/* The basis the last admit of this process parsed with: a seqlock, so readers never block (and a
+ * fork while a writer held it leaves the child only without the cache). */
+static struct parse_basis basis_cache;
+static unsigned basis_seq;      /* odd while written; 0: never filled */
+static int basis_wlock;
+
+static bool basis_load(struct parse_basis *out)
+{
+	unsigned a = __atomic_load_n(&basis_seq, __ATOMIC_ACQUIRE), b;
+
+	if (a == 0 || (a & 1))
+		return false;
+	memcpy(out, &basis_cache, sizeof(*out));
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	b = __atomic_load_n(&basis_seq, __ATOMIC_RELAXED);
+	return a == b && out->nident >= 0 && out->nident <= LC_MAX_IDENT;
+}
+
+static void basis_store(const struct parse_basis *b)
+{
+	if (__atomic_exchange_n(&basis_wlock, 1, __ATOMIC_ACQUIRE))
+		return;  /* another thread is publishing */
+	__atomic_store_n(&basis_seq, basis_seq + 1, __ATOMIC_RELAXED);   /* odd */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(&basis_cache, b, sizeof(*b));
+	__atomic_store_n(&basis_seq, basis_seq + 1 == 0 ? 2 : basis_seq + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&basis_wlock, 0, __ATOMIC_RELEASE);
+}
+
+/* Parse on basis b and admit in one write transaction that re-checks b. Returns LC__E_REPARSE
+ * (b updated) when the policy or the provider's format differ, or -2 when the body cannot be
+ * parsed (the caller decides that the slow way, as before). */
+static int admit_http_on(const char *host, int port, const struct lc_reqparse *req, struct lc_decision *d,
+			 struct parse_basis *b)
+{
+	struct lc_reqinfo info;
+	struct lc_admit_req ar = {0};
+	struct hdr_ctx hc = {req};
+	const char *ident[LC_MAX_IDENT + 1];
+	char auth[4096], err[256];
+	const char *key;
+	int rc;
+
+	for (int i = 0; i < b->nident; i++)
+		ident[i] = b->ident[i];
+	ident[b->nident] = NULL;
+	if (lc_reqinfo_parse(b->fmt, req->path, req->body.data, req->body.len, ident, hdr_cb, &hc, &info, err,
+			     sizeof(err)))
+		return -2;
+	key = req_key(req, auth, sizeof(auth));
+	ar.host = host;
+	ar.port = port;
+	ar.api_key = key;
+	ar.api_key_len = key ? strlen(key) : 0;
+	ar.info = &info;
+	rc = admit_common(&ar, d, b);
+	sodium_memzero(auth, sizeof(auth));
+	return rc;
+}
+
 int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, struct lc_decision *d)
 {
 	struct lc_store *s;
@@ -1160,6 +1321,7 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 	struct lc_reqinfo info;
 	struct lc_admit_req ar = {0};
 	struct hdr_ctx hc = {req};
+	struct parse_basis b;
 	const char *ident[LC_MAX_IDENT + 1];
 	char auth[4096], err[256];
 	const char *key = NULL;
@@ -1171,6 +1333,19 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 	if (rc) {
 		fail_decision(rc, d);
 		return rc;
+	}
+	/* Fast path: parse with the identifiers the last admit saw, then one write transaction
+	 * (no read transaction first); it re-checks them and we parse again if they changed. */
+	if (basis_load(&b)) {
+		for (int attempt = 0; attempt < 2; attempt++) {
+			rc = admit_http_on(host, port, req, d, &b);
+			if (rc != LC__E_REPARSE)
+				break;
+			basis_store(&b);
+		}
+		if (rc != LC__E_REPARSE && rc != -2)
+			return rc;
+		memset(d, 0, sizeof(*d));
 	}
 	rc = lc_store_begin(s, false, &txn);
 	if (rc) {
@@ -1189,6 +1364,8 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 		fail_decision(LC_E_STORE, d);
 		return LC_E_STORE;
 	}
+	basis_set(&b, &cfg, prov.format);
+	basis_store(&b);
 	for (int i = 0; i < cfg.nident; i++)
 		ident[i] = cfg.ident[i];
 	ident[cfg.nident] = NULL;
@@ -1199,14 +1376,7 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 		snprintf(d->message, sizeof(d->message), "llmcap: cannot read this request (%s)", err);
 		return LC_OK;
 	}
-	if (lc_reqparse_header(req, "authorization", auth, sizeof(auth)) == 0 && !strncasecmp(auth, "bearer ", 7)) {
-		key = auth + 7;
-		while (*key == ' ')
-			key++;
-	} else if (lc_reqparse_header(req, "x-api-key", auth, sizeof(auth)) == 0 ||
-		   lc_reqparse_header(req, "api-key", auth, sizeof(auth)) == 0) {
-		key = auth;
-	}
+	key = req_key(req, auth, sizeof(auth));
 	ar.host = host;
 	ar.port = port;
 	ar.api_key = key;

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum lc_dbi {
 	LC_DB_META = 0,   /* "version", "expires_at", "issued_at", "payload", "cfg", "host_id", "epoch", "seq", "webhooks" */
@@ -40,6 +41,18 @@ int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn);
 int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit);
 /* After an MDB_MAP_FULL from a put inside a transaction: abort it, grow the map; caller retries. */
 int lc_store_grow(struct lc_store *s, MDB_txn *txn);
+/* Per-process facts in a page the kernel zeroes in a forked child (MADV_WIPEONFORK), read
+ * without a syscall; NULL when the kernel cannot do that (callers then use getpid()). */
+struct lc_proc_mark {
+	int store_open;      /* this process opened the store */
+	int ident_known;     /* pid and pstart below are this process's */
+	int32_t pid;
+	uint64_t pstart;
+	uint64_t salt;       /* per-process random bits, 0 until drawn */
+};
+struct lc_proc_mark *lc_proc_mark(void);
+extern size_t lc_store_initial_map;   /* bytes; tests only */
+
 /* Last open error, for messages. */
 const char *lc_store_error(void);
 void lc_store_path(char *out, size_t n);
