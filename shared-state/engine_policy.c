@@ -213,7 +213,7 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 		lc_policy_free(pol);
 		return rc;
 	}
-	for (int attempt = 0; attempt < 4; attempt++) {
+	for (int attempt = 0; attempt < 16; attempt++) {  /* the map doubles per MDB_MAP_FULL */
 		rc = lc_store_begin(s, true, &txn);
 		if (rc)
 			break;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "store.h"
 #include "sign.h"
 #include "util.h"
 
@@ -553,6 +554,53 @@ static void test_prune_old_windows(void **st)
 	lc_clock_hook = NULL;
 }
 
+/* A store whose map is too small for a policy grows on MDB_MAP_FULL instead of failing. */
+static void test_map_full_grows(void **st)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		char dir[400], err[256], *env = NULL;
+		struct lc_buf b;
+		struct lc_store *s;
+		MDB_envinfo info;
+		size_t envlen;
+		int64_t v = 0;
+
+		snprintf(dir, sizeof(dir), "%s/mapfull", tmpdir);
+		lc_state_dir_set(dir);
+		lc_store_initial_map = 64 * 1024;  /* 64 KiB: far too small for 3000 keys */
+		lc_buf_init(&b, 8u << 20);
+		lc_buf_printf(&b, "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\","
+				  "\"expires_at\":\"2099-01-01T00:00:00Z\",\"unknown_models\":\"allow\","
+				  "\"providers\":[{\"name\":\"o\",\"format\":"
+				  "\"openai\",\"hosts\":[\"api.openai.com\"]}],\"keys\":{");
+		for (int i = 0; i < 3000; i++) {
+			char k[32];
+
+			snprintf(k, sizeof(k), "mapfull-%d", i);
+			lc_buf_printf(&b, "%s\"k%d\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\","
+					  "\"window\":\"daily\",\"threshold\":5}]}", i ? "," : "", i, fp(k));
+		}
+		lc_buf_addstr(&b, "}}");
+		if (lc_dsse_sign(&skey, b.data, b.len, &env, &envlen, err, sizeof(err)))
+			_exit(2);
+		if (lc_apply_envelope(&trust, env, envlen, &v, err, sizeof(err)) || v != 1)
+			_exit(3);
+		if (lc_store_open(false, &s) || mdb_env_info(s->env, &info) || info.me_mapsize <= 64 * 1024)
+			_exit(4);
+		{
+			struct lc_decision d = admit("mapfull-2999", req("m", 1, 1, NULL));
+
+			_exit(d.verdict == LC_ALLOW ? 0 : 5);
+		}
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -683,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_sixteen_processes_race),
 		cmocka_unit_test(test_threads_race),
 		cmocka_unit_test(test_prune_old_windows),
+		cmocka_unit_test(test_map_full_grows),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
