@@ -44,7 +44,10 @@ OP = $(B)/obj-preload
 SS_SRC  = $(sort $(wildcard shared-state/*.c))
 SDK_SRC = $(sort $(wildcard sdk/*.c))
 PRE_SRC = $(sort $(wildcard preload/*.c))
-PRE_LOGIC_SRC = $(filter-out preload/hook%,$(PRE_SRC))
+PRE_LOGIC_SRC = $(filter-out preload/hook% preload/engine_%,$(PRE_SRC))
+# the preload is two libraries: the hooks (libc only) and the engine they dlopen on first use
+PRE_HOOK_SRC = $(filter preload/hook% preload/shim.c,$(PRE_SRC))
+PRE_ENG_SRC = $(filter-out $(PRE_HOOK_SRC),$(PRE_SRC))
 SRV_SRC = $(sort $(wildcard server/*.c))
 SRV_LOGIC_SRC = $(filter-out server/main.c,$(SRV_SRC))
 CLI_SRC = $(sort $(wildcard cli/*.c))
@@ -59,12 +62,14 @@ PRE_LOGIC_OBJ = $(call obj,$(PRE_LOGIC_SRC))
 SRV_LOGIC_OBJ = $(call obj,$(SRV_LOGIC_SRC))
 CLI_OBJ = $(call obj,$(CLI_SRC))
 # the preload is built separately, never with sanitizers and never against libssl/libcurl
-PRE_OBJ = $(patsubst %.c,$(OP)/%.o,$(SS_SRC) $(PRE_SRC))
+PRE_OBJ = $(patsubst %.c,$(OP)/%.o,$(PRE_HOOK_SRC))
+PRE_ENG_OBJ = $(patsubst %.c,$(OP)/%.o,$(SS_SRC) $(PRE_ENG_SRC))
 
 SONAME = libllmcap.so.$(VERSION_MAJOR)
 LIB_SO = $(B)/libllmcap.so.$(VERSION)
 LIB_A  = $(B)/libllmcap.a
 PRELOAD = $(B)/libllmcap_preload.so
+PRELOAD_ENGINE = $(B)/libllmcap_preload_engine.so
 CLI = $(B)/llmcap
 SERVER = $(B)/llmcap-server
 CHAT = $(B)/examples/chat
@@ -74,7 +79,7 @@ BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 PROGRAMS = $(LIB_SO) $(B)/libllmcap.so $(LIB_A) $(CLI) $(CHAT) $(B)/llmcap.pc
 ifneq ($(PRE_SRC),)
-PROGRAMS += $(PRELOAD)
+PROGRAMS += $(PRELOAD) $(PRELOAD_ENGINE)
 endif
 ifneq ($(SRV_SRC),)
 PROGRAMS += $(SERVER)
@@ -102,8 +107,14 @@ $(LIB_A): $(SS_OBJ) $(SDK_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# the hook library: DT_NEEDED on libc only (dlopen/dlsym and pthread are in glibc's libc)
 $(PRELOAD): $(PRE_OBJ)
-	$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
+	$(CC) -shared -Wl,--no-undefined $(LDFLAGS) -o $@ $^
+
+# the engine library, dlopen()ed by the hook library from its own directory; lc_pl_depth and
+# lc_pl_forkgen come from the hook library at run time, hence no --no-undefined
+$(PRELOAD_ENGINE): $(PRE_ENG_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
 
 $(CLI): $(CLI_OBJ) $(SS_OBJ)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS)
@@ -163,13 +174,14 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	    -e 's|@VERSION@|$(VERSION)|' llmcap.pc.in > $(DESTDIR)$(pkgconfigdir)/llmcap.pc
 	chmod 0644 $(DESTDIR)$(pkgconfigdir)/llmcap.pc
-	if [ -f $(PRELOAD) ]; then install -m 0755 $(PRELOAD) $(DESTDIR)$(libdir)/; fi
+	if [ -f $(PRELOAD) ]; then install -m 0755 $(PRELOAD) $(PRELOAD_ENGINE) $(DESTDIR)$(libdir)/; fi
 	if [ -f $(SERVER) ]; then install -m 0755 $(SERVER) $(DESTDIR)$(bindir)/; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/llmcap $(DESTDIR)$(bindir)/llmcap-server \
 	  $(DESTDIR)$(libdir)/libllmcap.so* $(DESTDIR)$(libdir)/libllmcap.a \
-	  $(DESTDIR)$(libdir)/libllmcap_preload.so $(DESTDIR)$(includedir)/llmcap.h \
+	  $(DESTDIR)$(libdir)/libllmcap_preload.so $(DESTDIR)$(libdir)/libllmcap_preload_engine.so \
+	  $(DESTDIR)$(includedir)/llmcap.h \
 	  $(DESTDIR)$(pkgconfigdir)/llmcap.pc
 
 clean:

@@ -7,7 +7,8 @@
 # request, the difference (what the shim adds: the buffered request, one admit and one settle
 # transaction in LMDB, the response read for usage) and the ratio, for TLS non-streaming, TLS
 # streaming (SSE) and plain HTTP. Then what a program that never talks to a provider pays: an
-# exec of /bin/true, and a write(2) to /dev/null.
+# exec of /bin/true (the hook library alone: the engine library is only loaded by a process that
+# connects), and a write(2) to /dev/null.
 set -u
 B=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +21,8 @@ T=$(mktemp -d /tmp/llmcap-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-[ -x "$BIN" ] && [ -f "$PRELOAD" ] || { echo "bench_preload: build $BIN and $PRELOAD first (make bench)"; exit 1; }
+ENGINE=$B/libllmcap_preload_engine.so
+[ -x "$BIN" ] && [ -f "$PRELOAD" ] && [ -f "$ENGINE" ] || { echo "bench_preload: build $BIN, $PRELOAD and $ENGINE first (make bench)"; exit 1; }
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 export LLMCAP_STATE_DIR=$T/state LLMCAP_LOG=error
@@ -83,16 +85,27 @@ echo "requests charged: $used (expected $((4 * ROUNDS * N + 3 * ROUNDS * 50 + 50
 
 # programs that never talk to a provider
 exec_cost() {
-	"$PY" - "$PRELOAD" <<'PYEOF'
-import os, subprocess, sys, time
-def run(env, n=300):
-    t = time.perf_counter()
-    for _ in range(n):
-        subprocess.run(["/bin/true"], env=env)
-    return (time.perf_counter() - t) / n * 1e6
-base = dict(os.environ); pre = dict(base, LD_PRELOAD=sys.argv[1])
-a = min(run(base) for _ in range(3)); b = min(run(pre) for _ in range(3))
+	# interleaved runs (without, with, with, without, ...), medians: this machine is noisy. The
+	# floor is what any LD_PRELOAD costs (the loader opens and maps one more file): an empty library.
+	printf 'void lc_bench_empty(void) {}\n' >"$T/empty.c"
+	cc -shared -fPIC -o "$T/empty.so" "$T/empty.c" 2>/dev/null || : >"$T/empty.so"
+	"$PY" - "$PRELOAD" "$T/empty.so" <<'PYEOF'
+import os, statistics, subprocess, sys, time
+def one(env):
+    t = time.perf_counter(); subprocess.run(["/bin/true"], env=env); return (time.perf_counter() - t) * 1e6
+base = dict(os.environ)
+def cost(lib, n=1000):
+    pre = dict(base, LD_PRELOAD=lib); a = []; b = []
+    for _ in range(30): one(base); one(pre)
+    for i in range(n):
+        if i & 1: b.append(one(pre)); a.append(one(base))
+        else: a.append(one(base)); b.append(one(pre))
+    return statistics.median(a), statistics.median(b)
+a, b = cost(sys.argv[1])
 print("exec /bin/true: %.0f us without, %.0f us with the shim (%+.0f us per exec)" % (a, b, b - a))
+if os.path.getsize(sys.argv[2]):
+    a, b = cost(sys.argv[2])
+    print("  floor, an empty LD_PRELOAD library: %.0f us without, %.0f us with (%+.0f us per exec)" % (a, b, b - a))
 PYEOF
 }
 write_cost() {

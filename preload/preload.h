@@ -11,6 +11,17 @@
  *               TLS client_random -> fd
  *   classify.c  is this connection a provider? (SNI, peer, Host header, URL), ALPN,
  *               HTTP/2 preface, ClientHello parsing
+ *
+ * Two libraries (so a program that never talks to a provider maps nothing but libc):
+ *   libllmcap_preload.so         hook_*.c + shim.c: the hooks, the symbol resolver, the lock-free
+ *                                fd state bytes; DT_NEEDED on libc only. hook_engine.c defines
+ *                                the conn/table/classify functions below as thin forwarders.
+ *   libllmcap_preload_engine.so  conn.c, table.c, classify.c, engine_api.c + shared-state (LMDB,
+ *                                jansson, sodium, zlib), dlopen()ed (RTLD_NOW | RTLD_LOCAL) from the
+ *                                hook library's directory on the first event that needs it; its
+ *                                functions are reached through struct lc_engine_api. It uses the
+ *                                hook library's lc_pl_depth and lc_pl_forkgen (exported for it).
+ * Unit tests link shim.c, table.c, conn.c and classify.c directly (no forwarders).
  */
 #ifndef LC_PRELOAD_H
 #define LC_PRELOAD_H
@@ -31,7 +42,7 @@
 /* ---- shim.c ------------------------------------------------------------- */
 
 /* >0 while the shim itself runs (engine, logging): every hook passes straight through. */
-extern __thread int lc_pl_depth __attribute__((tls_model("initial-exec")));
+extern __thread int lc_pl_depth __attribute__((tls_model("initial-exec"), visibility("default")));
 #define LC_PL_ENTER() (lc_pl_depth++)
 #define LC_PL_LEAVE() (lc_pl_depth--)
 
@@ -61,7 +72,7 @@ extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec
 bool lc_pl_have_libssl(void);
 
 /* Fork generation: bumped in the child; conns of an older generation are never settled there. */
-extern atomic_uint lc_pl_forkgen;
+extern atomic_uint lc_pl_forkgen __attribute__((visibility("default")));
 
 /* ---- table.c ------------------------------------------------------------ */
 
@@ -201,5 +212,51 @@ void lc_conn_feed(struct lc_conn *c, const void *p, size_t n);
 void lc_conn_eof(struct lc_conn *c);    /* the peer closed (or the connection failed) */
 /* Settle any open ticket with what we have (close, SSL_free). Idempotent. */
 void lc_conn_finish(struct lc_conn *c);
+
+/* ---- the engine library's entry table (engine_api.c; forwarders in hook_engine.c) ---- */
+
+#define LC_ENGINE_API_VERSION 1
+#define LC_ENGINE_LIB "libllmcap_preload_engine.so"
+#define LC_ENGINE_ENTRY "lc_preload_engine_api"
+struct lc_engine_api {
+	unsigned version;
+	size_t size;
+	int (*cls_lookup)(const char *, int, struct lc_target *);
+	bool (*cls_priced_request)(const void *, size_t);
+	int (*cls_peer)(int, char *, size_t, int *);
+	bool (*cls_is_http_request)(const void *, size_t);
+	int (*cls_host_header)(const void *, size_t, char *, size_t, int *);
+	bool (*cls_is_h2_preface)(const void *, size_t);
+	int (*cls_client_hello)(const void *, size_t, unsigned char *);
+	int (*cls_client_hello_sni)(const void *, size_t, char *, size_t);
+	int (*cls_url)(const char *, char *, size_t, int *, bool *);
+	struct lc_conn *(*conn_new)(int, bool);
+	void (*conn_ref)(struct lc_conn *);
+	void (*conn_put)(struct lc_conn *);
+	int (*conn_write)(struct lc_conn *, const void *, size_t);
+	const void *(*conn_flush_buf)(struct lc_conn *, size_t *);
+	bool (*conn_flushed)(struct lc_conn *, size_t);
+	void (*conn_flush_failed)(struct lc_conn *);
+	int (*conn_read_mode)(struct lc_conn *);
+	size_t (*conn_synth_read)(struct lc_conn *, void *, size_t, bool);
+	size_t (*conn_synth_left)(struct lc_conn *);
+	void (*conn_feed)(struct lc_conn *, const void *, size_t);
+	void (*conn_eof)(struct lc_conn *);
+	void (*conn_finish)(struct lc_conn *);
+	struct lc_conn *(*tab_get)(int, uintptr_t);
+	struct lc_conn *(*tab_put)(int, uintptr_t, struct lc_conn *);
+	struct lc_conn *(*tab_take)(int, uintptr_t);
+	size_t (*tab_count)(int);
+	void (*tab_atfork_prepare)(void);
+	void (*tab_atfork_parent)(void);
+	void (*tab_atfork_child)(void);
+	void (*cr_record)(int, const unsigned char *);
+	int (*cr_lookup)(const unsigned char *);
+	void (*cr_forget_fd)(int);
+	int (*log_level)(void);
+	void (*log)(int level, const char *msg);
+};
+/* exported by the engine library: the table, NULL when `version` differs */
+typedef const struct lc_engine_api *(*lc_engine_entry_fn)(unsigned version);
 
 #endif

@@ -17,6 +17,7 @@ __thread int lc_pl_depth __attribute__((tls_model("initial-exec")));
 __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec"))) = -1;
 atomic_int lc_pl_ready;
 atomic_uint lc_pl_forkgen;
+_Atomic unsigned char lc_fdst[LC_FD_MAX];
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 

@@ -1,7 +1,7 @@
 /* table.c - the shim's global tables (torsocks' design: state keyed by SSL* or fd must be
  * global, threads hand sockets to each other).
  *
- * - lc_fdst[]: one atomic byte per fd, read without a lock by every libc hook; 0 means
+ * - lc_fdst[] (defined in shim.c, the hook library): one atomic byte per fd, read without a lock by every libc hook; 0 means
  *   "untracked" and the hook calls the real function at once.
  * - two sharded hash tables (SSL* -> conn, fd -> conn), a mutex per shard; entries are
  *   reference counted so a close() in one thread cannot free a conn another thread uses.
@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include "preload.h"
-
-_Atomic unsigned char lc_fdst[LC_FD_MAX];
 
 #define NSHARD 64
 #define NBUCKET 256

@@ -6,7 +6,7 @@
 P=$T/prefix
 check "make install PREFIX=... succeeds" make -s -C "$LC_ROOT" install PREFIX="$P" B="$B" ${LLMCAP_SAN:+SANITIZE=1} >/dev/null
 for f in bin/llmcap bin/llmcap-server lib/libllmcap.so.0.1.0 lib/libllmcap.so.0 lib/libllmcap.so \
-	 lib/libllmcap.a lib/libllmcap_preload.so include/llmcap.h lib/pkgconfig/llmcap.pc; do
+	 lib/libllmcap.a lib/libllmcap_preload.so lib/libllmcap_preload_engine.so include/llmcap.h lib/pkgconfig/llmcap.pc; do
 	check "installed $f" test -e "$P/$f"
 done
 soname=$(readelf -d "$P/lib/libllmcap.so.0.1.0" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
