@@ -804,14 +804,13 @@ static void basis_set(struct parse_basis *b, const struct lc_rec_cfg *cfg, uint8
 	memcpy(b->ident, cfg->ident, sizeof(b->ident));
 }
 
-static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, struct lc_decision *d,
-		     int *events_only, struct parse_basis *basis)
+static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, const unsigned char *keyfp,
+		     struct lc_decision *d, int *events_only, struct parse_basis *basis)
 {
 	struct decision_ctx *x;
 	struct lc_rec_provider prov;
 	struct lc_rec_key key;
 	struct lc_rec_price price = {0, 0, 0, -1};
-	unsigned char fp[32];
 	bool have_key = false, have_price = false;
 	const struct lc_reqinfo *info = r->info;
 	int64_t est[3], now_ms = lc_now_ms(), out_tokens, in_tokens, cust_budget = -1, cust_rpm = -1, wait_ms;
@@ -849,9 +848,8 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	}
 
 	/* who: the key */
-	if (r->api_key && r->api_key_len) {
-		lc_sha256(r->api_key, r->api_key_len, fp);
-		rc = key_lookup(s, txn, fp, &key);
+	if (keyfp) {
+		rc = key_lookup(s, txn, keyfp, &key);
 		if (rc && rc != MDB_NOTFOUND)
 			goto out;
 		have_key = rc == 0;
@@ -1082,9 +1080,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	}
 	/* an expired policy keeps being enforced; say so once */
 	{
-		int64_t exp;
-
-		if (meta_get_i64(s, txn, "expires_at", &exp) == 0 && x->now >= exp) {
+		if (x->now >= x->cfg.expires_at) {
 			int64_t ver = 0;
 
 			meta_get_i64(s, txn, "version", &ver);
@@ -1130,12 +1126,18 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 {
 	struct lc_store *s;
 	MDB_txn *txn;
+	unsigned char fp[32];
+	bool have_fp = false;
 	int rc, events_only;
 
 	memset(d, 0, sizeof(*d));
 	if (!r || !r->host || !r->info) {
 		d->verdict = LC_PASS;
 		return LC_E_INVAL;
+	}
+	if (r->api_key && r->api_key_len) {
+		lc_sha256(r->api_key, r->api_key_len, fp);  /* outside the write lock */
+		have_fp = true;
 	}
 	rc = lc_store_open(false, &s);
 	if (rc) {
@@ -1147,7 +1149,7 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 		rc = lc_store_begin(s, true, &txn);
 		if (rc)
 			break;
-		rc = admit_txn(s, txn, r, d, &events_only, basis);
+		rc = admit_txn(s, txn, r, have_fp ? fp : NULL, d, &events_only, basis);
 		if (rc == MDB_MAP_FULL) {
 			lc_store_grow(s, txn);
 			continue;

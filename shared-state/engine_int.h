@@ -11,7 +11,7 @@
 #include "policy.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430001u
+#define LC_REC_FORMAT 0x4c430002u
 #define LC_MAX_IDENT 8
 
 enum lc_scope { LC_SCOPE_KEY = 0, LC_SCOPE_TEAM = 1, LC_SCOPE_ORG = 2, LC_SCOPE_CUSTOMER = 3 };
@@ -27,6 +27,7 @@ struct lc_rec_cfg {
 	int64_t cust_budget;         /* micro-USD per month, -1 none */
 	int64_t cust_rpm;            /* -1 none */
 	int64_t default_max_output;  /* reservation when neither request nor price gives a cap */
+	int64_t expires_at;          /* the policy's, so admit needs no extra lookup */
 	char ident[LC_MAX_IDENT][124];
 };
 

@@ -72,6 +72,7 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	v = json_object_get(o, "rate_limit_rpm");
 	cfg.cust_rpm = json_is_integer(v) ? json_integer_value(v) : -1;
 	cfg.default_max_output = DEFAULT_MAX_OUTPUT;
+	cfg.expires_at = pol->expires_at;
 	v = json_object_get(o, "identify");
 	if (v) {
 		json_array_foreach(v, i, o) {
