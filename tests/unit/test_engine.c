@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +27,17 @@ static struct lc_signkey skey;
 static struct lc_trust trust;
 static int64_t version = 0;
 static int64_t fake_now_ms;
+static pid_t main_pid;
+
+/* In a forked child a failed cmocka assert would jump back into the runner and run the rest of
+ * the suite twice: children exit with a distinct status instead. */
+#define CHILD_SAFE_ASSERT_OK(expr)                                          \
+	do {                                                                \
+		int rc_ = (expr);                                           \
+		if (rc_ != LC_OK && getpid() != main_pid)                   \
+			_exit(99);                                          \
+		assert_int_equal(rc_, LC_OK);                               \
+	} while (0)
 
 static int64_t fake_clock(void)
 {
@@ -95,7 +107,7 @@ static struct lc_decision admit_as(const char *host, const char *key, struct lc_
 				 .info = &r};
 	struct lc_decision d;
 
-	assert_int_equal(lc_admit(&a, &d), LC_OK);
+	CHILD_SAFE_ASSERT_OK(lc_admit(&a, &d));
 	return d;
 }
 
@@ -108,7 +120,7 @@ static void settle_usage(uint64_t t, int64_t in, int64_t cached, int64_t out)
 {
 	struct lc_usage u = {.present = true, .input = in, .cached_input = cached, .output = out};
 
-	assert_int_equal(lc_settle(t, &u, 200), LC_OK);
+	CHILD_SAFE_ASSERT_OK(lc_settle(t, &u, 200));
 }
 
 /* used / reserved of a limit in `llmcap status --json` */
@@ -601,6 +613,53 @@ static void test_map_full_grows(void **st)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A full disk (every write to the store fails: RLIMIT_FSIZE 0) refuses provider calls with a 503
+ * and no crash; nothing already counted is lost, and the next process decides normally. */
+static void test_full_disk_fails_closed(void **st)
+{
+	struct lc_decision d;
+	double used_before, used_after, reserved;
+	pid_t pid;
+	int status;
+
+	install("\"keys\":{\"fd\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100}]}}", fp("k-fd"));
+	d = admit("k-fd", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	status_of("key", "fd", "requests", "daily", &used_before, &reserved);
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = {0, 0};
+		struct lc_decision cd;
+		int denied = 0;
+
+		signal(SIGXFSZ, SIG_IGN);
+		setenv("LLMCAP_LOG", "off", 1);
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			_exit(2);
+		for (int i = 0; i < 5; i++) {
+			struct lc_reqinfo ri = req("m", 1, 1, NULL);
+			struct lc_admit_req a = {.host = "api.openai.com", .port = 443, .api_key = "k-fd",
+						 .api_key_len = 4, .info = &ri};
+
+			/* no cmocka asserts in a forked child: they would jump back into the test runner */
+			lc_admit(&a, &cd);
+			if (cd.verdict == LC_DENY && cd.status == 503 && strstr(cd.message, "store is unusable"))
+				denied++;
+		}
+		_exit(denied == 5 ? 0 : 3);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	status_of("key", "fd", "requests", "daily", &used_after, &reserved);
+	assert_true(used_after == used_before && reserved == 0);
+	d = admit("k-fd", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -688,6 +747,7 @@ static int setup(void **st)
 {
 	char err[256];
 
+	main_pid = getpid();
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-engine.XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return -1;
@@ -732,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_threads_race),
 		cmocka_unit_test(test_prune_old_windows),
 		cmocka_unit_test(test_map_full_grows),
+		cmocka_unit_test(test_full_disk_fails_closed),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
