@@ -658,6 +658,38 @@ static void test_full_disk_fails_closed(void **st)
 	d = admit("k-fd", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_ALLOW);
 	settle_usage(d.ticket, 1, 0, 1);
+
+	/* a policy install on a full disk is refused with a clear error; the installed one stays */
+	{
+		int64_t v_before = 0, v_after = 0;
+		const char *doc = "{\"schema\":1,\"version\":999999,\"issued_at\":\"2026-01-01T00:00:00Z\","
+				  "\"expires_at\":\"2099-01-01T00:00:00Z\",\"providers\":[{\"name\":\"x\","
+				  "\"format\":\"openai\",\"hosts\":[\"x.example\"]}]}";
+		char *env = NULL, err[256];
+		size_t envlen;
+
+		assert_int_equal(lc_policy_info(&v_before, NULL), LC_OK);
+		assert_int_equal(lc_dsse_sign(&skey, doc, strlen(doc), &env, &envlen, err, sizeof(err)), 0);
+		pid = fork();
+		if (pid == 0) {
+			struct rlimit rl = {0, 0};
+			int rc;
+
+			signal(SIGXFSZ, SIG_IGN);
+			setenv("LLMCAP_LOG", "off", 1);
+			if (setrlimit(RLIMIT_FSIZE, &rl))
+				_exit(2);
+			rc = lc_apply_envelope(&trust, env, envlen, NULL, err, sizeof(err));
+			_exit(rc == LC_E_STORE && strstr(err, "state store") ? 0 : 3);
+		}
+		waitpid(pid, &status, 0);
+		free(env);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		assert_int_equal(lc_policy_info(&v_after, NULL), LC_OK);
+		assert_int_equal(v_after, v_before);
+		assert_int_equal(admit("k-fd", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	}
 }
 
 static void test_anthropic_format(void **st)
