@@ -285,4 +285,10 @@ for k in ("used", "reserved", "resets_at"):
     assert k in l, k
 EOF
 
+# the example policies users copy from are valid
+for f in "$LC_ROOT"/examples/policies/*.json; do
+	check "examples/policies/$(basename "$f") signs (it validates)" \
+		sh -c '"$1" sign --key "$2" "$3" > /dev/null' _ "$LLMCAP" "$T/keys/llmcap.key" "$f"
+done
+
 finish
