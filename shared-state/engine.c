@@ -1288,13 +1288,13 @@ static void basis_store(const struct parse_basis *b)
  * (b updated) when the policy or the provider's format differ, or -2 when the body cannot be
  * parsed (the caller decides that the slow way, as before). */
 static int admit_http_on(const char *host, int port, const struct lc_reqparse *req, struct lc_decision *d,
-			 struct parse_basis *b)
+			 struct parse_basis *b, char *err, size_t errlen)
 {
 	struct lc_reqinfo info;
 	struct lc_admit_req ar = {0};
 	struct hdr_ctx hc = {req};
 	const char *ident[LC_MAX_IDENT + 1];
-	char auth[4096], err[256];
+	char auth[4096];
 	const char *key;
 	int rc;
 
@@ -1302,7 +1302,7 @@ static int admit_http_on(const char *host, int port, const struct lc_reqparse *r
 		ident[i] = b->ident[i];
 	ident[b->nident] = NULL;
 	if (lc_reqinfo_parse(b->fmt, req->path, req->body.data, req->body.len, ident, hdr_cb, &hc, &info, err,
-			     sizeof(err)))
+			     errlen))
 		return -2;
 	key = req_key(req, auth, sizeof(auth));
 	ar.host = host;
@@ -1315,19 +1315,34 @@ static int admit_http_on(const char *host, int port, const struct lc_reqparse *r
 	return rc;
 }
 
+/* The basis straight from the store (one read transaction). 1: not a provider / no policy. */
+static int basis_from_store(struct lc_store *s, const char *host, int port, struct parse_basis *b)
+{
+	struct lc_rec_cfg cfg;
+	struct lc_rec_provider prov;
+	MDB_txn *txn;
+	int rc = lc_store_begin(s, false, &txn);
+
+	if (rc)
+		return LC_E_STORE;
+	rc = get_cfg(s, txn, &cfg);
+	if (rc == 0)
+		rc = provider_get(s, txn, host, port, &prov);
+	lc_store_end(s, txn, false);
+	if (rc == LC_E_NOPOLICY || rc == MDB_NOTFOUND)
+		return 1;
+	if (rc)
+		return LC_E_STORE;
+	basis_set(b, &cfg, prov.format);
+	return 0;
+}
+
 int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, struct lc_decision *d)
 {
 	struct lc_store *s;
-	struct lc_rec_cfg cfg;
-	struct lc_rec_provider prov;
-	struct lc_reqinfo info;
-	struct lc_admit_req ar = {0};
-	struct hdr_ctx hc = {req};
 	struct parse_basis b;
-	const char *ident[LC_MAX_IDENT + 1];
-	char auth[4096], err[256];
-	const char *key = NULL;
-	MDB_txn *txn;
+	char err[256];
+	bool fresh = false;
 	int rc;
 
 	memset(d, 0, sizeof(*d));
@@ -1336,57 +1351,42 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 		fail_decision(rc, d);
 		return rc;
 	}
-	/* Fast path: parse with the identifiers the last admit saw, then one write transaction
-	 * (no read transaction first); it re-checks them and we parse again if they changed. */
-	if (basis_load(&b)) {
-		for (int attempt = 0; attempt < 2; attempt++) {
-			rc = admit_http_on(host, port, req, d, &b);
-			if (rc != LC__E_REPARSE)
-				break;
+	/* Parse with the identifiers and format the last admit saw, then decide in one write
+	 * transaction that re-checks them (no read transaction first). A stale basis, or a body that
+	 * does not parse on it, sends us to the store for the basis, and we parse again. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (!fresh && (attempt > 0 || !basis_load(&b))) {
+			rc = basis_from_store(s, host, port, &b);
+			if (rc == 1) {
+				d->verdict = LC_PASS;
+				return LC_OK;
+			}
+			if (rc) {
+				fail_decision(LC_E_STORE, d);
+				return LC_E_STORE;
+			}
 			basis_store(&b);
+			fresh = true;
 		}
-		if (rc != LC__E_REPARSE && rc != -2)
-			return rc;
-		memset(d, 0, sizeof(*d));
+		rc = admit_http_on(host, port, req, d, &b, err, sizeof(err));
+		if (rc == LC__E_REPARSE) {  /* b now holds the store's basis */
+			basis_store(&b);
+			fresh = true;
+			continue;
+		}
+		if (rc == -2) {
+			if (!fresh)
+				continue;
+			memset(d, 0, sizeof(*d));
+			d->format = b.fmt;
+			set_deny(d, 400, "");
+			snprintf(d->message, sizeof(d->message), "llmcap: cannot read this request (%s)", err);
+			return LC_OK;
+		}
+		return rc;
 	}
-	rc = lc_store_begin(s, false, &txn);
-	if (rc) {
-		fail_decision(LC_E_STORE, d);
-		return LC_E_STORE;
-	}
-	rc = get_cfg(s, txn, &cfg);
-	if (rc == 0)
-		rc = provider_get(s, txn, host, port, &prov);
-	lc_store_end(s, txn, false);
-	if (rc == LC_E_NOPOLICY || rc == MDB_NOTFOUND) {
-		d->verdict = LC_PASS;
-		return LC_OK;
-	}
-	if (rc) {
-		fail_decision(LC_E_STORE, d);
-		return LC_E_STORE;
-	}
-	basis_set(&b, &cfg, prov.format);
-	basis_store(&b);
-	for (int i = 0; i < cfg.nident; i++)
-		ident[i] = cfg.ident[i];
-	ident[cfg.nident] = NULL;
-	if (lc_reqinfo_parse((enum lc_format)prov.format, req->path, req->body.data, req->body.len, ident, hdr_cb,
-			     &hc, &info, err, sizeof(err))) {
-		d->format = (enum lc_format)prov.format;
-		set_deny(d, 400, "");
-		snprintf(d->message, sizeof(d->message), "llmcap: cannot read this request (%s)", err);
-		return LC_OK;
-	}
-	key = req_key(req, auth, sizeof(auth));
-	ar.host = host;
-	ar.port = port;
-	ar.api_key = key;
-	ar.api_key_len = key ? strlen(key) : 0;
-	ar.info = &info;
-	rc = lc_admit(&ar, d);
-	sodium_memzero(auth, sizeof(auth));
-	return rc;
+	fail_decision(LC_E_STORE, d);  /* the policy kept changing under us */
+	return LC_E_STORE;
 }
 
 int lc_provider_lookup(const char *host, int port, enum lc_format *fmt, char *name, size_t namelen)

@@ -692,6 +692,52 @@ static void test_full_disk_fails_closed(void **st)
 	}
 }
 
+static struct lc_decision admit_raw_http(const char *host, const char *raw)
+{
+	struct lc_reqparse rp;
+	struct lc_decision d;
+	size_t used;
+
+	lc_reqparse_init(&rp);
+	assert_int_equal(lc_reqparse_feed(&rp, raw, strlen(raw), &used), LC_PARSE_DONE);
+	assert_int_equal(lc_admit_http(host, 443, &rp, &d), LC_OK);
+	lc_reqparse_free(&rp);
+	return d;
+}
+
+/* lc_admit_http: key from the header, customer by the policy's identifiers (and by the new ones
+ * right after a policy changes them), 400 for a body it cannot read, PASS for other hosts. */
+static void test_admit_http(void **st)
+{
+	char raw[1024];
+	struct lc_decision d;
+	const char *body = "{\"model\":\"m\",\"max_tokens\":5,\"user\":\"u1\",\"metadata\":{\"user_id\":\"u2\"},"
+			   "\"messages\":[]}";
+
+	install("\"customers\":{\"identify\":[\"body:user\"],\"rate_limit_rpm\":0}");
+	snprintf(raw, sizeof(raw), "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
+		 "Authorization: Bearer k-http\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+	d = admit_raw_http("api.openai.com", raw);
+	assert_int_equal(d.verdict, LC_DENY);          /* rpm 0 for customer u1 */
+	assert_string_equal(d.limit, "customer:u1:rpm");
+	install("\"customers\":{\"identify\":[\"body:metadata.user_id\"],\"rate_limit_rpm\":0}");
+	d = admit_raw_http("api.openai.com", raw);
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "customer:u2:rpm");  /* the new identifier, at once */
+	install("\"customers\":{\"identify\":[\"header:x-nobody\"],\"rate_limit_rpm\":0}");
+	d = admit_raw_http("api.openai.com", raw);
+	assert_int_equal(d.verdict, LC_ALLOW);
+	assert_int_equal(lc_settle(d.ticket, NULL, 200), LC_OK);
+	snprintf(raw, sizeof(raw), "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
+		 "Authorization: Bearer k-http\r\nContent-Length: 9\r\n\r\n{\"model\":");
+	d = admit_raw_http("api.openai.com", raw);
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 400);
+	assert_non_null(strstr(d.message, "cannot read this request"));
+	d = admit_raw_http("example.com", raw);
+	assert_int_equal(d.verdict, LC_PASS);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -825,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_prune_old_windows),
 		cmocka_unit_test(test_map_full_grows),
 		cmocka_unit_test(test_full_disk_fails_closed),
+		cmocka_unit_test(test_admit_http),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
