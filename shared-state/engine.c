@@ -212,7 +212,10 @@ static int get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg)
 		goto other_version;
 	return 0;
 other_version:
-	lc_log(LC_LOG_ERROR, "the store holds a policy compiled by another llmcap version: re-apply it");
+	/* an older compile was upgraded when this process opened the store; a newer one means this
+	 * process runs an older llmcap than the one that installed the policy */
+	lc_log(LC_LOG_ERROR, "the store holds a policy compiled by a newer llmcap: restart this program with the "
+	       "installed llmcap version");
 	return LC_E_STORE;
 }
 

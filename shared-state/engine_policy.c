@@ -179,6 +179,44 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	return lc__ensure_identity(s, txn);
 }
 
+int lc__store_upgrade(struct lc_store *s, MDB_txn *txn)
+{
+	MDB_val k = MV("cfg", 3), v;
+	struct lc_policy *pol = NULL;
+	uint32_t fmt;
+	char err[256];
+	int rc;
+
+	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) || v.mv_size < sizeof(fmt))
+		return 0;  /* no policy yet */
+	memcpy(&fmt, v.mv_data, sizeof(fmt));
+	if (fmt >= LC_REC_FORMAT || (fmt >> 16) != (LC_REC_FORMAT >> 16))
+		return 0;  /* current, or newer (get_cfg refuses that with a message) */
+	k = MV("payload", 7);
+	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v))
+		return 0;
+	if (lc_policy_parse(v.mv_data, v.mv_size, &pol, err, sizeof(err))) {
+		lc_log(LC_LOG_ERROR, "cannot recompile the installed policy: %s", err);
+		return 0;
+	}
+	{
+		/* compile() overwrites meta "payload" from the same bytes: copy them out of the map first */
+		char *copy = malloc(v.mv_size);
+
+		if (!copy) {
+			lc_policy_free(pol);
+			return ENOMEM;
+		}
+		memcpy(copy, v.mv_data, v.mv_size);
+		rc = compile(s, txn, pol, copy, v.mv_size);
+		free(copy);
+	}
+	lc_policy_free(pol);
+	if (rc == 0)
+		lc_log(LC_LOG_INFO, "recompiled the installed policy for this llmcap version");
+	return rc;
+}
+
 static void record_rejection(const char *why)
 {
 	struct lc_store *s;

@@ -194,6 +194,12 @@ static int open_env(bool create)
 			goto fail;
 		}
 	}
+	/* a policy compiled by an older llmcap is recompiled from its stored, verified payload */
+	rc = lc__store_upgrade(&the_store, txn);
+	if (rc) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
 	rc = mdb_txn_commit(txn);
 	if (rc)
 		goto fail;

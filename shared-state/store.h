@@ -53,6 +53,10 @@ struct lc_proc_mark {
 struct lc_proc_mark *lc_proc_mark(void);
 extern size_t lc_store_initial_map;   /* bytes; tests only */
 
+/* Called inside the opening write transaction (engine_policy.c): recompiles a policy that an
+ * older llmcap compiled, from the payload it verified at apply time. 0 ok. */
+int lc__store_upgrade(struct lc_store *s, MDB_txn *txn);
+
 /* Last open error, for messages. */
 const char *lc_store_error(void);
 void lc_store_path(char *out, size_t n);

@@ -738,6 +738,60 @@ static void test_admit_http(void **st)
 	assert_int_equal(d.verdict, LC_PASS);
 }
 
+static void set_compiled_format(uint32_t fmt)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_val k = {.mv_size = 3, .mv_data = "cfg"}, v;
+	unsigned char buf[4096];
+
+	assert_int_equal(lc_store_open(false, &s), LC_OK);
+	assert_int_equal(lc_store_begin(s, true, &txn), 0);
+	assert_int_equal(mdb_get(txn, s->dbi[LC_DB_META], &k, &v), 0);
+	assert_true(v.mv_size <= sizeof(buf));
+	memcpy(buf, v.mv_data, v.mv_size);
+	memcpy(buf, &fmt, sizeof(fmt));
+	v.mv_data = buf;
+	assert_int_equal(mdb_put(txn, s->dbi[LC_DB_META], &k, &v, 0), 0);
+	assert_int_equal(lc_store_end(s, txn, true), 0);
+}
+
+static int child_admit_verdict(const char *key)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		struct lc_reqinfo r = req("m", 1, 1, NULL);
+		struct lc_admit_req a = {.host = "api.openai.com", .port = 443, .api_key = key,
+					 .api_key_len = strlen(key), .info = &r};
+		struct lc_decision d;
+
+		setenv("LLMCAP_LOG", "off", 1);
+		lc_admit(&a, &d);
+		if (d.verdict == LC_ALLOW)
+			lc_settle(d.ticket, NULL, 200);
+		_exit(d.verdict == LC_ALLOW ? 10 : d.verdict == LC_DENY ? 20 + (d.status == 503) : 30);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Upgrading llmcap: a store compiled by an older version is recompiled from the stored payload
+ * when a newer process opens it; a process older than the store refuses (fail closed). */
+static void test_compiled_format_upgrade(void **st)
+{
+	install("\"keys\":{\"up\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100}]}}", fp("k-up"));
+	assert_int_equal(child_admit_verdict("k-up"), 10);
+	set_compiled_format(0x4c430001u);          /* as an older llmcap left it */
+	assert_int_equal(child_admit_verdict("k-up"), 10);   /* the child's fresh open recompiled it */
+	set_compiled_format(0x4c43ffffu);          /* as a newer llmcap left it */
+	assert_int_equal(child_admit_verdict("k-up"), 21);   /* DENY 503 */
+	install("\"keys\":{\"up\":{\"sha256\":\"%s\"}}", fp("k-up"));  /* re-apply repairs it */
+	assert_int_equal(child_admit_verdict("k-up"), 10);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -872,6 +926,7 @@ int main(void)
 		cmocka_unit_test(test_map_full_grows),
 		cmocka_unit_test(test_full_disk_fails_closed),
 		cmocka_unit_test(test_admit_http),
+		cmocka_unit_test(test_compiled_format_upgrade),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
