@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ const char *lc_strerror(int rc)
 	case LC_E_INVAL: return "invalid argument";
 	case LC_E_NOTFOUND: return "not found";
 	case LC_E_REJECTED: return "policy rejected";
+	case LC__E_NEWER: return "the store was compiled by a newer llmcap: restart this program to use it";
 	default: return rc > 0 ? strerror(rc) : mdb_strerror(rc);
 	}
 }
@@ -214,9 +216,7 @@ static int get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg)
 other_version:
 	/* an older compile was upgraded when this process opened the store; a newer one means this
 	 * process runs an older llmcap than the one that installed the policy */
-	lc_log(LC_LOG_ERROR, "the store holds a policy compiled by a newer llmcap: restart this program with the "
-	       "installed llmcap version");
-	return LC_E_STORE;
+	return LC__E_NEWER;
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -1104,6 +1104,9 @@ bool lc_fail_closed(void)
 	return rc == LC_E_STORE;
 }
 
+static pthread_mutex_t fail_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char fail_logged[512];
+
 static void fail_decision(int rc, struct lc_decision *d)
 {
 	if (rc == LC_E_NOSTATE || rc == LC_E_NOPOLICY) {
@@ -1115,7 +1118,13 @@ static void fail_decision(int rc, struct lc_decision *d)
 		 lc_strerror(rc));
 	d->retry_after = 60;
 	d->should_retry = false;
-	lc_log(LC_LOG_ERROR, "%s", d->message + strlen("llmcap: "));
+	/* one stderr line per cause, not one per request */
+	pthread_mutex_lock(&fail_log_mu);
+	if (strcmp(fail_logged, d->message)) {
+		snprintf(fail_logged, sizeof(fail_logged), "%s", d->message);
+		lc_log(LC_LOG_ERROR, "%s", d->message + strlen("llmcap: "));
+	}
+	pthread_mutex_unlock(&fail_log_mu);
 }
 
 static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis);
@@ -1172,8 +1181,7 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 			break;
 	}
 	if (rc) {
-		lc_log(LC_LOG_ERROR, "admit: %s", lc_strerror(rc));
-		fail_decision(LC_E_STORE, d);
+		fail_decision(rc, d);  /* one stderr line, naming the cause (e.g. "File too large") */
 		return LC_E_STORE;
 	}
 	return LC_OK;
@@ -1225,7 +1233,7 @@ int lc_reclaim(unsigned *reclaimed)
 	if (rc)
 		return rc;
 	rc = reclaim_txn(s, txn, &n, lc_now());
-	rc = lc_store_end(s, txn, rc == 0) ?: rc;
+	rc = lc_store_finish(s, txn, rc);
 	if (!rc && reclaimed)
 		*reclaimed = n;
 	return rc;
@@ -1335,7 +1343,7 @@ static int basis_from_store(struct lc_store *s, const char *host, int port, stru
 	if (rc == LC_E_NOPOLICY || rc == MDB_NOTFOUND)
 		return 1;
 	if (rc)
-		return LC_E_STORE;
+		return rc;
 	basis_set(b, &cfg, prov.format);
 	return 0;
 }
@@ -1365,7 +1373,7 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 				return LC_OK;
 			}
 			if (rc) {
-				fail_decision(LC_E_STORE, d);
+				fail_decision(rc, d);
 				return LC_E_STORE;
 			}
 			basis_store(&b);

@@ -13,6 +13,7 @@
 
 #define LC_REC_FORMAT 0x4c430002u
 #define LC_MAX_IDENT 8
+#define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
 enum lc_scope { LC_SCOPE_KEY = 0, LC_SCOPE_TEAM = 1, LC_SCOPE_ORG = 2, LC_SCOPE_CUSTOMER = 3 };
 

@@ -256,7 +256,7 @@ int lc_host_identity(char host_id[33], char epoch[33])
 	rc = lc__ensure_identity(s, txn);
 	if (!rc && (meta_str(s, txn, "host_id", host_id, 33) || meta_str(s, txn, "epoch", epoch, 33)))
 		rc = LC_E_STORE;
-	rc = lc_store_end(s, txn, rc == 0) ?: rc;
+	rc = lc_store_finish(s, txn, rc);
 	return rc;
 }
 
@@ -315,7 +315,7 @@ int lc_usage_snapshot(json_t **out)
 		}
 		mdb_cursor_close(cur);
 	}
-	rc = lc_store_end(s, txn, true);
+	rc = lc_store_finish(s, txn, 0);
 	if (rc) {
 		json_decref(arr);
 		return rc;
@@ -376,7 +376,7 @@ int lc_remote_usage_set(json_t *counters, json_t *own)
 		if ((rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &key, &val, 0)))
 			break;
 	}
-	return lc_store_end(s, txn, rc == 0) ?: rc;
+	return lc_store_finish(s, txn, rc);
 }
 
 int lc_outbox_list(uint64_t after_seq, size_t max, json_t **out)
@@ -428,7 +428,7 @@ int lc_outbox_delete(uint64_t seq)
 	rc = mdb_del(txn, s->dbi[LC_DB_OUTBOX], &k, NULL);
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
-	return lc_store_end(s, txn, rc == 0) ?: rc;
+	return lc_store_finish(s, txn, rc);
 }
 
 int lc_event_queue(const char *event, json_t *data, const char *dedup_key)
@@ -446,7 +446,7 @@ int lc_event_queue(const char *event, json_t *data, const char *dedup_key)
 		return LC_E_STORE;
 	}
 	rc = lc__queue_event(s, txn, event, data, dedup_key);
-	return lc_store_end(s, txn, rc == 0) ?: rc;
+	return lc_store_finish(s, txn, rc);
 }
 
 json_t *lc_webhooks(void)
@@ -517,7 +517,7 @@ int lc_prune(unsigned *removed)
 		}
 		mdb_cursor_close(cur);
 	}
-	rc = lc_store_end(s, txn, rc == 0) ?: rc;
+	rc = lc_store_finish(s, txn, rc);
 	if (!rc && removed)
 		*removed = n;
 	return rc;

@@ -272,6 +272,15 @@ int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit)
 	return rc;
 }
 
+int lc_store_finish(struct lc_store *s, MDB_txn *txn, int rc)
+{
+	int end = lc_store_end(s, txn, rc == 0);
+
+	if (rc == MDB_MAP_FULL)
+		lc_store_grow(s, NULL);  /* the next attempt has room (a commit's MAP_FULL grew already) */
+	return rc ? rc : end;
+}
+
 int lc_store_grow(struct lc_store *s, MDB_txn *txn)
 {
 	MDB_envinfo info;

@@ -39,6 +39,9 @@ int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn);
 /* Commit (commit=true) or abort, and release the resize lock. Returns 0, or an LMDB error;
  * MDB_MAP_FULL means: the map was grown, run the transaction again. */
 int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit);
+/* Commit when rc == 0, else abort; grows the map when rc (or the commit) is MDB_MAP_FULL.
+ * Returns rc, or the commit's result. For write paths that do not retry themselves. */
+int lc_store_finish(struct lc_store *s, MDB_txn *txn, int rc);
 /* After an MDB_MAP_FULL from a put inside a transaction: abort it, grow the map; caller retries. */
 int lc_store_grow(struct lc_store *s, MDB_txn *txn);
 /* Per-process facts in a page the kernel zeroes in a forked child (MADV_WIPEONFORK), read
