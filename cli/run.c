@@ -15,6 +15,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "secure_exec.h"
+
 #define PRELOAD_NAME "libllmcap_preload.so"
 
 int lc_cmd_run(int argc, char **argv);
@@ -96,22 +98,6 @@ static int resolve_cmd(const char *cmd, char *out, size_t outlen)
 	return -1;
 }
 
-/* why the loader would ignore LD_PRELOAD for this file, or NULL */
-static const char *secure_exec_reason(const char *file)
-{
-	struct stat st;
-
-	if (stat(file, &st) != 0)
-		return NULL;
-	if (st.st_mode & S_ISUID)
-		return "setuid";
-	if ((st.st_mode & S_ISGID) && (st.st_mode & S_IXGRP))
-		return "setgid";
-	if (getxattr(file, "security.capability", NULL, 0) > 0)
-		return "has file capabilities";
-	return NULL;
-}
-
 int lc_cmd_run(int argc, char **argv)
 {
 	char lib[PATH_MAX], file[PATH_MAX];
@@ -142,7 +128,7 @@ int lc_cmd_run(int argc, char **argv)
 		fprintf(stderr, "llmcap run: %s: command not found\n", argv[i]);
 		return 127;
 	}
-	why = secure_exec_reason(file);
+	why = lc_secure_exec_reason_at(AT_FDCWD, file, 0);
 	if (why) {
 		fprintf(stderr,
 			"llmcap run: refusing to run %s: it is %s, so the dynamic loader would drop the llmcap "

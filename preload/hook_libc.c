@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ static ssize_t (*r_read)(int, void *, size_t);
 static ssize_t (*r_readv)(int, const struct iovec *, int);
 static ssize_t (*r_sendfile)(int, int, off_t *, size_t);
 static ssize_t (*r_sendfile64)(int, int, off_t *, size_t);
+static int (*r_sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+static int (*r_recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+static ssize_t (*r_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 
 /* ---- fd lifetime ---- */
 
@@ -105,6 +109,25 @@ LC_EXPORT int dup3(int oldfd, int newfd, int flags)
 
 /* ---- connect: the only way an fd becomes tracked ---- */
 
+/* an inet address as text (no brackets) and port */
+static void addr_text(const struct sockaddr *addr, char *ip, size_t iplen, int *port)
+{
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+
+		*port = ntohs(a->sin_port);
+		inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)iplen);
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+
+		*port = ntohs(a->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, (socklen_t)iplen);
+		else
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)iplen);
+	}
+}
+
 static void after_connect(int fd, const struct sockaddr *addr)
 {
 	struct lc_target t;
@@ -122,20 +145,7 @@ static void after_connect(int fd, const struct sockaddr *addr)
 	lc_pl_last_connect_fd = fd;
 	if (lc_fd_state(fd) != LC_FD_NONE)
 		fd_forget(fd);    /* stale state of a number closed behind our back */
-	if (addr->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
-
-		port = ntohs(a->sin_port);
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-	} else {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
-
-		port = ntohs(a->sin6_port);
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
-		else
-			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-	}
+	addr_text(addr, ip, sizeof(ip), &port);
 	if (lc_cls_lookup(ip, port, &t) <= 0) {
 		lc_fd_set_state(fd, LC_FD_CANDIDATE);
 		return;
@@ -381,12 +391,52 @@ LC_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 	return r_send(fd, buf, n, flags);
 }
 
+/* sendto(MSG_FASTOPEN) connects and sends in one call, so connect() never sees it. When the
+ * destination is a provider endpoint (the classification connect() uses), do what torsocks does:
+ * connect() (which tracks the socket), then send() through the held path. A non-blocking socket
+ * gets connect()'s EINPROGRESS with nothing sent, which is also what TCP Fast Open answers without
+ * a cookie. Other destinations pass straight to libc. 1 handled (*ret, errno), 0 pass through. */
+static int fastopen_slow(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+			 socklen_t tolen, ssize_t *ret)
+{
+	struct lc_target t;
+	char ip[64];
+	int port = 0, type = 0, saved = errno;
+	socklen_t tl = sizeof(type);
+
+	if ((unsigned)fd >= LC_FD_MAX ||
+	    !((to->sa_family == AF_INET && tolen >= sizeof(struct sockaddr_in)) ||
+	      (to->sa_family == AF_INET6 && tolen >= sizeof(struct sockaddr_in6))))
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM) {
+		errno = saved;
+		return 0;
+	}
+	lc_pl_ensure();
+	addr_text(to, ip, sizeof(ip), &port);
+	if (lc_cls_lookup(ip, port, &t) == 0) {
+		errno = saved;
+		return 0;
+	}
+	if (connect(fd, to, tolen) != 0) {
+		*ret = -1;    /* connect's errno (EINPROGRESS, ECONNREFUSED, EISCONN, ...) */
+		return 1;
+	}
+	*ret = send(fd, buf, n, flags & ~MSG_FASTOPEN);
+	return 1;
+}
+
 LC_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
 			 socklen_t tolen)
 {
 	ssize_t r;
 
-	if (!to && lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && write_slow(fd, buf, n, flags, &r))
+	/* a tracked fd is a connected stream socket: TCP ignores a destination address there, so
+	 * sendto(fd, ..., addr) must not be a way around the hold */
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && write_slow(fd, buf, n, flags & ~MSG_FASTOPEN, &r))
+		return r;
+	if (__builtin_expect((flags & MSG_FASTOPEN) != 0, 0) && to && !lc_pl_depth &&
+	    fastopen_slow(fd, buf, n, flags, to, tolen, &r))
 		return r;
 	if (!REAL(sendto)) {
 		errno = ENOSYS;
@@ -420,8 +470,7 @@ LC_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 
 LC_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && msg && !msg->msg_name &&
-	    msg->msg_iovlen > 0) {
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && msg && msg->msg_iovlen > 0) {  /* name ignored: as sendto */
 		size_t len = 0;
 		ssize_t r;
 		void *b = gather(msg->msg_iov, (int)msg->msg_iovlen, &len);
@@ -440,6 +489,41 @@ LC_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		return -1;
 	}
 	return r_sendmsg(fd, msg, flags);
+}
+
+static size_t iov_total(const struct msghdr *m)
+{
+	size_t n = 0, i;
+
+	for (i = 0; i < m->msg_iovlen; i++)
+		n += m->msg_iov[i].iov_len;
+	return n;
+}
+
+/* A tracked socket: message by message through the sendmsg path above; stop at the first one
+ * that fails or is sent partly, and return the count done (as the kernel does: an error after
+ * the first message is dropped, the next call sees it again). */
+LC_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	if (lc_fd_state(fd) != LC_FD_NONE && !lc_pl_depth && vec) {
+		unsigned int i;
+
+		for (i = 0; i < vlen; i++) {
+			ssize_t r = sendmsg(fd, &vec[i].msg_hdr, flags);
+
+			if (r < 0)
+				return i ? (int)i : -1;
+			vec[i].msg_len = (unsigned int)r;
+			if ((size_t)r < iov_total(&vec[i].msg_hdr))
+				return (int)i + 1;
+		}
+		return (int)i;
+	}
+	if (!REAL(sendmmsg)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_sendmmsg(fd, vec, vlen, flags);
 }
 
 /* sendfile to a provider socket would put the body on the wire ahead of the held head: read the
@@ -510,6 +594,85 @@ LC_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 		return -1;
 	}
 	return r_sendfile64(out_fd, in_fd, offset, count);
+}
+
+/* splice from a pipe into a provider socket would put the bytes on the wire ahead of the held
+ * request, like sendfile. The pipe's data is copied without consuming it (tee into a private
+ * pipe), handed to the write path, and only what that path took is then consumed from the pipe,
+ * so a retried splice (EAGAIN while flushing) finds its data still there. At most one pipe's
+ * worth per call, as with the real splice. 1 handled (*ret, errno), 0 pass through. */
+static int splice_slow(int in_fd, int out_fd, size_t len, unsigned int flags, ssize_t *ret)
+{
+	int pp[2], saved = errno, h;
+	ssize_t got, k, r = -1;
+	size_t off = 0;
+	char *b;
+
+	if (pipe2(pp, O_CLOEXEC) != 0)
+		return 0;
+	got = tee(in_fd, pp[1], len, flags & SPLICE_F_NONBLOCK);
+	if (got <= 0) {
+		saved = errno;
+		close(pp[0]);
+		close(pp[1]);
+		errno = saved;
+		if (got < 0 && errno == EINVAL)
+			return 0;    /* not a pipe: the real splice answers */
+		*ret = got;      /* 0: the writers are gone (EOF); -1: EAGAIN, EINTR, ... */
+		return 1;
+	}
+	close(pp[1]);
+	b = malloc((size_t)got);
+	if (!b) {
+		close(pp[0]);
+		*ret = -1;
+		errno = ENOMEM;
+		return 1;
+	}
+	while (off < (size_t)got) {
+		k = read(pp[0], b + off, (size_t)got - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		off += (size_t)k;
+	}
+	close(pp[0]);
+	errno = saved;
+	h = write_slow(out_fd, b, off, (int)((flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0), &r);
+	saved = errno;
+	if (h && r > 0) {
+		/* consume what was taken (the data is there: we saw it) */
+		size_t left = (size_t)r;
+
+		while (left) {
+			k = read(in_fd, b, left);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				break;
+			left -= (size_t)k;
+		}
+	}
+	free(b);
+	errno = saved;
+	*ret = r;
+	return h;
+}
+
+LC_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+			 unsigned int flags)
+{
+	ssize_t r;
+
+	if (lc_fd_state(fd_out) != LC_FD_NONE && !lc_pl_depth && len > 0 && !off_in && !off_out &&
+	    splice_slow(fd_in, fd_out, len, flags, &r))
+		return r;
+	if (!REAL(splice)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_splice(fd_in, off_in, fd_out, off_out, len, flags);
 }
 
 /* ---- read family ---- */
@@ -684,6 +847,36 @@ LC_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 		return -1;
 	}
 	return r_recvmsg(fd, msg, flags);
+}
+
+/* A tracked socket: message by message through the recvmsg path above. The first may block
+ * (unless the caller asked otherwise); the rest are taken only when ready (MSG_DONTWAIT), and
+ * the call stops at the first that would block, ends the stream or fills its buffers partly:
+ * an HTTP response never waits for vlen reads. The timeout is not applied (the kernel checks it
+ * only between messages). */
+LC_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+		       struct timespec *timeout)
+{
+	if (TRACKED(fd) && vec) {
+		unsigned int i;
+		int f = flags & ~MSG_WAITFORONE;
+
+		for (i = 0; i < vlen; i++) {
+			ssize_t r = recvmsg(fd, &vec[i].msg_hdr, i ? (f | MSG_DONTWAIT) : f);
+
+			if (r < 0)
+				return i ? (int)i : -1;
+			vec[i].msg_len = (unsigned int)r;
+			if (r == 0 || (size_t)r < iov_total(&vec[i].msg_hdr))
+				return (int)i + 1;
+		}
+		return (int)i;
+	}
+	if (!REAL(recvmmsg)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return r_recvmmsg(fd, vec, vlen, flags, timeout);
 }
 
 /* _FORTIFY_SOURCE variants: the size check first (glibc aborts the same way), then our path */

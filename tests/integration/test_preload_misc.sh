@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The preload never breaks the host program: `llmcap run`, fail modes (no policy -> pass; policy
 # known but store unusable -> 503 for LLM API calls, everything else untouched), errno, threads,
-# exec, non-network programs, unpriced provider calls, non-provider hosts.
+# exec (setuid targets refused under the shim), non-network programs, unpriced provider calls,
+# non-provider hosts, the less common send paths (sendmmsg/recvmmsg, splice, TCP Fast Open).
 . "$(dirname "$0")/lib.sh"
 PL_CAP=5
 . "$(dirname "$0")/test_preload_lib.inc"
 pl_init
 pl_provider tls13 $(pl_tls_args 1.3)
 pl_provider other $(pl_tls_args 1.2)
+pl_provider plain
 U=https://localhost:$PORT_tls13/v1/chat/completions
 JSON_BODY='{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -121,6 +123,41 @@ expect_eq "ClientHello to a provider from a process without libssl: refused (EAC
 grep -q 'cannot hold' "$T/opaque.err" && ok "... with one line on stderr" || fail "no stderr line: $(cat "$T/opaque.err")"
 pl_wait_closed "$LOG_tls13"
 expect_eq "... and the provider got no byte" 0 "$(pl_logstat "$LOG_tls13" bytes_total)"
+
+# ---- exec of a setuid program from a process under the shim: refused (EPERM), others run ----
+v=$("$LLMCAP" run -- bash -c '"$1"; echo "rc=$?"; /bin/true; echo "true=$?"' _ "$T/suid-true" 2>"$T/exec.err")
+expect_eq "under the shim: exec of a setuid program fails (126), a normal exec works" "rc=126 true=0" "$(echo $v)"
+grep -q 'Operation not permitted' "$T/exec.err" && grep -q 'llmcap: refusing to exec .*setuid' "$T/exec.err" &&
+	ok "... with EPERM and one llmcap line on stderr" || fail "exec stderr: $(cat "$T/exec.err")"
+v=$("$LLMCAP" run -- "$PY" -c '
+import errno, os, subprocess, sys
+r = []
+for f in (lambda: os.posix_spawn(sys.argv[1], [sys.argv[1]], dict(os.environ)),
+          lambda: (os.environ.update(PATH=os.path.dirname(sys.argv[1]) + ":/usr/bin:/bin"),
+                   os.posix_spawnp(os.path.basename(sys.argv[1]), ["x"], dict(os.environ))),
+          lambda: subprocess.run([sys.argv[1]])):
+    try: f(); r.append("ran")
+    except OSError as e: r.append(errno.errorcode.get(e.errno, e.errno))
+r.append(subprocess.run(["/bin/true"]).returncode)
+print(*r)' "$T/sgid-true" 2>/dev/null)
+expect_eq "under the shim: posix_spawn, posix_spawnp, subprocess of a setgid program: EPERM; /bin/true runs" \
+	"EPERM EPERM EPERM 0" "$v"
+v=$(env -u LD_PRELOAD "$T/suid-true"; echo $?)
+expect_eq "without the shim in LD_PRELOAD the setuid program runs" 0 "$v"
+
+# ---- sendmmsg/recvmmsg, splice from a pipe, sendto(MSG_FASTOPEN) to a plain-HTTP provider ----
+mmsg_c() { local mode=$1 n=$2; LD_PRELOAD=$PRELOAD timeout 30 "$B/tests/bin/lc_mmsg" 127.0.0.1 "$PORT_plain" "$PL_KEY" "$mode" "$n"; }
+for mode in mmsg splice fastopen sendto-addr; do
+	pl_scenario "lc_mmsg $mode (plain HTTP)" "$LOG_plain" "mm-$mode" "127.0.0.1:$PORT_plain" -- mmsg_c "$mode"
+done
+# untracked fds: splice and sendmmsg between ordinary descriptors pass straight through
+v=$(LD_PRELOAD=$PRELOAD "$PY" -c '
+import os, socket
+r, w = os.pipe(); os.write(w, b"hello"); os.close(w)
+a, b = socket.socketpair()
+n = os.splice(r, a.fileno(), 5)
+print(n, b.recv(16).decode())')
+expect_eq "splice from a pipe into an untracked socket passes" "5 hello" "$v"
 
 # ---- fail modes ----
 export LLMCAP_STATE_DIR=$T/no-such-state
