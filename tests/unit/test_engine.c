@@ -792,6 +792,47 @@ static void test_compiled_format_upgrade(void **st)
 	assert_int_equal(child_admit_verdict("k-up"), 10);
 }
 
+static int outbox_count_limit(const char *event, const char *limit)
+{
+	json_t *arr, *e;
+	size_t i;
+	int n = 0;
+
+	assert_int_equal(lc_outbox_list(0, 100000, &arr), LC_OK);
+	json_array_foreach(arr, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "event")), event) &&
+		    !strcmp(json_string_value(json_object_get(json_object_get(e, "data"), "limit")), limit))
+			n++;
+	json_decref(arr);
+	return n;
+}
+
+/* alert_at fires limit_alert once when *settled* usage crosses it (key and team scopes) */
+static void test_alert_at_on_settle(void **st)
+{
+	struct lc_decision d;
+
+	install("\"teams\":{\"al\":{\"limits\":[{\"metric\":\"tokens\",\"window\":\"monthly\",\"threshold\":100000,"
+		"\"alert_at\":250}]}},\"keys\":{\"alk\":{\"sha256\":\"%s\",\"team\":\"al\",\"limits\":["
+		"{\"metric\":\"tokens\",\"window\":\"daily\",\"threshold\":100000,\"alert_at\":150}]}}", fp("k-al"));
+	d = admit("k-al", req("m", 1000, 1000, NULL));  /* the estimate (2000) is far above alert_at */
+	assert_int_equal(d.verdict, LC_ALLOW);
+	assert_int_equal(outbox_count_limit("limit_alert", "key:alk:tokens:daily"), 0);  /* not on the estimate */
+	settle_usage(d.ticket, 50, 0, 50);                 /* 100 tokens: below both */
+	assert_int_equal(outbox_count_limit("limit_alert", "key:alk:tokens:daily"), 0);
+	d = admit("k-al", req("m", 10, 10, NULL));
+	settle_usage(d.ticket, 50, 0, 50);                 /* 200: crosses the key's 150 */
+	assert_int_equal(outbox_count_limit("limit_alert", "key:alk:tokens:daily"), 1);
+	assert_int_equal(outbox_count_limit("limit_alert", "team:al:tokens:monthly"), 0);
+	d = admit("k-al", req("m", 10, 10, NULL));
+	settle_usage(d.ticket, 50, 0, 50);                 /* 300: crosses the team's 250 */
+	assert_int_equal(outbox_count_limit("limit_alert", "team:al:tokens:monthly"), 1);
+	d = admit("k-al", req("m", 10, 10, NULL));
+	settle_usage(d.ticket, 50, 0, 50);                 /* once per window */
+	assert_int_equal(outbox_count_limit("limit_alert", "key:alk:tokens:daily"), 1);
+	assert_int_equal(outbox_count_limit("limit_alert", "team:al:tokens:monthly"), 1);
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -927,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_full_disk_fails_closed),
 		cmocka_unit_test(test_admit_http),
 		cmocka_unit_test(test_compiled_format_upgrade),
+		cmocka_unit_test(test_alert_at_on_settle),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
