@@ -717,12 +717,24 @@ static int provider_get(struct lc_store *s, MDB_txn *txn, const char *host, int 
 	return 0;
 }
 
+/* Customer requests-per-minute: no 60-second interval admits more than rpm.
+ * Up to LC_RPM_EXACT_MAX the record is the ring of the last rpm admission times (ms), exact.
+ * Above it a ring of 61 one-second buckets keeps the record small (a 100,000-rpm ring would
+ * rewrite 800 KB per request): the seconds S-60..S are summed, so an admission is refused up to
+ * one second longer than the exact rule would, never earlier than it allows.
+ * Returns 0 (admit), 1 (limited: *wait_ms), or -1 with *err set. */
+#define LC_RPM_EXACT_MAX 256
+#define LC_RPM_MAGIC ((int64_t)0x8000000052504d31LL)  /* a negative first word: never a time */
+struct rpm_buckets {
+	int64_t magic;
+	int64_t sec[61];
+	int32_t cnt[61];
+};
+
 static int rpm_check(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t rpm, int64_t now_ms,
-		     int64_t *wait_ms, bool commit)
+		     int64_t *wait_ms, bool commit, int *err)
 {
-	MDB_val k = MV(cust, strlen(cust)), v;
-	int64_t *ring = NULL, oldest;
-	size_t n = 0;
+	MDB_val k = MV(cust, strlen(cust)), v, nv;
 	int rc;
 
 	*wait_ms = 0;
@@ -731,35 +743,78 @@ static int rpm_check(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t
 		return rpm == 0 ? 1 : 0;
 	}
 	rc = mdb_get(txn, s->dbi[LC_DB_RPM], &k, &v);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc < 0 ? rc : -rc;
-	if (rc == 0)
-		n = v.mv_size / 8;
-	/* the ring holds the last min(n, rpm) admission times, oldest first */
-	if (n >= (size_t)rpm) {
-		memcpy(&oldest, (char *)v.mv_data + (n - (size_t)rpm) * 8, 8);
-		if (now_ms - oldest < 60000) {
-			*wait_ms = 60000 - (now_ms - oldest);
+	if (rc && rc != MDB_NOTFOUND) {
+		*err = rc;
+		return -1;
+	}
+	if (rc == MDB_NOTFOUND)
+		v.mv_size = 0;
+	if (rpm > LC_RPM_EXACT_MAX) {
+		struct rpm_buckets b;
+		int64_t S = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000), sum = 0, first = INT64_MAX;
+
+		if (v.mv_size == sizeof(b) && (memcpy(&b, v.mv_data, sizeof(b)), b.magic == LC_RPM_MAGIC)) {
+			/* ours */
+		} else {
+			memset(&b, 0, sizeof(b));  /* none yet, or an exact ring from a smaller rpm */
+			b.magic = LC_RPM_MAGIC;
+			for (int i = 0; i < 61; i++)
+				b.sec[i] = INT64_MIN;
+		}
+		for (int i = 0; i < 61; i++)
+			if (b.sec[i] >= S - 60 && b.sec[i] <= S && b.cnt[i] > 0) {
+				sum += b.cnt[i];
+				if (b.sec[i] < first)
+					first = b.sec[i];
+			}
+		if (sum >= rpm) {
+			*wait_ms = (first + 61) * 1000 - now_ms;  /* when the oldest second leaves the window */
+			if (*wait_ms < 1)
+				*wait_ms = 1;
 			return 1;
 		}
-	}
-	if (!commit)
-		return 0;
-	{
-		size_t keep = n >= (size_t)rpm ? (size_t)rpm - 1 : n;
-		MDB_val nv;
+		if (!commit)
+			return 0;
+		{
+			int slot = (int)(((S % 61) + 61) % 61);
 
-		ring = malloc((keep + 1) * 8);
-		if (!ring)
-			return -ENOMEM;
+			if (b.sec[slot] != S) {
+				b.sec[slot] = S;
+				b.cnt[slot] = 0;
+			}
+			b.cnt[slot]++;
+		}
+		nv = MV(&b, sizeof(b));
+		rc = mdb_put(txn, s->dbi[LC_DB_RPM], &k, &nv, 0);
+	} else {
+		int64_t ring[LC_RPM_EXACT_MAX], oldest;
+		size_t n = v.mv_size % 8 == 0 && v.mv_size / 8 <= LC_RPM_EXACT_MAX ? v.mv_size / 8 : 0;
+		size_t keep;
+
+		if (n && (memcpy(&oldest, v.mv_data, 8), oldest == LC_RPM_MAGIC))
+			n = 0;  /* a bucket record from a larger rpm: start over */
+		/* the ring holds the last min(n, rpm) admission times, oldest first */
+		if (n >= (size_t)rpm) {
+			memcpy(&oldest, (char *)v.mv_data + (n - (size_t)rpm) * 8, 8);
+			if (now_ms - oldest < 60000) {
+				*wait_ms = 60000 - (now_ms - oldest);
+				return 1;
+			}
+		}
+		if (!commit)
+			return 0;
+		keep = n >= (size_t)rpm ? (size_t)rpm - 1 : n;
 		if (keep)
 			memcpy(ring, (char *)v.mv_data + (n - keep) * 8, keep * 8);
 		ring[keep] = now_ms;
 		nv = MV(ring, (keep + 1) * 8);
 		rc = mdb_put(txn, s->dbi[LC_DB_RPM], &k, &nv, 0);
-		free(ring);
 	}
-	return rc ? -rc : 0;
+	if (rc) {
+		*err = rc;
+		return -1;
+	}
+	return 0;
 }
 
 /* A ticket id without a getrandom() per admit: the write transaction's id is unique among
@@ -993,9 +1048,11 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 		goto out;
 	}
 	if (info->customer[0] && cust_rpm >= 0) {
-		rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, false);
+		int rerr = 0;
+
+		rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, false, &rerr);
 		if (rc < 0) {
-			rc = -rc;
+			rc = rerr;
 			goto out;
 		}
 		if (rc == 1) {
@@ -1052,9 +1109,11 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 			off += x->ck[i].len;
 		}
 		if (info->customer[0] && cust_rpm > 0) {
-			rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, true);
+			int rerr = 0;
+
+			rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, true, &rerr);
 			if (rc) {
-				rc = rc < 0 ? -rc : rc;
+				rc = rc < 0 ? rerr : MDB_BAD_TXN;  /* limited on commit cannot happen: checked above */
 				goto out;
 			}
 		}

@@ -833,6 +833,56 @@ static void test_alert_at_on_settle(void **st)
 	assert_int_equal(outbox_count_limit("limit_alert", "team:al:tokens:monthly"), 1);
 }
 
+/* Large rpm (bucketed): never more than rpm admissions in any 60-second interval, checked over
+ * 5 minutes of bursty traffic; and a burst is held until its second leaves the window. */
+static void test_customer_rpm_large(void **st)
+{
+	static int64_t admitted[20000];
+	int na = 0;
+	struct lc_decision d;
+	int64_t t0;
+
+	install("\"customers\":{\"rate_limit_rpm\":300}");
+	set_time("2026-04-01T00:00:00Z");
+	t0 = fake_now_ms;
+	for (int i = 0; i < 400; i++) {  /* a burst in the first second */
+		d = admit("k", req("m", 1, 1, "bulk"));
+		if (d.verdict == LC_ALLOW) {
+			admitted[na++] = fake_now_ms;
+			settle_usage(d.ticket, 1, 0, 1);
+		}
+	}
+	assert_int_equal(na, 300);
+	fake_now_ms = t0 + 60 * 1000;  /* second 60: second 0 is still inside [S-60, S] */
+	d = admit("k", req("m", 1, 1, "bulk"));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "customer:bulk:rpm");
+	assert_true(d.retry_after >= 1 && d.retry_after <= 2);
+	fake_now_ms = t0 + 61 * 1000;
+	d = admit("k", req("m", 1, 1, "bulk"));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	admitted[na++] = fake_now_ms;
+	settle_usage(d.ticket, 1, 0, 1);
+	/* then 5 minutes of requests every 37..473 ms */
+	srand(7);
+	for (int i = 0; i < 3000; i++) {
+		fake_now_ms += 37 + rand() % 437;
+		d = admit("k", req("m", 1, 1, "bulk"));
+		if (d.verdict == LC_ALLOW) {
+			admitted[na++] = fake_now_ms;
+			settle_usage(d.ticket, 1, 0, 1);
+		}
+	}
+	for (int i = 0, j = 0; i < na; i++) {  /* every 60 s interval ending at an admission */
+		while (admitted[j] <= admitted[i] - 60000)
+			j++;
+		if (i - j + 1 > 300)
+			fail_msg("%d admissions in the 60 s ending at +%lld ms", i - j + 1, (long long)(admitted[i] - t0));
+	}
+	assert_true(na > 1000);  /* and it did admit steadily */
+	lc_clock_hook = NULL;
+}
+
 static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
@@ -969,6 +1019,7 @@ int main(void)
 		cmocka_unit_test(test_admit_http),
 		cmocka_unit_test(test_compiled_format_upgrade),
 		cmocka_unit_test(test_alert_at_on_settle),
+		cmocka_unit_test(test_customer_rpm_large),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
