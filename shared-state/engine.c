@@ -1243,6 +1243,10 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 		fail_decision(rc, d);  /* one stderr line, naming the cause (e.g. "File too large") */
 		return LC_E_STORE;
 	}
+	if (lc_log_level() >= LC_LOG_DEBUG)  /* never the raw key: host, model, verdict, limit */
+		lc_log(LC_LOG_DEBUG, "admit %s%s%.0d model=%s -> %s%s%s", r->host, r->port ? ":" : "", r->port,
+		       r->info->model, d->verdict == LC_PASS ? "pass" : d->verdict == LC_ALLOW ? "allow" : "deny",
+		       d->verdict == LC_DENY ? " " : "", d->verdict == LC_DENY ? d->message : "");
 	return LC_OK;
 }
 
