@@ -29,7 +29,7 @@ size_t lc_store_initial_map LC_HIDDEN = LC_MAP_INITIAL;
 #define LC_MAXREADERS 1024
 
 static const char *const dbnames[LC_DB_COUNT] = {"meta", "providers", "keys", "teams", "prices", "custs",
-						 "counters", "tickets", "outbox", "fired", "rpm", "keynames"};
+						 "counters", "outbox", "fired", "rpm", "keynames"};
 
 static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_rwlock_t resize_lock = PTHREAD_RWLOCK_INITIALIZER;

@@ -17,7 +17,6 @@ enum lc_dbi {
 	LC_DB_PRICES,     /* model -> struct lc_rec_price */
 	LC_DB_CUSTS,      /* customer id -> struct lc_rec_cust */
 	LC_DB_COUNTERS,   /* counter key -> struct lc_rec_counter; also tickets under LC_TICKET_PREFIX */
-	LC_DB_TICKETS,    /* unused since tickets share the counters tree (one dirty B-tree per txn) */
 	LC_DB_OUTBOX,     /* u64 seq (big endian) -> event JSON */
 	LC_DB_FIRED,      /* dedup key -> "" */
 	LC_DB_RPM,        /* customer id -> ring of admission times (ms) */
