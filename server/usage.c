@@ -22,6 +22,34 @@
 #define SEP "\x1f"
 #define HOSTREC_MAX 256
 
+/* bounds on what a report may carry (checked where it enters) */
+#define SRV_USED_MAX 1000000000000000LL     /* 10^15: $10^9 in micro-USD, or 10^15 tokens */
+#define SRV_SEQ_MAX (1LL << 53)
+#define SRV_SEQ_STEP_MAX (1LL << 20)        /* how far one report may move a host's seq */
+#define SRV_REPORT_COUNTERS_MAX 65536
+#define SRV_HOSTREC_COUNTERS_MAX 131072     /* live counters remembered per (host_id, epoch) */
+#define SRV_HOST_RECORDS_MAX 100000
+#define SRV_E_REFUSED (-29001)              /* post_txn: refused (op->refuse says why) */
+
+static bool srv_scope_known(const char *s)
+{
+	static const char *const n[] = {"key", "team", "org", "customer", "model", "provider", NULL};
+	for (const char *const *p = n; *p; p++)
+		if (!strcmp(s, *p))
+			return true;
+	return false;
+}
+
+static bool srv_metric_known(const char *m)
+{
+	static const char *const n[] = {"cost", "requests", "tokens", "input_tokens", "cached_input_tokens",
+					"output_tokens", NULL};
+	for (const char *const *p = n; *p; p++)
+		if (!strcmp(m, *p))
+			return true;
+	return false;
+}
+
 int srv_ckey(char *out, size_t outlen, const char *scope, const char *id, const char *metric,
 	     const char *window, int64_t bucket)
 {
@@ -83,7 +111,8 @@ static int64_t org_total(MDB_txn *txn, struct srv *s, const char *metric, const 
 		if (strcmp(f[2], metric) == 0 && strcmp(f[3], window) == 0 && strtoll(f[4], NULL, 10) == bucket) {
 			char num[32];
 			snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
-			sum += strtoll(num, NULL, 10);
+			long long t = strtoll(num, NULL, 10);
+			sum = lc_sat_add(sum, t > 0 ? t : 0);
 		}
 	}
 	mdb_cursor_close(c);
@@ -126,12 +155,17 @@ struct post_op {
 	bool duplicate;
 	int64_t stored_seq;
 	json_t *answer;
+	const char *refuse;      /* with SRV_E_REFUSED: why (a 4xx) */
+	int refuse_status;
 };
 
+/* a total only grows, and never past INT64_MAX (each report's numbers are bounded, but hosts are many) */
 static int add_total(struct srv *s, MDB_txn *txn, const char *ck, int64_t delta)
 {
-	int64_t t = get_total_raw(txn, s, ck) + delta;
-	return srv_put_int(txn, s->db_totals, ck, t);
+	int64_t t = get_total_raw(txn, s, ck);
+	if (t < 0)
+		t = 0;
+	return srv_put_int(txn, s->db_totals, ck, lc_sat_add(t, delta > 0 ? delta : 0));
 }
 
 static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
@@ -143,12 +177,29 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 
 	snprintf(hkey, sizeof hkey, "%s|%s", op->host_id, op->epoch);
 	json_t *rec = srv_get_json(txn, s->db_hosts, hkey);
-	if (!rec)
+	if (!rec) {
+		MDB_stat st;
+		if ((rc = mdb_stat(txn, s->db_hosts, &st)) != 0)
+			return rc;
+		if (st.ms_entries >= SRV_HOST_RECORDS_MAX) {
+			op->refuse = "too many host records on this server";
+			op->refuse_status = 507;
+			return SRV_E_REFUSED;
+		}
 		rec = json_pack("{s:I,s:{}}", "seq", (json_int_t)-1, "counters");
+	}
 	json_t *stored = json_object_get(rec, "counters");
 	int64_t last = json_integer_value(json_object_get(rec, "seq"));
 	op->duplicate = op->seq <= last;
 	op->stored_seq = op->duplicate ? last : op->seq;
+	/* a host counts its reports one by one: a seq far ahead of the last is not a report of its
+	 * (it would make the host's genuine reports "duplicates" from then on) */
+	if (last >= 0 && op->seq > last && op->seq - last > SRV_SEQ_STEP_MAX) {
+		json_decref(rec);
+		op->refuse = "seq: too far ahead of this host's last report";
+		op->refuse_status = 409;
+		return SRV_E_REFUSED;
+	}
 
 	json_t *mine = json_object();   /* ckeys this host reported: always answered */
 	size_t i;
@@ -163,7 +214,14 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		if (op->duplicate)
 			continue;
 		int64_t used = json_integer_value(json_object_get(c, "used"));
-		int64_t old = json_integer_value(json_object_get(stored, ck));
+		json_t *oldv = json_object_get(stored, ck);
+		int64_t old = json_integer_value(oldv);
+		if (!oldv && json_object_size(stored) >= SRV_HOSTREC_COUNTERS_MAX) {
+			op->refuse = "counters: too many live counters for this host";
+			op->refuse_status = 413;
+			rc = SRV_E_REFUSED;
+			goto fail;
+		}
 		if (used > old) {
 			if ((rc = add_total(s, txn, ck, used - old)) != 0)
 				goto fail;
@@ -249,11 +307,58 @@ static bool str_field2(json_t *o, const char *name, size_t max, bool bar_ok)
 
 static bool str_field(json_t *o, const char *name, size_t max) { return str_field2(o, name, max, false); }
 
+/* the first member of o not named in allowed, or NULL */
+static const char *unknown_field(json_t *o, const char *const *allowed)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v) {
+		const char *const *a = allowed;
+		while (*a && strcmp(*a, k))
+			a++;
+		if (!*a)
+			return k;
+	}
+	return NULL;
+}
+
+/* Every number of a report is bounded here, where it enters, so no sum over hosts and counters can
+ * wrap (totals also add saturating) and no window computation overflows. */
+static const char *counter_bad(json_t *c)
+{
+	static const char *const fields[] = {"scope", "id", "metric", "window", "bucket", "used", NULL};
+	enum lc_window w;
+	json_t *b = json_object_get(c, "bucket"), *u = json_object_get(c, "used");
+
+	if (!json_is_object(c))
+		return ": must be an object";
+	if (unknown_field(c, fields))
+		return ": unknown field";
+	if (!json_is_string(json_object_get(c, "scope")) || !srv_scope_known(json_string_value(json_object_get(c, "scope"))))
+		return ".scope: must be one of key, team, org, customer, model, provider";
+	if (!json_is_string(json_object_get(c, "id")))
+		return ".id: must be a string";
+	if (!json_is_string(json_object_get(c, "metric")) ||
+	    !srv_metric_known(json_string_value(json_object_get(c, "metric"))))
+		return ".metric: unknown metric";
+	if (!json_is_string(json_object_get(c, "window")) ||
+	    lc_window_parse(json_string_value(json_object_get(c, "window")), &w) != 0)
+		return ".window: must be one of minute, hour, daily, weekly, monthly, lifetime";
+	if (!json_is_integer(b) || json_integer_value(b) < 0 || json_integer_value(b) > LC_TIME_MAX ||
+	    lc_window_start(w, json_integer_value(b)) != json_integer_value(b))
+		return ".bucket: must be the start of a window (unix seconds, 1970..9999)";
+	if (!json_is_integer(u) || json_integer_value(u) < 0 || json_integer_value(u) > SRV_USED_MAX)
+		return ".used: must be an integer from 0 to 10^15";
+	return NULL;
+}
+
 void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp *rs)
 {
+	static const char *const fields[] = {"host_id", "epoch", "seq", "counters", NULL};
 	json_error_t je;
 	struct post_op op = {.rs = rs};
 	json_t *rep;
+	const char *unk;
 
 	if (!body || len == 0) {
 		srv_resp_error(rs, 400, "invalid_request_error", "request body required (a usage report)");
@@ -265,6 +370,10 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 		json_decref(rep);
 		return;
 	}
+	if ((unk = unknown_field(rep, fields))) {
+		srv_resp_error(rs, 400, "invalid_request_error", "%.64s: unknown field", unk);
+		goto out;
+	}
 	if (!str_field(rep, "host_id", 64) || json_string_length(json_object_get(rep, "host_id")) == 0) {
 		srv_resp_error(rs, 400, "invalid_request_error", "host_id: required (string, at most 64 characters)");
 		goto out;
@@ -274,8 +383,8 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 		goto out;
 	}
 	json_t *seq = json_object_get(rep, "seq");
-	if (!json_is_integer(seq) || json_integer_value(seq) < 0) {
-		srv_resp_error(rs, 400, "invalid_request_error", "seq: required (integer >= 0)");
+	if (!json_is_integer(seq) || json_integer_value(seq) < 0 || json_integer_value(seq) > SRV_SEQ_MAX) {
+		srv_resp_error(rs, 400, "invalid_request_error", "seq: required (integer from 0 to 2^53)");
 		goto out;
 	}
 	json_t *ctrs = json_object_get(rep, "counters");
@@ -283,30 +392,16 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 		srv_resp_error(rs, 400, "invalid_request_error", "counters: required (array)");
 		goto out;
 	}
+	if (json_array_size(ctrs) > SRV_REPORT_COUNTERS_MAX) {
+		srv_resp_error(rs, 413, "invalid_request_error", "counters: at most %d per report", SRV_REPORT_COUNTERS_MAX);
+		goto out;
+	}
 	size_t i;
 	json_t *c;
 	json_array_foreach(ctrs, i, c) {
-		enum lc_metric m;
-		enum lc_window w;
-		const char *bad = NULL;
-		if (!json_is_object(c))
-			bad = "";
-		else if (!str_field(c, "scope", 32))
-			bad = ".scope";
-		else if (!json_is_string(json_object_get(c, "id")))
-			bad = ".id";
-		else if (!json_is_string(json_object_get(c, "metric")) ||
-			 lc_metric_parse(json_string_value(json_object_get(c, "metric")), &m) != 0)
-			bad = ".metric";
-		else if (!json_is_string(json_object_get(c, "window")) ||
-			 lc_window_parse(json_string_value(json_object_get(c, "window")), &w) != 0)
-			bad = ".window";
-		else if (!json_is_integer(json_object_get(c, "bucket")))
-			bad = ".bucket";
-		else if (!json_is_integer(json_object_get(c, "used")) || json_integer_value(json_object_get(c, "used")) < 0)
-			bad = ".used";
+		const char *bad = counter_bad(c);
 		if (bad) {
-			srv_resp_error(rs, 400, "invalid_request_error", "counters[%zu]%s: missing or invalid", i, bad);
+			srv_resp_error(rs, 400, "invalid_request_error", "counters[%zu]%s", i, bad);
 			goto out;
 		}
 	}
@@ -324,6 +419,10 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 	op.epoch = json_string_value(json_object_get(rep, "epoch"));
 	op.seq = json_integer_value(seq);
 	int rc = srv_write(s, post_txn, &op);
+	if (rc == SRV_E_REFUSED) {
+		srv_resp_error(rs, op.refuse_status, "invalid_request_error", "%s", op.refuse);
+		goto out;
+	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		srv_resp_error(rs, 500, "api_error", "store: %s", mdb_strerror(rc));
 		goto out;

@@ -45,12 +45,6 @@ int lc_window_parse(const char *s, enum lc_window *out)
 	return -1;
 }
 
-/* floor division for possibly negative times */
-static int64_t floordiv(int64_t a, int64_t b)
-{
-	return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
 static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
 	int64_t era, doe, yoe, doy, mp;
@@ -67,37 +61,26 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 	*y += *m <= 2;
 }
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 int64_t lc_window_start(enum lc_window w, int64_t now)
 {
 	int64_t days, y;
 	int m, d;
 
+	now = now < LC_TIME_MIN ? LC_TIME_MIN : now > LC_TIME_MAX ? LC_TIME_MAX : now;
 	switch (w) {
 	case LC_WIN_MINUTE:
-		return floordiv(now, 60) * 60;
+		return lc_floordiv(now, 60) * 60;
 	case LC_WIN_HOUR:
-		return floordiv(now, 3600) * 3600;
+		return lc_floordiv(now, 3600) * 3600;
 	case LC_WIN_DAILY:
-		return floordiv(now, 86400) * 86400;
+		return lc_floordiv(now, 86400) * 86400;
 	case LC_WIN_WEEKLY:
 		/* 1970-01-01 was a Thursday; Monday 1969-12-29 is day -3 */
-		days = floordiv(now, 86400);
+		days = lc_floordiv(now, 86400);
 		return (days - ((days + 3) % 7 + 7) % 7) * 86400;
 	case LC_WIN_MONTHLY:
-		civil_from_days(floordiv(now, 86400), &y, &m, &d);
-		return days_from_civil(y, m, 1) * 86400;
+		civil_from_days(lc_floordiv(now, 86400), &y, &m, &d);
+		return lc_days_from_civil(y, m, 1) * 86400;
 	case LC_WIN_LIFETIME:
 	default:
 		return 0;
@@ -119,12 +102,12 @@ int64_t lc_window_end(enum lc_window w, int64_t now)
 	case LC_WIN_WEEKLY:
 		return s + 7 * 86400;
 	case LC_WIN_MONTHLY:
-		civil_from_days(s / 86400, &y, &m, &d);
+		civil_from_days(lc_floordiv(s, 86400), &y, &m, &d);
 		if (++m > 12) {
 			m = 1;
 			y++;
 		}
-		return days_from_civil(y, m, 1) * 86400;
+		return lc_days_from_civil(y, m, 1) * 86400;
 	case LC_WIN_LIFETIME:
 	default:
 		return INT64_MAX;

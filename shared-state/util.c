@@ -136,8 +136,37 @@ static int is_leap(int64_t y)
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
+int64_t lc_floordiv(int64_t a, int64_t b)
+{
+	return a >= 0 ? a / b : -((-(a + 1)) / b) - 1;
+}
+
+int64_t lc_sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+void lc_be64(unsigned char *o, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		o[i] = (unsigned char)v;
+}
+
+uint64_t lc_rbe64(const unsigned char *o)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | o[i];
+	return v;
+}
+
 /* days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm) */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t lc_days_from_civil(int64_t y, int m, int d)
 {
 	int64_t era, yoe, doy, doe;
 
@@ -173,7 +202,7 @@ int lc_time_parse(const char *s, int64_t *out)
 		return -1;
 	if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
 		return -1;
-	*out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (se == 60 ? 59 : se);
+	*out = lc_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (se == 60 ? 59 : se);
 	return 0;
 }
 

@@ -37,10 +37,23 @@ int64_t lc_now_ms(void);
 int64_t lc_now(void);                                  /* seconds */
 int lc_time_parse(const char *s, int64_t *out);        /* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac]Z" -> unix s; 0 ok, -1 bad */
 void lc_time_format(int64_t t, char out[32]);          /* unix s -> "YYYY-MM-DDTHH:MM:SSZ" */
+/* The times llmcap computes with: 0001-01-01 .. 9999-12-31T23:59:59Z. Window arithmetic clamps to
+ * them, so no bucket from outside can overflow; reports outside them are refused. */
+#define LC_TIME_MIN (-62135596800LL)
+#define LC_TIME_MAX 253402300799LL
+int64_t lc_floordiv(int64_t a, int64_t b);             /* floor(a / b), b > 0, for negative a too */
+int64_t lc_days_from_civil(int64_t y, int m, int d);  /* days since 1970-01-01, proleptic Gregorian */
 
 /* ---- money: integer micro-USD inside ---------------------------------- */
 int lc_usd_to_micro(double usd, int64_t *out);         /* rounds to nearest; -1 if negative/NaN/too big */
 void lc_micro_format(int64_t micro, char out[40]);     /* "$50.02" style (2 decimals, or more when needed) */
+
+/* saturating: never wraps, stays in [INT64_MIN, INT64_MAX] */
+int64_t lc_sat_add(int64_t a, int64_t b);
+
+/* ---- big-endian keys (LMDB sorts bytes) ------------------------------------ */
+void lc_be64(unsigned char *o, uint64_t v);
+uint64_t lc_rbe64(const unsigned char *o);
 
 /* ---- hashing ------------------------------------------------------------ */
 void lc_sha256(const void *p, size_t n, unsigned char out[32]);

@@ -430,6 +430,82 @@ static void test_event_once_per_window(void **state)
 	lc_clock_hook = NULL;
 }
 
+/* one report of one org cost counter with the given raw JSON numbers; returns the status */
+static int post_raw(struct fx *fx, const char *host, const char *seq, const char *scope, const char *bucket,
+		    const char *used, const char *extra)
+{
+	char body[1024];
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":%s,\"counters\":[{\"scope\":\"%s\",\"id\":\"org\","
+		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%s,\"used\":%s%s}]}",
+		 host, seq, scope, bucket, used, extra);
+	return req(fx, "POST", "/v1/usage", NULL, body, NULL, NULL);
+}
+
+/* issue 12: no report can wrap a total, overflow a window, freeze a host or carry unknown things */
+static void test_usage_report_bounds(void **state)
+{
+	struct fx *fx = *state;
+	char b[32];
+	int64_t total = 0;
+
+	snprintf(b, sizeof b, "%" PRId64, month());
+	assert_int_equal(req(fx, "PUT", "/v1/admin/org", AUTH, "{\"spend_cap_usd\":0.01,\"period\":\"monthly\"}", NULL,
+			     NULL), 200);
+	assert_int_equal(post_usage(fx, "h1", 1, 5000, &total), 200);
+	/* 2^63-1 used would wrap the org total negative once a second host reports: refused */
+	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "9223372036854775807", ""), 400);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "1000000000000001", ""), 400);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "-1", ""), 400);
+	assert_int_equal(post_usage(fx, "h3", 1, 4000, &total), 200);
+	assert_int_equal(total, 9000);   /* the hosts still see what the others spent */
+	/* buckets: extreme, negative or not a window start */
+	assert_int_equal(post_raw(fx, "h2", "1", "org", "9223372036854775807", "1", ""), 400);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", "-9223372036854775808", "1", ""), 400);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", "253402300800", "1", ""), 400);
+	snprintf(b, sizeof b, "%" PRId64, month() + 1);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "1", ""), 400);
+	snprintf(b, sizeof b, "%" PRId64, month());
+	/* unknown scope, unknown fields */
+	assert_int_equal(post_raw(fx, "h2", "1", "everything", b, "1", ""), 400);
+	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "1", ",\"extra\":1"), 400);
+	assert_int_equal(req(fx, "POST", "/v1/usage", NULL,
+			     "{\"host_id\":\"h2\",\"epoch\":\"e\",\"seq\":1,\"counters\":[],\"admin\":true}", NULL, NULL),
+			 400);
+	/* seq: 2^63-1 would freeze the host's record (its genuine reports all "duplicates") */
+	assert_int_equal(post_raw(fx, "h1", "9223372036854775807", "org", b, "6000", ""), 400);
+	assert_int_equal(post_raw(fx, "h1", "100000000", "org", b, "6000", ""), 409);
+	assert_int_equal(post_usage(fx, "h1", 2, 6000, &total), 200);
+	assert_int_equal(total, 10000);
+	/* the number of counters in one report is bounded */
+	{
+		struct lc_buf big;
+		lc_buf_init(&big, 64u << 20);
+		lc_buf_printf(&big, "{\"host_id\":\"h4\",\"epoch\":\"e\",\"seq\":1,\"counters\":[");
+		for (int i = 0; i < 65537; i++)
+			lc_buf_printf(&big, "%s{\"scope\":\"customer\",\"id\":\"c%d\",\"metric\":\"cost\","
+				      "\"window\":\"lifetime\",\"bucket\":0,\"used\":1}", i ? "," : "", i);
+		lc_buf_addstr(&big, "]}");
+		assert_int_equal(req(fx, "POST", "/v1/usage", NULL, big.data, NULL, NULL), 413);
+		lc_buf_free(&big);
+	}
+}
+
+/* window arithmetic never overflows, whatever time it is given */
+static void test_window_bounds(void **state)
+{
+	(void)state;
+	for (int w = LC_WIN_MINUTE; w <= LC_WIN_LIFETIME; w++) {
+		int64_t ext[] = {INT64_MIN, INT64_MIN + 1, -1, 0, INT64_MAX - 1, INT64_MAX};
+		for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+			int64_t st = lc_window_start((enum lc_window)w, ext[i]), en = lc_window_end((enum lc_window)w, ext[i]);
+			assert_true(st <= en);
+		}
+	}
+	assert_int_equal(lc_window_start(LC_WIN_MONTHLY, -1), -31 * 86400);
+	assert_int_equal(lc_window_end(LC_WIN_MONTHLY, -1), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +518,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_map_grows, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_resign_at_half_life, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_once_per_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_report_bounds, setup, teardown),
+		cmocka_unit_test(test_window_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
