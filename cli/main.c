@@ -17,6 +17,7 @@
 /* provided by cli/run.c and cli/agent.c */
 int lc_cmd_run(int argc, char **argv) __attribute__((weak));
 int lc_cmd_agent(int argc, char **argv) __attribute__((weak));
+int lc_cmd_admin(int argc, char **argv);
 
 static const char *prog = "llmcap";
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 		"  run -- CMD [ARGS...]                   run CMD with the preload library\n"
 		"  key fingerprint                        read an API key on stdin, print its sha256\n"
 		"  agent --server URL --trust PUBFILE [--once] [--interval S]   sync with llmcap-server\n"
+		"  admin RESOURCE [ACTION] [ARGS] [--json]   the llmcap-server admin API (keys, teams, usage, ...)\n"
 		"  version                                print the version\n"
 		"\n"
 		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug)\n"
@@ -337,6 +339,8 @@ int main(int argc, char **argv)
 			return die("run: this build has no preload support");
 		return lc_cmd_run(argc, argv);
 	}
+	if (!strcmp(cmd, "admin"))
+		return lc_cmd_admin(argc, argv);
 	if (!strcmp(cmd, "agent")) {
 		if (!lc_cmd_agent && wants_help(argc, argv)) {
 			printf("usage: llmcap agent --server URL --trust PUBFILE [--once] [--interval S]\n"
