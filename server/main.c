@@ -1,4 +1,4 @@
-/* main.c - llmcap-server: command line and libmicrohttpd glue.
+/* main.c - llmcap-server: the command line (http.c is the libmicrohttpd glue).
  *
  *   llmcap-server --listen ADDR:PORT --data DIR --signing-key KEYFILE --admin-token-file FILE
  *
@@ -17,117 +17,47 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include "llmcap.h"
 #include "srv.h"
+#include "srv_http.h"
 #include "util.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: llmcap-server --listen ADDR:PORT --data DIR --signing-key KEYFILE --admin-token-file FILE\n"
+		"usage: llmcap-server --listen ADDR:PORT --data DIR --signing-key KEYFILE --admin-token-file FILE [options]\n"
 		"\n"
 		"  --listen ADDR:PORT        address to serve HTTP on (e.g. 127.0.0.1:8787, [::1]:8787, 0.0.0.0:8787)\n"
-		"  --data DIR                the server's LMDB store (created if missing)\n"
+		"  --data DIR                the server's LMDB store (created if missing; one server per DIR)\n"
 		"  --signing-key KEYFILE     Ed25519 secret key from `llmcap keygen` (hosts trust its .pub)\n"
 		"  --admin-token-file FILE   the admin bearer token (at least 16 characters)\n"
 		"  --host-token-file FILE    optional: POST /v1/usage then needs this bearer token\n"
 		"                            (llmcap agent --token-file FILE)\n"
-		"  --threads N               worker threads (default 4)\n"
+		"  --threads N               worker threads (default 4, 1-64)\n"
+		"  --max-connections N       open connections in all (default 1000)\n"
+		"  --max-connections-per-ip N  open connections from one client address (default 64)\n"
+		"  --request-timeout S       a request's head and body must arrive within S seconds (default 30)\n"
 		"  --webhook-backoff-ms MS   first webhook retry delay, doubling per attempt (default 1000)\n"
 		"  --webhook-backoff-max-ms MS  cap on the retry delay (default 300000)\n"
+		"  --version                 print the version and exit\n"
 		"\n"
 		"Environment: LLMCAP_LOG=off|error|info|debug. See docs/server.md.\n");
 }
 
-struct conn {
-	struct lc_buf body;
-	bool too_big;
-};
-
-static enum MHD_Result send_resp(struct MHD_Connection *c, struct srv_resp *rs, bool head)
+/* a whole number in [min, max] for option name, or a clear error */
+static int num_arg(const char *name, const char *arg, long long min, long long max, long long *out)
 {
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-	r = MHD_create_response_from_buffer(head ? 0 : rs->body_len, rs->body ? rs->body : (void *)"",
-					    MHD_RESPMEM_MUST_COPY);
-	if (!r)
-		return MHD_NO;
-	if (rs->body)
-		MHD_add_response_header(r, "Content-Type", "application/json");
-	if (rs->etag[0])
-		MHD_add_response_header(r, "ETag", rs->etag);
-	if (rs->allow[0])
-		MHD_add_response_header(r, "Allow", rs->allow);
-	if (rs->www_auth)
-		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"llmcap\"");
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	ret = MHD_queue_response(c, (unsigned)rs->status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *upload, size_t *upload_size, void **con_cls)
-{
-	struct srv *s = cls;
-	struct conn *cn = *con_cls;
-	(void)version;
-
-	if (!cn) {
-		cn = calloc(1, sizeof *cn);
-		if (!cn)
-			return MHD_NO;
-		size_t cap = strcmp(url, "/v1/usage") == 0 ? SRV_USAGE_MAX : SRV_BODY_MAX;
-		lc_buf_init(&cn->body, cap);
-		*con_cls = cn;
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-		if (cl && strtoull(cl, NULL, 10) > cap) {
-			struct srv_resp rs = {0};
-			srv_resp_error(&rs, 413, "payload_too_large", "request body over %zu bytes", cap);
-			enum MHD_Result ret = send_resp(c, &rs, false);
-			srv_resp_free(&rs);
-			cn->too_big = true;
-			return ret;
-		}
-		return MHD_YES;
+	char *end;
+	errno = 0;
+	long long v = strtoll(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max) {
+		fprintf(stderr, "llmcap-server: --%s %s: expected a whole number from %lld to %lld\n", name, arg, min, max);
+		return -1;
 	}
-	if (*upload_size) {
-		if (!cn->too_big && lc_buf_add(&cn->body, upload, *upload_size) != 0)
-			cn->too_big = true;
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	struct srv_resp rs = {0};
-	if (cn->too_big) {
-		srv_resp_error(&rs, 413, "payload_too_large", "request body over %zu bytes", cn->body.max);
-	} else {
-		struct srv_req rq = {
-			.method = method,
-			.path = url,
-			.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-			.if_none_match = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"),
-			.body = cn->body.data,
-			.body_len = cn->body.len,
-		};
-		srv_handle(s, &rq, &rs);
-	}
-	lc_log(LC_LOG_DEBUG, "llmcap-server: %s %s -> %d", method, url, rs.status);
-	enum MHD_Result ret = send_resp(c, &rs, strcmp(method, "HEAD") == 0);
-	srv_resp_free(&rs);
-	return ret;
-}
-
-static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
-{
-	struct conn *cn = *con_cls;
-	(void)cls;
-	(void)c;
-	(void)toe;
-	if (cn) {
-		lc_buf_free(&cn->body);
-		free(cn);
-	}
-	*con_cls = NULL;
+	*out = v;
+	return 0;
 }
 
 static int parse_listen(const char *arg, struct sockaddr_storage *ss, socklen_t *len)
@@ -179,6 +109,47 @@ static int parse_listen(const char *arg, struct sockaddr_storage *ss, socklen_t 
 	return -1;
 }
 
+/* a listening TCP socket on ss, or -1 with one clear line on stderr */
+static int listen_on(const char *arg, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
+	if (fd < 0) {
+		fprintf(stderr, "llmcap-server: --listen %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ss->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)ss, sslen) != 0 || listen(fd, 128) != 0) {
+		int e = errno;
+		fprintf(stderr, "llmcap-server: cannot listen on %s: %s%s\n", arg, strerror(e),
+			e == EADDRINUSE ? " (another llmcap-server, or another program, has this port)" : "");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* the token in file (whitespace around it ignored), into set(); 0 or -1 with a message */
+static int load_token(struct srv *s, const char *opt, const char *file, int (*set)(struct srv *, const char *, size_t))
+{
+	char err[512];
+	struct lc_buf tok;
+	int rc = 0;
+	lc_buf_init(&tok, 4096);
+	if (lc_read_file(file, 4096, &tok, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap-server: --%s %s: %s\n", opt, file, err);
+		rc = -1;
+	} else if (set(s, tok.data ? tok.data : "", tok.len) != 0) {
+		fprintf(stderr, "llmcap-server: --%s %s: the token must be at least 16 characters\n", opt, file);
+		rc = -1;
+	}
+	if (tok.data)
+		sodium_memzero(tok.data, tok.len);
+	lc_buf_free(&tok);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static struct option opts[] = {
@@ -190,39 +161,64 @@ int main(int argc, char **argv)
 		{"host-token-file", required_argument, 0, 'H'},
 		{"webhook-backoff-ms", required_argument, 0, 'b'},
 		{"webhook-backoff-max-ms", required_argument, 0, 'B'},
+		{"max-connections", required_argument, 0, 'C'},
+		{"max-connections-per-ip", required_argument, 0, 'P'},
+		{"request-timeout", required_argument, 0, 'T'},
+		{"version", no_argument, 0, 'V'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
-	const char *listen = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
-	unsigned threads = 4;
+	const char *listen_arg = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
+	struct srv_http_opts ho = {.threads = 4, .max_connections = 1000, .max_connections_per_ip = 64,
+				   .request_timeout_s = 30, .idle_timeout_s = 30};
 	static struct srv s;
 	char err[512];
+	long long v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		int bad = 0;
 		switch (c) {
-		case 'l': listen = optarg; break;
+		case 'l': listen_arg = optarg; break;
 		case 'd': data = optarg; break;
 		case 'k': keyfile = optarg; break;
 		case 't': tokfile = optarg; break;
-		case 'n': threads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'H': hostfile = optarg; break;
-		case 'b': s.backoff_base_ms = strtoll(optarg, NULL, 10); break;
-		case 'B': s.backoff_max_ms = strtoll(optarg, NULL, 10); break;
+		case 'n': bad = num_arg("threads", optarg, 1, 64, &v); ho.threads = (unsigned)v; break;
+		case 'C': bad = num_arg("max-connections", optarg, 1, 100000, &v); ho.max_connections = (unsigned)v; break;
+		case 'P': bad = num_arg("max-connections-per-ip", optarg, 1, 100000, &v); ho.max_connections_per_ip = (unsigned)v; break;
+		case 'T': bad = num_arg("request-timeout", optarg, 1, 3600, &v); ho.request_timeout_s = (unsigned)v; break;
+		case 'b': bad = num_arg("webhook-backoff-ms", optarg, 1, 86400000, &v); s.backoff_base_ms = v; break;
+		case 'B': bad = num_arg("webhook-backoff-max-ms", optarg, 1, 86400000, &v); s.backoff_max_ms = v; break;
+		case 'V': printf("llmcap-server %s\n", LLMCAP_VERSION_STRING); return 0;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			fprintf(stderr, "llmcap-server: run llmcap-server --help for the options\n");
+			return 2;
 		}
+		if (bad)
+			return 2;
 	}
-	if (optind != argc || !listen || !data || !keyfile || !tokfile) {
-		usage(stderr);
+	if (optind != argc) {
+		fprintf(stderr, "llmcap-server: unexpected argument '%s' (run llmcap-server --help)\n", argv[optind]);
 		return 2;
 	}
-	if (threads < 1 || threads > 64)
-		threads = 4;
+	const struct { const char *val, *flag, *what; } required[] = {
+		{listen_arg, "--listen ADDR:PORT", "the address to serve on"},
+		{data, "--data DIR", "the server's store directory"},
+		{keyfile, "--signing-key KEYFILE", "the Ed25519 key from `llmcap keygen`"},
+		{tokfile, "--admin-token-file FILE", "the admin bearer token"},
+	};
+	for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+		if (!required[i].val) {
+			fprintf(stderr, "llmcap-server: missing %s (%s); run llmcap-server --help for every option\n",
+				required[i].flag, required[i].what);
+			return 2;
+		}
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	if (parse_listen(listen, &ss, &sslen) != 0) {
-		fprintf(stderr, "llmcap-server: --listen %s: expected ADDR:PORT (IPv6 as [ADDR]:PORT)\n", listen);
+	if (parse_listen(listen_arg, &ss, &sslen) != 0) {
+		fprintf(stderr, "llmcap-server: --listen %s: expected ADDR:PORT (IPv6 as [ADDR]:PORT)\n", listen_arg);
 		return 2;
 	}
 	if (sodium_init() < 0) {
@@ -234,36 +230,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: --signing-key %s: %s\n", keyfile, err);
 		return 1;
 	}
-	struct lc_buf tok;
-	lc_buf_init(&tok, 4096);
-	if (lc_read_file(tokfile, 4096, &tok, err, sizeof err) != 0) {
-		fprintf(stderr, "llmcap-server: --admin-token-file %s: %s\n", tokfile, err);
+	if (load_token(&s, "admin-token-file", tokfile, srv_set_admin_token) != 0 ||
+	    (hostfile && load_token(&s, "host-token-file", hostfile, srv_set_host_token) != 0))
 		return 1;
-	}
-	if (srv_set_admin_token(&s, tok.data ? tok.data : "", tok.len) != 0) {
-		fprintf(stderr, "llmcap-server: --admin-token-file %s: the token must be at least 16 characters\n", tokfile);
-		return 1;
-	}
-	sodium_memzero(tok.data, tok.len);
-	lc_buf_free(&tok);
-	if (hostfile) {
-		lc_buf_init(&tok, 4096);
-		if (lc_read_file(hostfile, 4096, &tok, err, sizeof err) != 0) {
-			fprintf(stderr, "llmcap-server: --host-token-file %s: %s\n", hostfile, err);
-			return 1;
-		}
-		if (srv_set_host_token(&s, tok.data ? tok.data : "", tok.len) != 0) {
-			fprintf(stderr, "llmcap-server: --host-token-file %s: the token must be at least 16 characters\n",
-				hostfile);
-			return 1;
-		}
-		sodium_memzero(tok.data, tok.len);
-		lc_buf_free(&tok);
-	}
 	if (srv_store_open(&s, data, err, sizeof err) != 0) {
 		fprintf(stderr, "llmcap-server: --data: %s\n", err);
 		return 1;
 	}
+	if ((ho.listen_fd = listen_on(listen_arg, &ss, sslen)) < 0) {
+		srv_store_close(&s);
+		return 1;
+	}
+	ho.ipv6 = ss.ss_family == AF_INET6;
 	if (srv_policy_maintain(&s) != 0) {
 		fprintf(stderr, "llmcap-server: cannot publish the initial policy (see above)\n");
 		srv_store_close(&s);
@@ -283,30 +261,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: cannot start the notifier thread\n");
 		return 1;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-#ifdef MHD_USE_EPOLL
-	flags |= MHD_USE_EPOLL;
-#endif
-	struct MHD_Daemon *d = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
-	if (!d) {
-		fprintf(stderr, "llmcap-server: cannot listen on %s: %s\n", listen, strerror(errno));
+	struct srv_http *h = srv_http_start(&s, &ho, err, sizeof err);
+	if (!h) {
+		fprintf(stderr, "llmcap-server: %s on %s\n", err, listen_arg);
 		srv_notifier_stop(&s);
 		srv_store_close(&s);
 		return 1;
 	}
-	fprintf(stderr, "llmcap-server: listening on %s, data %s, signing key %.16s\n", listen, data, s.key.keyid);
+	fprintf(stderr, "llmcap-server: listening on %s, data %s, signing key %.16s\n", listen_arg, data, s.key.keyid);
 
 	int sig = 0;
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
 		;   /* SIGHUP: nothing to reload yet */
 	fprintf(stderr, "llmcap-server: signal %d, shutting down\n", sig);
-	MHD_stop_daemon(d);
+	srv_http_stop(h);
+	close(ho.listen_fd);
 	srv_notifier_stop(&s);
 	srv_store_close(&s);
 	lc_signkey_wipe(&s.key);

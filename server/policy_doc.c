@@ -109,23 +109,23 @@ int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen)
 	char *bytes = NULL, *env = NULL;
 	size_t envlen = 0;
 	struct lc_policy *pol = NULL;
-	int rc = -1;
+	int rc = SRV_PUB_INVALID;
 
 	if (!doc)
-		return -1;
+		return SRV_PUB_INVALID;
 	bytes = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(doc);
 	if (!bytes) {
 		lc_errf(err, errlen, "out of memory");
-		return -2;
+		return SRV_PUB_FAILED;
 	}
 	size_t len = strlen(bytes);
 	if (lc_policy_parse(bytes, len, &pol, err, errlen) != 0) {
-		rc = -1;
+		rc = SRV_PUB_INVALID;
 		goto out;
 	}
 	if (lc_dsse_sign(&s->key, bytes, len, &env, &envlen, err, errlen) != 0) {
-		rc = -2;
+		rc = SRV_PUB_FAILED;
 		goto out;
 	}
 	unsigned char h[32];
@@ -140,12 +140,11 @@ int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen)
 	    (rc = srv_put_int(txn, s->db_meta, "issued_at", pol->issued_at)) ||
 	    (rc = srv_put_int(txn, s->db_meta, "expires_at", pol->expires_at)) ||
 	    (rc = srv_put_raw(txn, s->db_meta, "signer", s->key.keyid, strlen(s->key.keyid)))) {
-		lc_errf(err, errlen, "store: %s", mdb_strerror(rc));
-		if (rc != MDB_MAP_FULL)
-			rc = -2;
-		goto out;
+		lc_errf(err, errlen, "store: %s", srv_strerror(rc));
+		goto out;   /* the store's code: MAP_FULL is retried, anything else fails the txn */
 	}
 	lc_log(LC_LOG_INFO, "llmcap-server: published policy version %" PRId64, version);
+	srv_note_publish();
 	rc = 0;
 out:
 	lc_policy_free(pol);
@@ -175,10 +174,8 @@ static int maintain_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	else
 		return MDB_NOTFOUND;   /* nothing to do: abort the txn */
 	int rc = srv_publish(s, txn, err, sizeof err);
-	if (rc == -1 || rc == -2) {
+	if (rc != 0 && rc != MDB_MAP_FULL)
 		lc_log(LC_LOG_ERROR, "llmcap-server: cannot publish (%s): %s", why, err);
-		return rc;
-	}
 	return rc;
 }
 

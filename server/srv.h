@@ -15,15 +15,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy.h"
 #include "sign.h"
 
 #define SRV_BODY_MAX (4 * 1024 * 1024)        /* admin request bodies above this get 413 */
 #define SRV_USAGE_MAX (64 * 1024 * 1024)      /* POST /v1/usage: a large host reports many counters */
-#define SRV_ID_MAX 128                         /* key/team/customer ids in paths and bodies */
+#define SRV_ID_MAX LC_NAME_MAX                 /* key/team/customer ids in paths and bodies: the policy's limit */
+#define SRV_COUNTER_ID_MAX 128                 /* ids in usage reports (a customer id comes from a request) */
+#define SRV_PATH_MAX 1024                      /* longer request paths get 404 */
 #define SRV_DEFAULT_LIFETIME_S (30 * 86400)    /* policy lifetime unless settings say otherwise */
 
 struct srv {
 	MDB_env *env;
+	int lock_fd;         /* DIR/server.lock, flock()ed while open */
 	MDB_dbi db_meta;     /* "version", "envelope", "etag", "issued_at", "org", "settings", ... */
 	MDB_dbi db_keys;     /* key id -> key object (policy shape, no "id") */
 	MDB_dbi db_teams;    /* team id -> team object */
@@ -51,17 +55,33 @@ struct srv {
 	int64_t backoff_base_ms;  /* first retry delay (doubles per attempt) */
 	int64_t backoff_max_ms;
 	int64_t give_up_s;        /* drop an undeliverable event after this long */
+
+	/* policy publications: pub_gen moves after every committed publish */
+	pthread_mutex_t pub_mu;
+	pthread_cond_t pub_cv;
+	uint64_t pub_gen;
+	bool pub_stopping;        /* shutting down: long-polls answer at once */
 };
 
 /* ---- store.c ---- */
 int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen);
 void srv_store_close(struct srv *s);
-/* Run fn in a write (or read) transaction. fn returns 0 to commit; anything
- * else aborts and is returned. MDB_MAP_FULL (from fn or commit) grows the map
- * and runs fn again, so fn must be safe to repeat. */
+/* Run fn in a write (or read) transaction. fn returns SRV_COMMIT (0) to commit,
+ * SRV_REFUSED to abort because it refused the request (it has set the answer),
+ * or the LMDB code / errno that failed; anything but SRV_COMMIT aborts and is
+ * returned, and so is a failed commit's code (LMDB's, or a positive errno such
+ * as ENOSPC or EIO). MDB_MAP_FULL (from fn or commit) grows the map and runs fn
+ * again, so fn must be safe to repeat. SRV_REFUSED lies outside both the LMDB
+ * range and errno's, so no store error can pass for a refusal. */
+enum { SRV_COMMIT = 0, SRV_REFUSED = -0x7fff0001 };
 typedef int (*srv_txn_fn)(struct srv *s, MDB_txn *txn, void *ctx);
 int srv_write(struct srv *s, srv_txn_fn fn, void *ctx);
 int srv_read(struct srv *s, srv_txn_fn fn, void *ctx);
+/* A store failure as text (LMDB's message, or strerror for an errno). */
+const char *srv_strerror(int rc);
+/* Called by srv_publish inside a write transaction: once that transaction
+ * commits, pub_gen moves and pub_cv is broadcast (long-polls answer). */
+void srv_note_publish(void);
 /* value helpers; keys are NUL-terminated strings */
 json_t *srv_get_json(MDB_txn *txn, MDB_dbi dbi, const char *key);   /* new ref or NULL */
 int srv_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *v);
@@ -71,7 +91,7 @@ int srv_del(MDB_txn *txn, MDB_dbi dbi, const char *key);   /* 0 or MDB_NOTFOUND 
 int64_t srv_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t dflt);
 int srv_put_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t v);
 
-/* ---- HTTP API (api.c) ---- */
+/* ---- HTTP API: requests and answers ---- */
 struct srv_req {
 	const char *method;
 	const char *path;            /* decoded path, no query string */
@@ -79,31 +99,120 @@ struct srv_req {
 	const char *if_none_match;   /* header or NULL */
 	const char *body;
 	size_t body_len;
+	const char *const *args;     /* query arguments: name, value, name, value, ..., NULL (or NULL) */
+	/* any other request header (or NULL: none); hcls is its first argument */
+	const char *(*header)(void *hcls, const char *name);
+	void *hcls;
+	const char *peer;            /* client address as text, or NULL */
+	int64_t start_ms;            /* when the request arrived (0: now); stays put across retries */
 };
+const char *srv_req_arg(const struct srv_req *rq, const char *name);      /* NULL when absent */
+const char *srv_req_header(const struct srv_req *rq, const char *name);   /* NULL when absent */
+
 struct srv_resp {
-	int status;
+	int status;          /* 0 with retry_at_ms: no answer yet (see below) */
 	char *body;          /* malloc'd, may be NULL (304) */
 	size_t body_len;
+	const char *content_type;   /* static string; NULL: application/json when there is a body */
 	char etag[96];       /* "" when none */
 	char allow[64];      /* for 405 */
 	bool www_auth;       /* add WWW-Authenticate on 401 */
+	/* a long-poll with nothing to say yet: ask again (same srv_req, same start_ms)
+	 * when pub_gen moves or at this time, whichever is first */
+	int64_t retry_at_ms;
 };
-void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs);
 void srv_resp_free(struct srv_resp *rs);
 void srv_resp_error(struct srv_resp *rs, int status, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void srv_resp_json(struct srv_resp *rs, int status, json_t *v /* stolen */);
+/* A store failure as the answer: 503 naming the cause; nothing was changed. */
+void srv_resp_store_error(struct srv_resp *rs, int rc);
+
+/* ---- router (router.c): one table of (method, path pattern, handler) ---- */
+/* Who may call a route. */
+enum srv_auth {
+	SRV_AUTH_NONE,    /* anyone (the handler may check a secret in the path or body itself) */
+	SRV_AUTH_HOST,    /* the host token when one is configured (srv_host_ok) */
+	SRV_AUTH_READ,    /* an admin token; reads only */
+	SRV_AUTH_ADMIN,   /* an admin token allowed to change things */
+};
+#define SRV_MAX_PARAMS 3
+struct srv_call;
+typedef void (*srv_handler_fn)(struct srv_call *c);
+struct srv_route {
+	const char *method;     /* "GET" (also answers HEAD), "POST", "PUT", "PATCH", "DELETE" */
+	/* literal segments and captures: "{id}" is a key/team/customer id (srv_id_ok, else 400),
+	 * any other "{name}" one segment of A-Z a-z 0-9 . _ - (at most 128) */
+	const char *pattern;
+	enum srv_auth auth;
+	size_t body_max;        /* 0: no body (a body gets 413) */
+	bool json;              /* the body must be a JSON object: c->body */
+	srv_handler_fn fn;
+	const char *data;       /* the handler's datum, e.g. the policy piece it serves */
+};
+/* A route and its captures, found from the request line alone: the glue looks
+ * it up (and checks the token) before reading any body. */
+struct srv_match {
+	const struct srv_route *route;
+	const char *param[SRV_MAX_PARAMS];   /* captures in pattern order, pointing into buf */
+	char buf[SRV_PATH_MAX];
+};
+struct srv_call {
+	struct srv *s;
+	const struct srv_req *rq;
+	struct srv_resp *rs;
+	const struct srv_route *route;
+	const char *const *param;   /* = match->param */
+	const char *id;             /* the {id} capture, or NULL */
+	json_t *body;               /* route->json: the parsed body (borrowed) */
+};
+/* 0 and m filled; -1: rs holds the 404/405/400 */
+int srv_route_match(const char *method, const char *path, struct srv_match *m, struct srv_resp *rs);
+/* The caller's token allows the route; false: rs holds the 401 */
+bool srv_route_auth(struct srv *s, const struct srv_route *r, const struct srv_req *rq, struct srv_resp *rs);
+/* Run a matched, authorised route on the whole request. */
+void srv_route_run(struct srv *s, const struct srv_match *m, const struct srv_req *rq, struct srv_resp *rs);
+/* All three: the HTTP API as a function of a request (unit tests drive this). */
+void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs);
+/* Decode %XX in place (MHD's unescape callback); an escape of a control byte or
+ * a malformed one stays as written, so the router refuses it (never a NUL). */
+size_t srv_unescape(char *s);
+extern const struct srv_route srv_routes[];   /* ends with {NULL} */
+
+/* ---- handlers and auth (api.c) ---- */
 int srv_set_admin_token(struct srv *s, const char *token, size_t len);
 bool srv_admin_ok(const struct srv *s, const char *authorization);
 int srv_set_host_token(struct srv *s, const char *token, size_t len);
 /* POST /v1/usage: true when no host token is configured, or the bearer is it (or the admin token). */
 bool srv_host_ok(const struct srv *s, const char *authorization);
+#define SRV_LONGPOLL_MAX_S 60   /* GET /v1/policy?wait=N: N is capped here */
+/* route handlers (routes.c lists them with their paths) */
+void srv_h_healthz(struct srv_call *c);
+void srv_h_policy(struct srv_call *c);
+void srv_h_usage_post(struct srv_call *c);
+void srv_h_usage_get(struct srv_call *c);
+void srv_h_admin_policy(struct srv_call *c);
+void srv_h_obj_list(struct srv_call *c);     /* data: "keys", "teams" */
+void srv_h_obj_get(struct srv_call *c);      /* data: "keys", "teams", "customers" */
+void srv_h_obj_put(struct srv_call *c);      /* data: "teams", "customers" */
+void srv_h_obj_patch(struct srv_call *c);    /* data: "keys", "teams" */
+void srv_h_obj_del(struct srv_call *c);      /* data: "teams", "customers" */
+void srv_h_key_create(struct srv_call *c);
+void srv_h_key_revoke(struct srv_call *c);
+void srv_h_piece_get(struct srv_call *c);    /* data: the piece */
+void srv_h_piece_put(struct srv_call *c);
+void srv_h_invite_create(struct srv_call *c);
+void srv_h_invite_list(struct srv_call *c);
+void srv_h_invite_revoke(struct srv_call *c);
+void srv_h_invite_redeem(struct srv_call *c);
 
 /* ---- policy document (policy_doc.c) ---- */
 /* Build the full policy JSON from the stored pieces (new ref; NULL with err). */
 json_t *srv_policy_build(struct srv *s, MDB_txn *txn, int64_t version, int64_t now, char *err, size_t errlen);
 /* Build, validate (lc_policy_parse), sign and store the next version. 0 ok;
- * -1: the policy is invalid (err names the field: a 400); other: store error. */
+ * SRV_PUB_INVALID: the policy is invalid (err names the field: a 400);
+ * SRV_PUB_FAILED: it cannot be signed; other: the store's code. */
+enum { SRV_PUB_INVALID = -0x7fff0002, SRV_PUB_FAILED = -0x7fff0003 };
 int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen);
 /* Publish an initial policy when there is none, or re-sign when the stored
  * envelope is by another key or half its lifetime has passed. */

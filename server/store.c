@@ -12,12 +12,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "srv.h"
 #include "util.h"
 
 #define SRV_MAP_INITIAL ((size_t)64 << 20)
+
+/* One server per data directory: an flock on DIR/server.lock, held while the
+ * store is open (the kernel drops it when the process dies). */
+static int lock_dir(struct srv *s, const char *dir, char *err, size_t errlen)
+{
+	char path[4096], pid[32] = "";
+	snprintf(path, sizeof path, "%s/server.lock", dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0) {
+		lc_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? strcspn(pid, "\n") : 0] = 0;
+		close(s->lock_fd);
+		s->lock_fd = -1;
+		if (e == EWOULDBLOCK)
+			lc_errf(err, errlen, "%s is in use by another llmcap-server%s%s%s; one server per data directory",
+				dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		else
+			lc_errf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+		return -1;
+	}
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n)
+		lc_log(LC_LOG_INFO, "llmcap-server: cannot write the pid to %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void unlock_dir(struct srv *s)
+{
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);   /* drops the flock */
+	s->lock_fd = -1;
+}
 
 int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 {
@@ -33,7 +73,11 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 		lc_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	if (lock_dir(s, dir, err, errlen) != 0)
+		return -1;
 	pthread_rwlock_init(&s->maplock, NULL);
+	pthread_mutex_init(&s->pub_mu, NULL);
+	pthread_cond_init(&s->pub_cv, NULL);
 	if ((rc = mdb_env_create(&s->env)) != 0)
 		goto fail;
 	mdb_env_set_maxdbs(s->env, 16);
@@ -67,6 +111,7 @@ fail:
 	if (s->env)
 		mdb_env_close(s->env);
 	s->env = NULL;
+	unlock_dir(s);
 	return -1;
 }
 
@@ -77,7 +122,30 @@ void srv_store_close(struct srv *s)
 	mdb_env_sync(s->env, 1);
 	mdb_env_close(s->env);
 	s->env = NULL;
+	unlock_dir(s);
 	pthread_rwlock_destroy(&s->maplock);
+	pthread_cond_destroy(&s->pub_cv);
+	pthread_mutex_destroy(&s->pub_mu);
+}
+
+const char *srv_strerror(int rc)
+{
+	if (rc == SRV_REFUSED)
+		return "refused";
+	return rc > 0 ? strerror(rc) : mdb_strerror(rc);   /* mdb_strerror knows errno too, but not every one */
+}
+
+/* set by srv_publish on this thread, read by run() once the transaction is over */
+static __thread bool published;
+
+void srv_note_publish(void) { published = true; }
+
+static void publish_done(struct srv *s)
+{
+	pthread_mutex_lock(&s->pub_mu);
+	s->pub_gen++;
+	pthread_cond_broadcast(&s->pub_cv);
+	pthread_mutex_unlock(&s->pub_mu);
 }
 
 static int grow(struct srv *s, size_t seen)
@@ -140,8 +208,9 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 			pthread_rwlock_unlock(&s->maplock);
 			return rc;
 		}
+		published = false;
 		rc = fn(s, txn, ctx);
-		if (rc == 0) {
+		if (rc == SRV_COMMIT) {
 			if (flags & MDB_RDONLY) {
 				mdb_txn_abort(txn);
 			} else {
@@ -151,6 +220,9 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 			mdb_txn_abort(txn);
 		}
 		pthread_rwlock_unlock(&s->maplock);
+		if (rc == SRV_COMMIT && published)
+			publish_done(s);
+		published = false;
 		if (rc == MDB_MAP_FULL && !(flags & MDB_RDONLY)) {
 			if (grow(s, seen) != 0)
 				return rc;

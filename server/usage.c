@@ -409,7 +409,7 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 	 * cannot hold is dropped, not a reason to refuse the host's whole report */
 	for (i = json_array_size(ctrs); i-- > 0;) {
 		c = json_array_get(ctrs, i);
-		if (!str_field2(c, "id", SRV_ID_MAX, true)) {
+		if (!str_field2(c, "id", SRV_COUNTER_ID_MAX, true)) {
 			lc_log(LC_LOG_INFO, "llmcap-server: usage report: counter with an unusable id dropped");
 			json_array_remove(ctrs, i);
 		}

@@ -180,8 +180,8 @@ static int want_id(const char *k, const char *path, char *err, size_t errlen)
 {
 	size_t n = strlen(k);
 
-	if (n == 0 || n > 63)
-		FAIL("%s: names must be 1 to 63 bytes", path);
+	if (n == 0 || n > LC_NAME_MAX)
+		FAIL("%s: names must be 1 to %d bytes", path, LC_NAME_MAX);
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f)
 			FAIL("%s: names must not contain control characters", path);

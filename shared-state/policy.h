@@ -26,6 +26,7 @@ int64_t lc_window_start(enum lc_window w, int64_t now);
 int64_t lc_window_end(enum lc_window w, int64_t now);
 
 #define LC_MAX_LIMITS 16
+#define LC_NAME_MAX 63   /* key, team, customer and provider names: 1 to 63 bytes */
 
 struct lc_limit {
 	enum lc_metric metric;

@@ -206,7 +206,7 @@ expect_eq "the old ETag no longer matches -> 200" 200 "$CODE"
 
 # --- method and path refusals
 noauth PUT /v1/policy '{}'; expect_code "PUT /v1/policy -> 405" 405 method_not_allowed
-api GET /v1/admin/invites; expect_code "GET invites -> 405" 405
+api PUT /v1/admin/invites '{}'; expect_code "PUT invites -> 405" 405
 api POST /v1/admin/org '{}'; expect_code "POST org -> 405" 405
 api DELETE /v1/usage; expect_code "DELETE usage -> 405" 405
 api GET /v1/admin/nothing; expect_code "unknown admin path -> 404" 404

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -506,6 +509,264 @@ static void test_window_bounds(void **state)
 	assert_int_equal(lc_window_end(LC_WIN_MONTHLY, -1), 0);
 }
 
+/* every row of the route table is reachable by its method and pattern; HEAD rides on GET;
+ * a path that matches with another method is 405 with Allow, anything else 404 */
+static void test_route_table(void **state)
+{
+	(void)state;
+	struct srv_match m;
+	struct srv_resp rs;
+	for (const struct srv_route *r = srv_routes; r->method; r++) {
+		char path[256], *o = path;
+		for (const char *p = r->pattern; *p; p++) {
+			if (*p == '{') {
+				o += sprintf(o, "x1");
+				p = strchr(p, '}');
+			} else {
+				*o++ = *p;
+			}
+		}
+		*o = 0;
+		assert_int_equal(srv_route_match(r->method, path, &m, &rs), 0);
+		assert_ptr_equal(m.route, r);
+		srv_resp_free(&rs);
+	}
+	assert_int_equal(srv_route_match("HEAD", "/healthz", &m, &rs), 0);
+	assert_int_equal(srv_route_match("POST", "/v1/admin/org", &m, &rs), -1);
+	assert_int_equal(rs.status, 405);
+	assert_string_equal(rs.allow, "GET, PUT");
+	srv_resp_free(&rs);
+	assert_int_equal(srv_route_match("GET", "/v1/admin/keys/a/b", &m, &rs), -1);
+	assert_int_equal(rs.status, 404);
+	srv_resp_free(&rs);
+}
+
+/* %00 (and any escaped control byte) is never decoded: the router refuses the path instead of
+ * acting on a truncated id (DELETE /v1/admin/teams/-%00zzz deleted team "-") */
+static void test_path_control_bytes(void **state)
+{
+	struct fx *fx = *state;
+	char path[64];
+	json_t *j;
+
+	snprintf(path, sizeof path, "/v1/admin/teams/-%%00zzz");
+	assert_int_equal(srv_unescape(path), strlen("/v1/admin/teams/-%00zzz"));
+	assert_string_equal(path, "/v1/admin/teams/-%00zzz");
+	snprintf(path, sizeof path, "/v1/admin/teams/a%%2eb%%09%%7f%%zz%%4");
+	srv_unescape(path);
+	assert_string_equal(path, "/v1/admin/teams/a.b%09%7f%zz%4");
+
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/-", AUTH, "{\"limits\":[]}", NULL, NULL), 201);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/teams/-%00zzz", AUTH, NULL, &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "control characters");
+	json_decref(j);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/teams/-\tx", AUTH, NULL, NULL, NULL), 400);
+	assert_int_equal(req(fx, "GET", "/v1/admin/teams/-", AUTH, NULL, NULL, NULL), 200);   /* still there */
+}
+
+/* ids: the API takes what the policy takes (1-63), and says so */
+static void test_id_limit(void **state)
+{
+	struct fx *fx = *state;
+	char id[80], path[128], body[256];
+	json_t *j;
+
+	memset(id, 'a', 64);
+	id[64] = 0;
+	snprintf(path, sizeof path, "/v1/admin/teams/%s", id);
+	assert_int_equal(req(fx, "PUT", path, AUTH, "{\"limits\":[]}", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "1-63 characters");
+	json_decref(j);
+	snprintf(body, sizeof body, "{\"id\":\"%s\",\"sha256\":\"" SHA_A "\"}", id);
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, body, &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "1-63 characters");
+	json_decref(j);
+	id[63] = 0;
+	snprintf(path, sizeof path, "/v1/admin/teams/%s", id);
+	assert_int_equal(req(fx, "PUT", path, AUTH, "{\"limits\":[]}", NULL, NULL), 201);
+	snprintf(body, sizeof body, "{\"id\":\"%s\",\"sha256\":\"" SHA_A "\"}", id);
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, body, NULL, NULL), 201);
+}
+
+/* A write the disk refuses (RLIMIT_FSIZE 0: every write fails with EFBIG, as a full disk fails
+ * with ENOSPC) is answered 503 naming the cause, never 200/201, and nothing is stored. */
+static void test_store_failure_is_5xx(void **state)
+{
+	struct fx *fx = *state;
+	const char *const calls[][3] = {
+		{"PUT", "/v1/admin/teams/t", "{\"limits\":[]}"},
+		{"POST", "/v1/admin/keys", "{\"id\":\"k\",\"sha256\":\"" SHA_A "\"}"},
+		{"PUT", "/v1/admin/org", "{\"spend_cap_usd\":5,\"period\":\"monthly\"}"},
+		{"POST", "/v1/admin/invites", "{\"limits\":[]}"},
+		{"PATCH", "/v1/admin/keys/ci", "{\"revoked\":true}"},
+	};
+	int status;
+	int64_t v0;
+
+	assert_int_equal(req(fx, "POST", "/v1/admin/keys", AUTH, "{\"id\":\"ci\",\"sha256\":\"" SHA_B "\"}", NULL, NULL), 201);
+	v0 = version(fx);
+	srv_store_close(&fx->s);   /* the child opens its own (an LMDB env does not cross fork) */
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = {0, 0};
+		int bad = 0;
+		signal(SIGXFSZ, SIG_IGN);
+		setenv("LLMCAP_LOG", "off", 1);
+		if (open_fx(fx, 0) != 0 || setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(100);
+		/* no cmocka asserts in a forked child */
+		for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+			struct srv_req rq = {.method = calls[i][0], .path = calls[i][1], .authorization = AUTH,
+					     .body = calls[i][2], .body_len = strlen(calls[i][2])};
+			struct srv_resp rs;
+			srv_handle(&fx->s, &rq, &rs);
+			if (rs.status != 503 || !rs.body || !strstr(rs.body, "store: File too large"))
+				bad |= 1 << i;
+			srv_resp_free(&rs);
+		}
+		_exit(bad);
+	}
+	waitpid(pid, &status, 0);
+	assert_int_equal(open_fx(fx, 0), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(version(fx), v0);
+	assert_int_equal(req(fx, "GET", "/v1/admin/teams/t", AUTH, NULL, NULL, NULL), 404);
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys/k", AUTH, NULL, NULL, NULL), 404);
+}
+
+static struct srv_resp policy_req(struct fx *fx, const char *etag, const char *const *args, int64_t start_ms)
+{
+	struct srv_req rq = {.method = "GET", .path = "/v1/policy", .if_none_match = etag, .args = args,
+			     .start_ms = start_ms};
+	struct srv_resp rs;
+	srv_handle(&fx->s, &rq, &rs);
+	return rs;
+}
+
+/* GET /v1/policy?wait=N with the current ETag: no answer yet (retry_at), 200 once a change is
+ * committed (pub_gen moves only on a commit), 304 when the wait is over */
+static void test_policy_long_poll(void **state)
+{
+	struct fx *fx = *state;
+	const char *wait5[] = {"wait", "5", NULL}, *wait999[] = {"wait", "999", NULL}, *bad[] = {"wait", "x", NULL};
+	struct srv_resp rs = policy_req(fx, NULL, NULL, 0), r2;
+	char etag[96];
+	int64_t now = lc_now_ms();
+
+	assert_int_equal(rs.status, 200);
+	snprintf(etag, sizeof etag, "%s", rs.etag);
+	srv_resp_free(&rs);
+
+	r2 = policy_req(fx, etag, wait5, now);
+	assert_int_equal(r2.status, 0);
+	assert_int_equal(r2.retry_at_ms, now + 5000);
+	r2 = policy_req(fx, etag, wait999, now);
+	assert_int_equal(r2.retry_at_ms, now + SRV_LONGPOLL_MAX_S * 1000);
+	r2 = policy_req(fx, etag, NULL, now);
+	assert_int_equal(r2.status, 304);
+	r2 = policy_req(fx, etag, wait5, now - 6000);   /* the wait is over */
+	assert_int_equal(r2.status, 304);
+	assert_string_equal(r2.etag, etag);
+	r2 = policy_req(fx, etag, bad, now);
+	assert_int_equal(r2.status, 400);
+	srv_resp_free(&r2);
+
+	uint64_t gen = fx->s.pub_gen;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/bad", AUTH, "{\"limits\":[{\"metric\":\"x\"}]}", NULL, NULL), 400);
+	assert_true(fx->s.pub_gen == gen);   /* refused: nothing published */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH, "{\"limits\":[]}", NULL, NULL), 201);
+	assert_true(fx->s.pub_gen == gen + 1);
+	r2 = policy_req(fx, etag, wait5, now);
+	assert_int_equal(r2.status, 200);
+	assert_string_not_equal(r2.etag, etag);
+	srv_resp_free(&r2);
+}
+
+static int req_dbg(struct fx *fx, const char *method, const char *path, const char *body, json_t **out)
+{
+	int st = req(fx, method, path, AUTH, body, out, NULL);
+	if (st >= 300 && *out)
+		print_message("%s %s -> %d %s\n", method, path, st,
+			      json_string_value(json_object_get(json_object_get(*out, "error"), "message")));
+	return st;
+}
+
+/* PATCH a team's limits in place; GET customers lists the overrides; invites are listed and revoked */
+static void test_team_patch_customers_invites(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j, *l;
+	char path[128];
+
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
+			     "{\"limits\":[{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":5},"
+			     "{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":9}]}", NULL, NULL), 201);
+	assert_int_equal(req_dbg(fx, "PATCH", "/v1/admin/teams/t",
+				 "{\"limits\":{\"0\":{\"threshold\":7},\"1\":null,\"2\":{\"metric\":\"requests\",\"window\":\"hour\",\"threshold\":3}}}",
+				 &j), 200);
+	l = json_object_get(j, "limits");
+	assert_int_equal(json_array_size(l), 2);
+	assert_true(json_number_value(json_object_get(json_array_get(l, 0), "threshold")) == 7);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "window")), "hour");
+	json_decref(j);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/t", AUTH, "{\"limits\":{\"5\":{}}}", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "limits.5");
+	json_decref(j);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/t", AUTH, "{\"limits\":{\"0\":{\"window\":\"weekly-ish\"}}}", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "teams.t.limits[0].window");
+	json_decref(j);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/t", AUTH, "{\"name\":1}", NULL, NULL), 400);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/nope", AUTH, "{\"limits\":[]}", NULL, NULL), 404);
+
+	assert_int_equal(req_dbg(fx, "PUT", "/v1/admin/customers", "{\"monthly_budget_usd\":10}", &j), 200);
+	json_decref(j);
+	assert_int_equal(req_dbg(fx, "PUT", "/v1/admin/customers/acme", "{\"monthly_budget_usd\":50}", &j), 201);
+	json_decref(j);
+	assert_int_equal(req(fx, "GET", "/v1/admin/customers", AUTH, NULL, &j, NULL), 200);
+	assert_true(json_number_value(json_object_get(j, "monthly_budget_usd")) == 10);
+	assert_true(json_number_value(json_object_get(json_object_get(json_object_get(j, "overrides"), "acme"),
+						      "monthly_budget_usd")) == 50);
+	json_decref(j);
+
+	assert_int_equal(req_dbg(fx, "POST", "/v1/admin/invites", "{\"limits\":[],\"id\":\"bob\"}", &j), 201);
+	char code[64], id[32];
+	snprintf(code, sizeof code, "%s", json_string_value(json_object_get(j, "code")));
+	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")));
+	assert_int_equal(strlen(id), 16);
+	json_decref(j);
+	struct srv_resp keep;
+	assert_int_equal(req(fx, "GET", "/v1/admin/invites", AUTH, NULL, &j, &keep), 200);
+	assert_null(strstr(keep.body, code));   /* the code is never shown again */
+	srv_resp_free(&keep);
+	json_t *inv = json_array_get(json_object_get(j, "invites"), 0);
+	assert_string_equal(json_string_value(json_object_get(inv, "id")), id);
+	assert_string_equal(json_string_value(json_object_get(inv, "status")), "open");
+	assert_string_equal(json_string_value(json_object_get(inv, "key")), "bob");
+	json_decref(j);
+	snprintf(path, sizeof path, "/v1/invites/%s/redeem", id);
+	assert_int_equal(req(fx, "POST", path, NULL, "{\"sha256\":\"" SHA_A "\"}", NULL, NULL), 404);   /* the id is no code */
+	snprintf(path, sizeof path, "/v1/admin/invites/%s", id);
+	assert_int_equal(req_dbg(fx, "DELETE", path, NULL, &j), 200);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "revoked");
+	json_decref(j);
+	snprintf(path, sizeof path, "/v1/invites/%s/redeem", code);
+	assert_int_equal(req(fx, "POST", path, NULL, "{\"sha256\":\"" SHA_A "\"}", &j, NULL), 410);
+	assert_error(j, "gone", "revoked");
+	json_decref(j);
+	/* revoking by code; a redeemed invite is not revoked (the key is) */
+	assert_int_equal(req(fx, "POST", "/v1/admin/invites", AUTH, "{\"limits\":[]}", &j, NULL), 201);
+	snprintf(code, sizeof code, "%s", json_string_value(json_object_get(j, "code")));
+	json_decref(j);
+	snprintf(path, sizeof path, "/v1/invites/%s/redeem", code);
+	assert_int_equal(req(fx, "POST", path, NULL, "{\"sha256\":\"" SHA_B "\"}", NULL, NULL), 201);
+	snprintf(path, sizeof path, "/v1/admin/invites/%s", code);
+	assert_int_equal(req(fx, "DELETE", path, AUTH, NULL, &j, NULL), 409);
+	assert_error(j, "conflict_error", "revoke the key");
+	json_decref(j);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/invites/0000000000000000", AUTH, NULL, NULL, NULL), 404);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +781,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_event_once_per_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_report_bounds, setup, teardown),
 		cmocka_unit_test(test_window_bounds),
+		cmocka_unit_test(test_route_table),
+		cmocka_unit_test_setup_teardown(test_path_control_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_id_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_failure_is_5xx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
