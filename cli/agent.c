@@ -32,6 +32,8 @@
 #include "util.h"
 
 int lc_cmd_agent(int argc, char **argv);
+int lc_agent_metrics_start(const char *addr, char *err, size_t errlen);   /* agent_metrics.c */
+void lc_agent_metrics_report(bool ok);
 
 #define AGENT_USAGE_ANSWER_MAX (64 * 1024 * 1024)
 #define AGENT_OUTBOX_BATCH 64
@@ -263,6 +265,7 @@ static int push_usage(struct agent *a)
 	}
 	rc = 0;
 out:
+	lc_agent_metrics_report(rc == 0);
 	lc_buf_free(&bd.b);
 	json_decref(ans);
 	json_decref(snap);
@@ -410,7 +413,7 @@ static void help(FILE *f)
 {
 	fprintf(f,
 		"usage: llmcap agent --server URL --trust PUBFILE [--trust PUBFILE2] [--once] [--interval S]\n"
-		"                    [--max-backoff S] [--token-file FILE]\n"
+		"                    [--max-backoff S] [--token-file FILE] [--metrics ADDR:PORT]\n"
 		"\n"
 		"Keeps this host in sync with llmcap-server: pulls and installs the signed policy (same\n"
 		"checks as `llmcap apply`), reports this host's usage and learns the org-wide totals,\n"
@@ -425,6 +428,7 @@ static void help(FILE *f)
 		"  --interval S       seconds between rounds (default 30)\n"
 		"  --max-backoff S    cap on the retry delay while the server is away (default 300)\n"
 		"  --token-file FILE  bearer token for usage reports (the server's --host-token-file)\n"
+		"  --metrics ADDR:PORT  serve this host's Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"\n"
 		"State directory: $LLMCAP_STATE_DIR (see llmcap --help). SIGTERM or SIGINT: clean exit.\n");
 }
@@ -435,6 +439,7 @@ int lc_cmd_agent(int argc, char **argv)
 	char err[512];
 	double interval = 30, max_backoff = 300;
 	char server[2048] = "";
+	const char *metrics = NULL;
 
 	memset(&a, 0, sizeof a);
 	for (int i = 1; i < argc; i++) {
@@ -462,6 +467,8 @@ int lc_cmd_agent(int argc, char **argv)
 			snprintf(a.auth, sizeof a.auth, "Authorization: Bearer %.*s", (int)n, tb.data ? tb.data : "");
 			sodium_memzero(tb.data, tb.len);
 			lc_buf_free(&tb);
+		} else if (!strcmp(o, "--metrics") && i + 1 < argc) {
+			metrics = argv[++i];
 		} else if (!strcmp(o, "--once")) {
 			a.once = true;
 		} else if (!strcmp(o, "--interval") && i + 1 < argc) {
@@ -501,6 +508,10 @@ int lc_cmd_agent(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (metrics && lc_agent_metrics_start(metrics, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap agent: --metrics %s: %s\n", metrics, err);
+		return 2;
+	}
 
 	int64_t installed = 0;
 	if (lc_policy_info(&installed, NULL) == LC_OK)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "stats.h"
 #include "util.h"
 
 #define MV(p, n) ((MDB_val){.mv_size = (n), .mv_data = (void *)(p)})
@@ -125,9 +126,6 @@ static uint64_t rbe64(const unsigned char *o)
 	return v;
 }
 
-/* tickets live in the counters tree under 0xff + id (counter keys start with a scope 0..3),
- * so admit and settle dirty one B-tree */
-#define LC_TICKET_PREFIX 0xff
 static void tkey_make(unsigned char tk[9], uint64_t id)
 {
 	tk[0] = LC_TICKET_PREFIX;
@@ -1235,6 +1233,14 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 			break;
 		}
 		/* a denial still commits: its events (and reclaimed tickets) must persist */
+		if ((rc = lc_stats_count(s, txn, d)) == MDB_MAP_FULL) {
+			lc_store_grow(s, txn);
+			continue;
+		}
+		if (rc) {
+			lc_store_end(s, txn, false);
+			break;
+		}
 		rc = lc_store_end(s, txn, d->verdict == LC_ALLOW || events_only || d->verdict == LC_DENY);
 		if (rc != MDB_MAP_FULL)
 			break;

@@ -73,6 +73,9 @@ struct lc_ckey {
 	unsigned char b[LC_CKEY_MAX];
 };
 
+/* tickets live in the counters tree under 0xff + id (counter keys start with a scope 0..3),
+ * so admit and settle dirty one B-tree */
+#define LC_TICKET_PREFIX 0xff
 #define LC_TICKET_MAXC 40
 struct lc_rec_ticket_hdr {
 	int32_t pid;

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Prometheus metrics: llmcap-server's /metrics and `llmcap agent --metrics ADDR:PORT`, scraped
+# after real traffic and parsed strictly (tests/provider/promcheck.py: grammar, HELP/TYPE,
+# _total counters, llmcap_ prefix, escaping, and python3-prometheus-client's parser agreeing).
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+PROMCHECK="$LC_ROOT/tests/provider/promcheck.py"
+
+setup_keys
+start_provider p
+start_server
+PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+# $1 per output token: a 20-token answer costs $20
+api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
+api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
+api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","threshold":500,"alert_at":300}]}'
+api POST /v1/admin/keys '{"id":"ka","sha256":"'"$(fingerprint sk-metrics-a)"'","team":"t","limits":[{"metric":"cost","window":"daily","threshold":40},{"metric":"requests","window":"hour","threshold":1000,"enabled":false}]}'
+expect_code "key with limits" 201
+
+# scrape URL OUT [AUTH]: fetch and check strictly; OUT.json holds the samples
+scrape() {
+	local code
+	code=$(curl -s -o "$2" -w '%{http_code} %{content_type}' ${3:+-H "Authorization: Bearer $3"} "$1")
+	SCRAPE_CODE=$code
+	"$PY" "$PROMCHECK" "$2" >"$2.json" 2>"$2.err"
+}
+# m FILE.json SERIES: one sample's value ("" when absent)
+m() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); v=j.get(sys.argv[2]); print("" if v is None else (int(v) if v == int(v) else v))' "$1" "$2"; }
+
+# --- the host
+MPORT=$(free_port)
+"$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --metrics "127.0.0.1:x" --once >/dev/null 2>"$T/err"
+expect_eq "--metrics with a bad port: exit 2" 2 $?
+check "...naming the option" grep -q -- "--metrics 127.0.0.1:x" "$T/err"
+"$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --interval 1 --metrics "127.0.0.1:$MPORT" \
+	>"$T/agent.out" 2>&1 &
+_pids+=($!)
+wait_port "$MPORT"
+wait_for 20 "$LLMCAP" status >/dev/null 2>&1
+"$LLMCAP" status >/dev/null 2>&1; expect_eq "agent installed the policy" 0 $?
+STATUSES=$("$CHAT" --url "$PURL" --key sk-metrics-a --max-tokens 20 --count 3 2>/dev/null | tr '\n' ' ')
+expect_eq "traffic: two allowed, the third refused by the key's daily limit" "200 200 429 " "$STATUSES"
+LLMCAP_LOG=off "$CHAT" --url "$PURL" --key sk-unknown-to-policy --max-tokens 5 --count 1 >/dev/null 2>&1
+
+scrape "http://127.0.0.1:$MPORT/metrics" "$T/host.prom"
+check "host /metrics: strict parse ($(head -c 200 "$T/host.prom.err"))" test ! -s "$T/host.prom.err"
+expect_eq "host /metrics: 200 and the exposition content type" "200 text/plain; version=0.0.4; charset=utf-8" "$SCRAPE_CODE"
+H=$T/host.prom.json
+expect_eq "decisions: 3 allowed (2 + the key the policy does not name)" 3 "$(m "$H" 'llmcap_decisions_total{reason=,verdict=allow}')"
+expect_eq "decisions: 1 refused by the key's limit" 1 "$(m "$H" 'llmcap_decisions_total{reason=key_limit,verdict=deny}')"
+expect_eq "decisions: none refused by the team's limit" 0 "$(m "$H" 'llmcap_decisions_total{reason=team_limit,verdict=deny}')"
+expect_eq "reservations in flight: 0 after the calls ended" 0 "$(m "$H" 'llmcap_reservations_in_flight{}')"
+check "store size in bytes" test "$(m "$H" 'llmcap_store_size_bytes{}')" -gt 0
+expect_eq "key limit used, USD" 40 "$(m "$H" 'llmcap_limit_used_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
+expect_eq "key limit threshold, USD" 40 "$(m "$H" 'llmcap_limit_threshold_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
+expect_eq "team alert level, USD" 300 "$(m "$H" 'llmcap_limit_alert_threshold_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+expect_eq "a toggled-off limit: enabled 0" 0 "$(m "$H" 'llmcap_limit_enabled{action=block,limit=key:ka:requests:hour}')"
+check "reset time of the daily limit is the next 00:00 UTC" test "$(m "$H" 'llmcap_limit_reset_timestamp_seconds{limit=key:ka:cost:daily}')" = \
+	"$(date -u -d "$(date -u -d tomorrow +%Y-%m-%d)T00:00:00Z" +%s)"
+wait_for 20 grep -q '^llmcap_agent_reports_total{result="accepted"} [1-9]' <(curl -s "http://127.0.0.1:$MPORT/metrics")
+scrape "http://127.0.0.1:$MPORT/metrics" "$T/host.prom"
+check "the agent counts its accepted reports" test "$(m "$H" 'llmcap_agent_reports_total{result=accepted}')" -ge 1
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/other")
+expect_eq "host: any other path is 404" 404 "$CODE"
+finish
