@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "engine.h"
 #include "webhook.h"
 #include "sign.h"
@@ -358,12 +359,19 @@ static int deliver_outbox(struct agent *a)
 			hd = curl_slist_append(hd, line);
 			snprintf(line, sizeof line, "x-llmcap-delivery: dlv_%s", hx);
 			hd = curl_slist_append(hd, line);
-			lc_webhook_sign(secret ? secret : "", lc_now(), txt, strlen(txt), sig, sizeof sig);
+			char *payload = lc_webhook_body(wh, txt);   /* the webhook's format: generic, slack, teams */
+			if (!payload) {
+				curl_slist_free_all(hd);
+				all_ok = false;
+				continue;
+			}
+			lc_webhook_sign(secret ? secret : "", lc_now(), payload, strlen(payload), sig, sizeof sig);
 			snprintf(line, sizeof line, "x-llmcap-signature: %s", sig);
 			hd = curl_slist_append(hd, line);
 			struct body bd;
 			char err[512];
-			long st = http("POST", url, hd, txt, strlen(txt), &bd, 64 * 1024, err, sizeof err);
+			long st = http("POST", url, hd, payload, strlen(payload), &bd, 64 * 1024, err, sizeof err);
+			free(payload);
 			curl_slist_free_all(hd);
 			lc_buf_free(&bd.b);
 			if (st >= 200 && st < 300) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert.h"
 #include "util.h"
 
 static const char *const metric_names[] = {"cost", "requests", "tokens"};
@@ -514,7 +515,8 @@ static const char *const event_names[] = {"spend_cap_warning_threshold_reached",
 static int validate_notifications(json_t *v, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"webhooks", NULL};
-	static const char *const wfields[] = {"url", "secret", "events", NULL};
+	static const char *const wfields[] = {"url", "secret", "events", "format", NULL};
+	enum lc_webhook_format fmt;
 	char p[256];
 	size_t i, j;
 	json_t *w, *x, *e, *ev;
@@ -543,6 +545,9 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 		e = json_object_get(w, "secret");
 		if (!json_is_string(e) || !*json_string_value(e))
 			FAIL("%s.secret: must be a non-empty string", p);
+		e = json_object_get(w, "format");
+		if (e && lc_webhook_format_parse(json_string_value(e), &fmt) != 0)
+			FAIL("%s.format: must be one of generic, slack, teams", p);
 		e = json_object_get(w, "events");
 		if (e) {
 			if (!json_is_array(e))
