@@ -120,6 +120,10 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
 	return agent_stop ? 1 : 0;
 }
 
+/* --cacert: the CA bundle that verifies the server (only the server: webhooks use the system's) */
+static char cacert[4096];
+static const char *cacert_for;   /* the server's base URL */
+
 /* One request. Returns the HTTP status, or -1 with err (no answer). */
 static long http(const char *method, const char *url, struct curl_slist *hdrs, const char *body, size_t blen,
 		 struct body *out, size_t max, char *err, size_t errlen)
@@ -151,6 +155,8 @@ static long http(const char *method, const char *url, struct curl_slist *hdrs, c
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "llmcap-agent/0.1");
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (cacert[0] && cacert_for && strncmp(url, cacert_for, strlen(cacert_for)) == 0)
+		curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
 	cc = curl_easy_perform(h);
 	if (cc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -421,7 +427,7 @@ static void help(FILE *f)
 {
 	fprintf(f,
 		"usage: llmcap agent --server URL --trust PUBFILE [--trust PUBFILE2] [--once] [--interval S]\n"
-		"                    [--max-backoff S] [--token-file FILE] [--metrics ADDR:PORT]\n"
+		"                    [--max-backoff S] [--token-file FILE] [--metrics ADDR:PORT] [--cacert FILE]\n"
 		"\n"
 		"Keeps this host in sync with llmcap-server: pulls and installs the signed policy (same\n"
 		"checks as `llmcap apply`), reports this host's usage and learns the org-wide totals,\n"
@@ -437,6 +443,7 @@ static void help(FILE *f)
 		"  --max-backoff S    cap on the retry delay while the server is away (default 300)\n"
 		"  --token-file FILE  bearer token for usage reports (the server's --host-token-file)\n"
 		"  --metrics ADDR:PORT  serve this host's Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"  --cacert FILE      PEM CA certificate(s) that verify an https:// server (its --tls-cert)\n"
 		"\n"
 		"State directory: $LLMCAP_STATE_DIR (see llmcap --help). SIGTERM or SIGINT: clean exit.\n");
 }
@@ -477,6 +484,12 @@ int lc_cmd_agent(int argc, char **argv)
 			lc_buf_free(&tb);
 		} else if (!strcmp(o, "--metrics") && i + 1 < argc) {
 			metrics = argv[++i];
+		} else if (!strcmp(o, "--cacert") && i + 1 < argc) {
+			snprintf(cacert, sizeof cacert, "%s", argv[++i]);
+			if (access(cacert, R_OK) != 0) {
+				fprintf(stderr, "llmcap agent: --cacert %s: %s\n", cacert, strerror(errno));
+				return 2;
+			}
 		} else if (!strcmp(o, "--once")) {
 			a.once = true;
 		} else if (!strcmp(o, "--interval") && i + 1 < argc) {
@@ -500,6 +513,7 @@ int lc_cmd_agent(int argc, char **argv)
 	while (sl > 0 && server[sl - 1] == '/')
 		server[--sl] = 0;
 	a.server = server;
+	cacert_for = server;
 	if (!(interval > 0) || interval > 86400)
 		interval = 30;
 	if (max_backoff < interval)

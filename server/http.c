@@ -388,6 +388,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	lc_log(LC_LOG_INFO, "llmcap-server: http: %s", msg);
 }
 
+bool srv_http_tls_supported(void) { return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES; }
+
 struct srv_http *srv_http_start(struct srv *s, const struct srv_http_opts *o, char *err, size_t errlen)
 {
 	struct srv_http *h = calloc(1, sizeof *h);
@@ -404,15 +406,22 @@ struct srv_http *srv_http_start(struct srv *s, const struct srv_http_opts *o, ch
 #ifdef MHD_USE_EPOLL
 	flags |= MHD_USE_EPOLL;
 #endif
+	bool tls = o->tls_cert_pem && o->tls_key_pem;
+	if (tls)
+		flags |= MHD_USE_TLS;
 	h->d = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, o->listen_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, o->threads, MHD_OPTION_NOTIFY_COMPLETED, on_done, h,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s,
 		MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		o->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+		o->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		/* the TLS options last: when not serving TLS, the list ends before them */
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, o->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
+		o->tls_key_pem, MHD_OPTION_END);
 	if (!h->d) {
-		lc_errf(err, errlen, "cannot start the HTTP server");
+		lc_errf(err, errlen, tls ? "cannot start the HTTPS server (is the --tls-key the key of the --tls-cert?)"
+				: "cannot start the HTTP server");
 		pthread_mutex_destroy(&h->mu);
 		free(h);
 		return NULL;

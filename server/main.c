@@ -41,6 +41,8 @@ static void usage(FILE *f)
 		"  --request-timeout S       a request's head and body must arrive within S seconds (default 30)\n"
 		"  --webhook-backoff-ms MS   first webhook retry delay, doubling per attempt (default 1000)\n"
 		"  --webhook-backoff-max-ms MS  cap on the retry delay (default 300000)\n"
+		"  --tls-cert FILE           serve HTTPS with this PEM certificate (chain) ...\n"
+		"  --tls-key FILE            ... and this PEM private key (agents: llmcap agent --cacert)\n"
 		"  --version                 print the version and exit\n"
 		"\n"
 		"Environment: LLMCAP_LOG=off|error|info|debug. See docs/server.md.\n");
@@ -130,6 +132,34 @@ static int listen_on(const char *arg, const struct sockaddr_storage *ss, socklen
 	return fd;
 }
 
+/* a PEM file as a NUL-terminated string (malloc'd), or NULL with a message */
+static char *load_pem(const char *opt, const char *file)
+{
+	char err[512];
+	struct lc_buf b;
+	char *out = NULL;
+	lc_buf_init(&b, 1 << 20);
+	if (lc_read_file(file, 1 << 20, &b, err, sizeof err) != 0)
+		fprintf(stderr, "llmcap-server: --%s %s: %s\n", opt, file, err);
+	else if (b.len == 0 || !memmem(b.data, b.len, "-----BEGIN ", 11))
+		fprintf(stderr, "llmcap-server: --%s %s: not a PEM file\n", opt, file);
+	else if ((out = malloc(b.len + 1))) {
+		memcpy(out, b.data, b.len);
+		out[b.len] = 0;
+	}
+	if (b.data)
+		sodium_memzero(b.data, b.len);
+	lc_buf_free(&b);
+	return out;
+}
+
+static bool loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	return ss->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
 /* the token in file (whitespace around it ignored), into set(); 0 or -1 with a message */
 static int load_token(struct srv *s, const char *opt, const char *file, int (*set)(struct srv *, const char *, size_t))
 {
@@ -164,11 +194,14 @@ int main(int argc, char **argv)
 		{"max-connections", required_argument, 0, 'C'},
 		{"max-connections-per-ip", required_argument, 0, 'P'},
 		{"request-timeout", required_argument, 0, 'T'},
+		{"tls-cert", required_argument, 0, 'c'},
+		{"tls-key", required_argument, 0, 'K'},
 		{"version", no_argument, 0, 'V'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
 	const char *listen_arg = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
+	const char *certfile = NULL, *tlskeyfile = NULL;
 	struct srv_http_opts ho = {.threads = 4, .max_connections = 1000, .max_connections_per_ip = 64,
 				   .request_timeout_s = 30, .idle_timeout_s = 30};
 	static struct srv s;
@@ -184,6 +217,8 @@ int main(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 't': tokfile = optarg; break;
 		case 'H': hostfile = optarg; break;
+		case 'c': certfile = optarg; break;
+		case 'K': tlskeyfile = optarg; break;
 		case 'n': bad = num_arg("threads", optarg, 1, 64, &v); ho.threads = (unsigned)v; break;
 		case 'C': bad = num_arg("max-connections", optarg, 1, 100000, &v); ho.max_connections = (unsigned)v; break;
 		case 'P': bad = num_arg("max-connections-per-ip", optarg, 1, 100000, &v); ho.max_connections_per_ip = (unsigned)v; break;
@@ -221,6 +256,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: --listen %s: expected ADDR:PORT (IPv6 as [ADDR]:PORT)\n", listen_arg);
 		return 2;
 	}
+	if (!certfile != !tlskeyfile) {
+		fprintf(stderr, "llmcap-server: --tls-cert and --tls-key go together (HTTPS needs both)\n");
+		return 2;
+	}
+	if (certfile && !srv_http_tls_supported()) {
+		fprintf(stderr, "llmcap-server: this libmicrohttpd was built without TLS; cannot serve HTTPS\n");
+		return 1;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "llmcap-server: libsodium failed to initialise\n");
 		return 1;
@@ -233,6 +276,15 @@ int main(int argc, char **argv)
 	if (load_token(&s, "admin-token-file", tokfile, srv_set_admin_token) != 0 ||
 	    (hostfile && load_token(&s, "host-token-file", hostfile, srv_set_host_token) != 0))
 		return 1;
+	char *cert_pem = NULL, *key_pem = NULL;
+	if (certfile && (!(cert_pem = load_pem("tls-cert", certfile)) || !(key_pem = load_pem("tls-key", tlskeyfile))))
+		return 1;
+	ho.tls_cert_pem = cert_pem;
+	ho.tls_key_pem = key_pem;
+	if (!certfile && !loopback(&ss))
+		fprintf(stderr, "llmcap-server: warning: plain HTTP on %s, which is not a loopback address: tokens and "
+			"usage cross the network in clear; use --tls-cert/--tls-key (or a TLS proxy in front)\n",
+			listen_arg);
 	if (srv_store_open(&s, data, err, sizeof err) != 0) {
 		fprintf(stderr, "llmcap-server: --data: %s\n", err);
 		return 1;
@@ -279,6 +331,10 @@ int main(int argc, char **argv)
 	srv_notifier_stop(&s);
 	srv_store_close(&s);
 	lc_signkey_wipe(&s.key);
+	if (key_pem)
+		sodium_memzero(key_pem, strlen(key_pem));
+	free(key_pem);
+	free(cert_pem);
 	curl_global_cleanup();
 	return 0;
 }

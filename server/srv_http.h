@@ -12,7 +12,11 @@ struct srv_http_opts {
 	unsigned max_connections_per_ip;
 	unsigned request_timeout_s;     /* a request's head and body must arrive within this */
 	unsigned idle_timeout_s;        /* no byte either way for this long: closed */
+	const char *tls_cert_pem;       /* both set: HTTPS (PEM text, kept until srv_http_stop) */
+	const char *tls_key_pem;
 };
+/* libmicrohttpd here was built with TLS (GnuTLS) */
+bool srv_http_tls_supported(void);
 
 struct srv_http;
 struct srv_http *srv_http_start(struct srv *s, const struct srv_http_opts *o, char *err, size_t errlen);
