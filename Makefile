@@ -56,14 +56,16 @@ TESTBIN_SRC = $(sort $(wildcard tests/bin/*.c))
 BENCH_SRC = $(sort $(wildcard bench/*.c))
 
 obj = $(patsubst %.c,$(O)/%.o,$(1))
-SS_OBJ  = $(call obj,$(SS_SRC))
+# the built-in price book (data/prices.json) is compiled into the engine as a byte array
+BOOK_C = $(B)/gen/price_book.c
+SS_OBJ  = $(call obj,$(SS_SRC)) $(O)/gen/price_book.o
 SDK_OBJ = $(call obj,$(SDK_SRC))
 PRE_LOGIC_OBJ = $(call obj,$(PRE_LOGIC_SRC))
 SRV_LOGIC_OBJ = $(call obj,$(SRV_LOGIC_SRC))
 CLI_OBJ = $(call obj,$(CLI_SRC))
 # the preload is built separately, never with sanitizers and never against libssl/libcurl
 PRE_OBJ = $(patsubst %.c,$(OP)/%.o,$(PRE_HOOK_SRC))
-PRE_ENG_OBJ = $(patsubst %.c,$(OP)/%.o,$(SS_SRC) $(PRE_ENG_SRC))
+PRE_ENG_OBJ = $(patsubst %.c,$(OP)/%.o,$(SS_SRC) $(PRE_ENG_SRC)) $(OP)/gen/price_book.o
 
 SONAME = libllmcap.so.$(VERSION_MAJOR)
 LIB_SO = $(B)/libllmcap.so.$(VERSION)
@@ -95,6 +97,24 @@ $(O)/%.o: %.c
 $(OP)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLC_PRELOAD_BUILD -MMD -MP -c $< -o $@
+
+$(BOOK_C): data/prices.json
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from data/prices.json by the Makefile: do not edit */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'const unsigned char lc_price_book_data[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; \
+	  echo 'const size_t lc_price_book_size = sizeof(lc_price_book_data) - 1;'; } > $@.tmp
+	mv $@.tmp $@
+
+$(O)/gen/price_book.o: $(BOOK_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(OP)/gen/price_book.o: $(BOOK_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLC_PRELOAD_BUILD -c $< -o $@
 
 $(LIB_SO): $(SS_OBJ) $(SDK_OBJ)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS)

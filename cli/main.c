@@ -18,6 +18,7 @@
 int lc_cmd_run(int argc, char **argv) __attribute__((weak));
 int lc_cmd_agent(int argc, char **argv) __attribute__((weak));
 int lc_cmd_admin(int argc, char **argv);
+int lc_cmd_prices(int argc, char **argv);  /* cli/prices.c */
 
 static const char *prog = "llmcap";
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 		"  status [--json]                        every limit: usage / threshold, window, reset time\n"
 		"  run -- CMD [ARGS...]                   run CMD with the preload library\n"
 		"  key fingerprint                        read an API key on stdin, print its sha256\n"
+		"  prices [MODEL] [--json]                the effective prices (policy prices over the built-in book)\n"
 		"  agent --server URL --trust PUBFILE [--once] [--interval S]   sync with llmcap-server\n"
 		"  admin RESOURCE [ACTION] [ARGS] [--json]   the llmcap-server admin API (keys, teams, usage, ...)\n"
 		"  version                                print the version\n"
@@ -328,6 +330,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc, argv);
 	if (!strcmp(cmd, "key"))
 		return cmd_key(argc, argv);
+	if (!strcmp(cmd, "prices"))
+		return lc_cmd_prices(argc, argv);
 	if (!strcmp(cmd, "run")) {
 		if (!lc_cmd_run && wants_help(argc, argv)) {
 			printf("usage: llmcap run -- CMD [ARGS...]\n"

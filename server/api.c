@@ -555,7 +555,8 @@ void srv_h_piece_put(struct srv_call *c)
 			return;
 		}
 	} else if (strcmp(p, "settings") == 0) {
-		static const char *const allowed[] = {"unknown_keys", "unknown_models", "policy_lifetime_days", NULL};
+		static const char *const allowed[] = {"unknown_keys", "unknown_models", "price_book", "policy_lifetime_days",
+						      NULL};
 		if (!fields_ok(c->body, "settings", allowed, c->rs))
 			return;
 		json_t *d = json_object_get(c->body, "policy_lifetime_days");

@@ -69,11 +69,14 @@ json_t *srv_policy_build(struct srv *s, MDB_txn *txn, int64_t version, int64_t n
 	json_object_set_new(doc, "providers", p ? p : default_providers());
 	p = srv_get_json(txn, s->db_meta, "prices");
 	json_object_set_new(doc, "prices", p ? p : json_object());
+	/* the built-in price book prices ordinary OpenAI and Anthropic calls from the first policy on
+	 * (settings may say "price_book": "none"); the admin's prices override or add */
+	json_object_set_new(doc, "price_book", json_string("builtin"));
 
 	json_t *set = srv_get_json(txn, s->db_meta, "settings");
 	if (set) {
-		const char *f[] = {"unknown_keys", "unknown_models"};
-		for (size_t i = 0; i < 2; i++)
+		const char *f[] = {"unknown_keys", "unknown_models", "price_book"};
+		for (size_t i = 0; i < 3; i++)
 			if ((p = json_object_get(set, f[i])))
 				json_object_set(doc, f[i], p);
 		json_decref(set);

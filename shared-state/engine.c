@@ -154,21 +154,6 @@ static const char *scope_name(int s)
 	return s >= 0 && s < 4 ? n[s] : "?";
 }
 
-/* one request's cost: the exact sum, rounded up once to the whole micro-USD */
-static int64_t cost_sum(int64_t t1, int64_t p1, int64_t t2, int64_t p2, int64_t t3, int64_t p3)
-{
-	__int128 c = 0;
-
-	if (t1 > 0 && p1 > 0)
-		c += (__int128)t1 * p1;
-	if (t2 > 0 && p2 > 0)
-		c += (__int128)t2 * p2;
-	if (t3 > 0 && p3 > 0)
-		c += (__int128)t3 * p3;
-	c = (c + 999999) / 1000000;
-	return c > INT64_MAX ? INT64_MAX : (int64_t)c;
-}
-
 static int64_t sat_add(int64_t a, int64_t b)
 {
 	if (b > 0 && a > INT64_MAX - b)
@@ -520,8 +505,7 @@ static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const in
 	else if (u && u->present) {
 		actual[LC_METRIC_REQUESTS] = 1;
 		actual[LC_METRIC_TOKENS] = sat_add(sat_add(u->input, u->cached_input), u->output);
-		actual[LC_METRIC_COST] = cost_sum(u->input, h.price.input, u->cached_input, h.price.cached,
-						  u->output, h.price.output);
+		actual[LC_METRIC_COST] = lc_cost_settle(&h.price, u);
 	} else if (http_status >= 400) {
 		/* providers do not bill failed requests: count the request, charge nothing */
 		actual[LC_METRIC_REQUESTS] = 1;
@@ -866,7 +850,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	struct decision_ctx *x;
 	struct lc_rec_provider prov;
 	struct lc_rec_key key;
-	struct lc_rec_price price = {0, 0, 0, -1};
+	struct lc_price price;
 	bool have_key = false, have_price = false;
 	const struct lc_reqinfo *info = r->info;
 	int64_t est[3], now_ms = lc_now_ms(), out_tokens, in_tokens, cust_budget = -1, cust_rpm = -1, wait_ms;
@@ -939,14 +923,9 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	}
 
 	/* what: model price and the worst-case estimate */
-	if (info->model[0]) {
-		MDB_val k = MV(info->model, strlen(info->model)), v;
-
-		if (mdb_get(txn, s->dbi[LC_DB_PRICES], &k, &v) == 0 && v.mv_size == sizeof(price)) {
-			memcpy(&price, v.mv_data, sizeof(price));
-			have_price = true;
-		}
-	}
+	have_price = lc_price_find(txn, s->dbi[LC_DB_PRICES], info->model, &price) == 0;
+	if (!have_price)
+		lc_price_none(&price);
 	if (!have_price && x->cfg.unknown_models_block) {
 		set_deny(d, 400, "");
 		snprintf(d->message, sizeof(d->message),
@@ -964,7 +943,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 		out_tokens = x->cfg.default_max_output;
 	est[LC_METRIC_REQUESTS] = 1;
 	est[LC_METRIC_TOKENS] = sat_add(in_tokens, out_tokens);
-	est[LC_METRIC_COST] = cost_sum(in_tokens, price.input, 0, 0, out_tokens, price.output);
+	est[LC_METRIC_COST] = lc_cost_estimate(&price, info, in_tokens, out_tokens);
 
 	/* which limits apply */
 	if (have_key) {

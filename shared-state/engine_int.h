@@ -9,9 +9,10 @@
 
 #include "engine.h"
 #include "policy.h"
+#include "price.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430002u
+#define LC_REC_FORMAT 0x4c430003u
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
@@ -50,11 +51,6 @@ struct lc_rec_key {
 	struct lc_rec_limits lim;
 };
 
-struct lc_rec_price {
-	int64_t input, cached, output; /* micro-USD per million tokens */
-	int64_t max_out;               /* -1 unknown */
-};
-
 struct lc_rec_cust {
 	int64_t budget;              /* micro-USD, -1 none, -2 inherit default */
 	int64_t rpm;
@@ -83,7 +79,7 @@ struct lc_rec_ticket_hdr {
 	uint64_t pstart;
 	int64_t created_ms;
 	int64_t est[3];              /* per metric: cost (micro), requests, tokens */
-	struct lc_rec_price price;
+	struct lc_price price;       /* the model's compiled price and the request's tier */
 	/* followed by nc x (u8 len, bytes) counter keys */
 };
 

@@ -106,17 +106,8 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 				return rc;
 		}
 	}
-	json_object_foreach(json_object_get(root, "prices"), name, o) {
-		struct lc_rec_price p;
-
-		p.input = usd_or(json_object_get(o, "input"), 0);
-		p.output = usd_or(json_object_get(o, "output"), 0);
-		p.cached = json_object_get(o, "cached_input") ? usd_or(json_object_get(o, "cached_input"), 0) : p.input;
-		v = json_object_get(o, "max_output_tokens");
-		p.max_out = v ? json_integer_value(v) : -1;
-		if ((rc = put(txn, s->dbi[LC_DB_PRICES], name, strlen(name), &p, sizeof(p))))
-			return rc;
-	}
+	if ((rc = lc_prices_store(txn, s->dbi[LC_DB_PRICES], root)))
+		return rc;
 	json_object_foreach(json_object_get(root, "teams"), name, o) {
 		struct lc_rec_limits l = {0};
 

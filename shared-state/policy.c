@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "alert.h"
+#include "price.h"
 #include "util.h"
 
 static const char *const metric_names[] = {"cost", "requests", "tokens"};
@@ -296,11 +297,9 @@ static int validate_providers(json_t *v, char *err, size_t errlen)
 
 static int validate_prices(json_t *v, char *err, size_t errlen)
 {
-	static const char *const fields[] = {"input", "cached_input", "output", "max_output_tokens", NULL};
 	char p[256];
 	const char *model;
-	json_t *pr, *x;
-	int64_t tmp;
+	json_t *pr;
 
 	if (!v)
 		return 0;
@@ -310,25 +309,8 @@ static int validate_prices(json_t *v, char *err, size_t errlen)
 		snprintf(p, sizeof(p), "prices.%s", model);
 		if (strlen(model) == 0 || strlen(model) > 127)
 			FAIL("%s: model names must be 1 to 127 bytes", p);
-		if (!json_is_object(pr))
-			FAIL("%s: must be an object", p);
-		if (only_fields(pr, p, fields, err, errlen))
+		if (lc_price_entry_check(pr, p, err, errlen))
 			return -1;
-		for (int i = 0; i < 3; i++) {
-			char q[300];
-
-			snprintf(q, sizeof(q), "%s.%s", p, fields[i]);
-			x = json_object_get(pr, fields[i]);
-			if (!x && i == 1)
-				continue;
-			if (!x)
-				FAIL("%s: is required (USD per million tokens)", q);
-			if (want_usd(x, q, false, &tmp, err, errlen))
-				return -1;
-		}
-		x = json_object_get(pr, "max_output_tokens");
-		if (x && (!json_is_integer(x) || json_integer_value(x) < 0))
-			FAIL("%s.max_output_tokens: must be a non-negative integer", p);
 	}
 	return 0;
 }
@@ -569,7 +551,7 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"schema", "version", "issued_at", "expires_at", "providers", "prices",
-					     "unknown_keys", "unknown_models", "org", "teams", "keys", "customers",
+					     "price_book", "unknown_keys", "unknown_models", "org", "teams", "keys", "customers",
 					     "notifications", NULL};
 	json_t *v;
 	bool b;
@@ -603,6 +585,9 @@ int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t er
 	if (validate_providers(json_object_get(root, "providers"), err, errlen))
 		return -1;
 	if (validate_prices(json_object_get(root, "prices"), err, errlen))
+		return -1;
+	v = json_object_get(root, "price_book");
+	if (v && want_choice(v, "price_book", "none", "builtin", &b, err, errlen))
 		return -1;
 	v = json_object_get(root, "unknown_keys");
 	if (v && want_choice(v, "unknown_keys", "allow", "block", &b, err, errlen))

@@ -14,7 +14,7 @@ enum lc_dbi {
 	LC_DB_PROVIDERS,  /* "host" or "host:port" -> struct lc_rec_provider */
 	LC_DB_KEYS,       /* sha256 (32 bytes) -> struct lc_rec_key */
 	LC_DB_TEAMS,      /* name -> struct lc_rec_limits */
-	LC_DB_PRICES,     /* model -> struct lc_rec_price */
+	LC_DB_PRICES,     /* model or alias -> struct lc_price (price.h) */
 	LC_DB_CUSTS,      /* customer id -> struct lc_rec_cust */
 	LC_DB_COUNTERS,   /* counter key -> struct lc_rec_counter; also tickets under LC_TICKET_PREFIX */
 	LC_DB_OUTBOX,     /* u64 seq (big endian) -> event JSON */

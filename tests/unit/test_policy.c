@@ -361,7 +361,7 @@ static void test_compiled_defaults(void **state)
 	struct lc_trust t = {0};
 	struct lc_store *s;
 	struct lc_rec_cfg cfg;
-	struct lc_rec_price pr;
+	struct lc_price pr;
 	struct lc_rec_key key;
 	MDB_txn *txn;
 	MDB_val mk, mv;
@@ -404,9 +404,9 @@ static void test_compiled_defaults(void **state)
 	assert_int_equal(mdb_get(txn, s->dbi[LC_DB_PRICES], &mk, &mv), 0);
 	assert_int_equal(mv.mv_size, sizeof(pr));
 	memcpy(&pr, mv.mv_data, sizeof(pr));
-	assert_int_equal(pr.input, 1000000);
-	assert_int_equal(pr.cached, 1000000);            /* cached_input defaults to input */
-	assert_int_equal(pr.output, 2000000);
+	assert_int_equal(pr.rate[LC_TIER_STANDARD][0][LC_TOK_INPUT], 1000000000);  /* nano-USD per 1M tokens */
+	assert_int_equal(pr.rate[LC_TIER_STANDARD][0][LC_TOK_CACHED], 1000000000); /* cached_input defaults to input */
+	assert_int_equal(pr.rate[LC_TIER_STANDARD][0][LC_TOK_OUTPUT], 2000000000);
 	assert_int_equal(pr.max_out, -1);
 	lc_unhex(CI_SHA, fp, 32);
 	mk = (MDB_val){.mv_size = 32, .mv_data = fp};
