@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Prices end to end: a fresh llmcap-server (no prices set, unknown_models left at "block") serves a
+# policy on the built-in price book, so a host's ordinary OpenAI and Anthropic calls (snapshot
+# names included) pass and are charged the book's price exactly; `llmcap prices` shows the
+# effective entries; a model nobody prices is refused, never counted at $0.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+
+setup_keys
+# the stand-in reports 1000 input tokens (200 of them cached) and 100 output tokens
+start_provider p --usage-in 1000 --usage-cached 200 --usage-out 100
+start_server
+H=$T/host
+agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --once; }
+chat() { # MODEL [--anthropic] -> the status
+	local m=$1; shift
+	local url=http://127.0.0.1:$PORT_p/v1/chat/completions
+	[ "${1:-}" = --anthropic ] && url=http://localhost:$PORT_p/v1/messages
+	LLMCAP_STATE_DIR=$H "$CHAT" --url "$url" --key sk-prices --model "$m" --max-tokens 100 "$@" 2>>"$T/chat.err"
+}
+key_used() { # micro-USD used by key k
+	LLMCAP_STATE_DIR=$H "$LLMCAP" status --json >"$T/st.json"
+	jget "round([l['used'] for l in j['limits'] if l['scope']=='key' and l['id']=='k'][0] * 1e6)" "$T/st.json"
+}
+
+api PUT /v1/admin/providers '{"providers":[{"name":"openai","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]},
+	{"name":"anthropic","format":"anthropic","hosts":["localhost:'"$PORT_p"'"]}]}'
+expect_code "providers" 200
+api POST /v1/admin/keys '{"id":"k","sha256":"'"$(fingerprint sk-prices)"'","limits":[{"metric":"cost","window":"monthly","threshold":5}]}'
+expect_code "a key with a cost limit" 201
+api GET /v1/policy
+expect_eq "the server's first policy uses the built-in book" builtin \
+	"$(jget 'json.loads(__import__("base64").b64decode(j["payload"]))["price_book"]')"
+agent 2>"$T/agent.err"; expect_eq "agent installs it" 0 $?
+
+# gpt-4o-mini-2024-07-18 (a book alias): 800 x $0.15 + 200 x $0.075 + 100 x $0.60 per M
+#   = 120 + 15 + 60 = 195 micro-USD
+expect_eq "an OpenAI snapshot name passes" 200 "$(chat gpt-4o-mini-2024-07-18)"
+expect_eq "...and is charged the book's price exactly" 195 "$(key_used)"
+# gpt-4.1-2099-01-01 (snapshot rule -> gpt-4.1): 800 x $2 + 200 x $0.50 + 100 x $8 = 1600 + 100 + 800
+expect_eq "an unseen dated snapshot passes by the snapshot rule" 200 "$(chat gpt-4.1-2099-01-01)"
+expect_eq "...at gpt-4.1's price" $((195 + 2500)) "$(key_used)"
+# claude-3-5-haiku-20241022: 1000 x $0.80 + 200 cache reads x $0.08 + 100 x $4 = 800 + 16 + 400
+expect_eq "an Anthropic snapshot name passes" 200 "$(chat claude-3-5-haiku-20241022 --anthropic)"
+expect_eq "...at the book's price" $((2695 + 1216)) "$(key_used)"
+expect_eq "a model nobody prices is refused (unknown_models: block)" 400 "$(chat gpt-9000)"
+expect_eq "...and costs nothing" $((2695 + 1216)) "$(key_used)"
+
+LLMCAP_STATE_DIR=$H "$LLMCAP" prices claude-3-5-haiku-latest --json >"$T/pr.json"
+expect_eq "llmcap prices MODEL: the snapshot rule" claude-3-5-haiku "$(jget 'j["matched"]' "$T/pr.json")"
+expect_eq "llmcap prices MODEL: the book's price" 0.8 "$(jget 'j["price"]["input"]' "$T/pr.json")"
+LLMCAP_STATE_DIR=$H "$LLMCAP" prices gpt-9000 >/dev/null 2>&1
+expect_eq "llmcap prices on an unpriced model: exit 1" 1 $?
+LLMCAP_STATE_DIR=$H "$LLMCAP" prices --json >"$T/all.json"
+check "llmcap prices --json: the whole effective table" \
+	test "$(jget 'len(j["prices"]) > 20 and j["price_book"]["version"] >= 1' "$T/all.json")" = true
+
+# the admin's prices override the book; settings can switch the book off
+api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":1,"output":1}}}'
+expect_code "admin prices" 200
+agent 2>>"$T/agent.err"
+expect_eq "policy price beats the book" 200 "$(chat gpt-4o-mini-2024-07-18)"
+expect_eq "...charged at it: 1100 tokens x \$1/M" $((3911 + 1100)) "$(key_used)"
+api PUT /v1/admin/settings '{"price_book":"none"}'
+expect_code "settings price_book none" 200
+agent 2>>"$T/agent.err"
+expect_eq "without the book, gpt-4.1 is unknown again" 400 "$(chat gpt-4.1)"
+api PUT /v1/admin/settings '{"price_book":"latest"}'
+expect_code "a bad price_book value is refused, naming the field" 400 "price_book"
+
+finish

@@ -1,0 +1,314 @@
+/* test_price.c - the price model: the built-in book validates and prices the snapshot names
+ * users send; the snapshot rule; defaults, long-context and service-tier rates; the worst-case
+ * estimate; price_book and price-field validation (errors name the JSON path); a policy with
+ * "price_book": "builtin" lets book models through unknown_models: "block" and policy prices win. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "policy.h"
+#include "price.h"
+#include "sign.h"
+#include "util.h"
+
+static char tmpdir[256];
+static struct lc_signkey skey;
+static struct lc_trust trust;
+static int64_t version;
+
+#define NANO(usd) ((int64_t)((usd) * 1e9 + 0.5))
+
+static json_t *entry(const char *js)
+{
+	json_error_t je;
+	json_t *e = json_loads(js, 0, &je);
+
+	if (!e)
+		fail_msg("bad test JSON: %s: %s", js, je.text);
+	return e;
+}
+
+static void compile(const char *js, struct lc_price *p)
+{
+	json_t *e = entry(js);
+	char err[256] = "";
+
+	if (lc_price_entry_check(e, "prices.m", err, sizeof(err)))
+		fail_msg("%s: %s", js, err);
+	lc_price_compile(e, p);
+	json_decref(e);
+}
+
+static void test_book_is_valid_and_prices_snapshots(void **st)
+{
+	static const char *const names[] = {
+		"gpt-4o-mini", "gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14", "o4-mini-2025-04-16",
+		"gpt-5-mini-2025-08-07", "text-embedding-3-small", "claude-3-5-haiku-20241022", "claude-3-5-haiku-latest",
+		"claude-sonnet-4-20250514", "claude-sonnet-4-0", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001",
+		"claude-3-7-sonnet-latest", NULL};
+	json_t *b = lc_price_book(), *policy = json_pack("{s:s}", "price_book", "builtin"), *eff;
+	char err[512] = "";
+	const char *matched;
+
+	assert_non_null(b);
+	if (lc_price_book_check(err, sizeof(err)))
+		fail_msg("book: %s", err);
+	assert_true(json_integer_value(json_object_get(b, "version")) >= 1);
+	assert_int_equal(json_string_length(json_object_get(b, "date")), 10);
+	assert_true(json_object_size(json_object_get(b, "sources")) >= 2);
+	eff = lc_prices_effective(policy);
+	for (const char *const *n = names; *n; n++)
+		if (!lc_prices_match(eff, *n, &matched))
+			fail_msg("the book does not price %s", *n);
+	assert_null(lc_prices_match(eff, "gpt-9-turbo", &matched));      /* never a silent $0 */
+	assert_null(lc_prices_match(eff, "ft:gpt-4o-mini:acme::x1", &matched));
+	json_decref(eff);
+	json_decref(policy);
+}
+
+static void test_snapshot_rule(void **st)
+{
+	char out[128];
+
+	assert_int_equal(lc_model_snapshot_base("gpt-4o-2024-08-06", out, sizeof(out)), 1);
+	assert_string_equal(out, "gpt-4o");
+	assert_int_equal(lc_model_snapshot_base("claude-3-5-haiku-20241022", out, sizeof(out)), 1);
+	assert_string_equal(out, "claude-3-5-haiku");
+	assert_int_equal(lc_model_snapshot_base("claude-3-7-sonnet-latest", out, sizeof(out)), 1);
+	assert_string_equal(out, "claude-3-7-sonnet");
+	/* not a date: month 13, too few digits, no dash, nothing before it */
+	assert_int_equal(lc_model_snapshot_base("gpt-4o-2024-13-06", out, sizeof(out)), 0);
+	assert_int_equal(lc_model_snapshot_base("gpt-4-0613", out, sizeof(out)), 0);
+	assert_int_equal(lc_model_snapshot_base("model20241022", out, sizeof(out)), 0);
+	assert_int_equal(lc_model_snapshot_base("-latest", out, sizeof(out)), 0);
+	assert_int_equal(lc_model_snapshot_base("latest", out, sizeof(out)), 0);
+	/* one suffix only */
+	assert_int_equal(lc_model_snapshot_base("x-20240101-latest", out, sizeof(out)), 1);
+	assert_string_equal(out, "x-20240101");
+}
+
+static void test_defaults_and_tiers(void **st)
+{
+	struct lc_price p;
+	const int64_t *std0, *std1;
+
+	compile("{\"input\": 3, \"output\": 15}", &p);
+	std0 = p.rate[LC_TIER_STANDARD][0];
+	assert_int_equal(std0[LC_TOK_INPUT], NANO(3));
+	assert_int_equal(std0[LC_TOK_CACHED], NANO(3));          /* cached_input = input */
+	assert_int_equal(std0[LC_TOK_CW5M], NANO(3.75));         /* 1.25 x input */
+	assert_int_equal(std0[LC_TOK_CW1H], NANO(6));            /* 2 x input */
+	assert_int_equal(std0[LC_TOK_AUDIO_OUT], NANO(15));
+	assert_int_equal(p.rate[LC_TIER_BATCH][0][LC_TOK_OUTPUT], NANO(7.5));
+	assert_int_equal(p.rate[LC_TIER_FLEX][0][LC_TOK_INPUT], NANO(1.5));
+	assert_int_equal(p.rate[LC_TIER_PRIORITY][0][LC_TOK_INPUT], NANO(3));  /* no priority processing */
+	assert_int_equal(p.lc_threshold, -1);
+	assert_int_equal(p.max_out, -1);
+
+	/* Claude Sonnet 4: long context doubles input-side rates, output x1.5; batch halves both */
+	compile("{\"input\": 3, \"cache_write_5m\": 3.75, \"cache_write_1h\": 6, \"cached_input\": 0.30, \"output\": 15,"
+		" \"long_context\": {\"threshold\": 200000, \"input\": 6, \"output\": 22.50}, \"web_search\": 0.01}", &p);
+	std1 = p.rate[LC_TIER_STANDARD][1];
+	assert_int_equal(p.lc_threshold, 200000);
+	assert_int_equal(std1[LC_TOK_INPUT], NANO(6));
+	assert_int_equal(std1[LC_TOK_CACHED], NANO(0.60));
+	assert_int_equal(std1[LC_TOK_CW5M], NANO(7.50));
+	assert_int_equal(std1[LC_TOK_CW1H], NANO(12));
+	assert_int_equal(std1[LC_TOK_OUTPUT], NANO(22.50));
+	assert_int_equal(p.rate[LC_TIER_BATCH][1][LC_TOK_INPUT], NANO(3));
+	assert_int_equal(p.rate[LC_TIER_BATCH][1][LC_TOK_OUTPUT], NANO(11.25));
+	assert_int_equal(p.web_search, 10000);
+
+	/* explicit priority rates; absent ones scale by the tier's input (or output) ratio */
+	compile("{\"input\": 5, \"output\": 15, \"service_tiers\": {\"priority\": {\"input\": 8.75, \"output\": 26.25},"
+		" \"batch\": 0.4}}", &p);
+	assert_int_equal(p.rate[LC_TIER_PRIORITY][0][LC_TOK_CACHED], NANO(8.75));
+	assert_int_equal(p.rate[LC_TIER_PRIORITY][0][LC_TOK_AUDIO_OUT], NANO(26.25));
+	assert_int_equal(p.rate[LC_TIER_BATCH][0][LC_TOK_INPUT], NANO(2));
+}
+
+static void test_estimate_is_worst_case(void **st)
+{
+	struct lc_reqinfo ri;
+	struct lc_price p;
+
+	memset(&ri, 0, sizeof(ri));
+	/* gpt-4o: a request naming no tier may be served at priority ($4.25 / $17.00) */
+	compile("{\"input\": 2.50, \"cached_input\": 1.25, \"output\": 10.00,"
+		" \"service_tiers\": {\"priority\": {\"input\": 4.25, \"cached_input\": 2.125, \"output\": 17.00}}}", &p);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 4250 + 1700);
+	/* settle without a reported tier: standard */
+	{
+		struct lc_usage u = {.present = true, .input = 1000, .output = 100};
+
+		assert_int_equal(lc_cost_settle(&p, &u), 2500 + 1000);
+	}
+	/* long context: the whole request at the higher tier once the input bound passes the threshold */
+	compile("{\"input\": 3, \"output\": 15, \"long_context\": {\"threshold\": 200000, \"input\": 6, \"output\": 22.50}}", &p);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 200000, 1000), 600000 + 15000);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 200001, 1000), 1200006 + 22500);
+	/* rounding: exact sum, rounded up once to the whole micro-USD (7 tokens at $0.15/M = 1.05 micro-USD) */
+	compile("{\"input\": 0.15, \"output\": 0.60}", &p);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 7, 0), 2);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 0, 0), 0);
+}
+
+static void expect_invalid(const char *prices, const char *path)
+{
+	char doc[2048], err[512] = "";
+	struct lc_policy *pol = NULL;
+
+	snprintf(doc, sizeof(doc),
+		 "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2099-01-01T00:00:00Z\","
+		 "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]}],%s}", prices);
+	if (lc_policy_parse(doc, strlen(doc), &pol, err, sizeof(err)) == 0) {
+		lc_policy_free(pol);
+		fail_msg("accepted: %s", prices);
+	}
+	if (strncmp(err, path, strlen(path)) || err[strlen(path)] != ':')
+		fail_msg("error for %s names the wrong path: %s (want %s)", prices, err, path);
+}
+
+static void test_validation_names_the_path(void **st)
+{
+	expect_invalid("\"price_book\": \"latest\"", "price_book");
+	expect_invalid("\"price_book\": true", "price_book");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1}}", "prices.m.output");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"cache_write_1h\": -2}}", "prices.m.cache_write_1h");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"audio_input\": \"40\"}}", "prices.m.audio_input");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"long_context\": {\"input\": 2, \"output\": 3}}}",
+		       "prices.m.long_context.threshold");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"long_context\": {\"threshold\": 0, \"input\": 2,"
+		       " \"output\": 3}}}", "prices.m.long_context.threshold");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"long_context\": {\"threshold\": 9, \"input\": 2,"
+		       " \"output\": 3, \"turbo\": 1}}}", "prices.m.long_context.turbo");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"service_tiers\": {\"turbo\": 2}}}",
+		       "prices.m.service_tiers.turbo");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"service_tiers\": {\"batch\": 0}}}",
+		       "prices.m.service_tiers.batch");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"service_tiers\": {\"priority\": {\"input\": -1}}}}",
+		       "prices.m.service_tiers.priority.input");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"web_search\": -0.01}}", "prices.m.web_search");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"aliases\": [\"\"]}}", "prices.m.aliases[0]");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"input_audio\": 1}}", "prices.m.input_audio");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1e300, \"output\": 2}}", "prices.m.input");
+}
+
+/* ---- against a real store ---- */
+
+static void install(const char *body)
+{
+	char doc[8192], err[512], *env = NULL;
+	size_t envlen;
+
+	snprintf(doc, sizeof(doc),
+		 "{\"schema\":1,\"version\":%lld,\"issued_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2099-01-01T00:00:00Z\","
+		 "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]},"
+		 "{\"name\":\"anthropic\",\"format\":\"anthropic\",\"hosts\":[\"api.anthropic.com\"]}],"
+		 "\"unknown_models\":\"block\",\"org\":{\"spend_cap_usd\":1000}%s%s}",
+		 (long long)++version, *body ? "," : "", body);
+	assert_int_equal(lc_dsse_sign(&skey, doc, strlen(doc), &env, &envlen, err, sizeof(err)), 0);
+	if (lc_apply_envelope(&trust, env, envlen, NULL, err, sizeof(err)))
+		fail_msg("apply: %s\n%s", err, doc);
+	free(env);
+}
+
+/* admit one chat call and settle it with this usage; returns the org's settled micro-USD delta or -1 if denied */
+static int64_t call(const char *host, const char *model, int64_t in, int64_t cached, int64_t out)
+{
+	struct lc_reqinfo ri;
+	struct lc_admit_req a = {.host = host, .port = 443, .info = &ri};
+	struct lc_decision d;
+	struct lc_usage u = {.present = true, .input = in, .cached_input = cached, .output = out};
+	json_t *st, *l;
+	size_t i;
+	double before = 0, after = 0;
+
+	memset(&ri, 0, sizeof(ri));
+	ri.api = strstr(host, "anthropic") ? LC_API_MESSAGES : LC_API_CHAT;
+	snprintf(ri.model, sizeof(ri.model), "%s", model);
+	ri.input_estimate = in + cached;
+	ri.output_cap = out;
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(lc_status_json(&st), 0);
+		json_array_foreach(json_object_get(st, "limits"), i, l)
+			if (!strcmp(json_string_value(json_object_get(l, "scope")), "org"))
+				*(pass ? &after : &before) = json_number_value(json_object_get(l, "used"));
+		json_decref(st);
+		if (pass)
+			break;
+		assert_int_equal(lc_admit(&a, &d), LC_OK);
+		if (d.verdict != LC_ALLOW)
+			return -1;
+		assert_int_equal(lc_settle(d.ticket, &u, 200), LC_OK);
+	}
+	return (int64_t)((after - before) * 1e6 + 0.5);
+}
+
+static void test_policy_uses_the_book(void **st)
+{
+	/* without the book, unknown_models: block refuses an ordinary model */
+	install("\"prices\":{\"mine\":{\"input\":1,\"output\":1}}");
+	assert_int_equal(call("api.openai.com", "gpt-4o-mini-2024-07-18", 1000, 0, 100), -1);
+	assert_int_equal(call("api.openai.com", "mine-latest", 1000000, 0, 0), 1000000);
+
+	/* with it: snapshot names priced from the book, policy prices override and add */
+	install("\"price_book\":\"builtin\",\"prices\":{\"gpt-4o\":{\"input\":1,\"output\":1},\"mine\":{\"input\":1,\"output\":1}}");
+	/* gpt-4o-mini: 1000 x $0.15/M + 500 cached x $0.075/M + 100 x $0.60/M = 150 + 37.5 + 60 -> 248 (rounded up) */
+	assert_int_equal(call("api.openai.com", "gpt-4o-mini-2024-07-18", 1000, 500, 100), 248);
+	/* claude-3-5-haiku-20241022 (alias): 2000 x $0.80 + 300 x $4 = 1600 + 1200 */
+	assert_int_equal(call("api.anthropic.com", "claude-3-5-haiku-20241022", 2000, 0, 300), 2800);
+	/* the snapshot rule on an alias-less name, and the policy entry beats the book's gpt-4o (and its aliases) */
+	assert_int_equal(call("api.openai.com", "gpt-4o-2024-08-06", 1000000, 0, 0), 1000000);
+	assert_int_equal(call("api.openai.com", "gpt-4o", 0, 0, 1000000), 1000000);
+	assert_int_equal(call("api.openai.com", "mine", 2000000, 0, 0), 2000000);
+	assert_int_equal(call("api.openai.com", "gpt-7", 10, 0, 10), -1);
+}
+
+static int setup(void **st)
+{
+	char err[256], sd[300], kd[300], f[400];
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-price.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
+	snprintf(kd, sizeof(kd), "%s/keys", tmpdir);
+	setenv("LLMCAP_STATE_DIR", sd, 1);
+	if (lc_keygen(kd, err, sizeof(err)))
+		return -1;
+	snprintf(f, sizeof(f), "%s/llmcap.key", kd);
+	if (lc_signkey_load(f, &skey, err, sizeof(err)))
+		return -1;
+	snprintf(f, sizeof(f), "%s/llmcap.pub", kd);
+	return lc_trust_load(f, &trust, err, sizeof(err));
+}
+
+static int teardown(void **st)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_book_is_valid_and_prices_snapshots),
+		cmocka_unit_test(test_snapshot_rule),
+		cmocka_unit_test(test_defaults_and_tiers),
+		cmocka_unit_test(test_estimate_is_worst_case),
+		cmocka_unit_test(test_validation_names_the_path),
+		cmocka_unit_test(test_policy_uses_the_book),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
