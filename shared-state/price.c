@@ -26,13 +26,13 @@ extern const size_t lc_price_book_size;
 /* JSON name of each token class's rate, in enum lc_tok order */
 static const char *const tok_field[LC_TOK_N] = {
 	"input", "cached_input", "cache_write_5m", "cache_write_1h", "output",
-	"audio_input", "audio_cached_input", "audio_output", "image_input", "image_output",
+	"audio_input", "audio_cached_input", "audio_output", "image_input",
 };
 static const char *const tier_names[LC_TIER_N] = {"standard", "batch", "flex", "priority"};
 
 static bool output_side(int k)
 {
-	return k == LC_TOK_OUTPUT || k == LC_TOK_AUDIO_OUT || k == LC_TOK_IMAGE_OUT;
+	return k == LC_TOK_OUTPUT || k == LC_TOK_AUDIO_OUT;
 }
 
 int lc_tier_parse(const char *s, int otherwise)
@@ -244,7 +244,7 @@ static void base_rates(json_t *e, int64_t *r)
 		{LC_TOK_CACHED, LC_TOK_INPUT, 1, 1},       {LC_TOK_CW5M, LC_TOK_INPUT, 5, 4},
 		{LC_TOK_CW1H, LC_TOK_INPUT, 2, 1},         {LC_TOK_AUDIO_IN, LC_TOK_INPUT, 1, 1},
 		{LC_TOK_AUDIO_CACHED, LC_TOK_CACHED, 1, 1}, {LC_TOK_AUDIO_OUT, LC_TOK_OUTPUT, 1, 1},
-		{LC_TOK_IMAGE_IN, LC_TOK_INPUT, 1, 1},     {LC_TOK_IMAGE_OUT, LC_TOK_OUTPUT, 1, 1},
+		{LC_TOK_IMAGE_IN, LC_TOK_INPUT, 1, 1},
 	};
 
 	for (int k = 0; k < LC_TOK_N; k++)
@@ -527,50 +527,86 @@ static __int128 part(int64_t tokens, int64_t rate)
 	return tokens > 0 && rate > 0 ? (__int128)tokens * rate : 0;
 }
 
+/* the dearest rate of one side a request may be billed at */
+static int64_t worst_rate(const int64_t *r, bool output, uint8_t may)
+{
+	int64_t w = r[output ? LC_TOK_OUTPUT : LC_TOK_INPUT];
+
+	if (!output && (may & (LC_MAY_CACHE_5M | LC_MAY_CACHE_1H)) && r[LC_TOK_CW5M] > w)
+		w = r[LC_TOK_CW5M];
+	if (!output && (may & LC_MAY_CACHE_1H) && r[LC_TOK_CW1H] > w)
+		w = r[LC_TOK_CW1H];
+	if (!output && (may & LC_MAY_AUDIO_IN) && r[LC_TOK_AUDIO_IN] > w)
+		w = r[LC_TOK_AUDIO_IN];
+	if (output && (may & LC_MAY_AUDIO_OUT) && r[LC_TOK_AUDIO_OUT] > w)
+		w = r[LC_TOK_AUDIO_OUT];
+	return w;
+}
+
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens)
 {
 	int lc = p->lc_threshold >= 0 && in_tokens > p->lc_threshold;
 	__int128 worst = 0;
 
-	(void)info;
-	p->req_tier = LC_TIER_AUTO;
+	p->req_tier = (uint8_t)lc_tier_parse(info ? info->service_tier : NULL, LC_TIER_AUTO);
 	for (int t = 0; t < LC_TIER_N; t++) {
 		const int64_t *r = p->rate[t][lc];
+		uint8_t may = info ? info->may : 0;
 		__int128 c;
 
 		/* a request that names no tier may be served at priority (a project default) */
 		if (p->req_tier == LC_TIER_AUTO ? (t != LC_TIER_STANDARD && t != LC_TIER_PRIORITY) : t != p->req_tier)
 			continue;
-		c = part(in_tokens, r[LC_TOK_INPUT]) + part(out_tokens, r[LC_TOK_OUTPUT]);
+		c = part(in_tokens, worst_rate(r, false, may)) + part(out_tokens, worst_rate(r, true, may));
 		if (c > worst)
 			worst = c;
 	}
 	return to_micro(worst);
 }
 
-/* The usage split into token classes (each count is part of input, cached_input or output). */
+static int64_t clamp(int64_t v, int64_t hi)
+{
+	return v < 0 ? 0 : v > hi ? hi : v;
+}
+
+/* The usage split into token classes: every count is a part of input, cached_input or output,
+ * and the text class is what is left of its total. */
 static void usage_classes(const struct lc_usage *u, int64_t n[LC_TOK_N])
 {
+	int64_t in = u->input > 0 ? u->input : 0, ca = u->cached_input > 0 ? u->cached_input : 0;
+	int64_t out = u->output > 0 ? u->output : 0;
+
 	memset(n, 0, sizeof(int64_t) * LC_TOK_N);
-	n[LC_TOK_INPUT] = u->input;
-	n[LC_TOK_CACHED] = u->cached_input;
-	n[LC_TOK_OUTPUT] = u->output;
+	n[LC_TOK_CW1H] = clamp(u->cache_write_1h, in);
+	n[LC_TOK_CW5M] = clamp(u->cache_write_5m, in - n[LC_TOK_CW1H]);
+	n[LC_TOK_AUDIO_IN] = clamp(u->audio_input, in - n[LC_TOK_CW1H] - n[LC_TOK_CW5M]);
+	n[LC_TOK_IMAGE_IN] = clamp(u->image_input, in - n[LC_TOK_CW1H] - n[LC_TOK_CW5M] - n[LC_TOK_AUDIO_IN]);
+	n[LC_TOK_INPUT] = in - n[LC_TOK_CW1H] - n[LC_TOK_CW5M] - n[LC_TOK_AUDIO_IN] - n[LC_TOK_IMAGE_IN];
+	n[LC_TOK_AUDIO_CACHED] = clamp(u->audio_cached, ca);
+	n[LC_TOK_CACHED] = ca - n[LC_TOK_AUDIO_CACHED];
+	n[LC_TOK_AUDIO_OUT] = clamp(u->audio_output, out);
+	n[LC_TOK_OUTPUT] = out - n[LC_TOK_AUDIO_OUT];
 }
 
 int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u)
 {
-	int tier = p->req_tier < LC_TIER_N ? p->req_tier : LC_TIER_STANDARD;
+	/* the tier the response names; else the one asked for; else standard */
+	int tier = lc_tier_parse(u->service_tier[0] ? u->service_tier : NULL, LC_TIER_AUTO);
 	int64_t n[LC_TOK_N], in_all = 0;
 	const int64_t *r;
 	__int128 c = 0;
 
+	if (tier == LC_TIER_AUTO)
+		tier = p->req_tier < LC_TIER_N ? p->req_tier : LC_TIER_STANDARD;
 	usage_classes(u, n);
 	for (int k = 0; k < LC_TOK_N; k++)
-		if (!output_side(k) && n[k] > 0)
+		if (!output_side(k))
 			in_all += n[k];
 	/* past the threshold the whole request is priced at the long-context tier */
 	r = p->rate[tier][p->lc_threshold >= 0 && in_all > p->lc_threshold];
 	for (int k = 0; k < LC_TOK_N; k++)
 		c += part(n[k], r[k]);
+	if (u->web_search > 0 && p->web_search > 0)
+		c += (__int128)u->web_search * p->web_search * FEMTO_PER_MICRO;
 	return to_micro(c);
 }

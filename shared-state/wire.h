@@ -77,6 +77,14 @@ struct lc_reqinfo {
 	bool include_usage;       /* stream_options.include_usage */
 	char customer[128];       /* "" when none */
 	int64_t input_estimate;   /* upper bound on input tokens: body bytes (see README) */
+	char service_tier[16];    /* the service_tier the request asks for, "" when none */
+	uint8_t may;              /* LC_MAY_*: dearer token kinds the request may be billed for */
+};
+enum {
+	LC_MAY_CACHE_5M = 1,      /* cache_control: cache writes (5-minute TTL) */
+	LC_MAY_CACHE_1H = 2,      /* cache_control with "ttl": "1h" */
+	LC_MAY_AUDIO_IN = 4,      /* input_audio content */
+	LC_MAY_AUDIO_OUT = 8,     /* an "audio" output request */
 };
 /* Header lookup used by the customer identifiers "header:NAME". */
 typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outlen);
@@ -97,6 +105,16 @@ struct lc_usage {
 	int64_t cached_input;     /* OpenAI cached_tokens / Anthropic cache_read_input_tokens */
 	int64_t output;           /* output tokens (incl. reasoning) */
 	char model[128];          /* model the response names, "" if none */
+	/* parts of the counts above that take their own price (price.h); 0 when not reported */
+	int64_t cache_write_5m;   /* of input: Anthropic cache writes, 5-minute TTL */
+	int64_t cache_write_1h;   /* of input: cache writes, 1-hour TTL */
+	int64_t audio_input;      /* of input (uncached audio) */
+	int64_t image_input;      /* of input */
+	int64_t audio_cached;     /* of cached_input */
+	int64_t audio_output;     /* of output */
+	int64_t reasoning;        /* of output (billed as output; kept for the record) */
+	int64_t web_search;       /* web search calls the response reports (a fee each) */
+	char service_tier[16];    /* the tier the response says served the call, "" if none */
 };
 /* From a complete JSON response body (chat, responses, embeddings, messages). 0 ok (usage may be absent), -1 bad JSON. */
 int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out);
@@ -115,6 +133,7 @@ struct lc_sse {
 	bool drop_event;          /* current event's data overflowed its cap: drop it up to the blank line */
 	int64_t a_input;          /* Anthropic input_tokens so far (message_delta repeats it cumulatively) */
 	int64_t a_cache_creation; /* Anthropic cache_creation_input_tokens so far */
+	int64_t a_cache_1h;       /* Anthropic cache_creation.ephemeral_1h_input_tokens so far */
 };
 void lc_sse_init(struct lc_sse *s);
 /* 0 ok; -1 when a line or an event passed its cap (that line/event is dropped, counted in

@@ -5,7 +5,7 @@
                 [--tls-cert F --tls-key K] [--tls-version 1.2|1.3] [--alpn h2,http/1.1]
                 [--gzip] [--chunked] [--usage-in N] [--usage-cached N] [--usage-out N]
                 [--status CODE] [--delay-ms N] [--stream-delay-ms N] [--idle-timeout S]
-                [--incomplete]
+                [--incomplete] [--replay DIR]
 
 A hand-written HTTP/1.1 server (keep-alive, one thread per connection) so that it can
 count every application byte a connection delivers and spot an HTTP/2 preface.
@@ -21,6 +21,9 @@ Endpoints (OpenAI and Anthropic shapes):
     GET  /v1/models
 Usage: input = --usage-in, cached = --usage-cached, output = min(--usage-out, the
 request's output cap: max_completion_tokens / max_tokens / max_output_tokens).
+--replay DIR: a POST with the header "x-golden-case: NAME" is answered with the documented
+response of DIR/NAME.json (a golden price case, tests/golden/prices): its JSON body or its SSE
+stream, byte for byte, whatever the request says.
 
 Log (--log): one JSON object per line, appended and flushed at once:
     {"event":"conn","conn":ID,"peer":"ip:port"}                 connection accepted
@@ -484,6 +487,8 @@ class Provider:
             st, h, b = self.error(self.a.status, anthropic, "stand-in provider: forced status %d"
                                   % self.a.status)
             return st, h, [b], model, zero, False, False
+        if self.a.replay and method == "POST" and headers.get("x-golden-case"):
+            return self.replay(headers["x-golden-case"], model, anthropic)
 
         routes = {
             ("POST", "/v1/chat/completions"): self.chat,
@@ -506,6 +511,25 @@ class Provider:
             st, h, b = self.error(400, anthropic, "you must provide a model parameter")
             return st, h, [b], None, zero, False, False
         return fn(req, headers, model, stream)
+
+    def replay(self, name, model, anthropic):
+        """A golden case's documented response."""
+        zero = {"input": 0, "cached": 0, "output": 0}
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            st, h, b = self.error(400, anthropic, "bad x-golden-case")
+            return st, h, [b], model, zero, False, False
+        try:
+            with open(os.path.join(self.a.replay, name + ".json"), encoding="utf-8") as f:
+                case = json.load(f)
+        except (OSError, ValueError):
+            st, h, b = self.error(404, anthropic, "no golden case %s" % name)
+            return st, h, [b], model, zero, False, False
+        r = case["response"]
+        if "sse" in r:
+            body = r["sse"].encode()
+            return 200, [("content-type", "text/event-stream; charset=utf-8")], [body], model, zero, True, True
+        body = json.dumps(r["body"]).encode()
+        return 200, [("content-type", "application/json")], [body], model, zero, True, False
 
     def usage_for(self, cap):
         a = self.a
@@ -764,6 +788,8 @@ def main(argv=None):
                     help="/v1/responses: a response cut by max_output_tokens ends with "
                     "response.incomplete (status incomplete), as OpenAI does; default: "
                     "always response.completed")
+    ap.add_argument("--replay", metavar="DIR",
+                    help="answer requests carrying x-golden-case: NAME with DIR/NAME.json's response")
     ap.add_argument("--idle-timeout", type=float, default=30.0,
                     help="close a keep-alive connection idle this many seconds")
     a = ap.parse_args(argv)
