@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_int.h"
 #include "sign.h"
 #include "util.h"
 
@@ -107,7 +108,10 @@ static double admit_only_us(int n, const char *key)
 	return t / n * 1e6;
 }
 
-/* the baseline: one LMDB write transaction that reads and writes the same two counters */
+/* the baseline: one LMDB write transaction that reads and writes two records the size of a ledger
+ * record (an admit reads and writes its key's ledger record and puts a ticket) */
+#define RAW_REC 552
+_Static_assert(RAW_REC == sizeof(struct lc_rec_ledger), "the raw baseline's record is a ledger record");
 static double raw_txn_us(const char *dir, int n)
 {
 	MDB_env *env;
@@ -130,7 +134,7 @@ static double raw_txn_us(const char *dir, int n)
 	for (int i = 0; i < n; i++) {
 		for (int c = 0; c < 2; c++) {
 			char k[32];
-			int64_t v[3] = {0};
+			int64_t v[RAW_REC / 8] = {0};
 			MDB_val key = {.mv_size = (size_t)snprintf(k, sizeof(k), "counter-%d", c), .mv_data = k}, val;
 
 			mdb_txn_begin(env, NULL, 0, &txn);

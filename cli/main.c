@@ -19,6 +19,9 @@ int lc_cmd_run(int argc, char **argv) __attribute__((weak));
 int lc_cmd_agent(int argc, char **argv) __attribute__((weak));
 int lc_cmd_admin(int argc, char **argv);
 int lc_cmd_prices(int argc, char **argv);  /* cli/prices.c */
+/* cli/report.c */
+int lc_cmd_status(int argc, char **argv);
+int lc_cmd_usage(int argc, char **argv);
 
 static const char *prog = "llmcap";
 
@@ -31,6 +34,7 @@ static void usage(FILE *f)
 		"  sign --key KEYFILE POLICY.json         print the signed policy (DSSE envelope) on stdout\n"
 		"  apply --trust PUBFILE POLICY.signed    verify and install into the state directory\n"
 		"  status [--json]                        every limit: usage / threshold, window, reset time\n"
+		"  usage --by key|team|model|customer|provider [--window W] [--json]   spend per group\n"
 		"  run -- CMD [ARGS...]                   run CMD with the preload library\n"
 		"  key fingerprint                        read an API key on stdin, print its sha256\n"
 		"  prices [MODEL] [--json]                the effective prices (policy prices over the built-in book)\n"
@@ -191,88 +195,6 @@ static int cmd_apply(int argc, char **argv)
 	return 0;
 }
 
-static void bar(char *out, double frac, int width)
-{
-	int n = frac <= 0 ? 0 : frac >= 1 ? width : (int)(frac * width + 0.5);
-
-	for (int i = 0; i < width; i++)
-		out[i] = i < n ? '#' : '.';
-	out[width] = '\0';
-}
-
-static void fmt_amount(json_t *v, const char *metric, char *out, size_t n)
-{
-	if (json_is_null(v) || !v)
-		snprintf(out, n, "-");
-	else if (!strcmp(metric, "cost")) {
-		char m[40];
-
-		lc_micro_format((int64_t)llround(json_number_value(v) * 1e6), m);
-		snprintf(out, n, "%s", m);
-	}
-	else
-		snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-}
-
-static int cmd_status(int argc, char **argv)
-{
-	bool as_json = false;
-	json_t *st = NULL, *l;
-	size_t i;
-	int rc;
-
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap status [--json]\n"
-		       "Every limit of the installed policy: used (+ reserved in flight) / threshold, window,\n"
-		       "reset time. --json prints {\"policy\": {...}, \"limits\": [...]} for scripts.\n");
-		return 0;
-	}
-	for (int i2 = 1; i2 < argc; i2++) {
-		if (!strcmp(argv[i2], "--json"))
-			as_json = true;
-		else
-			return die("status: unexpected argument '%s'", argv[i2]);
-	}
-	lc_reclaim(NULL);
-	rc = lc_status_json(&st);
-	if (rc == LC_E_NOPOLICY)
-		return die("status: no policy installed (llmcap apply --trust PUBFILE POLICY.signed)");
-	if (rc)
-		return die("status: %s", lc_strerror(rc));
-	if (as_json) {
-		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-		fputc('\n', stdout);
-		json_decref(st);
-		return 0;
-	}
-	printf("policy version %" JSON_INTEGER_FORMAT ", expires %s%s\n",
-	       json_integer_value(json_object_get(json_object_get(st, "policy"), "version")),
-	       json_string_value(json_object_get(json_object_get(st, "policy"), "expires_at")),
-	       json_is_true(json_object_get(json_object_get(st, "policy"), "expired")) ? " (EXPIRED: still enforced)"
-										      : "");
-	printf("%-9s %-16s %-8s %-8s %-22s %-14s %-12s %s\n", "SCOPE", "ID", "METRIC", "WINDOW", "USAGE", "USED",
-	       "LIMIT", "RESETS");
-	json_array_foreach(json_object_get(st, "limits"), i, l) {
-		const char *metric = json_string_value(json_object_get(l, "metric"));
-		json_t *thr = json_object_get(l, "threshold");
-		double used = json_number_value(json_object_get(l, "used")) +
-			      json_number_value(json_object_get(l, "reserved"));
-		char b[32], u[32], t[32];
-		const char *resets = json_string_value(json_object_get(l, "resets_at"));
-
-		bar(b, json_is_null(thr) || json_number_value(thr) <= 0 ? 0 : used / json_number_value(thr), 20);
-		fmt_amount(json_object_get(l, "used"), metric, u, sizeof(u));
-		fmt_amount(thr, metric, t, sizeof(t));
-		printf("%-9s %-16s %-8s %-8s [%s] %-14s %-12s %s%s%s\n", json_string_value(json_object_get(l, "scope")),
-		       json_string_value(json_object_get(l, "id")), metric,
-		       json_string_value(json_object_get(l, "window")), b, u, t, resets ? resets : "never",
-		       json_is_false(json_object_get(l, "enabled")) ? " (off)" : "",
-		       !strcmp(json_string_value(json_object_get(l, "action")), "warn") ? " (warn)" : "");
-	}
-	json_decref(st);
-	return 0;
-}
-
 static int cmd_key(int argc, char **argv)
 {
 	char line[8192], hex[65];
@@ -327,7 +249,9 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "apply"))
 		return cmd_apply(argc, argv);
 	if (!strcmp(cmd, "status"))
-		return cmd_status(argc, argv);
+		return lc_cmd_status(argc, argv);
+	if (!strcmp(cmd, "usage"))
+		return lc_cmd_usage(argc, argv);
 	if (!strcmp(cmd, "key"))
 		return cmd_key(argc, argv);
 	if (!strcmp(cmd, "prices"))

@@ -222,10 +222,15 @@ int64_t srv_policy_lifetime(struct srv *s, MDB_txn *txn);
 /* ---- usage (usage.c) ---- */
 /* POST /v1/usage: rs gets the org-wide counters. */
 void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp *rs);
-/* GET /v1/usage: org-wide usage against every limit (status --json shape). */
-void srv_usage_get(struct srv *s, struct srv_resp *rs);
-/* Evaluate org and team limits on the summed usage; queue events (txn). */
+/* GET /v1/usage: org-wide usage against every limit (status --json shape); with by and/or window
+ * (?by=key|team|org|customer|model|provider&window=minute|hour|day|week|month|lifetime) the usage
+ * report of `llmcap usage --json`, org-wide. */
+void srv_usage_get(struct srv *s, const char *by, const char *window, struct srv_resp *rs);
+/* Evaluate org and team rules (rules.h) on the summed usage; queue their events once (txn). */
 int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now);
+/* A rule's summed usage over every host in its current bucket (tokens: input + cached + output). */
+struct lc_rule;
+int64_t srv_rule_used(MDB_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now);
 /* Counter key "scope\x1fid\x1fmetric\x1fwindow\x1fbucket". */
 int srv_ckey(char *out, size_t outlen, const char *scope, const char *id, const char *metric,
 	     const char *window, int64_t bucket);

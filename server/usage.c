@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "policy.h"
+#include "rules.h"
 #include "srv.h"
 #include "util.h"
 
@@ -31,24 +33,11 @@
 #define SRV_HOST_RECORDS_MAX 100000
 #define SRV_E_REFUSED (-29001)              /* post_txn: refused (op->refuse says why) */
 
-static bool srv_scope_known(const char *s)
-{
-	static const char *const n[] = {"key", "team", "org", "customer", "model", "provider", NULL};
-	for (const char *const *p = n; *p; p++)
-		if (!strcmp(s, *p))
-			return true;
-	return false;
-}
+static bool srv_scope_known(const char *s) { return lc_scope_parse(s) >= 0; }
 
-static bool srv_metric_known(const char *m)
-{
-	static const char *const n[] = {"cost", "requests", "tokens", "input_tokens", "cached_input_tokens",
-					"output_tokens", NULL};
-	for (const char *const *p = n; *p; p++)
-		if (!strcmp(m, *p))
-			return true;
-	return false;
-}
+/* the ledger's metrics, and "tokens" from older hosts */
+static bool srv_metric_known(const char *m) { return lc_lmetric_parse(m) >= 0 || !strcmp(m, "tokens") ||
+						      !strcmp(m, "cost") || !strcmp(m, "requests"); }
 
 int srv_ckey(char *out, size_t outlen, const char *scope, const char *id, const char *metric,
 	     const char *window, int64_t bucket)
@@ -438,108 +427,89 @@ out:
 	json_decref(rep);
 }
 
-/* ---- limits of the current pieces ---- */
+/* ---- the org's rules, from the stored pieces: the host's limit model (rules.h) ---- */
 
-static json_t *amount(enum lc_metric m, int64_t v)
+/* summed usage of a rule's group in its current bucket; tokens = input + cached input + output */
+static int64_t group_total(MDB_txn *txn, struct srv *s, const struct lc_rule *r, const char *metric, int64_t bucket)
 {
-	if (m == LC_METRIC_COST)
-		return json_real((double)v / 1e6);
-	return json_integer(v);
+	const char *window = lc_window_name(r->lim.window);
+	if (r->scope == LC_SCOPE_ORG)
+		return org_total(txn, s, metric, window, bucket);
+	return srv_total(txn, s, lc_scope_name(r->scope), r->id, metric, window, bucket);
 }
 
-static void limit_entry(json_t *arr, const char *scope, const char *id, const struct lc_limit *l, int64_t used,
-			int64_t now)
+int64_t srv_rule_used(MDB_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now)
 {
-	char t[32];
-	int64_t end = lc_window_end(l->window, now);
-	json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o}", "scope", scope, "id", id, "metric",
-			      lc_metric_name(l->metric), "window", lc_window_name(l->window), "used",
-			      amount(l->metric, used), "reserved", amount(l->metric, 0), "threshold",
-			      amount(l->metric, l->threshold));
-	if (end == INT64_MAX) {
-		json_object_set_new(e, "resets_at", json_null());
-	} else {
-		lc_time_format(end, t);
-		json_object_set_new(e, "resets_at", json_string(t));
-	}
-	if (l->alert_at >= 0)
-		json_object_set_new(e, "alert_at", amount(l->metric, l->alert_at));
-	json_object_set_new(e, "action", json_string(l->warn ? "warn" : "block"));
-	json_object_set_new(e, "enabled", json_boolean(l->enabled));
-	json_array_append_new(arr, e);
-}
+	static const char *const tokens[] = {"input_tokens", "cached_input_tokens", "output_tokens", "tokens"};
+	int64_t bucket = lc_window_start(r->lim.window, now), t = 0;
 
-typedef void (*limit_cb)(struct srv *s, MDB_txn *txn, void *ctx, const char *scope, const char *id,
-			 const struct lc_limit *l, int64_t used, int64_t now);
-
-/* The org cap as limits: the cap itself, and the warning threshold as its alert_at. */
-static int org_limit(MDB_txn *txn, struct srv *s, struct lc_limit *l, bool *has_cap, int64_t *warn)
-{
-	json_t *org = srv_get_json(txn, s->db_meta, "org");
-	const char *period = json_string_value(json_object_get(org, "period"));
-	json_t *cap = json_object_get(org, "spend_cap_usd");
-	json_t *w = json_object_get(org, "warning_threshold_usd");
-	memset(l, 0, sizeof *l);
-	l->metric = LC_METRIC_COST;
-	l->enabled = true;
-	l->alert_at = -1;
-	*warn = -1;
-	*has_cap = false;
-	if (!org) {
-		return -1;
+	switch (r->lim.metric) {
+	case LC_METRIC_COST: return group_total(txn, s, r, "cost", bucket);
+	case LC_METRIC_REQUESTS: return group_total(txn, s, r, "requests", bucket);
+	case LC_METRIC_TOKENS:
+		for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+			t = lc_sat_add(t, group_total(txn, s, r, tokens[i], bucket));
+		return t;
 	}
-	if (!period || lc_window_parse(period, &l->window) != 0)
-		l->window = LC_WIN_MONTHLY;
-	if (cap && json_is_number(cap) && lc_usd_to_micro(json_number_value(cap), &l->threshold) == 0)
-		*has_cap = true;
-	if (w && json_is_number(w) && lc_usd_to_micro(json_number_value(w), warn) == 0)
-		l->alert_at = *warn;
-	json_decref(org);
 	return 0;
 }
 
-static void each_limit(struct srv *s, MDB_txn *txn, int64_t now, bool keys, limit_cb cb, void *ctx)
+enum { RULES_ORG = 1, RULES_TEAM = 2, RULES_KEY = 4, RULES_CUSTOMER = 8 };
+typedef void (*rule_cb)(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now);
+
+/* The org cap as a rule: the cap itself (none: threshold -1), the warning threshold its alert_at.
+ * *org_json (when asked) gets the org object's summary for GET /v1/usage. */
+static bool org_rule(MDB_txn *txn, struct srv *s, struct lc_rule *r)
 {
-	struct { MDB_dbi dbi; const char *scope; } sc[] = {{s->db_keys, "key"}, {s->db_teams, "team"}};
-	for (size_t j = keys ? 0 : 1; j < 2; j++) {
-		MDB_cursor *c;
-		MDB_val k, v;
-		if (mdb_cursor_open(txn, sc[j].dbi, &c) != 0)
-			continue;
-		for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			char id[SRV_ID_MAX + 1], err[256];
-			struct lc_limit lim[LC_MAX_LIMITS];
-			int n = 0;
-			snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-			json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-			json_t *arr = json_object_get(o, "limits");
-			if (arr && lc_limits_parse(arr, "limits", lim, &n, err, sizeof err) == 0) {
-				for (int i = 0; i < n; i++) {
-					int64_t bucket = lc_window_start(lim[i].window, now);
-					int64_t used = srv_total(txn, s, sc[j].scope, id, lc_metric_name(lim[i].metric),
-								 lc_window_name(lim[i].window), bucket);
-					cb(s, txn, ctx, sc[j].scope, id, &lim[i], used, now);
-				}
+	json_t *org = srv_get_json(txn, s->db_meta, "org");
+	const char *period = json_string_value(json_object_get(org, "period"));
+	json_t *cap = json_object_get(org, "spend_cap_usd"), *w = json_object_get(org, "warning_threshold_usd");
+	int64_t capm = -1, warnm = -1;
+	enum lc_window win;
+
+	if (!org)
+		return false;
+	if (!period || lc_window_parse(period, &win) != 0)
+		win = LC_WIN_MONTHLY;
+	if (!cap || !json_is_number(cap) || lc_usd_to_micro(json_number_value(cap), &capm) != 0)
+		capm = -1;
+	if (!w || !json_is_number(w) || lc_usd_to_micro(json_number_value(w), &warnm) != 0)
+		warnm = -1;
+	lc_rule_org(r, capm, warnm, win);
+	json_decref(org);
+	return true;
+}
+
+static void table_rules(struct srv *s, MDB_txn *txn, MDB_dbi dbi, int scope, int64_t now, rule_cb cb, void *ctx)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	if (mdb_cursor_open(txn, dbi, &c) != 0)
+		return;
+	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char id[SRV_ID_MAX + 1], err[256];
+		struct lc_limit lim[LC_MAX_LIMITS];
+		int n = 0;
+		snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+		json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		json_t *arr = json_object_get(o, "limits");
+		if (arr && lc_limits_parse(arr, "limits", lim, &n, err, sizeof err) == 0) {
+			for (int i = 0; i < n; i++) {
+				struct lc_rule r;
+				lc_rule_limit(&r, scope, id, &lim[i]);
+				cb(s, txn, ctx, &r, now);
 			}
-			json_decref(o);
 		}
-		mdb_cursor_close(c);
+		json_decref(o);
 	}
+	mdb_cursor_close(c);
 }
 
-/* ---- GET /v1/usage ---- */
-
-static void status_cb(struct srv *s, MDB_txn *txn, void *ctx, const char *scope, const char *id,
-		      const struct lc_limit *l, int64_t used, int64_t now)
-{
-	limit_entry(ctx, scope, id, l, used, now);
-}
-
-static int customer_limits(struct srv *s, MDB_txn *txn, json_t *arr, int64_t now)
+/* customers: every override, and every customer with usage in this month */
+static void customer_rules(struct srv *s, MDB_txn *txn, int64_t now, rule_cb cb, void *ctx)
 {
 	json_t *cust = srv_get_json(txn, s->db_meta, "customers");
 	json_t *ids = json_object();
-	/* every customer with usage in this month, plus every override */
 	MDB_cursor *c;
 	MDB_val k, v;
 	char pre[] = "customer" SEP;
@@ -570,31 +540,46 @@ static int customer_limits(struct srv *s, MDB_txn *txn, json_t *arr, int64_t now
 		json_t *ovr = srv_get_json(txn, s->db_cust, id);
 		json_t *b = json_object_get(ovr, "monthly_budget_usd");
 		json_t *r = json_object_get(ovr, "rate_limit_rpm");
+		struct lc_rule rule;
+		int64_t budget;
 		if (!b)
 			b = json_object_get(cust, "monthly_budget_usd");
 		if (!r)
 			r = json_object_get(cust, "rate_limit_rpm");
-		struct lc_limit l = {.enabled = true, .alert_at = -1};
-		if (b && json_is_number(b) && lc_usd_to_micro(json_number_value(b), &l.threshold) == 0) {
-			l.metric = LC_METRIC_COST;
-			l.window = LC_WIN_MONTHLY;
-			limit_entry(arr, "customer", id, &l,
-				    srv_total(txn, s, "customer", id, "cost", "monthly", lc_window_start(LC_WIN_MONTHLY, now)),
-				    now);
+		if (b && json_is_number(b) && lc_usd_to_micro(json_number_value(b), &budget) == 0) {
+			lc_rule_customer_budget(&rule, id, budget);
+			cb(s, txn, ctx, &rule, now);
 		}
-		if (r && json_is_integer(r)) {
-			l.metric = LC_METRIC_REQUESTS;
-			l.window = LC_WIN_MINUTE;
-			l.threshold = json_integer_value(r);
-			limit_entry(arr, "customer", id, &l,
-				    srv_total(txn, s, "customer", id, "requests", "minute", lc_window_start(LC_WIN_MINUTE, now)),
-				    now);
+		if (r && json_is_integer(r) && json_integer_value(r) >= 0) {
+			lc_rule_customer_rpm(&rule, id, json_integer_value(r));
+			cb(s, txn, ctx, &rule, now);
 		}
 		json_decref(ovr);
 	}
 	json_decref(ids);
 	json_decref(cust);
-	return 0;
+}
+
+/* every rule of the given scopes, sorted by scope then id (the tables' order) */
+static void each_rule(struct srv *s, MDB_txn *txn, int64_t now, unsigned scopes, rule_cb cb, void *ctx)
+{
+	struct lc_rule r;
+	if (scopes & RULES_KEY)
+		table_rules(s, txn, s->db_keys, LC_SCOPE_KEY, now, cb, ctx);
+	if (scopes & RULES_TEAM)
+		table_rules(s, txn, s->db_teams, LC_SCOPE_TEAM, now, cb, ctx);
+	if ((scopes & RULES_ORG) && org_rule(txn, s, &r))
+		cb(s, txn, ctx, &r, now);
+	if (scopes & RULES_CUSTOMER)
+		customer_rules(s, txn, now, cb, ctx);
+}
+
+/* ---- GET /v1/usage ---- */
+
+static void status_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
+{
+	/* a customer's rpm is a sliding window on the hosts: here the current minute's sum */
+	json_array_append_new(ctx, lc_rule_status_json(r, srv_rule_used(txn, s, r, now), 0, now));
 }
 
 static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
@@ -603,22 +588,17 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	int64_t now = lc_now();
 	json_t *limits = json_array();
 	char t[32];
+	struct lc_rule org;
+	json_t *orgj = NULL;
 
-	each_limit(s, txn, now, true, status_cb, limits);
-	struct lc_limit l;
-	bool has_cap;
-	int64_t warn;
-	json_t *org = NULL;
-	if (org_limit(txn, s, &l, &has_cap, &warn) == 0) {
-		int64_t bucket = lc_window_start(l.window, now);
-		int64_t used = org_total(txn, s, "cost", lc_window_name(l.window), bucket);
-		if (has_cap)
-			limit_entry(limits, "org", "org", &l, used, now);
-		org = json_pack("{s:s,s:o,s:o,s:o}", "period", lc_window_name(l.window), "used_usd", amount(LC_METRIC_COST, used),
-				"spend_cap_usd", has_cap ? amount(LC_METRIC_COST, l.threshold) : json_null(),
-				"warning_threshold_usd", warn >= 0 ? amount(LC_METRIC_COST, warn) : json_null());
+	each_rule(s, txn, now, RULES_KEY | RULES_TEAM | RULES_ORG | RULES_CUSTOMER, status_cb, limits);
+	if (org_rule(txn, s, &org)) {
+		enum lc_metric m = LC_METRIC_COST;
+		orgj = json_pack("{s:s,s:o,s:o,s:o}", "period", lc_window_name(org.lim.window), "used_usd",
+				 lc_amount_json(m, srv_rule_used(txn, s, &org, now)), "spend_cap_usd",
+				 org.lim.threshold >= 0 ? lc_amount_json(m, org.lim.threshold) : json_null(),
+				 "warning_threshold_usd", org.lim.alert_at >= 0 ? lc_amount_json(m, org.lim.alert_at) : json_null());
 	}
-	customer_limits(s, txn, limits, now);
 
 	json_t *hosts = json_array();
 	MDB_cursor *c;
@@ -646,14 +626,91 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	*out = json_pack("{s:{s:I,s:s,s:b},s:o,s:o,s:o}", "policy", "version",
 			 (json_int_t)srv_get_int(txn, s->db_meta, "version", 0), "expires_at", t, "expired", exp <= now,
 			 "limits", limits,
-			 "org", org ? org : json_null(), "hosts", hosts);
+			 "org", orgj ? orgj : json_null(), "hosts", hosts);
 	return 0;
 }
 
-void srv_usage_get(struct srv *s, struct srv_resp *rs)
+/* ?by=SCOPE&window=W: every group of one scope in the current window, org-wide, by cost */
+struct report_op {
+	int scope;
+	enum lc_window w;
+	json_t *out;
+};
+
+static int report_txn(struct srv *s, MDB_txn *txn, void *ctx)
+{
+	struct report_op *op = ctx;
+	int64_t now = lc_now(), bucket = lc_window_start(op->w, now);
+	json_t *byid = json_object(), *rows = json_array();
+	char pre[64], t[32];
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	snprintf(pre, sizeof pre, "%s" SEP, lc_scope_name(op->scope));
+	if ((rc = mdb_cursor_open(txn, s->db_totals, &c)) != 0) {
+		json_decref(byid);
+		json_decref(rows);
+		return rc;
+	}
+	k.mv_data = pre;
+	k.mv_size = strlen(pre);
+	for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char buf[512], *f[5], num[32];
+		int m;
+		if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
+			break;
+		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0 || strcmp(f[3], lc_window_name(op->w)) ||
+		    strtoll(f[4], NULL, 10) != bucket || (m = lc_lmetric_parse(f[2])) < 0)
+			continue;
+		json_t *row = json_object_get(byid, f[1]);
+		if (!row) {
+			row = json_pack("{s:s,s:I,s:I,s:I,s:I,s:f}", "id", f[1], "requests", (json_int_t)0, "input_tokens",
+					(json_int_t)0, "cached_input_tokens", (json_int_t)0, "output_tokens", (json_int_t)0,
+					"cost", 0.0);
+			json_object_set_new(byid, f[1], row);
+		}
+		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
+		long long n = strtoll(num, NULL, 10);
+		json_object_set_new(row, lc_lmetric_name(m),
+				    m == LC_LM_COST ? json_real((double)n / 1e6) : json_integer(n));
+	}
+	mdb_cursor_close(c);
+	const char *id;
+	json_t *row;
+	json_object_foreach(byid, id, row) {
+		if (json_integer_value(json_object_get(row, "requests")) > 0)
+			json_array_append(rows, row);
+	}
+	json_decref(byid);
+	lc_usage_rows_sort(rows);
+	lc_time_format(bucket, t);
+	op->out = json_pack("{s:s,s:s,s:s,s:o}", "by", lc_scope_name(op->scope), "window", lc_window_short_name(op->w),
+			    "window_start", t, "rows", rows);
+	return 0;
+}
+
+void srv_usage_get(struct srv *s, const char *by, const char *window, struct srv_resp *rs)
 {
 	json_t *out = NULL;
-	int rc = srv_read(s, get_txn, &out);
+	int rc;
+	if (by || window) {
+		struct report_op op = {.scope = lc_scope_parse(by ? by : "key"), .w = LC_WIN_DAILY};
+		if (op.scope < 0) {
+			srv_resp_error(rs, 400, "invalid_request_error",
+				       "by: must be one of key, team, org, customer, model, provider");
+			return;
+		}
+		if (window && lc_window_parse_any(window, &op.w) != 0) {
+			srv_resp_error(rs, 400, "invalid_request_error",
+				       "window: must be one of minute, hour, day, week, month, lifetime");
+			return;
+		}
+		rc = srv_read(s, report_txn, &op);
+		out = op.out;
+	} else {
+		rc = srv_read(s, get_txn, &out);
+	}
 	if (rc != 0 || !out) {
 		srv_resp_error(rs, 500, "api_error", "store: %s", mdb_strerror(rc));
 		json_decref(out);
@@ -662,67 +719,35 @@ void srv_usage_get(struct srv *s, struct srv_resp *rs)
 	srv_resp_json(rs, 200, out);
 }
 
-/* ---- notifications on the sums ---- */
+/* ---- notifications on the sums: org and team rules (hosts that sync leave these to us) ---- */
 
 struct eval_ctx {
 	int queued;
 	int64_t version;
 };
 
-static void fire(struct srv *s, MDB_txn *txn, struct eval_ctx *ec, const char *event, const char *scope,
-		 const char *id, const struct lc_limit *l, int64_t used, int64_t threshold, const char *kind, int64_t now)
-{
-	char dedup[600], lim[300], t[32];
-	int64_t bucket = lc_window_start(l->window, now), end = lc_window_end(l->window, now);
-	snprintf(lim, sizeof lim, "%s:%s:%s:%s", scope, id, lc_metric_name(l->metric), lc_window_name(l->window));
-	snprintf(dedup, sizeof dedup, "%s|%s|%s|%" PRId64, event, lim, kind, bucket);
-	MDB_val v;
-	if (srv_get_raw(txn, s->db_fired, dedup, &v) == 0)
-		return;
-	json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:I}", "scope", scope, "id", id, "limit", lim, "metric",
-			      lc_metric_name(l->metric), "window", lc_window_name(l->window), "used",
-			      amount(l->metric, used), "threshold", amount(l->metric, threshold), "policy_version",
-			      (json_int_t)ec->version);
-	lc_time_format(bucket, t);
-	json_object_set_new(d, "window_start", json_string(t));
-	if (end != INT64_MAX) {
-		lc_time_format(end, t);
-		json_object_set_new(d, "resets_at", json_string(t));
-	}
-	if (l->alert_at >= 0 && strcmp(kind, "alert_at") == 0)
-		json_object_set_new(d, "alert_at", amount(l->metric, l->alert_at));
-	srv_event_queue(s, txn, event, d, dedup);
-	ec->queued++;
-}
-
-static void eval_cb(struct srv *s, MDB_txn *txn, void *ctx, const char *scope, const char *id,
-		    const struct lc_limit *l, int64_t used, int64_t now)
+static void eval_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
 {
 	struct eval_ctx *ec = ctx;
-	if (!l->enabled)
-		return;
-	if (l->alert_at >= 0 && used >= l->alert_at)
-		fire(s, txn, ec, "limit_alert", scope, id, l, used, l->threshold, "alert_at", now);
-	if (used >= l->threshold)
-		fire(s, txn, ec, l->warn ? "limit_alert" : "limit_reached", scope, id, l, used, l->threshold,
-		     "threshold", now);
+	struct lc_crossing cr[2];
+	int64_t used = srv_rule_used(txn, s, r, now);
+	int n = lc_rule_reached(r, -1, used, true, cr);
+	for (int i = 0; i < n; i++) {
+		char dedup[600];
+		lc_rule_dedup(dedup, sizeof dedup, cr[i].event, r, cr[i].level, now);
+		MDB_val v;
+		if (srv_get_raw(txn, s->db_fired, dedup, &v) == 0)
+			continue;
+		srv_event_queue(s, txn, lc_event_name(cr[i].event), lc_rule_event_data(r, cr[i].level, used, now, ec->version),
+				dedup);
+		ec->queued++;
+	}
 }
 
 int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now)
 {
 	struct eval_ctx ec = {0, srv_get_int(txn, s->db_meta, "version", 0)};
-	struct lc_limit l;
-	bool has_cap;
-	int64_t warn;
-
-	if (org_limit(txn, s, &l, &has_cap, &warn) == 0) {
-		int64_t used = org_total(txn, s, "cost", lc_window_name(l.window), lc_window_start(l.window, now));
-		if (warn >= 0 && used >= warn)
-			fire(s, txn, &ec, "spend_cap_warning_threshold_reached", "org", "org", &l, used, warn, "warning", now);
-		if (has_cap && used >= l.threshold)
-			fire(s, txn, &ec, "spend_cap_reached", "org", "org", &l, used, l.threshold, "cap", now);
-	}
-	each_limit(s, txn, now, false, eval_cb, &ec);
+	each_rule(s, txn, now, RULES_ORG | RULES_TEAM, eval_cb, &ec);
 	return ec.queued;
 }
 

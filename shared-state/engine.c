@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "rules.h"
 #include "stats.h"
 #include "util.h"
 
@@ -111,54 +112,12 @@ static bool proc_alive(int32_t pid, uint64_t start)
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void be64(unsigned char *o, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		o[i] = (unsigned char)v;
-}
-
-static uint64_t rbe64(const unsigned char *o)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | o[i];
-	return v;
-}
+/* ---- small helpers ---------------------------------------------------------- */
 
 static void tkey_make(unsigned char tk[9], uint64_t id)
 {
 	tk[0] = LC_TICKET_PREFIX;
-	be64(tk + 1, id);
-}
-
-static void ckey_make(struct lc_ckey *k, int scope, enum lc_metric m, enum lc_window w, int64_t bucket,
-		      const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n > 127)
-		n = 127;
-	k->b[0] = (unsigned char)scope;
-	k->b[1] = (unsigned char)m;
-	k->b[2] = (unsigned char)w;
-	be64(k->b + 3, (uint64_t)bucket);
-	memcpy(k->b + 11, id, n);
-	k->len = (uint8_t)(11 + n);
-}
-
-static const char *scope_name(int s)
-{
-	static const char *const n[] = {"key", "team", "org", "customer"};
-
-	return s >= 0 && s < 4 ? n[s] : "?";
-}
-
-static int64_t sat_add(int64_t a, int64_t b)
-{
-	if (b > 0 && a > INT64_MAX - b)
-		return INT64_MAX;
-	return a + b;
+	lc_be64(tk + 1, id);
 }
 
 static int meta_get_i64(struct lc_store *s, MDB_txn *txn, const char *k, int64_t *out)
@@ -266,7 +225,7 @@ static int queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json
 	json_decref(ev);
 	if (!txt)
 		return ENOMEM;
-	be64(seqk, (uint64_t)seq);
+	lc_be64(seqk, (uint64_t)seq);
 	k = MV(seqk, 8);
 	v = MV(txt, strlen(txt));
 	rc = mdb_put(txn, s->dbi[LC_DB_OUTBOX], &k, &v, 0);
@@ -275,420 +234,21 @@ static int queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json
 	return rc;
 }
 
-/* ---- limit bookkeeping for one decision --------------------------------------- */
-
-struct applied {
-	int scope;
-	char id[128];
-	struct lc_limit lim;
-	int ci;                      /* index into the distinct counter list */
-	bool is_org_cap;
-};
-
-struct decision_ctx {
-	struct lc_rec_cfg cfg;
-	struct applied a[2 * LC_MAX_LIMITS + 4];
-	int na;
-	struct lc_ckey ck[LC_TICKET_MAXC];
-	struct lc_rec_counter cv[LC_TICKET_MAXC];
-	int nc;
-	int64_t now;
-};
-
-static int counter_get(struct lc_store *s, MDB_txn *txn, const struct lc_ckey *k, struct lc_rec_counter *c)
-{
-	MDB_val key = MV(k->b, k->len), v;
-	int rc = mdb_get(txn, s->dbi[LC_DB_COUNTERS], &key, &v);
-
-	memset(c, 0, sizeof(*c));
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return rc;
-	if (v.mv_size != sizeof(*c))
-		return MDB_CORRUPTED;
-	memcpy(c, v.mv_data, sizeof(*c));
-	return 0;
-}
-
-static int counter_put(struct lc_store *s, MDB_txn *txn, const unsigned char *k, size_t klen,
-		       const struct lc_rec_counter *c)
-{
-	MDB_val key = MV(k, klen), v = MV(c, sizeof(*c));
-
-	return mdb_put(txn, s->dbi[LC_DB_COUNTERS], &key, &v, 0);
-}
-
-static int add_applied(struct lc_store *s, MDB_txn *txn, struct decision_ctx *x, int scope, const char *id,
-		       const struct lc_limit *l, bool org)
-{
-	struct applied *a;
-	struct lc_ckey k;
-	int i, rc;
-
-	if (!l->enabled || x->na >= (int)(sizeof(x->a) / sizeof(x->a[0])))
-		return 0;
-	ckey_make(&k, scope, l->metric, l->window, lc_window_start(l->window, x->now), id);
-	for (i = 0; i < x->nc; i++)
-		if (x->ck[i].len == k.len && !memcmp(x->ck[i].b, k.b, k.len))
-			break;
-	if (i == x->nc) {
-		if (x->nc >= LC_TICKET_MAXC)
-			return 0;
-		x->ck[i] = k;
-		rc = counter_get(s, txn, &k, &x->cv[i]);
-		if (rc)
-			return rc;
-		x->nc++;
-	}
-	a = &x->a[x->na++];
-	a->scope = scope;
-	snprintf(a->id, sizeof(a->id), "%s", id);
-	a->lim = *l;
-	a->ci = i;
-	a->is_org_cap = org;
-	return 0;
-}
-
-static void limit_label(const struct applied *a, char *out, size_t n)
-{
-	if (a->scope == LC_SCOPE_ORG)
-		snprintf(out, n, "org:%s:%s", lc_metric_name(a->lim.metric), lc_window_name(a->lim.window));
-	else
-		snprintf(out, n, "%s:%s:%s:%s", scope_name(a->scope), a->id, lc_metric_name(a->lim.metric),
-			 lc_window_name(a->lim.window));
-}
-
-static void amount_fmt(enum lc_metric m, int64_t v, char out[40])
-{
-	if (m == LC_METRIC_COST)
-		lc_micro_format(v, out);
-	else
-		snprintf(out, 40, "%" PRId64, v);
-}
-
-static json_t *limit_event_data(const struct applied *a, int64_t used, int64_t now)
-{
-	char label[192], ts[32];
-	json_t *d;
-	bool cost = a->lim.metric == LC_METRIC_COST;
-
-	limit_label(a, label, sizeof(label));
-	d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "limit", label, "scope", scope_name(a->scope), "id", a->id,
-		      "metric", lc_metric_name(a->lim.metric), "window", lc_window_name(a->lim.window));
-	if (!d)
-		return NULL;
-	json_object_set_new(d, "threshold", cost ? json_real(a->lim.threshold / 1e6) : json_integer(a->lim.threshold));
-	json_object_set_new(d, "used", cost ? json_real(used / 1e6) : json_integer(used));
-	if (a->lim.window != LC_WIN_LIFETIME) {
-		lc_time_format(lc_window_end(a->lim.window, now), ts);
-		json_object_set_new(d, "resets_at", json_string(ts));
-	}
-	return d;
-}
-
-static void dedup_key(char *out, size_t n, const char *event, const struct applied *a, int64_t now)
-{
-	char label[192];
-
-	limit_label(a, label, sizeof(label));
-	snprintf(out, n, "%s|%s|%" PRId64, event, label, lc_window_start(a->lim.window, now));
-}
-
-static void deny_message(struct lc_decision *d, const struct applied *a, int64_t used, int64_t now)
-{
-	char thr[40], u[40], ts[32], resets[64];
-	const char *w = lc_window_name(a->lim.window);
-	int64_t end = lc_window_end(a->lim.window, now);
-
-	amount_fmt(a->lim.metric, a->lim.threshold, thr);
-	amount_fmt(a->lim.metric, used, u);
-	if (end == INT64_MAX)
-		snprintf(resets, sizeof(resets), "it never resets");
-	else {
-		lc_time_format(end, ts);
-		snprintf(resets, sizeof(resets), "resets %s", ts);
-	}
-	if (a->is_org_cap)
-		snprintf(d->message, sizeof(d->message),
-			 "llmcap: %s organisation spend cap of %s reached (%s used); %s", w, thr, u, resets);
-	else if (a->scope == LC_SCOPE_CUSTOMER && a->lim.metric == LC_METRIC_COST)
-		snprintf(d->message, sizeof(d->message), "llmcap: %s budget of %s for customer '%s' reached (%s used); %s",
-			 w, thr, a->id, u, resets);
-	else
-		snprintf(d->message, sizeof(d->message), "llmcap: %s %s limit of %s for %s '%s' reached (%s used); %s", w,
-			 lc_metric_name(a->lim.metric), thr, scope_name(a->scope), a->id, u, resets);
-	limit_label(a, d->limit, sizeof(d->limit));
-	d->status = 429;
-	d->retry_after = end == INT64_MAX ? 86400 * 365 : end - now;
-	if (d->retry_after < 1)
-		d->retry_after = 1;
-	d->should_retry = d->retry_after <= 60;
-}
-
-/* ---- tickets ----------------------------------------------------------------- */
-
-static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const int64_t *actual_or_null,
-			 const struct lc_usage *u, int http_status, int64_t now);
-
-/* Charge at their estimate the tickets of processes that are gone. */
-static int reclaim_txn(struct lc_store *s, MDB_txn *txn, unsigned *count, int64_t now)
-{
-	MDB_cursor *cur;
-	MDB_val k, v;
-	uint64_t dead[256];
-	unsigned nd = 0;
-	int rc;
-
-	unsigned char first = LC_TICKET_PREFIX;
-
-	rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur);
-	if (rc)
-		return rc;
-	k = MV(&first, 1);
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && nd < 256 && k.mv_size == 9 && ((unsigned char *)k.mv_data)[0] == LC_TICKET_PREFIX) {
-		struct lc_rec_ticket_hdr h;
-
-		if (v.mv_size >= sizeof(h)) {
-			memcpy(&h, v.mv_data, sizeof(h));
-			if (!proc_alive(h.pid, h.pstart))
-				dead[nd++] = rbe64((unsigned char *)k.mv_data + 1);
-		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
-	for (unsigned i = 0; i < nd; i++) {
-		rc = ticket_settle(s, txn, dead[i], NULL, NULL, 0, now);
-		if (rc && rc != LC_E_NOTFOUND)
-			return rc;
-	}
-	if (count)
-		*count += nd;
-	if (nd)
-		lc_log(LC_LOG_INFO, "reclaimed %u reservation(s) of dead processes", nd);
-	return 0;
-}
-
-static void alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct lc_ckey *k,
-				const struct lc_rec_counter *before, const struct lc_rec_counter *after, int64_t now);
-
-static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const int64_t *actual_in,
-			 const struct lc_usage *u, int http_status, int64_t now)
-{
-	unsigned char tk[9];
-	MDB_val k, v;
-	struct lc_rec_ticket_hdr h;
-	int64_t actual[3];
-	const unsigned char *p, *end;
-	unsigned char *copy, stackbuf[sizeof(struct lc_rec_ticket_hdr) + LC_TICKET_MAXC * (LC_CKEY_MAX + 1)];
-	int rc;
-
-	tkey_make(tk, id);
-	k = MV(tk, 9);
-	rc = mdb_get(txn, s->dbi[LC_DB_COUNTERS], &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return LC_E_NOTFOUND;
-	if (rc)
-		return rc;
-	if (v.mv_size < sizeof(h))
-		return MDB_CORRUPTED;
-	copy = v.mv_size <= sizeof(stackbuf) ? stackbuf : malloc(v.mv_size);
-	if (!copy)
-		return ENOMEM;
-	memcpy(copy, v.mv_data, v.mv_size);
-	memcpy(&h, copy, sizeof(h));
-	if (actual_in)
-		memcpy(actual, actual_in, sizeof(actual));
-	else if (u && u->present) {
-		actual[LC_METRIC_REQUESTS] = 1;
-		actual[LC_METRIC_TOKENS] = sat_add(sat_add(u->input, u->cached_input), u->output);
-		actual[LC_METRIC_COST] = lc_cost_settle(&h.price, u);
-	} else if (http_status >= 400) {
-		/* providers do not bill failed requests: count the request, charge nothing */
-		actual[LC_METRIC_REQUESTS] = 1;
-		actual[LC_METRIC_TOKENS] = 0;
-		actual[LC_METRIC_COST] = 0;
-	} else {
-		memcpy(actual, h.est, sizeof(actual));  /* no usage came back: charge the estimate */
-	}
-	p = copy + sizeof(h);
-	end = copy + v.mv_size;
-	for (int i = 0; i < h.nc && p < end; i++) {
-		struct lc_ckey ck;
-		struct lc_rec_counter c, before;
-		enum lc_metric m;
-
-		ck.len = *p++;
-		if (ck.len > LC_CKEY_MAX || p + ck.len > end) {
-			rc = MDB_CORRUPTED;
-			goto out;
-		}
-		memcpy(ck.b, p, ck.len);
-		p += ck.len;
-		m = (enum lc_metric)ck.b[1];
-		rc = counter_get(s, txn, &ck, &c);
-		if (rc)
-			goto out;
-		before = c;
-		c.reserved -= h.est[m];
-		if (c.reserved < 0)
-			c.reserved = 0;
-		c.used = sat_add(c.used, actual[m]);
-		rc = counter_put(s, txn, ck.b, ck.len, &c);
-		if (rc)
-			goto out;
-		alerts_after_settle(s, txn, &ck, &before, &c, now);
-	}
-	rc = mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL);
-out:
-	if (copy != stackbuf)
-		free(copy);
-	return rc;
-}
-
-/* ---- limits that apply to a key / team / org / customer ------------------------- */
-
-static int key_lookup(struct lc_store *s, MDB_txn *txn, const unsigned char fp[32], struct lc_rec_key *out)
-{
-	MDB_val k = MV(fp, 32), v;
-	int rc = mdb_get(txn, s->dbi[LC_DB_KEYS], &k, &v);
-
-	if (rc)
-		return rc;
-	if (v.mv_size != sizeof(*out))
-		return MDB_CORRUPTED;
-	memcpy(out, v.mv_data, sizeof(*out));
-	return 0;
-}
-
-static int team_lookup(struct lc_store *s, MDB_txn *txn, const char *team, struct lc_rec_limits *out)
-{
-	MDB_val k = MV(team, strlen(team)), v;
-	int rc = mdb_get(txn, s->dbi[LC_DB_TEAMS], &k, &v);
-
-	if (rc)
-		return rc;
-	if (v.mv_size != sizeof(*out))
-		return MDB_CORRUPTED;
-	memcpy(out, v.mv_data, sizeof(*out));
-	return 0;
-}
-
-static void cust_limits(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg, const char *cust,
-			int64_t *budget, int64_t *rpm)
-{
-	MDB_val k = MV(cust, strlen(cust)), v;
-	struct lc_rec_cust c;
-
-	*budget = cfg->cust_budget;
-	*rpm = cfg->cust_rpm;
-	if (mdb_get(txn, s->dbi[LC_DB_CUSTS], &k, &v) == 0 && v.mv_size == sizeof(c)) {
-		memcpy(&c, v.mv_data, sizeof(c));
-		if (c.budget != -2)
-			*budget = c.budget;
-		if (c.rpm != -2)
-			*rpm = c.rpm;
-	}
-}
-
-/* Map counter key -> the limits watching it, to fire alert events when settled usage crosses them. */
-static void alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct lc_ckey *k,
-				const struct lc_rec_counter *before, const struct lc_rec_counter *after, int64_t now)
-{
-	int scope = k->b[0];
-	enum lc_metric m = (enum lc_metric)k->b[1];
-	enum lc_window w = (enum lc_window)k->b[2];
-	char id[128], dk[400];
-	struct lc_rec_limits lims = {0};
-	struct lc_rec_cfg cfg;
-	int64_t was = sat_add(before->used, before->remote), now_used = sat_add(after->used, after->remote);
-	size_t idlen = (size_t)k->len - 11;
-
-	if (now_used == was)
-		return;
-	memcpy(id, k->b + 11, idlen);
-	id[idlen] = '\0';
-	if (scope == LC_SCOPE_ORG) {
-		struct applied a = {.scope = LC_SCOPE_ORG, .is_org_cap = true};
-
-		if (get_cfg(s, txn, &cfg))
-			return;
-		snprintf(a.id, sizeof(a.id), "org");
-		a.lim = (struct lc_limit){.metric = LC_METRIC_COST, .window = (enum lc_window)cfg.org_period,
-					  .threshold = cfg.org_cap, .alert_at = cfg.org_warn, .enabled = true};
-		if (m == LC_METRIC_COST && w == a.lim.window && cfg.org_warn >= 0 && was <= cfg.org_warn &&
-		    now_used > cfg.org_warn) {
-			dedup_key(dk, sizeof(dk), "spend_cap_warning_threshold_reached", &a, now);
-			queue_event(s, txn, "spend_cap_warning_threshold_reached", limit_event_data(&a, now_used, now),
-				    dk);
-		}
-		return;
-	}
-	if (scope == LC_SCOPE_KEY) {
-		MDB_val kk = MV(id, strlen(id)), v;
-		struct lc_rec_key rk;
-
-		if (mdb_get(txn, s->dbi[LC_DB_KEYNAMES], &kk, &v) || v.mv_size != sizeof(rk))
-			return;
-		memcpy(&rk, v.mv_data, sizeof(rk));
-		lims = rk.lim;
-	} else if (scope == LC_SCOPE_TEAM) {
-		team_lookup(s, txn, id, &lims);
-	} else {
-		return;
-	}
-	for (int i = 0; i < lims.n; i++) {
-		struct lc_limit *l = &lims.l[i];
-		struct applied a = {.scope = scope, .lim = *l};
-
-		if (!l->enabled || l->metric != m || l->window != w)
-			continue;
-		snprintf(a.id, sizeof(a.id), "%s", id);
-		if ((l->alert_at >= 0 && was <= l->alert_at && now_used > l->alert_at) ||
-		    (l->warn && was <= l->threshold && now_used > l->threshold)) {
-			dedup_key(dk, sizeof(dk), "limit_alert", &a, now);
-			queue_event(s, txn, "limit_alert", limit_event_data(&a, now_used, now), dk);
-		}
-	}
-}
-
-/* ---- admit ------------------------------------------------------------------- */
-
-static void set_deny(struct lc_decision *d, int status, const char *msg)
-{
-	d->verdict = LC_DENY;
-	d->status = status;
-	snprintf(d->message, sizeof(d->message), "%s", msg);
-	d->limit[0] = '\0';
-	d->retry_after = 0;
-	d->should_retry = false;
-}
 
 static int provider_get(struct lc_store *s, MDB_txn *txn, const char *host, int port, struct lc_rec_provider *p)
 {
 	char hk[300];
 	MDB_val k, v;
 	int rc = MDB_NOTFOUND;
-	size_t n;
 
 	if (port > 0) {
 		snprintf(hk, sizeof(hk), "%s:%d", host, port);
-		for (char *c = hk; *c; c++)
-			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-		k = MV(hk, strlen(hk));
+		k = MV(hk, lc_host_norm(hk));
 		rc = mdb_get(txn, s->dbi[LC_DB_PROVIDERS], &k, &v);
 	}
 	if (rc == MDB_NOTFOUND) {
 		snprintf(hk, sizeof(hk), "%s", host);
-		for (char *c = hk; *c; c++)
-			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-		n = strlen(hk);
-		if (n && hk[n - 1] == '.')  /* "api.openai.com." is the same host */
-			hk[--n] = '\0';
-		k = MV(hk, n);
+		k = MV(hk, lc_host_norm(hk));
 		rc = mdb_get(txn, s->dbi[LC_DB_PROVIDERS], &k, &v);
 	}
 	if (rc)
@@ -733,7 +293,7 @@ static int rpm_check(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t
 		v.mv_size = 0;
 	if (rpm > LC_RPM_EXACT_MAX) {
 		struct rpm_buckets b;
-		int64_t S = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000), sum = 0, first = INT64_MAX;
+		int64_t S = lc_floordiv(now_ms, 1000), sum = 0, first = INT64_MAX;
 
 		if (v.mv_size == sizeof(b) && (memcpy(&b, v.mv_data, sizeof(b)), b.magic == LC_RPM_MAGIC)) {
 			/* ours */
@@ -799,6 +359,34 @@ static int rpm_check(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t
 	return 0;
 }
 
+/* admissions of a customer in the last 60 seconds (status) */
+int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now_ms, int64_t *used)
+{
+	MDB_val k = MV(cust, strlen(cust)), v;
+	struct rpm_buckets b;
+	int rc = mdb_get(txn, s->dbi[LC_DB_RPM], &k, &v);
+
+	*used = 0;
+	if (rc)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (v.mv_size == sizeof(b) && (memcpy(&b, v.mv_data, sizeof(b)), b.magic == LC_RPM_MAGIC)) {
+		int64_t S = lc_floordiv(now_ms, 1000);
+
+		for (int i = 0; i < 61; i++)
+			if (b.sec[i] >= S - 60 && b.sec[i] <= S && b.cnt[i] > 0)
+				*used += b.cnt[i];
+		return 0;
+	}
+	for (size_t i = 0; v.mv_size % 8 == 0 && i < v.mv_size / 8; i++) {
+		int64_t t;
+
+		memcpy(&t, (char *)v.mv_data + i * 8, 8);
+		if (now_ms - t < 60000)
+			(*used)++;
+	}
+	return 0;
+}
+
 /* A ticket id without a getrandom() per admit: the write transaction's id is unique among
  * committed write transactions of this store (low 48 bits), and per-process random bits (high 16)
  * keep ids apart across a re-created store. A collision (MDB_KEYEXIST) falls back to random ids. */
@@ -844,292 +432,556 @@ static void basis_set(struct parse_basis *b, const struct lc_rec_cfg *cfg, uint8
 	memcpy(b->ident, cfg->ident, sizeof(b->ident));
 }
 
-static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, const unsigned char *keyfp,
-		     struct lc_decision *d, int *events_only, struct parse_basis *basis)
-{
-	struct decision_ctx *x;
-	struct lc_rec_provider prov;
-	struct lc_rec_key key;
-	struct lc_price price;
-	bool have_key = false, have_price = false;
-	const struct lc_reqinfo *info = r->info;
-	int64_t est[3], now_ms = lc_now_ms(), out_tokens, in_tokens, cust_budget = -1, cust_rpm = -1, wait_ms;
-	char dk[400];
-	int rc, i;
 
-	*events_only = 0;
-	x = malloc(sizeof(*x));  /* large; only the counts need zeroing */
-	if (!x)
-		return ENOMEM;
-	x->na = 0;
-	x->nc = 0;
-	x->now = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000);
-	rc = get_cfg(s, txn, &x->cfg);
+/* ---- one decision ------------------------------------------------------------
+ * admit: identify (provider, key, groups), estimate (worst case), collect the rules that watch the
+ * request's groups, check each (one loop: limits, budgets, the org cap and the customer's rpm),
+ * reserve. settle: the ticket's groups take the actual usage in every window (the ledger), the
+ * reservation goes, and rules whose levels the settled usage reached fire their events. */
+
+#define MAX_RULES (2 * LC_MAX_LIMITS + 4)
+
+struct group {
+	struct lc_lkey k;
+	struct lc_rec_ledger rec;
+};
+
+struct decision {
+	struct lc_rec_cfg cfg;
+	int64_t now_ms, now, starts[LC_WIN_COUNT];
+	const struct lc_reqinfo *info;
+	struct lc_rec_key key;
+	bool have_key;
+	struct lc_price price;
+	int64_t est[3], est_in, est_out;
+	struct group g[LC_SCOPE_COUNT];
+	uint32_t present;            /* groups the request counts in: 1 << scope */
+	uint32_t watched;            /* groups some rule watches: loaded at admit, reserved on */
+	struct lc_rule rules[MAX_RULES];
+	int nr;
+};
+
+enum { GO_ON = 0, DECIDED = 1 };
+
+static void set_deny(struct lc_decision *d, int status, const char *msg)
+{
+	d->verdict = LC_DENY;
+	d->status = status;
+	snprintf(d->message, sizeof(d->message), "%s", msg);
+	d->limit[0] = '\0';
+	d->retry_after = 0;
+	d->should_retry = false;
+}
+
+static void group_set(struct decision *x, int scope, const char *id)
+{
+	lc__lkey(&x->g[scope].k, scope, id);
+	x->present |= 1u << scope;
+}
+
+/* the id an unknown key is counted under: a fingerprint prefix, never the key */
+static void unknown_key_id(const unsigned char *fp, char out[32])
+{
+	char hex[65];
+
+	if (!fp) {
+		snprintf(out, 32, "-");
+		return;
+	}
+	lc_hex(fp, 32, hex);
+	snprintf(out, 32, "sha256:%.12s", hex);
+}
+
+/* 1. who: the provider, the key and its state, the request's groups */
+static int identify(struct lc_store *s, MDB_txn *txn, struct decision *x, const struct lc_admit_req *r,
+		    const unsigned char *keyfp, struct lc_decision *d, struct parse_basis *basis)
+{
+	struct lc_rec_provider prov;
+	const struct lc_reqinfo *info = r->info;
+	char ts[32], dk[200], kid[32];
+	int rc = get_cfg(s, txn, &x->cfg);
+
 	if (rc == LC_E_NOPOLICY) {
 		d->verdict = LC_PASS;
-		rc = 0;
-		goto out;
+		return DECIDED;
 	}
 	if (rc)
-		goto out;
+		return rc;
 	rc = provider_get(s, txn, r->host, r->port, &prov);
 	if (rc == MDB_NOTFOUND) {
 		d->verdict = LC_PASS;
-		rc = 0;
-		goto out;
+		return DECIDED;
 	}
 	if (rc)
-		goto out;
+		return rc;
 	d->format = (enum lc_format)prov.format;
 	if (basis && !basis_same(basis, &x->cfg, prov.format)) {
 		basis_set(basis, &x->cfg, prov.format);   /* parse again on this basis */
-		rc = LC__E_REPARSE;
-		goto out;
+		return LC__E_REPARSE;
 	}
-
-	/* who: the key */
 	if (keyfp) {
-		rc = key_lookup(s, txn, keyfp, &key);
-		if (rc && rc != MDB_NOTFOUND)
-			goto out;
-		have_key = rc == 0;
-		rc = 0;
-	}
-	if (!have_key && x->cfg.unknown_keys_block) {
-		set_deny(d, 401, "llmcap: this API key is not in the policy (unknown_keys: block)");
-		goto out;
-	}
-	if (have_key && key.revoked) {
-		set_deny(d, 401, "");
-		snprintf(d->message, sizeof(d->message), "llmcap: API key '%s' has been revoked", key.name);
-		goto out;
-	}
-	if (have_key && key.expires_at >= 0 && x->now >= key.expires_at) {
-		char ts[32];
+		MDB_val k = MV(keyfp, 32), v;
 
-		lc_time_format(key.expires_at, ts);
+		rc = mdb_get(txn, s->dbi[LC_DB_KEYS], &k, &v);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		if (rc == 0 && v.mv_size != sizeof(x->key))
+			return MDB_CORRUPTED;
+		if (rc == 0)
+			memcpy(&x->key, v.mv_data, sizeof(x->key));
+		x->have_key = rc == 0;
+	}
+	if (!x->have_key && x->cfg.unknown_keys_block) {
+		set_deny(d, 401, "llmcap: this API key is not in the policy (unknown_keys: block)");
+		return DECIDED;
+	}
+	if (x->have_key && x->key.revoked) {
 		set_deny(d, 401, "");
-		snprintf(d->message, sizeof(d->message), "llmcap: API key '%s' expired at %s", key.name, ts);
-		snprintf(dk, sizeof(dk), "key_expired|%s", key.name);
-		queue_event(s, txn, "key_expired", json_pack("{s:s,s:s}", "key", key.name, "expired_at", ts), dk);
-		*events_only = 1;
-		goto out;
+		snprintf(d->message, sizeof(d->message), "llmcap: API key '%s' has been revoked", x->key.name);
+		return DECIDED;
+	}
+	if (x->have_key && x->key.expires_at >= 0 && x->now >= x->key.expires_at) {
+		lc_time_format(x->key.expires_at, ts);
+		set_deny(d, 401, "");
+		snprintf(d->message, sizeof(d->message), "llmcap: API key '%s' expired at %s", x->key.name, ts);
+		snprintf(dk, sizeof(dk), "key_expired|%s", x->key.name);
+		rc = queue_event(s, txn, lc_event_name(LC_EV_KEY_EXPIRED),
+				 json_pack("{s:s,s:s}", "key", x->key.name, "expired_at", ts), dk);
+		return rc ? rc : DECIDED;
 	}
 	if (info->api == LC_API_UNKNOWN) {
 		/* a provider call we do not price (GET /v1/models, files, ...): not counted */
 		d->verdict = LC_ALLOW;
 		d->ticket = 0;
-		goto out;
+		return DECIDED;
 	}
+	unknown_key_id(keyfp, kid);
+	group_set(x, LC_SCOPE_KEY, x->have_key ? x->key.name : kid);
+	if (x->have_key && x->key.team[0])
+		group_set(x, LC_SCOPE_TEAM, x->key.team);
+	group_set(x, LC_SCOPE_ORG, "org");
+	if (info->customer[0])
+		group_set(x, LC_SCOPE_CUSTOMER, info->customer);
+	group_set(x, LC_SCOPE_MODEL, info->model[0] ? info->model : "-");
+	group_set(x, LC_SCOPE_PROVIDER, prov.name);
+	return GO_ON;
+}
 
-	/* what: model price and the worst-case estimate */
-	have_price = lc_price_find(txn, s->dbi[LC_DB_PRICES], info->model, &price) == 0;
+/* 2. what: the model's price and the worst case (input upper bound + output cap) */
+static int estimate(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc_decision *d)
+{
+	const struct lc_reqinfo *info = x->info;
+	bool have_price = false;
+
+	have_price = lc_price_find(txn, s->dbi[LC_DB_PRICES], info->model, &x->price) == 0;
 	if (!have_price)
-		lc_price_none(&price);
+		lc_price_none(&x->price);
 	if (!have_price && x->cfg.unknown_models_block) {
 		set_deny(d, 400, "");
 		snprintf(d->message, sizeof(d->message),
 			 "llmcap: model '%s' has no price in the policy (unknown_models: block)", info->model);
-		goto out;
+		return DECIDED;
 	}
-	in_tokens = info->input_estimate > 0 ? info->input_estimate : 0;
+	x->est_in = info->input_estimate > 0 ? info->input_estimate : 0;
 	if (info->api == LC_API_EMBEDDINGS)
-		out_tokens = 0;
+		x->est_out = 0;
 	else if (info->output_cap >= 0)
-		out_tokens = info->output_cap;
-	else if (price.max_out >= 0)
-		out_tokens = price.max_out;
+		x->est_out = info->output_cap;
+	else if (x->price.max_out >= 0)
+		x->est_out = x->price.max_out;
 	else
-		out_tokens = x->cfg.default_max_output;
-	est[LC_METRIC_REQUESTS] = 1;
-	est[LC_METRIC_TOKENS] = sat_add(in_tokens, out_tokens);
-	est[LC_METRIC_COST] = lc_cost_estimate(&price, info, in_tokens, out_tokens);
+		x->est_out = x->cfg.default_max_output;
+	x->est[LC_METRIC_REQUESTS] = 1;
+	x->est[LC_METRIC_TOKENS] = lc_sat_add(x->est_in, x->est_out);
+	/* the one place admit prices a request (price.c); settle's is lc_cost_settle */
+	x->est[LC_METRIC_COST] = lc_cost_estimate(&x->price, info, x->est_in, x->est_out);
+	return GO_ON;
+}
 
-	/* which limits apply */
-	if (have_key) {
-		for (i = 0; i < key.lim.n && !rc; i++)
-			rc = add_applied(s, txn, x, LC_SCOPE_KEY, key.name, &key.lim.l[i], false);
-		if (!rc && key.team[0]) {
-			struct lc_rec_limits tl;
+static char *group_id(const struct group *g, char out[128])
+{
+	lc__lkey_id(g->k.b, g->k.len, out);
+	return out;
+}
 
-			if (team_lookup(s, txn, key.team, &tl) == 0)
-				for (i = 0; i < tl.n && !rc; i++)
-					rc = add_applied(s, txn, x, LC_SCOPE_TEAM, key.team, &tl.l[i], false);
+/* 3. which rules watch the request's groups; their ledger records */
+static int collect_rules(struct lc_store *s, MDB_txn *txn, struct decision *x)
+{
+	static const int watched_scopes[] = {LC_SCOPE_KEY, LC_SCOPE_TEAM, LC_SCOPE_ORG, LC_SCOPE_CUSTOMER};
+	char id[128];
+	int rc, n;
+
+	for (size_t i = 0; i < sizeof(watched_scopes) / sizeof(watched_scopes[0]); i++) {
+		int sc = watched_scopes[i], first = x->nr;
+
+		if (!(x->present & (1u << sc)))
+			continue;
+		if (sc == LC_SCOPE_KEY) {
+			n = 0;
+			for (int j = 0; x->have_key && j < x->key.lim.n && j < LC_MAX_LIMITS; j++)
+				lc_rule_limit(&x->rules[x->nr + n++], sc, x->key.name, &x->key.lim.l[j]);
+		} else if ((rc = lc__group_rules(s, txn, &x->cfg, sc, group_id(&x->g[sc], id), x->rules + x->nr,
+						 MAX_RULES - x->nr, &n))) {
+			return rc;
 		}
+		x->nr += n;
+		for (int j = first; j < x->nr; j++)
+			if (x->rules[j].lim.enabled && x->rules[j].kind != LC_RULE_CUST_RPM)
+				x->watched |= 1u << sc;
+		if ((x->watched & (1u << sc)) &&
+		    (rc = lc__ledger_get(s, txn, &x->g[sc].k, x->starts, &x->g[sc].rec)))
+			return rc;
 	}
-	if (!rc && (x->cfg.org_cap >= 0 || x->cfg.org_warn >= 0)) {
-		struct lc_limit l = {.metric = LC_METRIC_COST, .window = (enum lc_window)x->cfg.org_period,
-				     .threshold = x->cfg.org_cap >= 0 ? x->cfg.org_cap : INT64_MAX,
-				     .alert_at = x->cfg.org_warn, .warn = x->cfg.org_cap < 0, .enabled = true};
+	return 0;
+}
 
-		rc = add_applied(s, txn, x, LC_SCOPE_ORG, "org", &l, true);
+/* used + reserved of a rule's group, in the rule's window */
+static int64_t committed(const struct decision *x, const struct lc_rule *r)
+{
+	const struct lc_rec_ledger *rec = &x->g[r->scope].rec;
+
+	return lc_sat_add(lc__ledger_used(rec, r->lim.metric, r->lim.window), rec->reserved[r->lim.metric]);
+}
+
+static void deny_limit(struct decision *x, const struct lc_rule *r, int64_t used, int64_t wait_ms,
+		       struct lc_decision *d)
+{
+	int64_t end = lc_window_end(r->lim.window, x->now);
+
+	set_deny(d, 429, "");
+	lc_rule_name(r, d->limit, sizeof(d->limit));
+	if (r->kind == LC_RULE_CUST_RPM) {
+		d->retry_after = (wait_ms + 999) / 1000;
+		snprintf(d->message, sizeof(d->message),
+			 "llmcap: rate limit of %" PRId64 " requests per minute for customer '%s' reached; retry in %" PRId64 "s",
+			 r->lim.threshold, r->id, d->retry_after);
+	} else {
+		lc_rule_refusal(r, used, x->est[r->lim.metric], x->now, d->message, sizeof(d->message));
+		d->retry_after = end == INT64_MAX ? 86400 * 365 : end - x->now;
 	}
-	if (!rc && info->customer[0]) {
-		cust_limits(s, txn, &x->cfg, info->customer, &cust_budget, &cust_rpm);
-		if (cust_budget >= 0) {
-			struct lc_limit l = {.metric = LC_METRIC_COST, .window = LC_WIN_MONTHLY,
-					     .threshold = cust_budget, .alert_at = -1, .enabled = true};
+	if (d->retry_after < 1)
+		d->retry_after = 1;
+	d->should_retry = d->retry_after <= 60;
+}
 
-			rc = add_applied(s, txn, x, LC_SCOPE_CUSTOMER, info->customer, &l, false);
-		}
-	}
-	if (rc)
-		goto out;
+static int reclaim_txn(struct lc_store *s, MDB_txn *txn, unsigned *count, int64_t now);
 
-	/* check every block limit; one reclaim pass if reservations stand in the way */
+/* 4. check every rule; one reclaim pass when reservations stand in the way */
+static int check(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc_decision *d)
+{
 	for (int pass = 0; pass < 2; pass++) {
-		const struct applied *hit = NULL;
-		int64_t hit_used = 0;
-		bool reserved_in_way = false;
+		const struct lc_rule *hit = NULL;
+		int64_t used = 0, wait_ms = 0;
+		int rc;
 
-		for (i = 0; i < x->na; i++) {
-			const struct applied *a = &x->a[i];
-			const struct lc_rec_counter *c = &x->cv[a->ci];
-			int64_t committed = sat_add(sat_add(c->used, c->reserved), c->remote);
+		for (int i = 0; i < x->nr && !hit; i++) {
+			const struct lc_rule *r = &x->rules[i];
 
-			if (a->lim.warn)
+			if (!r->lim.enabled)
 				continue;
-			if (sat_add(committed, est[a->lim.metric]) > a->lim.threshold) {
-				hit = a;
-				hit_used = committed;
-				reserved_in_way = c->reserved > 0;
-				break;
+			if (r->kind == LC_RULE_CUST_RPM) {
+				int rerr = 0;
+
+				rc = rpm_check(s, txn, r->id, r->lim.threshold, x->now_ms, &wait_ms, false, &rerr);
+				if (rc < 0)
+					return rerr;
+				if (rc == 1)
+					hit = r;
+			} else if (lc_rule_blocks(r, committed(x, r), x->est[r->lim.metric])) {
+				hit = r;
+				used = committed(x, r);
 			}
 		}
 		if (!hit)
-			break;
-		if (pass == 0 && reserved_in_way) {
+			return GO_ON;
+		if (pass == 0 && hit->kind != LC_RULE_CUST_RPM && x->g[hit->scope].rec.reserved[hit->lim.metric] > 0) {
 			unsigned n = 0;
 
-			rc = reclaim_txn(s, txn, &n, x->now);
-			if (rc)
-				goto out;
+			if ((rc = reclaim_txn(s, txn, &n, x->now)))
+				return rc;
 			if (n) {
-				for (i = 0; i < x->nc; i++)
-					if ((rc = counter_get(s, txn, &x->ck[i], &x->cv[i])))
-						goto out;
+				for (int sc = 0; sc < LC_SCOPE_COUNT; sc++)
+					if ((x->watched & (1u << sc)) &&
+					    (rc = lc__ledger_get(s, txn, &x->g[sc].k, x->starts, &x->g[sc].rec)))
+						return rc;
 				continue;
 			}
 		}
-		deny_message(d, hit, hit_used, x->now);
-		d->verdict = LC_DENY;
-		{
-			const char *ev = hit->is_org_cap ? "spend_cap_reached"
-					 : (hit->scope == LC_SCOPE_CUSTOMER) ? "customer_budget_limit_reached"
-									     : "limit_reached";
-
-			dedup_key(dk, sizeof(dk), ev, hit, x->now);
-			queue_event(s, txn, ev, limit_event_data(hit, hit_used, x->now), dk);
-		}
-		*events_only = 1;
-		goto out;
+		deny_limit(x, hit, used, wait_ms, d);
+		if (hit->kind != LC_RULE_CUST_RPM &&
+		    (rc = lc__rule_event(s, txn, lc_rule_deny_event(hit), hit, "threshold", used, x->now)))
+			return rc;
+		return DECIDED;
 	}
-	if (info->customer[0] && cust_rpm >= 0) {
+	return GO_ON;
+}
+
+/* warn rules this request takes past their threshold: it goes through, they tell once per window */
+static int warn_rules(struct lc_store *s, MDB_txn *txn, struct decision *x)
+{
+	for (int i = 0; i < x->nr; i++) {
+		const struct lc_rule *r = &x->rules[i];
+		int rc;
+
+		if (!r->lim.enabled || r->kind == LC_RULE_CUST_RPM)
+			continue;
+		if (lc_rule_warns(r, committed(x, r), x->est[r->lim.metric]) &&
+		    (rc = lc__rule_event(s, txn, LC_EV_LIMIT_ALERT, r, "threshold", committed(x, r), x->now)))
+			return rc;
+	}
+	return 0;
+}
+
+/* 5. reserve the worst case on every watched group, note the rpm admission, write the ticket */
+static int reserve(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc_decision *d)
+{
+	unsigned char tbuf[sizeof(struct lc_rec_ticket_hdr) + LC_SCOPE_COUNT * (LC_LKEY_MAX + 1)];
+	struct lc_rec_ticket_hdr h = {0};
+	unsigned char tk[9];
+	size_t off = sizeof(h);
+	uint64_t tid;
+	MDB_val k, v;
+	int rc;
+
+	for (int sc = 0; sc < LC_SCOPE_COUNT; sc++) {
+		struct group *g = &x->g[sc];
+
+		if (!(x->present & (1u << sc)))
+			continue;
+		if (x->watched & (1u << sc)) {
+			for (int m = 0; m < 3; m++)
+				g->rec.reserved[m] = lc_sat_add(g->rec.reserved[m], x->est[m]);
+			if ((rc = lc__ledger_put(s, txn, &g->k, &g->rec)))
+				return rc;
+		}
+		tbuf[off++] = g->k.len;
+		memcpy(tbuf + off, g->k.b, g->k.len);
+		off += g->k.len;
+		h.ng++;
+	}
+	for (int i = 0; i < x->nr; i++) {
+		const struct lc_rule *r = &x->rules[i];
+		int64_t wait_ms;
 		int rerr = 0;
 
-		rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, false, &rerr);
-		if (rc < 0) {
-			rc = rerr;
-			goto out;
-		}
-		if (rc == 1) {
-			struct applied a = {.scope = LC_SCOPE_CUSTOMER,
-					    .lim = {.metric = LC_METRIC_REQUESTS, .window = LC_WIN_MINUTE,
-						    .threshold = cust_rpm, .enabled = true}};
-
-			snprintf(a.id, sizeof(a.id), "%s", info->customer);
-			rc = 0;
-			d->verdict = LC_DENY;
-			d->status = 429;
-			snprintf(d->message, sizeof(d->message),
-				 "llmcap: rate limit of %" PRId64 " requests per minute for customer '%s' reached; retry in %" PRId64 "s",
-				 cust_rpm, info->customer, (wait_ms + 999) / 1000);
-			snprintf(d->limit, sizeof(d->limit), "customer:%s:rpm", info->customer);
-			d->retry_after = (wait_ms + 999) / 1000;
-			if (d->retry_after < 1)
-				d->retry_after = 1;
-			d->should_retry = true;
-			goto out;
-		}
-	}
-
-	/* warn limits reached: let through, tell once per window */
-	for (i = 0; i < x->na; i++) {
-		const struct applied *a = &x->a[i];
-		const struct lc_rec_counter *c = &x->cv[a->ci];
-		int64_t committed = sat_add(sat_add(c->used, c->reserved), c->remote);
-
-		if (a->lim.warn && !a->is_org_cap && sat_add(committed, est[a->lim.metric]) > a->lim.threshold) {
-			dedup_key(dk, sizeof(dk), "limit_alert", a, x->now);
-			queue_event(s, txn, "limit_alert", limit_event_data(a, committed, x->now), dk);
-		}
-	}
-
-	/* reserve */
-	{
-		unsigned char tbuf[sizeof(struct lc_rec_ticket_hdr) + LC_TICKET_MAXC * (LC_CKEY_MAX + 1)];
-		struct lc_rec_ticket_hdr h = {0};
-		unsigned char tk[9];
-		size_t off = sizeof(h);
-		uint64_t tid;
-		MDB_val k, v;
-
-		for (i = 0; i < x->nc; i++) {
-			enum lc_metric m = (enum lc_metric)x->ck[i].b[1];
-
-			x->cv[i].reserved = sat_add(x->cv[i].reserved, est[m]);
-			rc = counter_put(s, txn, x->ck[i].b, x->ck[i].len, &x->cv[i]);
+		if (r->kind == LC_RULE_CUST_RPM && r->lim.enabled && r->lim.threshold > 0) {
+			rc = rpm_check(s, txn, r->id, r->lim.threshold, x->now_ms, &wait_ms, true, &rerr);
 			if (rc)
-				goto out;
-			tbuf[off++] = x->ck[i].len;
-			memcpy(tbuf + off, x->ck[i].b, x->ck[i].len);
-			off += x->ck[i].len;
+				return rc < 0 ? rerr : MDB_BAD_TXN;  /* limited on commit cannot happen: checked */
 		}
-		if (info->customer[0] && cust_rpm > 0) {
-			int rerr = 0;
-
-			rc = rpm_check(s, txn, info->customer, cust_rpm, now_ms, &wait_ms, true, &rerr);
-			if (rc) {
-				rc = rc < 0 ? rerr : MDB_BAD_TXN;  /* limited on commit cannot happen: checked above */
-				goto out;
-			}
-		}
-		self_identity(&h.pid, &h.pstart);
-		h.nc = x->nc;
-		h.created_ms = now_ms;
-		memcpy(h.est, est, sizeof(est));
-		h.price = price;
-		memcpy(tbuf, &h, sizeof(h));
-		tid = ticket_id(txn);
+	}
+	h.magic = LC_TICKET_MAGIC;
+	self_identity(&h.pid, &h.pstart);
+	h.created_ms = x->now_ms;
+	memcpy(h.est, x->est, sizeof(h.est));
+	h.est_in = x->est_in;
+	h.est_out = x->est_out;
+	h.price = x->price;
+	h.reserved_mask = x->watched;
+	memcpy(tbuf, &h, sizeof(h));
+	tid = ticket_id(txn);
+	tkey_make(tk, tid);
+	k = MV(tk, 9);
+	v = MV(tbuf, off);
+	rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
+	while (rc == MDB_KEYEXIST) {
+		do {
+			randombytes_buf(&tid, sizeof(tid));
+		} while (tid == 0);
 		tkey_make(tk, tid);
-		k = MV(tk, 9);
-		v = MV(tbuf, off);
 		rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
-		while (rc == MDB_KEYEXIST) {
-			do {
-				randombytes_buf(&tid, sizeof(tid));
-			} while (tid == 0);
-			tkey_make(tk, tid);
-			rc = mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, MDB_NOOVERWRITE);
-		}
-		if (rc)
-			goto out;
-		d->verdict = LC_ALLOW;
-		d->ticket = tid;
 	}
-	/* an expired policy keeps being enforced; say so once */
-	{
-		if (x->now >= x->cfg.expires_at) {
-			int64_t ver = 0;
+	if (rc)
+		return rc;
+	d->verdict = LC_ALLOW;
+	d->ticket = tid;
+	return 0;
+}
 
-			meta_get_i64(s, txn, "version", &ver);
-			snprintf(dk, sizeof(dk), "policy_expired|%" PRId64, ver);
-			queue_event(s, txn, "policy_expired", json_pack("{s:I}", "version", (json_int_t)ver), dk);
-		}
-	}
-out:
+/* an expired policy keeps being enforced; say so once */
+static int expired_policy_event(struct lc_store *s, MDB_txn *txn, struct decision *x)
+{
+	int64_t ver = 0;
+	char dk[64];
+
+	if (x->now < x->cfg.expires_at)
+		return 0;
+	meta_get_i64(s, txn, "version", &ver);
+	snprintf(dk, sizeof(dk), "policy_expired|%" PRId64, ver);
+	return queue_event(s, txn, lc_event_name(LC_EV_POLICY_EXPIRED), json_pack("{s:I}", "version", (json_int_t)ver),
+			   dk);
+}
+
+static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, const unsigned char *keyfp,
+		     struct lc_decision *d, struct parse_basis *basis)
+{
+	struct decision *x = malloc(sizeof(*x));  /* large; only the counts need zeroing */
+	int rc;
+
+	if (!x)
+		return ENOMEM;
+	x->now_ms = lc_now_ms();
+	x->now = lc_floordiv(x->now_ms, 1000);
+	lc__window_starts(x->now, x->starts);
+	x->info = r->info;
+	x->have_key = false;
+	x->present = x->watched = 0;
+	x->nr = 0;
+	if ((rc = identify(s, txn, x, r, keyfp, d, basis)) == GO_ON && (rc = estimate(s, txn, x, d)) == GO_ON &&
+	    (rc = collect_rules(s, txn, x)) == GO_ON && (rc = check(s, txn, x, d)) == GO_ON &&
+	    (rc = warn_rules(s, txn, x)) == GO_ON && (rc = reserve(s, txn, x, d)) == GO_ON)
+		rc = expired_policy_event(s, txn, x);
 	free(x);
-	return rc;
+	return rc == DECIDED ? 0 : rc;
+}
+
+/* ---- settle ------------------------------------------------------------------- */
+
+/* rules of a group whose levels the settled usage reached: their events, once per window */
+static int alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg,
+			       const struct lc_lkey *k, const struct lc_rec_ledger *before,
+			       const struct lc_rec_ledger *after, int64_t now)
+{
+	struct lc_rule rules[MAX_RULES];
+	char id[128];
+	int n = 0, rc;
+
+	lc__lkey_id(k->b, k->len, id);
+	if ((rc = lc__group_rules(s, txn, cfg, k->b[1], id, rules, MAX_RULES, &n)))
+		return rc;
+	for (int i = 0; i < n; i++) {
+		const struct lc_rule *r = &rules[i];
+		struct lc_crossing cr[2];
+		int64_t was = lc__ledger_used(before, r->lim.metric, r->lim.window);
+		int64_t used = lc__ledger_used(after, r->lim.metric, r->lim.window);
+		int nc = lc_rule_reached(r, was, used, false, cr);
+
+		for (int j = 0; j < nc; j++)
+			if ((rc = lc__rule_event(s, txn, cr[j].event, r, cr[j].level, used, now)))
+				return rc;
+	}
+	return 0;
+}
+
+/* what a settled request used, per ledger metric */
+static void actual_usage(const struct lc_rec_ticket_hdr *h, const struct lc_usage *u, int http_status,
+			 int64_t a[LC_LM_COUNT])
+{
+	memset(a, 0, sizeof(int64_t) * LC_LM_COUNT);
+	a[LC_LM_REQUESTS] = 1;
+	if (u && u->present) {
+		a[LC_LM_INPUT] = u->input > 0 ? u->input : 0;
+		a[LC_LM_CACHED] = u->cached_input > 0 ? u->cached_input : 0;
+		a[LC_LM_OUTPUT] = u->output > 0 ? u->output : 0;
+		a[LC_LM_COST] = lc_cost_settle(&h->price, u);
+	} else if (http_status < 400) {
+		/* no usage came back: charge the estimate (providers do not bill failed requests) */
+		a[LC_LM_INPUT] = h->est_in;
+		a[LC_LM_OUTPUT] = h->est_out;
+		a[LC_LM_COST] = h->est[LC_METRIC_COST];
+	}
+}
+
+static int ticket_settle(struct lc_store *s, MDB_txn *txn, uint64_t id, const struct lc_usage *u, int http_status,
+			 int64_t now)
+{
+	unsigned char tk[9], copy[sizeof(struct lc_rec_ticket_hdr) + LC_SCOPE_COUNT * (LC_LKEY_MAX + 1)];
+	struct lc_rec_ticket_hdr h;
+	struct lc_rec_cfg cfg;
+	int64_t actual[LC_LM_COUNT], starts[LC_WIN_COUNT];
+	const unsigned char *p, *end;
+	bool have_cfg = false;
+	MDB_val k, v;
+	int rc;
+
+	tkey_make(tk, id);
+	k = MV(tk, 9);
+	rc = mdb_get(txn, s->dbi[LC_DB_COUNTERS], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return LC_E_NOTFOUND;
+	if (rc)
+		return rc;
+	if (v.mv_size < sizeof(h) || v.mv_size > sizeof(copy) ||
+	    (memcpy(&h, v.mv_data, sizeof(h)), h.magic != LC_TICKET_MAGIC)) {
+		/* a ticket of an older llmcap: its counters are gone with its format */
+		rc = mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL);
+		return rc ? rc : LC_E_NOTFOUND;
+	}
+	memcpy(copy, v.mv_data, v.mv_size);
+	actual_usage(&h, u, http_status, actual);
+	lc__window_starts(now, starts);
+	p = copy + sizeof(h);
+	end = copy + v.mv_size;
+	for (uint32_t i = 0; i < h.ng && p < end; i++) {
+		struct lc_lkey gk;
+		struct lc_rec_ledger rec, before;
+		bool watched;
+
+		gk.len = *p++;
+		if (gk.len < 2 || gk.len > LC_LKEY_MAX || p + gk.len > end)
+			return MDB_CORRUPTED;
+		memcpy(gk.b, p, gk.len);
+		p += gk.len;
+		watched = gk.b[1] < LC_SCOPE_COUNT && (h.reserved_mask & (1u << gk.b[1]));
+		if ((rc = lc__ledger_get(s, txn, &gk, starts, &rec)))
+			return rc;
+		before = rec;
+		if (watched)
+			for (int m = 0; m < 3; m++)
+				rec.reserved[m] = rec.reserved[m] > h.est[m] ? rec.reserved[m] - h.est[m] : 0;
+		for (int w = 0; w < LC_WIN_COUNT; w++)
+			for (int m = 0; m < LC_LM_COUNT; m++)
+				rec.w[w].v[m] = lc_sat_add(rec.w[w].v[m], actual[m]);
+		if ((rc = lc__ledger_put(s, txn, &gk, &rec)))
+			return rc;
+		if (!watched)
+			continue;
+		if (!have_cfg && (rc = get_cfg(s, txn, &cfg)))
+			return rc == LC_E_NOPOLICY ? mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL) : rc;
+		have_cfg = true;
+		if ((rc = alerts_after_settle(s, txn, &cfg, &gk, &before, &rec, now)))
+			return rc;
+	}
+	return mdb_del(txn, s->dbi[LC_DB_COUNTERS], &k, NULL);
+}
+
+/* Charge at their estimate the tickets of processes that are gone. */
+static int reclaim_txn(struct lc_store *s, MDB_txn *txn, unsigned *count, int64_t now)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t dead[256];
+	unsigned nd = 0;
+	unsigned char first = LC_TICKET_PREFIX;
+	int rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur);
+
+	if (rc)
+		return rc;
+	k = MV(&first, 1);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && nd < 256 && k.mv_size == 9 && ((unsigned char *)k.mv_data)[0] == LC_TICKET_PREFIX) {
+		struct lc_rec_ticket_hdr h;
+
+		if (v.mv_size >= sizeof(h)) {
+			memcpy(&h, v.mv_data, sizeof(h));
+			if (h.magic != LC_TICKET_MAGIC || !proc_alive(h.pid, h.pstart))
+				dead[nd++] = lc_rbe64((unsigned char *)k.mv_data + 1);
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	for (unsigned i = 0; i < nd; i++) {
+		rc = ticket_settle(s, txn, dead[i], NULL, 0, now);
+		if (rc && rc != LC_E_NOTFOUND)
+			return rc;
+	}
+	if (count)
+		*count += nd;
+	if (nd)
+		lc_log(LC_LOG_INFO, "reclaimed %u reservation(s) of dead processes", nd);
+	return 0;
 }
 
 bool lc_fail_closed(void)
@@ -1163,6 +1015,7 @@ static void fail_decision(int rc, struct lc_decision *d)
 	pthread_mutex_unlock(&fail_log_mu);
 }
 
+
 static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis);
 
 int lc_admit(const struct lc_admit_req *r, struct lc_decision *d)
@@ -1170,13 +1023,31 @@ int lc_admit(const struct lc_admit_req *r, struct lc_decision *d)
 	return admit_common(r, d, NULL);
 }
 
+struct admit_op {
+	const struct lc_admit_req *r;
+	const unsigned char *fp;
+	struct lc_decision *d;
+	struct parse_basis *basis;
+};
+
+static int admit_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
+{
+	struct admit_op *op = ctx;
+
+	int rc;
+
+	memset(op->d, 0, sizeof(*op->d));
+	/* a denial commits too: its events (and reclaimed tickets) must persist */
+	rc = admit_txn(s, txn, op->r, op->fp, op->d, op->basis);
+	return rc ? rc : lc_stats_count(s, txn, op->d);
+}
+
 static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis)
 {
 	struct lc_store *s;
-	MDB_txn *txn;
 	unsigned char fp[32];
-	bool have_fp = false;
-	int rc, events_only;
+	struct admit_op op = {r, NULL, d, basis};
+	int rc;
 
 	memset(d, 0, sizeof(*d));
 	if (!r || !r->host || !r->info) {
@@ -1185,44 +1056,17 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 	}
 	if (r->api_key && r->api_key_len) {
 		lc_sha256(r->api_key, r->api_key_len, fp);  /* outside the write lock */
-		have_fp = true;
+		op.fp = fp;
 	}
 	rc = lc_store_open(false, &s);
 	if (rc) {
 		fail_decision(rc, d);
 		return rc;
 	}
-	for (int attempt = 0; attempt < 4; attempt++) {
+	rc = lc__write(s, admit_fn, &op);
+	if (rc == LC__E_REPARSE) {
 		memset(d, 0, sizeof(*d));
-		rc = lc_store_begin(s, true, &txn);
-		if (rc)
-			break;
-		rc = admit_txn(s, txn, r, have_fp ? fp : NULL, d, &events_only, basis);
-		if (rc == MDB_MAP_FULL) {
-			lc_store_grow(s, txn);
-			continue;
-		}
-		if (rc == LC__E_REPARSE) {
-			lc_store_end(s, txn, false);
-			memset(d, 0, sizeof(*d));
-			return rc;
-		}
-		if (rc) {
-			lc_store_end(s, txn, false);
-			break;
-		}
-		/* a denial still commits: its events (and reclaimed tickets) must persist */
-		if ((rc = lc_stats_count(s, txn, d)) == MDB_MAP_FULL) {
-			lc_store_grow(s, txn);
-			continue;
-		}
-		if (rc) {
-			lc_store_end(s, txn, false);
-			break;
-		}
-		rc = lc_store_end(s, txn, d->verdict == LC_ALLOW || events_only || d->verdict == LC_DENY);
-		if (rc != MDB_MAP_FULL)
-			break;
+		return rc;
 	}
 	if (rc) {
 		fail_decision(rc, d);  /* one stderr line, naming the cause (e.g. "File too large") */
@@ -1235,55 +1079,53 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 	return LC_OK;
 }
 
+struct settle_op {
+	uint64_t ticket;
+	const struct lc_usage *u;
+	int http_status;
+	unsigned reclaimed;
+};
+
+static int settle_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
+{
+	struct settle_op *op = ctx;
+
+	return ticket_settle(s, txn, op->ticket, op->u, op->http_status, lc_floordiv(lc_now_ms(), 1000));
+}
+
 int lc_settle(uint64_t ticket, const struct lc_usage *u, int http_status)
 {
 	struct lc_store *s;
-	MDB_txn *txn;
+	struct settle_op op = {ticket, u, http_status, 0};
 	int rc;
 
 	if (ticket == 0)
 		return LC_OK;  /* an allowed request that was not counted */
 	rc = lc_store_open(false, &s);
-	if (rc)
-		return rc;
-	for (int attempt = 0; attempt < 4; attempt++) {
-		rc = lc_store_begin(s, true, &txn);
-		if (rc)
-			return rc;
-		rc = ticket_settle(s, txn, ticket, NULL, u, http_status, lc_now());
-		if (rc == MDB_MAP_FULL) {
-			lc_store_grow(s, txn);
-			continue;
-		}
-		if (rc) {
-			lc_store_end(s, txn, false);
-			return rc;
-		}
-		rc = lc_store_end(s, txn, true);
-		if (rc != MDB_MAP_FULL)
-			break;
-	}
-	return rc;
+	return rc ? rc : lc__write(s, settle_fn, &op);
+}
+
+static int reclaim_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
+{
+	struct settle_op *op = ctx;
+
+	op->reclaimed = 0;
+	return reclaim_txn(s, txn, &op->reclaimed, lc_now());
 }
 
 int lc_reclaim(unsigned *reclaimed)
 {
 	struct lc_store *s;
-	MDB_txn *txn;
-	unsigned n = 0;
+	struct settle_op op = {0};
 	int rc = lc_store_open(false, &s);
 
 	if (reclaimed)
 		*reclaimed = 0;
 	if (rc)
 		return rc;
-	rc = lc_store_begin(s, true, &txn);
-	if (rc)
-		return rc;
-	rc = reclaim_txn(s, txn, &n, lc_now());
-	rc = lc_store_finish(s, txn, rc);
+	rc = lc__write(s, reclaim_fn, &op);
 	if (!rc && reclaimed)
-		*reclaimed = n;
+		*reclaimed = op.reclaimed;
 	return rc;
 }
 
@@ -1476,18 +1318,16 @@ int lc_provider_lookup(const char *host, int port, enum lc_format *fmt, char *na
 }
 
 /* exported for engine_policy.c / engine_report.c */
-int lc__queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup);
 int lc__queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup)
 {
 	return queue_event(s, txn, event, data, dedup);
 }
-int lc__ensure_identity(struct lc_store *s, MDB_txn *txn);
 int lc__ensure_identity(struct lc_store *s, MDB_txn *txn)
 {
 	return ensure_identity(s, txn);
 }
-int lc__get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg);
 int lc__get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg)
 {
 	return get_cfg(s, txn, cfg);
 }
+

@@ -103,13 +103,23 @@ int lc_policy_payload(char **out, size_t *len);
  * DESIGN.md's shape; amounts in the metric unit (USD for cost, as JSON reals). */
 int lc_status_json(json_t **out);
 
+/* Usage per group, no limit needed: {"by": "key", "window": "day", "window_start": T, "rows": [{"id",
+ * "requests", "input_tokens", "cached_input_tokens", "output_tokens", "cost" (USD)}]}, rows by cost
+ * descending. scope: enum lc_scope (rules.h); this host's usage plus other hosts' as last learned. */
+int lc_usage_report(int scope, enum lc_window w, json_t **out);
+/* sort usage rows by cost descending, then id (the server's report uses it too) */
+void lc_usage_rows_sort(json_t *rows);
+
 /* Host identity for usage reports: host_id (stable, random hex), epoch (random per store). */
 int lc_host_identity(char host_id[33], char epoch[33]);
-/* Cumulative counters of this host: {"host_id","epoch","seq","counters":[{"scope","id","metric","window",
- * "bucket": T, "used": N (integer, micro-USD for cost)}]}. seq increments per call (persisted). */
+/* Cumulative counters of this host, from the ledger: {"host_id","epoch","seq","counters":[{"scope" (key,
+ * team, org, customer, model, provider), "id", "metric" (requests, input_tokens, cached_input_tokens,
+ * output_tokens, cost), "window", "bucket": T, "used": N (integer, micro-USD for cost)}]}: every
+ * group's current buckets. seq increments per call (persisted). */
 int lc_usage_snapshot(json_t **out);
 /* Global usage learned from the server, same "counters" shape with "used" = org-wide total. The
- * host then enforces team/org limits against (global - own at report time) + own. */
+ * host then enforces limits against (global - own at report time) + own, and from then on leaves
+ * org and team events to the server. */
 int lc_remote_usage_set(json_t *counters, json_t *own_snapshot_counters);
 
 /* ---- outbox (events for the agent to deliver) ----

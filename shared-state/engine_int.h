@@ -10,13 +10,12 @@
 #include "engine.h"
 #include "policy.h"
 #include "price.h"
+#include "rules.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430003u
+#define LC_REC_FORMAT 0x4c430004u
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
-
-enum lc_scope { LC_SCOPE_KEY = 0, LC_SCOPE_TEAM = 1, LC_SCOPE_ORG = 2, LC_SCOPE_CUSTOMER = 3 };
 
 struct lc_rec_cfg {
 	uint32_t format;
@@ -56,31 +55,77 @@ struct lc_rec_cust {
 	int64_t rpm;
 };
 
-struct lc_rec_counter {
-	int64_t used;
-	int64_t reserved;
-	int64_t remote;              /* other hosts' usage, as last learned from the server */
+/* ---- the ledger (engine_ledger.c) ----
+ * One record per group (key, team, org, customer, model, provider): for each of the six windows
+ * the start of its current bucket and what settled requests used in it (requests, input, cached
+ * input, output tokens, cost), plus what other hosts used (learned from the server), and what
+ * requests in flight have reserved (per limit metric). A settle rewrites one record per group
+ * (at most six puts), whatever limits exist; a window that moved on starts again at zero. Its key:
+ * LC_LEDGER_PREFIX, the scope, the id. */
+#define LC_LEDGER_PREFIX 0x4c  /* 'L'; tickets are 0xff, counters of older llmcaps 0..3 */
+#define LC_WIN_COUNT 6
+struct lc_ledger_win {
+	int64_t bucket;
+	int64_t v[LC_LM_COUNT];
+	int64_t remote[LC_LM_COUNT];
 };
-
-/* counter key: [scope][metric][window][bucket: 8 bytes big endian][id bytes] */
-#define LC_CKEY_MAX (11 + 128)
-struct lc_ckey {
+struct lc_rec_ledger {
+	struct lc_ledger_win w[LC_WIN_COUNT];
+	int64_t reserved[3];                     /* per enum lc_metric */
+};
+#define LC_LKEY_MAX (2 + 127)
+struct lc_lkey {
 	uint8_t len;
-	unsigned char b[LC_CKEY_MAX];
+	unsigned char b[LC_LKEY_MAX];
 };
+void lc__lkey(struct lc_lkey *k, int scope, const char *id);
+void lc__lkey_id(const unsigned char *b, size_t len, char out[128]);   /* the id of a ledger key */
+/* the current window starts at now */
+void lc__window_starts(int64_t now, int64_t starts[LC_WIN_COUNT]);
+/* read a group's record (zero when none), its windows moved to starts */
+int lc__ledger_get(struct lc_store *s, MDB_txn *txn, const struct lc_lkey *k, const int64_t starts[LC_WIN_COUNT],
+		   struct lc_rec_ledger *r);
+int lc__ledger_put(struct lc_store *s, MDB_txn *txn, const struct lc_lkey *k, const struct lc_rec_ledger *r);
+void lc__ledger_roll(struct lc_rec_ledger *r, const int64_t starts[LC_WIN_COUNT]);
+/* counters of an older llmcap (one per limit and bucket) into the ledger, inside the upgrade */
+int lc__ledger_migrate(struct lc_store *s, MDB_txn *txn);
+/* settled (this host + others) usage of a limit metric in a window */
+int64_t lc__ledger_used(const struct lc_rec_ledger *r, enum lc_metric m, enum lc_window w);
 
-/* tickets live in the counters tree under 0xff + id (counter keys start with a scope 0..3),
- * so admit and settle dirty one B-tree */
+/* ---- one write transaction with grow-and-retry: every host write path runs through it ----
+ * fn returns 0 to commit (LC__COMMIT_KEEP: commit and return it), anything else aborts and is
+ * returned; MDB_MAP_FULL from fn or the commit grows the map and runs fn again. */
+typedef int (*lc_txn_fn)(struct lc_store *s, MDB_txn *txn, void *ctx);
+int lc__write(struct lc_store *s, lc_txn_fn fn, void *ctx);
+
+int lc__queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup);
+int lc__ensure_identity(struct lc_store *s, MDB_txn *txn);
+int lc__get_cfg(struct lc_store *s, MDB_txn *txn, struct lc_rec_cfg *cfg);
+/* the rules watching one group (key by name, team, org, customer); 0 ok */
+int lc__group_rules(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg, int scope, const char *id,
+		    struct lc_rule *out, int max, int *n);
+/* queue an event of rule r (org and team events stay with the server when this host syncs with one) */
+int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const struct lc_rule *r, const char *level,
+		   int64_t used, int64_t now);
+
+/* a customer's admissions in the last 60 seconds */
+int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now_ms, int64_t *used);
+
+/* tickets live in the counters tree under 0xff + id (ledger keys start with 'L'), so admit and
+ * settle dirty one B-tree */
 #define LC_TICKET_PREFIX 0xff
-#define LC_TICKET_MAXC 40
+#define LC_TICKET_MAGIC 0x4c435431u
 struct lc_rec_ticket_hdr {
+	uint32_t magic;
 	int32_t pid;
-	int32_t nc;
 	uint64_t pstart;
 	int64_t created_ms;
-	int64_t est[3];              /* per metric: cost (micro), requests, tokens */
+	int64_t est[3];              /* per limit metric: cost (micro), requests, tokens */
+	int64_t est_in, est_out;     /* the estimate's input and output tokens */
 	struct lc_price price;       /* the model's compiled price and the request's tier */
-	/* followed by nc x (u8 len, bytes) counter keys */
+	uint32_t reserved_mask;      /* groups (1 << scope) the estimate is reserved on */
+	uint32_t ng;
+	/* followed by ng x (u8 len, bytes) ledger keys */
 };
 
 #endif

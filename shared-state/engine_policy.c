@@ -16,8 +16,6 @@
 #define MV(p, n) ((MDB_val){.mv_size = (n), .mv_data = (void *)(p)})
 #define DEFAULT_MAX_OUTPUT 16384
 
-int lc__queue_event(struct lc_store *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup);
-int lc__ensure_identity(struct lc_store *s, MDB_txn *txn);
 
 static int put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kn, const void *v, size_t vn)
 {
@@ -100,9 +98,7 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 			char h[300];
 
 			snprintf(h, sizeof(h), "%s", json_string_value(v));
-			for (char *c = h; *c; c++)
-				*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-			if ((rc = put(txn, s->dbi[LC_DB_PROVIDERS], h, strlen(h), &p, sizeof(p))))
+			if ((rc = put(txn, s->dbi[LC_DB_PROVIDERS], h, lc_host_norm(h), &p, sizeof(p))))
 				return rc;
 		}
 	}
@@ -203,6 +199,8 @@ int lc__store_upgrade(struct lc_store *s, MDB_txn *txn)
 		free(copy);
 	}
 	lc_policy_free(pol);
+	if (rc == 0 && fmt < 0x4c430004u)
+		rc = lc__ledger_migrate(s, txn);   /* limit counters of older llmcaps -> the ledger */
 	if (rc == 0)
 		lc_log(LC_LOG_INFO, "recompiled the installed policy for this llmcap version");
 	return rc;
@@ -210,13 +208,52 @@ int lc__store_upgrade(struct lc_store *s, MDB_txn *txn)
 
 static void record_rejection(const char *why)
 {
-	struct lc_store *s;
-	MDB_txn *txn;
+	lc_event_queue(lc_event_name(LC_EV_POLICY_REJECTED), json_pack("{s:s}", "reason", why), NULL);
+}
 
-	if (lc_store_open(true, &s) || lc_store_begin(s, true, &txn))
-		return;
-	lc__queue_event(s, txn, "policy_rejected", json_pack("{s:s}", "reason", why), NULL);
-	lc_store_end(s, txn, true);
+#define APPLY_SAME (-1990)     /* this exact policy is installed already */
+#define APPLY_REFUSED (-1991)  /* ratchet or freeze: err says why */
+
+struct apply_op {
+	const struct lc_policy *pol;
+	const unsigned char *payload;
+	size_t plen;
+	int64_t cur;
+	char *err;
+	size_t errlen;
+};
+
+/* ratchet and freeze against the installed version, then compile: in one transaction */
+static int apply_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
+{
+	struct apply_op *op = ctx;
+	const struct lc_policy *pol = op->pol;
+	MDB_val k = MV("version", 7), v;
+	char ts[32];
+
+	op->cur = 0;
+	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
+		memcpy(&op->cur, v.mv_data, 8);
+	if (pol->version <= op->cur) {
+		k = MV("payload", 7);
+		if (pol->version == op->cur && mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == op->plen &&
+		    !memcmp(v.mv_data, op->payload, op->plen)) {
+			lc_errf(op->err, op->errlen, "policy version %" PRId64 " is already installed", op->cur);
+			return APPLY_SAME;
+		}
+		lc_errf(op->err, op->errlen,
+			pol->version == op->cur
+				? "version: %" PRId64 " is already installed with different content (substitution refused)"
+				: "version: %" PRId64 " is older than the installed version %" PRId64 " (rollback refused)",
+			pol->version, op->cur);
+		return APPLY_REFUSED;
+	}
+	if (pol->expires_at <= lc_now()) {
+		lc_time_format(pol->expires_at, ts);
+		lc_errf(op->err, op->errlen, "expires_at: the policy expired at %s (freeze refused)", ts);
+		return APPLY_REFUSED;
+	}
+	return compile(s, txn, pol, op->payload, op->plen);
 }
 
 int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int64_t *version_out, char *err,
@@ -226,10 +263,7 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 	size_t plen = 0;
 	struct lc_policy *pol = NULL;
 	struct lc_store *s;
-	MDB_txn *txn = NULL;
-	int64_t cur = 0, now = lc_now();
-	char ts[32];
-	MDB_val k, v;
+	struct apply_op op;
 	int rc;
 
 	if (lc_dsse_verify(t, env, len, &payload, &plen, NULL, err, errlen))
@@ -243,53 +277,17 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 		lc_policy_free(pol);
 		return rc;
 	}
-	for (int attempt = 0; attempt < 16; attempt++) {  /* the map doubles per MDB_MAP_FULL */
-		rc = lc_store_begin(s, true, &txn);
-		if (rc)
-			break;
-		cur = 0;
-		k = MV("version", 7);
-		if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
-			memcpy(&cur, v.mv_data, 8);
-		if (pol->version <= cur) {
-			k = MV("payload", 7);
-			if (pol->version == cur && mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == plen &&
-			    !memcmp(v.mv_data, payload, plen)) {
-				lc_store_end(s, txn, false);
-				lc_errf(err, errlen, "policy version %" PRId64 " is already installed", cur);
-				if (version_out)
-					*version_out = cur;
-				free(payload);
-				lc_policy_free(pol);
-				return LC_OK;
-			}
-			lc_store_end(s, txn, false);
-			lc_errf(err, errlen,
-				pol->version == cur
-					? "version: %" PRId64 " is already installed with different content (substitution refused)"
-					: "version: %" PRId64 " is older than the installed version %" PRId64 " (rollback refused)",
-				pol->version, cur);
-			goto rejected;
-		}
-		if (pol->expires_at <= now) {
-			lc_store_end(s, txn, false);
-			lc_time_format(pol->expires_at, ts);
-			lc_errf(err, errlen, "expires_at: the policy expired at %s (freeze refused)", ts);
-			goto rejected;
-		}
-		rc = compile(s, txn, pol, payload, plen);
-		if (rc == MDB_MAP_FULL) {
-			lc_store_grow(s, txn);
-			continue;
-		}
-		if (rc) {
-			lc_store_end(s, txn, false);
-			break;
-		}
-		rc = lc_store_end(s, txn, true);
-		if (rc != MDB_MAP_FULL)
-			break;
+	op = (struct apply_op){pol, payload, plen, 0, err, errlen};
+	rc = lc__write(s, apply_fn, &op);   /* the map doubles per MDB_MAP_FULL */
+	if (rc == APPLY_SAME) {
+		if (version_out)
+			*version_out = op.cur;
+		free(payload);
+		lc_policy_free(pol);
+		return LC_OK;
 	}
+	if (rc == APPLY_REFUSED)
+		goto rejected;
 	if (rc) {
 		lc_errf(err, errlen, "state store: %s", lc_strerror(rc));
 		free(payload);

@@ -12,6 +12,7 @@
 
 #include "alert.h"
 #include "price.h"
+#include "rules.h"
 #include "util.h"
 
 static const char *const metric_names[] = {"cost", "requests", "tokens"};
@@ -41,6 +42,25 @@ int lc_window_parse(const char *s, enum lc_window *out)
 {
 	for (int i = 0; i < 6; i++)
 		if (s && !strcmp(s, window_names[i])) {
+			*out = (enum lc_window)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *lc_window_short_name(enum lc_window w)
+{
+	static const char *const n[] = {"minute", "hour", "day", "week", "month", "lifetime"};
+
+	return (int)w >= 0 && w <= LC_WIN_LIFETIME ? n[w] : "?";
+}
+
+int lc_window_parse_any(const char *s, enum lc_window *out)
+{
+	if (lc_window_parse(s, out) == 0)
+		return 0;
+	for (int i = 0; i <= LC_WIN_LIFETIME; i++)
+		if (s && !strcmp(s, lc_window_short_name((enum lc_window)i))) {
 			*out = (enum lc_window)i;
 			return 0;
 		}
@@ -490,10 +510,6 @@ static int validate_customers(json_t *v, char *err, size_t errlen)
 	return 0;
 }
 
-static const char *const event_names[] = {"spend_cap_warning_threshold_reached", "spend_cap_reached", "limit_alert",
-					  "limit_reached", "customer_budget_limit_reached", "key_expired",
-					  "policy_rejected", "policy_expired", "*", NULL};
-
 static int validate_notifications(json_t *v, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"webhooks", NULL};
@@ -535,12 +551,7 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 			if (!json_is_array(e))
 				FAIL("%s.events: must be an array of event names", p);
 			json_array_foreach(e, j, ev) {
-				int ok = 0;
-
-				for (const char *const *n = event_names; *n; n++)
-					if (json_is_string(ev) && !strcmp(json_string_value(ev), *n))
-						ok = 1;
-				if (!ok)
+				if (!lc_event_name_known(json_string_value(ev)))  /* the event table: rules.c */
 					FAIL("%s.events[%zu]: unknown event", p, j);
 			}
 		}

@@ -21,6 +21,9 @@ const char *lc_metric_name(enum lc_metric m);
 const char *lc_window_name(enum lc_window w);
 int lc_metric_parse(const char *s, enum lc_metric *out);
 int lc_window_parse(const char *s, enum lc_window *out);
+/* minute, hour, day, week, month, lifetime (the usage report's names); parse takes both forms */
+const char *lc_window_short_name(enum lc_window w);
+int lc_window_parse_any(const char *s, enum lc_window *out);
 /* Bucket containing `now` (unix seconds, UTC): start, and the next reset (INT64_MAX for lifetime). */
 int64_t lc_window_start(enum lc_window w, int64_t now);
 int64_t lc_window_end(enum lc_window w, int64_t now);

@@ -31,7 +31,7 @@ static enum lc_deny_reason reason_of(const struct lc_decision *d)
 		return LC_DENY_BAD_REQUEST;
 	if (d->status != 429)
 		return LC_DENY_OTHER;
-	/* the limit's name: scope:id:metric:window (customer:ID:rpm for the rate) */
+	/* the limit's name: scope:id:metric:window (rules.h; customer:ID:requests:minute for the rate) */
 	const char *l = d->limit;
 	size_t n = strlen(l);
 	if (!strncmp(l, "key:", 4))
@@ -41,7 +41,7 @@ static enum lc_deny_reason reason_of(const struct lc_decision *d)
 	if (!strncmp(l, "org:", 4))
 		return LC_DENY_ORG_LIMIT;
 	if (!strncmp(l, "customer:", 9))
-		return n > 4 && !strcmp(l + n - 4, ":rpm") ? LC_DENY_CUSTOMER_RATE : LC_DENY_CUSTOMER_LIMIT;
+		return n > 16 && !strcmp(l + n - 16, ":requests:minute") ? LC_DENY_CUSTOMER_RATE : LC_DENY_CUSTOMER_LIMIT;
 	return LC_DENY_OTHER;
 }
 

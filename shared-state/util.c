@@ -128,12 +128,23 @@ int64_t lc_now(void)
 {
 	int64_t ms = lc_now_ms();
 
-	return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+	return lc_floordiv(ms, 1000);
 }
 
 static int is_leap(int64_t y)
 {
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+size_t lc_host_norm(char *h)
+{
+	size_t n = 0;
+
+	for (; h[n]; n++)
+		h[n] = (char)(h[n] >= 'A' && h[n] <= 'Z' ? h[n] + 32 : h[n]);
+	if (n && h[n - 1] == '.')  /* "api.openai.com." is the same host */
+		h[--n] = '\0';
+	return n;
 }
 
 int64_t lc_floordiv(int64_t a, int64_t b)

@@ -51,6 +51,9 @@ void lc_micro_format(int64_t micro, char out[40]);     /* "$50.02" style (2 deci
 /* saturating: never wraps, stays in [INT64_MIN, INT64_MAX] */
 int64_t lc_sat_add(int64_t a, int64_t b);
 
+/* a host name as the provider table keys it: lower case, no trailing dot; returns its length */
+size_t lc_host_norm(char *h);
+
 /* ---- big-endian keys (LMDB sorts bytes) ------------------------------------ */
 void lc_be64(unsigned char *o, uint64_t v);
 uint64_t lc_rbe64(const unsigned char *o);

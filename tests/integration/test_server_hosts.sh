@@ -82,8 +82,23 @@ expect_eq "server: team limit_reached once (80)" 1 \
 	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("limit_reached",0)')"
 expect_eq "server: no spend_cap_reached below the cap" 0 \
 	"$(rstat hook 'j["sources"].get("llmcap-server",{}).get("spend_cap_reached",0)')"
-check "hosts: the agents delivered the hosts' limit_reached events" \
-	test "$(rstat hook 'j["sources"].get("host",{}).get("limit_reached",0)')" -ge 1
+# hosts that sync leave org and team events to the server: each reaches the webhook once
+expect_eq "hosts: no team limit_reached from the hosts (the server's is the one)" 0 \
+	"$(rstat hook 'j["sources"].get("host",{}).get("limit_reached",0)')"
+expect_eq "hosts: no org warning from the hosts" 0 \
+	"$(rstat hook 'j["sources"].get("host",{}).get("spend_cap_warning_threshold_reached",0)')"
+check "the org warning: one delivery, the full payload (limit, scope, id, metric, window, threshold, alert_at, used, window_start, resets_at, policy_version)" "$PY" -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+w=[r for r in rows if r["event"]=="spend_cap_warning_threshold_reached" and r["status"]==200]
+if len(w)!=1: sys.exit("%d deliveries" % len(w))
+d=json.loads(w[0]["body"])["data"]
+want={"limit":"org:org:cost:monthly","scope":"org","id":"org","metric":"cost","window":"monthly","level":"alert_at"}
+for k,v in want.items():
+    if d.get(k)!=v: sys.exit("%s=%r" % (k,d.get(k)))
+for k in ("threshold","alert_at","used","window_start","resets_at","policy_version"):
+    if d.get(k) is None: sys.exit("no "+k)
+sys.exit(0 if d["used"]>=d["alert_at"]==50 else "used %r alert_at %r" % (d["used"],d["alert_at"]))' "$T/receiver-hook.jsonl"
 expect_eq "all signatures verified" 0 "$(rstat hook 'j["bad_signature"]')"
 expect_eq "no delivery received twice" true "$(rstat hook 'all(v==1 for v in j["deliveries"].values())')"
 

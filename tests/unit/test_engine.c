@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "rules.h"
 #include "store.h"
 #include "sign.h"
 #include "util.h"
@@ -191,7 +192,7 @@ static void test_requests_cap_exact(void **st)
 		} else {
 			assert_int_equal(d.status, 429);
 			assert_string_equal(d.limit, "key:ci:requests:daily");
-			assert_non_null(strstr(d.message, "daily requests limit of 5 for key 'ci' reached (5 used)"));
+			assert_non_null(strstr(d.message, "daily requests limit of 5 for key 'ci' reached (5 used + 1 this request (worst case) would exceed it)"));
 			assert_false(d.should_retry);
 			assert_true(d.retry_after > 0 && d.retry_after <= 86400);
 		}
@@ -281,16 +282,18 @@ static void test_org_cap(void **st)
 	struct lc_decision d;
 
 	install("\"org\":{\"spend_cap_usd\":0.0025,\"period\":\"daily\"}");
+	set_time("2031-03-03T10:00:00Z");   /* a day the earlier tests spent nothing in (the ledger counts all) */
 	d = admit("anyone", req("m", 500, 500, NULL));  /* $0.0015 */
 	assert_int_equal(d.verdict, LC_ALLOW);
 	d = admit("anyone", req("m", 500, 500, NULL));
 	assert_int_equal(d.verdict, LC_DENY);
-	assert_string_equal(d.limit, "org:cost:daily");
+	assert_string_equal(d.limit, "org:org:cost:daily");
 	assert_non_null(strstr(d.message, "daily organisation spend cap of $0.0025 reached"));
 	assert_int_equal(outbox_count("spend_cap_reached"), 1);
 	/* once per limit per window */
 	admit("anyone", req("m", 500, 500, NULL));
 	assert_int_equal(outbox_count("spend_cap_reached"), 1);
+	lc_clock_hook = NULL;
 }
 
 static void test_key_states(void **st)
@@ -360,7 +363,7 @@ static void test_customer_budget_override_and_rpm(void **st)
 			allowed++;
 			settle_usage(d.ticket, 1, 0, 1);
 		} else {
-			assert_string_equal(d.limit, "customer:big:rpm");
+			assert_string_equal(d.limit, "customer:big:requests:minute");
 			assert_true(d.should_retry);
 		}
 		fake_now_ms += 1000;
@@ -387,23 +390,33 @@ static void test_window_boundaries(void **st)
 		fp("k-w"), fp("k-mo"), fp("k-dy"));
 	/* weekly: Sunday 2026-11-22 23:59:59 is in the week of Monday 16th */
 	set_time("2026-11-16T00:00:00Z");
-	assert_int_equal(admit("k-w", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-w", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);   /* a request in flight counts in every window until it settles */
 	set_time("2026-11-22T23:59:59Z");
 	d = admit("k-w", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_DENY);
 	assert_int_equal(d.retry_after, 1);
 	assert_non_null(strstr(d.message, "resets 2026-11-23T00:00:00Z"));
 	set_time("2026-11-23T00:00:00Z");
-	assert_int_equal(admit("k-w", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-w", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
 	/* monthly: Dec 31 23:59:59 vs Jan 1 */
 	set_time("2026-12-31T23:59:59Z");
-	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-mo", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
 	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_DENY);
 	set_time("2027-01-01T00:00:00Z");
-	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-mo", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
 	/* daily: leap day */
 	set_time("2028-02-29T23:59:59Z");
-	assert_int_equal(admit("k-dy", req("m", 1, 1, NULL)).verdict, LC_ALLOW);
+	d = admit("k-dy", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
 	d = admit("k-dy", req("m", 1, 1, NULL));
 	assert_non_null(strstr(d.message, "resets 2028-03-01T00:00:00Z"));
 	lc_clock_hook = NULL;
@@ -539,28 +552,46 @@ static void test_threads_race(void **st)
 	assert_true(used == 100 && reserved == 0);
 }
 
-/* counters of long-gone windows are pruned; current ones and lifetime ones stay */
-static void test_prune_old_windows(void **st)
+static size_t counter_records(void)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_stat stt;
+
+	assert_int_equal(lc_store_open(false, &s), LC_OK);
+	assert_int_equal(lc_store_begin(s, false, &txn), 0);
+	assert_int_equal(mdb_stat(txn, s->dbi[LC_DB_COUNTERS], &stt), 0);
+	lc_store_end(s, txn, false);
+	return stt.ms_entries;
+}
+
+/* the ledger keeps one record per group: minutes going by add nothing to the store, the minute
+ * window starts again at zero, lifetime usage stays */
+static void test_ledger_does_not_grow(void **st)
 {
 	struct lc_decision d;
 	unsigned n = 0;
 	double used, reserved;
+	size_t before = 0;
 
 	install("\"keys\":{\"pr\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"minute\","
 		"\"threshold\":1},{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":100}]}}", fp("k-pr"));
 	set_time("2026-05-01T10:00:00Z");
-	assert_int_equal(lc_prune(&n), LC_OK);  /* what earlier tests left behind */
 	for (int i = 0; i < 5; i++) {
 		d = admit("k-pr", req("m", 1, 1, NULL));
 		assert_int_equal(d.verdict, LC_ALLOW);
 		settle_usage(d.ticket, 1, 0, 1);
+		if (i == 0)
+			before = counter_records();
 		fake_now_ms += 60000;
 	}
-	assert_int_equal(lc_prune(&n), LC_OK);
-	assert_int_equal(n, 0);                 /* all recent */
+	assert_int_equal(counter_records(), before);
+	status_of("key", "pr", "requests", "minute", &used, &reserved);
+	assert_true(used == 0 && reserved == 0);  /* a new minute */
+	status_of("key", "pr", "requests", "lifetime", &used, &reserved);
+	assert_true(used == 5);
 	set_time("2026-05-04T10:00:00Z");
 	assert_int_equal(lc_prune(&n), LC_OK);
-	assert_true(n >= 5);                     /* five minute buckets, three days old */
 	status_of("key", "pr", "requests", "lifetime", &used, &reserved);
 	assert_true(used == 5);                  /* lifetime usage is kept */
 	lc_clock_hook = NULL;
@@ -719,11 +750,11 @@ static void test_admit_http(void **st)
 		 "Authorization: Bearer k-http\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
 	d = admit_raw_http("api.openai.com", raw);
 	assert_int_equal(d.verdict, LC_DENY);          /* rpm 0 for customer u1 */
-	assert_string_equal(d.limit, "customer:u1:rpm");
+	assert_string_equal(d.limit, "customer:u1:requests:minute");
 	install("\"customers\":{\"identify\":[\"body:metadata.user_id\"],\"rate_limit_rpm\":0}");
 	d = admit_raw_http("api.openai.com", raw);
 	assert_int_equal(d.verdict, LC_DENY);
-	assert_string_equal(d.limit, "customer:u2:rpm");  /* the new identifier, at once */
+	assert_string_equal(d.limit, "customer:u2:requests:minute");  /* the new identifier, at once */
 	install("\"customers\":{\"identify\":[\"header:x-nobody\"],\"rate_limit_rpm\":0}");
 	d = admit_raw_http("api.openai.com", raw);
 	assert_int_equal(d.verdict, LC_ALLOW);
@@ -856,7 +887,7 @@ static void test_customer_rpm_large(void **st)
 	fake_now_ms = t0 + 60 * 1000;  /* second 60: second 0 is still inside [S-60, S] */
 	d = admit("k", req("m", 1, 1, "bulk"));
 	assert_int_equal(d.verdict, LC_DENY);
-	assert_string_equal(d.limit, "customer:bulk:rpm");
+	assert_string_equal(d.limit, "customer:bulk:requests:minute");
 	assert_true(d.retry_after >= 1 && d.retry_after <= 2);
 	fake_now_ms = t0 + 61 * 1000;
 	d = admit("k", req("m", 1, 1, "bulk"));
@@ -996,6 +1027,145 @@ static int teardown(void **st)
 	return system(cmd) < 0;
 }
 
+/* one row of lc_usage_report */
+static json_t *usage_row(int scope, enum lc_window w, const char *id)
+{
+	static json_t *last;
+	json_t *r, *row;
+	size_t i;
+
+	json_decref(last);
+	last = NULL;
+	assert_int_equal(lc_usage_report(scope, w, &r), LC_OK);
+	last = r;
+	json_array_foreach(json_object_get(r, "rows"), i, row)
+		if (!strcmp(json_string_value(json_object_get(row, "id")), id))
+			return row;
+	return NULL;
+}
+
+/* issue 7: the ledger counts every request, limits or not; a limit added, raised or re-enabled
+ * mid-window sees the window's usage so far */
+static void test_ledger_limit_added_mid_window(void **st)
+{
+	struct lc_decision d;
+	const char *nolimit = "\"keys\":{\"mid\":{\"sha256\":\"%s\"}}";
+	const char *cap3 = "\"keys\":{\"mid\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\","
+			   "\"window\":\"daily\",\"threshold\":3%s}]}}";
+
+	set_time("2031-05-05T10:00:00Z");
+	install(nolimit, fp("k-mid"));
+	for (int i = 0; i < 3; i++) {
+		d = admit("k-mid", req("m", 1, 1, NULL));
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, 1, 0, 1);
+	}
+	install(cap3, fp("k-mid"), "");      /* a daily cap of 3 added after 3 requests */
+	d = admit("k-mid", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_string_equal(d.limit, "key:mid:requests:daily");
+	/* toggled off: requests go through and are counted; on again: they count */
+	install(cap3, fp("k-mid"), ",\"enabled\":false");
+	for (int i = 0; i < 2; i++) {
+		d = admit("k-mid", req("m", 1, 1, NULL));
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, 1, 0, 1);
+	}
+	assert_int_equal(json_integer_value(json_object_get(usage_row(LC_SCOPE_KEY, LC_WIN_DAILY, "mid"), "requests")), 5);
+	install("\"keys\":{\"mid\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\","
+		"\"window\":\"daily\",\"threshold\":6}]}}", fp("k-mid"));  /* raised, back on */
+	d = admit("k-mid", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	d = admit("k-mid", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);     /* 6 of 6 */
+	assert_non_null(strstr(d.message, "(6 used + 1 this request (worst case) would exceed it)"));
+	lc_clock_hook = NULL;
+}
+
+/* org spend is tracked with no cap; every group (key, unknown key, team, customer, model, provider) */
+static void test_ledger_counts_every_group(void **st)
+{
+	struct lc_decision d;
+	json_t *row;
+	char hex[65], kid[32];
+	unsigned char h[32];
+
+	set_time("2031-06-06T10:00:00Z");
+	install("\"unknown_keys\":\"allow\",\"teams\":{\"tm\":{}},\"keys\":{\"g1\":{\"sha256\":\"%s\",\"team\":\"tm\"}}",
+		fp("k-g1"));
+	d = admit("k-g1", req("m", 1000, 10, "cust-a"));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 100, 20, 30);   /* $ (100*1 + 20*0.5 + 30*2) / 1e6 = 170 micro */
+	d = admit("sk-not-in-policy", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 10, 0, 5);      /* 20 micro */
+	row = usage_row(LC_SCOPE_ORG, LC_WIN_MONTHLY, "org");
+	assert_non_null(row);
+	assert_int_equal(json_integer_value(json_object_get(row, "requests")), 2);
+	assert_true(json_real_value(json_object_get(row, "cost")) > 0.000189 &&
+		    json_real_value(json_object_get(row, "cost")) < 0.000191);
+	row = usage_row(LC_SCOPE_KEY, LC_WIN_LIFETIME, "g1");
+	assert_int_equal(json_integer_value(json_object_get(row, "input_tokens")), 100);
+	assert_int_equal(json_integer_value(json_object_get(row, "cached_input_tokens")), 20);
+	assert_int_equal(json_integer_value(json_object_get(row, "output_tokens")), 30);
+	assert_non_null(usage_row(LC_SCOPE_TEAM, LC_WIN_MINUTE, "tm"));
+	assert_non_null(usage_row(LC_SCOPE_CUSTOMER, LC_WIN_HOUR, "cust-a"));
+	assert_non_null(usage_row(LC_SCOPE_PROVIDER, LC_WIN_WEEKLY, "openai"));
+	row = usage_row(LC_SCOPE_MODEL, LC_WIN_DAILY, "m");
+	assert_int_equal(json_integer_value(json_object_get(row, "requests")), 2);
+	/* the unknown key by a fingerprint prefix, never the key */
+	lc_sha256("sk-not-in-policy", 16, h);
+	lc_hex(h, 32, hex);
+	snprintf(kid, sizeof(kid), "sha256:%.12s", hex);
+	row = usage_row(LC_SCOPE_KEY, LC_WIN_DAILY, kid);
+	assert_non_null(row);
+	assert_int_equal(json_integer_value(json_object_get(row, "output_tokens")), 5);
+	assert_null(usage_row(LC_SCOPE_KEY, LC_WIN_DAILY, "sk-not-in-policy"));
+	/* rows by cost, descending */
+	{
+		json_t *r, *rows;
+		assert_int_equal(lc_usage_report(LC_SCOPE_KEY, LC_WIN_DAILY, &r), LC_OK);
+		rows = json_object_get(r, "rows");
+		assert_string_equal(json_string_value(json_object_get(r, "by")), "key");
+		assert_string_equal(json_string_value(json_object_get(r, "window")), "day");
+		assert_string_equal(json_string_value(json_object_get(r, "window_start")), "2031-06-06T00:00:00Z");
+		assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "id")), "g1");
+		assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "id")), kid);
+		json_decref(r);
+	}
+	lc_clock_hook = NULL;
+}
+
+/* one payload for every limit event: the org warning has its threshold, alert_at, window and version */
+static void test_event_payload(void **st)
+{
+	json_t *arr, *e, *data = NULL;
+	struct lc_decision d;
+	size_t i;
+
+	set_time("2031-07-07T10:00:00Z");
+	install("\"org\":{\"spend_cap_usd\":100,\"period\":\"daily\",\"warning_threshold_usd\":0.0001}");
+	d = admit("anyone", req("m", 100, 100, NULL));
+	settle_usage(d.ticket, 100, 0, 100);   /* 300 micro > 100 */
+	assert_int_equal(lc_outbox_list(0, 100000, &arr), LC_OK);
+	json_array_foreach(arr, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "event")), "spend_cap_warning_threshold_reached"))
+			data = json_object_get(e, "data");
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "limit")), "org:org:cost:daily");
+	assert_string_equal(json_string_value(json_object_get(data, "scope")), "org");
+	assert_true(json_real_value(json_object_get(data, "threshold")) == 100.0);
+	assert_true(json_real_value(json_object_get(data, "alert_at")) == 0.0001);
+	assert_string_equal(json_string_value(json_object_get(data, "level")), "alert_at");
+	assert_string_equal(json_string_value(json_object_get(data, "window_start")), "2031-07-07T00:00:00Z");
+	assert_string_equal(json_string_value(json_object_get(data, "resets_at")), "2031-07-08T00:00:00Z");
+	assert_true(json_real_value(json_object_get(data, "used")) >= 0.0003);
+	assert_int_equal(json_integer_value(json_object_get(data, "policy_version")), version);
+	json_decref(arr);
+	lc_clock_hook = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1013,7 +1183,7 @@ int main(void)
 		cmocka_unit_test(test_live_reservation_is_not_reclaimed),
 		cmocka_unit_test(test_sixteen_processes_race),
 		cmocka_unit_test(test_threads_race),
-		cmocka_unit_test(test_prune_old_windows),
+		cmocka_unit_test(test_ledger_does_not_grow),
 		cmocka_unit_test(test_map_full_grows),
 		cmocka_unit_test(test_full_disk_fails_closed),
 		cmocka_unit_test(test_admit_http),
@@ -1023,6 +1193,10 @@ int main(void)
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
+		/* these move the test clock to 2031: last */
+		cmocka_unit_test(test_ledger_limit_added_mid_window),
+		cmocka_unit_test(test_ledger_counts_every_group),
+		cmocka_unit_test(test_event_payload),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
