@@ -1170,7 +1170,8 @@ static int fj_add(struct fj_pick *pk, int n, const char *key, size_t klen)
 static json_t *reqinfo_subset(const void *body, size_t len, const char *const *identify)
 {
 	static const char *const fixed[] = {"model", "stream", "stream_options", "max_completion_tokens",
-					    "max_tokens", "n", "best_of", "max_output_tokens"};
+					    "max_tokens", "n", "best_of", "max_output_tokens", "service_tier",
+					    "audio"};
 	struct fj_pick pk[FJ_MAX_PICKS];
 	int np = 0;
 
@@ -1188,6 +1189,23 @@ static json_t *reqinfo_subset(const void *body, size_t len, const char *const *i
 	if (np < 0)
 		return NULL;
 	return fj_subset(body, len, pk, np);
+}
+
+/* What a request may be billed for beyond text in and out: the price model's worst case
+ * (price.h). A plain substring test: a false positive only raises the reservation. */
+static uint8_t reqinfo_may(json_t *root, const void *body, size_t len)
+{
+	uint8_t may = 0;
+
+	if (memmem(body, len, "\"cache_control\"", 15))
+		may |= LC_MAY_CACHE_5M;
+	if (may && memmem(body, len, "\"1h\"", 4))
+		may |= LC_MAY_CACHE_1H;
+	if (memmem(body, len, "\"input_audio\"", 13))
+		may |= LC_MAY_AUDIO_IN;
+	if (json_is_object(json_object_get(root, "audio")))
+		may |= LC_MAY_AUDIO_OUT;
+	return may;
 }
 
 int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, size_t len,
@@ -1255,6 +1273,10 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 		}
 		if (reqinfo_cap(root, &ri, err, errlen))
 			goto out;
+		so = json_object_get(root, "service_tier");
+		if (json_is_string(so) && json_string_length(so) < sizeof(ri.service_tier))
+			memcpy(ri.service_tier, json_string_value(so), json_string_length(so) + 1);
+		ri.may = reqinfo_may(root, body, len);
 	}
 	reqinfo_customer(root, identify, hdr, hdr_ctx, &ri);
 	*out = ri;
@@ -1267,50 +1289,107 @@ out:
 /* ---- usage ---------------------------------------------------------------------
  * Three shapes, normalised so that input + cached_input + output is what the
  * provider billed, and input never includes cache reads:
- *   OpenAI chat/completions/embeddings: prompt_tokens includes cached_tokens;
+ *   OpenAI chat/completions/embeddings (and vLLM, Ollama's /v1): prompt_tokens
+ *     includes cached_tokens; prompt_tokens_details.audio_tokens and
+ *     completion_tokens_details.{reasoning,audio}_tokens are parts of the totals;
  *   Responses: input_tokens includes input_tokens_details.cached_tokens;
- *   Anthropic: input_tokens excludes both cache fields; cache writes are
- *   billed as input (at a premium the price table may not know), reads as cached.
+ *     output_tokens_details.reasoning_tokens is part of output_tokens;
+ *   Anthropic: input_tokens excludes both cache fields; cache writes
+ *     (cache_creation_input_tokens, split by cache_creation.ephemeral_5m/1h_input_tokens,
+ *     5-minute when not split) are input at their own price, reads are cached;
+ *     server_tool_use.web_search_requests counts web searches.
+ * The tier that served the call comes from "service_tier" (the response's, or
+ * Anthropic's usage.service_tier).
  */
 enum { US_CHAT, US_RESPONSES, US_ANTHROPIC };
 
-static int usage_parse(json_t *u, int kind, struct lc_usage *out)
-{
-	int64_t in = 0, cached = 0, outp = 0, cc = 0;
-	json_t *det;
+/* Anthropic's counts as reported so far: message_delta repeats fields cumulatively */
+struct anth {
+	int64_t in, cc, cr, out, cw1h, web;
+};
 
-	if (!json_is_object(u))
+static int anth_read(json_t *u, struct anth *a)
+{
+	json_t *cc = json_object_get(u, "cache_creation"), *stu = json_object_get(u, "server_tool_use");
+
+	if (get_count(u, "input_tokens", &a->in) < 0 || get_count(u, "output_tokens", &a->out) < 0 ||
+	    get_count(u, "cache_creation_input_tokens", &a->cc) < 0 ||
+	    get_count(u, "cache_read_input_tokens", &a->cr) < 0 ||
+	    (json_is_object(cc) && get_count(cc, "ephemeral_1h_input_tokens", &a->cw1h) < 0) ||
+	    (json_is_object(stu) && get_count(stu, "web_search_requests", &a->web) < 0))
 		return -1;
-	switch (kind) {
-	case US_CHAT:
-		det = json_object_get(u, "prompt_tokens_details");
-		if (get_count(u, "prompt_tokens", &in) != 1 || get_count(u, "completion_tokens", &outp) < 0 ||
-		    (json_is_object(det) && get_count(det, "cached_tokens", &cached) < 0))
-			return -1;
-		break;
-	case US_RESPONSES:
-		det = json_object_get(u, "input_tokens_details");
-		if (get_count(u, "input_tokens", &in) != 1 || get_count(u, "output_tokens", &outp) < 0 ||
-		    (json_is_object(det) && get_count(det, "cached_tokens", &cached) < 0))
-			return -1;
-		break;
-	case US_ANTHROPIC:
-		if (get_count(u, "input_tokens", &in) != 1 || get_count(u, "output_tokens", &outp) < 0 ||
-		    get_count(u, "cache_creation_input_tokens", &cc) < 0 ||
-		    get_count(u, "cache_read_input_tokens", &cached) < 0)
-			return -1;
-		out->input = in + cc;
-		out->cached_input = cached;
-		out->output = outp;
-		out->present = true;
-		return 0;
-	}
-	if (cached > in)
-		cached = in;
+	return 0;
+}
+
+static void anth_usage(const struct anth *a, struct lc_usage *out)
+{
+	out->input = a->in + a->cc;
+	out->cached_input = a->cr;
+	out->output = a->out;
+	out->cache_write_1h = a->cw1h < a->cc ? a->cw1h : a->cc;
+	out->cache_write_5m = a->cc - out->cache_write_1h;
+	out->web_search = a->web;
+	out->present = true;
+}
+
+static void copy_tier(char dst[16], json_t *v)
+{
+	const char *s = json_string_value(v);
+
+	if (s && strlen(s) < 16)
+		memcpy(dst, s, strlen(s) + 1);
+}
+
+static int64_t part_of(int64_t v, int64_t whole)
+{
+	return v < 0 ? 0 : v > whole ? whole : v;
+}
+
+/* OpenAI shapes: totals and their parts */
+static int openai_parse(json_t *u, bool chat, struct lc_usage *out)
+{
+	json_t *id = json_object_get(u, chat ? "prompt_tokens_details" : "input_tokens_details");
+	json_t *od = json_object_get(u, chat ? "completion_tokens_details" : "output_tokens_details");
+	json_t *cd = json_is_object(id) ? json_object_get(id, "cached_tokens_details") : NULL;
+	int64_t in = 0, outp = 0, cached = 0, ain = 0, acached = 0, img = 0, reason = 0, aout = 0;
+
+	if (get_count(u, chat ? "prompt_tokens" : "input_tokens", &in) != 1 ||
+	    get_count(u, chat ? "completion_tokens" : "output_tokens", &outp) < 0)
+		return -1;
+	if (json_is_object(id) && (get_count(id, "cached_tokens", &cached) < 0 ||
+				   get_count(id, "audio_tokens", &ain) < 0 ||
+				   get_count(id, "image_tokens", &img) < 0))
+		return -1;
+	if (json_is_object(cd) && get_count(cd, "audio_tokens", &acached) < 0)
+		return -1;
+	if (json_is_object(od) && (get_count(od, "reasoning_tokens", &reason) < 0 ||
+				   get_count(od, "audio_tokens", &aout) < 0))
+		return -1;
+	cached = part_of(cached, in);
 	out->input = in - cached;
 	out->cached_input = cached;
 	out->output = outp;
+	out->audio_cached = part_of(acached, cached);
+	out->audio_input = part_of(ain - out->audio_cached, out->input);
+	out->image_input = part_of(img, out->input - out->audio_input);
+	out->audio_output = part_of(aout, outp);
+	out->reasoning = part_of(reason, outp);
 	out->present = true;
+	return 0;
+}
+
+static int usage_parse(json_t *u, int kind, struct lc_usage *out)
+{
+	struct anth a = {0};
+
+	if (!json_is_object(u))
+		return -1;
+	if (kind != US_ANTHROPIC)
+		return openai_parse(u, kind == US_CHAT, out);
+	if (anth_read(u, &a) || !json_object_get(u, "input_tokens"))
+		return -1;
+	anth_usage(&a, out);
+	copy_tier(out->service_tier, json_object_get(u, "service_tier"));
 	return 0;
 }
 
@@ -1339,10 +1418,10 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 	if (!body || len == 0 || len > LC_WIRE_MAX_BODY)
 		return -1;
 	{
-		struct fj_pick pk[4] = {{"model", 5, NULL, 0}, {"usage", 5, NULL, 0}, {"type", 4, NULL, 0},
-					{"object", 6, NULL, 0}};
+		struct fj_pick pk[5] = {{"model", 5, NULL, 0}, {"usage", 5, NULL, 0}, {"type", 4, NULL, 0},
+					 {"object", 6, NULL, 0}, {"service_tier", 12, NULL, 0}};
 
-		root = fj_subset(body, len, pk, 4);
+		root = fj_subset(body, len, pk, 5);
 	}
 	if (!root)
 		root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
@@ -1351,11 +1430,11 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 	memset(&u, 0, sizeof(u));
 	if (json_is_object(root)) {
 		copy_model(u.model, json_object_get(root, "model"));
+		copy_tier(u.service_tier, json_object_get(root, "service_tier"));
 		usage = json_object_get(root, "usage");
 		if (json_is_object(usage) && usage_parse(usage, usage_kind(root, usage), &u) != 0) {
 			/* usage we cannot read is no usage: settle charges the estimate */
-			u.present = false;
-			u.input = u.cached_input = u.output = 0;
+			memset(&u, 0, sizeof(u));
 		}
 	}
 	json_decref(root);
@@ -1381,28 +1460,22 @@ void lc_sse_free(struct lc_sse *s)
 
 static void sse_anthropic(struct lc_sse *s, json_t *u, bool start)
 {
-	int64_t in = s->a_input, cc = s->a_cache_creation, cr = s->usage.cached_input;
-	int64_t outp = s->usage.output;
+	struct anth a = {s->a_input, s->a_cache_creation, s->usage.cached_input, s->usage.output, s->a_cache_1h,
+			 s->usage.web_search};
 
 	if (!json_is_object(u))
 		return;
 	/* message_start carries the whole usage; message_delta repeats only the
 	 * fields that changed, each cumulative (so assign, never add). */
-	if (get_count(u, "input_tokens", &in) < 0 || get_count(u, "cache_creation_input_tokens", &cc) < 0 ||
-	    get_count(u, "cache_read_input_tokens", &cr) < 0 || get_count(u, "output_tokens", &outp) < 0) {
+	if (anth_read(u, &a) || (start && !json_object_get(u, "input_tokens"))) {
 		s->errors++;
 		return;
 	}
-	if (start && !json_object_get(u, "input_tokens")) {
-		s->errors++;
-		return;
-	}
-	s->a_input = in;
-	s->a_cache_creation = cc;
-	s->usage.input = in + cc;
-	s->usage.cached_input = cr;
-	s->usage.output = outp;
-	s->usage.present = true;
+	s->a_input = a.in;
+	s->a_cache_creation = a.cc;
+	s->a_cache_1h = a.cw1h;
+	anth_usage(&a, &s->usage);
+	copy_tier(s->usage.service_tier, json_object_get(u, "service_tier"));
 }
 
 static void sse_event(struct lc_sse *s, json_t *o)
@@ -1432,6 +1505,7 @@ static void sse_event(struct lc_sse *s, json_t *o)
 				u = json_object_get(r, "usage");
 				if (json_is_object(u) && usage_parse(u, US_RESPONSES, &nu) == 0)
 					s->usage = nu;
+				copy_tier(s->usage.service_tier, json_object_get(r, "service_tier"));
 				s->done = true;
 			}
 		}
@@ -1440,6 +1514,7 @@ static void sse_event(struct lc_sse *s, json_t *o)
 	/* chat.completion.chunk / text_completion: usage is null until the last chunk */
 	if (!s->usage.model[0])
 		copy_model(s->usage.model, json_object_get(o, "model"));
+	copy_tier(s->usage.service_tier, json_object_get(o, "service_tier"));
 	u = json_object_get(o, "usage");
 	if (json_is_object(u)) {
 		struct lc_usage nu = s->usage;

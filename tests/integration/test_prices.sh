@@ -68,4 +68,35 @@ expect_eq "without the book, gpt-4.1 is unknown again" 400 "$(chat gpt-4.1)"
 api PUT /v1/admin/settings '{"price_book":"latest"}'
 expect_code "a bad price_book value is refused, naming the field" 400 "price_book"
 
+# --- golden cases through the preload: the stand-in provider answers each case's documented
+# response (JSON or SSE); the charge in `llmcap status` is the invoice worked out in the file
+start_provider g --replay "$LC_ROOT/tests/golden/prices"
+export LLMCAP_STATE_DIR=$T/golden
+cat >"$T/golden.json" <<EOF
+{"schema": 1, "version": 1, "issued_at": "2026-01-01T00:00:00Z", "expires_at": "$(iso_in_days 30)",
+ "providers": [{"name": "openai", "format": "openai", "hosts": ["127.0.0.1:$PORT_g"]},
+               {"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_g"]}],
+ "price_book": "builtin", "org": {"spend_cap_usd": 1000}}
+EOF
+apply_policy "$T/golden.json" >/dev/null 2>&1; expect_eq "golden policy applied" 0 $?
+org_used() {
+	"$LLMCAP" status --json >"$T/gst.json"
+	jget "round([l['used'] for l in j['limits'] if l['scope']=='org'][0] * 1e6)" "$T/gst.json"
+}
+total=0
+for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-priority openai-11-chat-audio \
+	openai-14-responses-stream anthropic-04-opus-4-1-mixed-ttl anthropic-07-long-context-cache-1h \
+	anthropic-10-stream-cache-web; do
+	f=$LC_ROOT/tests/golden/prices/$c.json
+	jget 'j["request"]["body"]' "$f" >"$T/body.json"
+	host=127.0.0.1; case $c in anthropic-*) host=localhost ;; esac
+	code=$("$LLMCAP" run -- curl -s -o "$T/out" -w '%{http_code}' -H "x-golden-case: $c" \
+		-H 'content-type: application/json' -H 'x-api-key: sk-golden' --data-binary @"$T/body.json" \
+		"http://$host:$PORT_g$(jget 'j["request"]["path"]' "$f")")
+	want=$(jget 'j["invoice"]["micro_usd"]' "$f")
+	total=$((total + want))
+	expect_eq "golden $c: 200 through the preload" 200 "$code"
+	expect_eq "golden $c: charged exactly the invoice ($want micro-USD)" "$total" "$(org_used)"
+done
+
 finish

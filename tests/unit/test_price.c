@@ -201,6 +201,48 @@ static void test_validation_names_the_path(void **st)
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1e300, \"output\": 2}}", "prices.m.input");
 }
 
+/* the usage shapes OpenAI-compatible servers send, and the request fields the estimate reads */
+static void test_compatible_usage_shapes(void **st)
+{
+	struct lc_usage u;
+	struct lc_reqinfo ri;
+	char err[256];
+	/* vLLM: prompt_tokens_details null */
+	static const char vllm[] = "{\"id\":\"cmpl-1\",\"object\":\"chat.completion\",\"model\":\"meta-llama/Llama-3.1-8B\","
+		"\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"total_tokens\":50,\"completion_tokens\":10,"
+		"\"prompt_tokens_details\":null}}";
+	/* Ollama's /v1 endpoint: the bare three counts */
+	static const char ollama[] = "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion\",\"model\":\"llama3.2\","
+		"\"system_fingerprint\":\"fp_ollama\",\"choices\":[],\"usage\":{\"prompt_tokens\":26,"
+		"\"completion_tokens\":169,\"total_tokens\":195}}";
+	static const char req[] = "{\"model\":\"claude-sonnet-4-5\",\"service_tier\":\"priority\",\"max_tokens\":9,"
+		"\"system\":[{\"type\":\"text\",\"text\":\"x\",\"cache_control\":{\"type\":\"ephemeral\",\"ttl\":\"1h\"}}],"
+		"\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\",\"input_audio\":{}}]}],"
+		"\"audio\":{\"voice\":\"alloy\"}}";
+
+	assert_int_equal(lc_usage_from_json(vllm, strlen(vllm), &u), 0);
+	assert_true(u.present);
+	assert_int_equal(u.input, 40);
+	assert_int_equal(u.cached_input, 0);
+	assert_int_equal(u.output, 10);
+	assert_int_equal(lc_usage_from_json(ollama, strlen(ollama), &u), 0);
+	assert_true(u.present);
+	assert_int_equal(u.input + u.output, 195);
+	assert_int_equal(lc_reqinfo_parse(LC_FMT_ANTHROPIC, "/v1/messages", req, strlen(req), NULL, NULL, NULL, &ri,
+					  err, sizeof(err)), 0);
+	assert_string_equal(ri.service_tier, "priority");
+	assert_int_equal(ri.may, LC_MAY_CACHE_5M | LC_MAY_CACHE_1H | LC_MAY_AUDIO_IN | LC_MAY_AUDIO_OUT);
+	{
+		/* the worst case covers a 1-hour cache write of the whole input, at the tier asked for */
+		struct lc_price p;
+
+		compile("{\"input\": 3, \"output\": 15}", &p);
+		ri.may = LC_MAY_CACHE_1H;
+		assert_int_equal(lc_cost_estimate(&p, &ri, 1000000, 0), 6000000);
+		assert_int_equal(p.req_tier, LC_TIER_PRIORITY);
+	}
+}
+
 /* ---- against a real store ---- */
 
 static void install(const char *body)
@@ -307,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_tiers),
 		cmocka_unit_test(test_estimate_is_worst_case),
 		cmocka_unit_test(test_validation_names_the_path),
+		cmocka_unit_test(test_compatible_usage_shapes),
 		cmocka_unit_test(test_policy_uses_the_book),
 	};
 
