@@ -57,61 +57,6 @@ void srv_resp_error(struct srv_resp *rs, int status, const char *type, const cha
 
 /* ---- small helpers ---- */
 
-static int token_hash(const char *token, size_t len, unsigned char out[32])
-{
-	while (len > 0 && isspace((unsigned char)token[len - 1]))
-		len--;
-	while (len > 0 && isspace((unsigned char)*token)) {
-		token++;
-		len--;
-	}
-	if (len < 16)
-		return -1;   /* refuse short tokens */
-	lc_sha256(token, len, out);
-	return 0;
-}
-
-int srv_set_host_token(struct srv *s, const char *token, size_t len)
-{
-	return token_hash(token, len, s->host_hash);
-}
-
-static bool bearer_is(const unsigned char want[32], const char *auth)
-{
-	unsigned char h[32];
-	static const unsigned char zero[32];
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-		return false;
-	auth += 7;
-	while (*auth == ' ')
-		auth++;
-	size_t n = strlen(auth);
-	while (n > 0 && isspace((unsigned char)auth[n - 1]))
-		n--;
-	lc_sha256(auth, n, h);
-	if (sodium_memcmp(want, zero, 32) == 0)
-		return false;
-	return sodium_memcmp(h, want, 32) == 0;
-}
-
-bool srv_host_ok(const struct srv *s, const char *auth)
-{
-	static const unsigned char zero[32];
-	if (sodium_memcmp(s->host_hash, zero, 32) == 0)
-		return true;
-	return bearer_is(s->host_hash, auth) || bearer_is(s->admin_hash, auth);
-}
-
-int srv_set_admin_token(struct srv *s, const char *token, size_t len)
-{
-	return token_hash(token, len, s->admin_hash);
-}
-
-bool srv_admin_ok(const struct srv *s, const char *auth)
-{
-	return bearer_is(s->admin_hash, auth);
-}
-
 bool srv_id_ok(const char *id)
 {
 	size_t n = strlen(id);

@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		"  --data DIR                the server's LMDB store (created if missing; one server per DIR)\n"
 		"  --signing-key KEYFILE     Ed25519 secret key from `llmcap keygen` (hosts trust its .pub)\n"
 		"  --admin-token-file FILE   the admin bearer token (at least 16 characters)\n"
+		"  --admin-tokens-file FILE  named admin tokens, one \"NAME ROLE TOKEN\" a line (ROLE admin or read);\n"
+		"                            with it, --admin-token-file is optional\n"
 		"  --host-token-file FILE    optional: POST /v1/usage then needs this bearer token\n"
 		"                            (llmcap agent --token-file FILE)\n"
 		"  --threads N               worker threads (default 4, 1-64)\n"
@@ -180,6 +182,24 @@ static int load_token(struct srv *s, const char *opt, const char *file, int (*se
 	return rc;
 }
 
+/* --admin-tokens-file: "NAME ROLE TOKEN" lines */
+static int load_tokens(struct srv *s, const char *file)
+{
+	char err[512];
+	struct lc_buf b;
+	int rc = 0;
+	lc_buf_init(&b, 1 << 20);
+	if (lc_read_file(file, 1 << 20, &b, err, sizeof err) != 0 ||
+	    srv_load_tokens(s, b.data ? b.data : "", b.len, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap-server: --admin-tokens-file %s: %s\n", file, err);
+		rc = -1;
+	}
+	if (b.data)
+		sodium_memzero(b.data, b.len);
+	lc_buf_free(&b);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static struct option opts[] = {
@@ -194,6 +214,7 @@ int main(int argc, char **argv)
 		{"max-connections", required_argument, 0, 'C'},
 		{"max-connections-per-ip", required_argument, 0, 'P'},
 		{"request-timeout", required_argument, 0, 'T'},
+		{"admin-tokens-file", required_argument, 0, 'A'},
 		{"tls-cert", required_argument, 0, 'c'},
 		{"tls-key", required_argument, 0, 'K'},
 		{"version", no_argument, 0, 'V'},
@@ -201,7 +222,7 @@ int main(int argc, char **argv)
 		{0, 0, 0, 0},
 	};
 	const char *listen_arg = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
-	const char *certfile = NULL, *tlskeyfile = NULL;
+	const char *certfile = NULL, *tlskeyfile = NULL, *tokensfile = NULL;
 	struct srv_http_opts ho = {.threads = 4, .max_connections = 1000, .max_connections_per_ip = 64,
 				   .request_timeout_s = 30, .idle_timeout_s = 30};
 	static struct srv s;
@@ -218,6 +239,7 @@ int main(int argc, char **argv)
 		case 't': tokfile = optarg; break;
 		case 'H': hostfile = optarg; break;
 		case 'c': certfile = optarg; break;
+		case 'A': tokensfile = optarg; break;
 		case 'K': tlskeyfile = optarg; break;
 		case 'n': bad = num_arg("threads", optarg, 1, 64, &v); ho.threads = (unsigned)v; break;
 		case 'C': bad = num_arg("max-connections", optarg, 1, 100000, &v); ho.max_connections = (unsigned)v; break;
@@ -242,7 +264,7 @@ int main(int argc, char **argv)
 		{listen_arg, "--listen ADDR:PORT", "the address to serve on"},
 		{data, "--data DIR", "the server's store directory"},
 		{keyfile, "--signing-key KEYFILE", "the Ed25519 key from `llmcap keygen`"},
-		{tokfile, "--admin-token-file FILE", "the admin bearer token"},
+		{tokfile ? tokfile : tokensfile, "--admin-token-file FILE", "the admin bearer token"},
 	};
 	for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
 		if (!required[i].val) {
@@ -273,7 +295,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: --signing-key %s: %s\n", keyfile, err);
 		return 1;
 	}
-	if (load_token(&s, "admin-token-file", tokfile, srv_set_admin_token) != 0 ||
+	if ((tokfile && load_token(&s, "admin-token-file", tokfile, srv_set_admin_token) != 0) ||
+	    (tokensfile && load_tokens(&s, tokensfile) != 0) ||
 	    (hostfile && load_token(&s, "host-token-file", hostfile, srv_set_host_token) != 0))
 		return 1;
 	char *cert_pem = NULL, *key_pem = NULL;

@@ -147,12 +147,18 @@ bool srv_route_auth(struct srv *s, const struct srv_route *r, const struct srv_r
 			       "host token required: Authorization: Bearer <token from --host-token-file>");
 		break;
 	case SRV_AUTH_READ:
-	case SRV_AUTH_ADMIN:
-		if (srv_admin_ok(s, rq->authorization))
+	case SRV_AUTH_ADMIN: {
+		const struct srv_token *t = srv_token_of(s, rq->authorization);
+		if (t && (r->auth == SRV_AUTH_READ || t->role == SRV_ROLE_ADMIN))
 			return true;
+		if (t) {
+			srv_resp_error(rs, 403, "permission_error", "token '%s' may only read (role read)", t->name);
+			return false;
+		}
 		srv_resp_error(rs, 401, "authentication_error",
 			       "admin token required: Authorization: Bearer <token from --admin-token-file>");
 		break;
+	}
 	}
 	rs->www_auth = true;
 	return false;
@@ -226,12 +232,18 @@ void srv_route_run(struct srv *s, const struct srv_match *m, const struct srv_re
 	}
 	if (r->json && !(c.body = parse_body(rq, rs)))
 		return;
+	c.token = r->auth >= SRV_AUTH_READ ? srv_token_of(s, rq->authorization) : NULL;
+	json_t *before = r->auth == SRV_AUTH_ADMIN ? srv_audit_before(s, &c) : NULL;
 	r->fn(&c);
 	json_decref(c.body);
 	if (rs->status == 0 && rs->retry_at_ms == 0)
 		srv_resp_error(rs, 500, "api_error", "internal error: no answer");
-	if (r->auth == SRV_AUTH_ADMIN && rs->status >= 200 && rs->status < 300)
+	if (r->auth == SRV_AUTH_ADMIN && rs->status >= 200 && rs->status < 300) {
+		srv_audit_record(s, &c, before);
 		srv_notifier_kick(s);   /* webhooks or limits may have changed */
+	} else {
+		json_decref(before);
+	}
 }
 
 void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)

@@ -32,7 +32,7 @@ const struct srv_route srv_routes[] = {
 	{"POST",   "/v1/admin/keys",                  SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_key_create,    NULL},
 	{"GET",    "/v1/admin/keys/{id}",             SRV_AUTH_READ,  0,             false, srv_h_obj_get,       "keys"},
 	{"PATCH",  "/v1/admin/keys/{id}",             SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_obj_patch,     "keys"},
-	{"DELETE", "/v1/admin/keys/{id}",             SRV_AUTH_ADMIN, 0,             false, srv_h_key_revoke,    NULL},
+	{"DELETE", "/v1/admin/keys/{id}",             SRV_AUTH_ADMIN, 0,             false, srv_h_key_revoke,    "keys"},
 
 	{"GET",    "/v1/admin/teams",                 SRV_AUTH_READ,  0,             false, srv_h_obj_list,      "teams"},
 	{"GET",    "/v1/admin/teams/{id}",            SRV_AUTH_READ,  0,             false, srv_h_obj_get,       "teams"},
@@ -60,6 +60,8 @@ const struct srv_route srv_routes[] = {
 	{"GET",    "/v1/admin/invites",               SRV_AUTH_READ,  0,             false, srv_h_invite_list,   NULL},
 	{"POST",   "/v1/admin/invites",               SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_invite_create, NULL},
 	{"DELETE", "/v1/admin/invites/{code}",        SRV_AUTH_ADMIN, 0,             false, srv_h_invite_revoke, NULL},
+
+	{"GET",    "/v1/admin/audit",                 SRV_AUTH_READ,  0,             false, srv_h_audit,         NULL},
 
 	{NULL, NULL, 0, 0, false, NULL, NULL},
 };

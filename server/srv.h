@@ -23,6 +23,7 @@
 #define SRV_ID_MAX LC_NAME_MAX                 /* key/team/customer ids in paths and bodies: the policy's limit */
 #define SRV_COUNTER_ID_MAX 128                 /* ids in usage reports (a customer id comes from a request) */
 #define SRV_PATH_MAX 1024                      /* longer request paths get 404 */
+#define SRV_MAX_TOKENS 64                      /* named admin tokens */
 #define SRV_DEFAULT_LIFETIME_S (30 * 86400)    /* policy lifetime unless settings say otherwise */
 
 struct srv {
@@ -37,12 +38,18 @@ struct srv {
 	MDB_dbi db_totals;   /* ckey -> int64 (decimal text): sum over every host record */
 	MDB_dbi db_outbox;   /* u64 big-endian seq -> pending webhook delivery */
 	MDB_dbi db_fired;    /* dedup key -> "1": an event fires once per limit per window */
+	MDB_dbi db_audit;    /* u64 big-endian seq -> {"time","token","call","status","before","after"} */
 	pthread_rwlock_t maplock;  /* shared by every txn, exclusive to grow the map */
 	size_t mapsize;
 	size_t map_initial;        /* 0: 64 MiB (tests set it small to exercise growth) */
 
 	struct lc_signkey key;
-	unsigned char admin_hash[32];   /* sha256 of the admin token */
+	struct srv_token {
+		char name[64];
+		enum srv_role { SRV_ROLE_READ = 1, SRV_ROLE_ADMIN = 2 } role;
+		unsigned char hash[32];   /* sha256 of the token */
+	} tokens[SRV_MAX_TOKENS];    /* named admin tokens (auth.c) */
+	int ntokens;
 	unsigned char host_hash[32];    /* sha256 of the host token (--host-token-file); zero: none required */
 
 	/* notifier thread */
@@ -165,6 +172,7 @@ struct srv_call {
 	const char *const *param;   /* = match->param */
 	const char *id;             /* the {id} capture, or NULL */
 	json_t *body;               /* route->json: the parsed body (borrowed) */
+	const struct srv_token *token;   /* the admin token that called, or NULL */
 };
 /* 0 and m filled; -1: rs holds the 404/405/400 */
 int srv_route_match(const char *method, const char *path, struct srv_match *m, struct srv_resp *rs);
@@ -179,12 +187,28 @@ void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs);
 size_t srv_unescape(char *s);
 extern const struct srv_route srv_routes[];   /* ends with {NULL} */
 
-/* ---- handlers and auth (api.c) ---- */
+/* ---- tokens (auth.c) ---- */
+/* Add a named admin token (whitespace around it ignored; at least 16 characters). 0, or -1 with err. */
+int srv_add_token(struct srv *s, const char *name, enum srv_role role, const char *token, size_t len, char *err,
+		  size_t errlen);
+/* The --admin-token-file token: named "admin", role admin. 0 or -1 (too short). */
 int srv_set_admin_token(struct srv *s, const char *token, size_t len);
-bool srv_admin_ok(const struct srv *s, const char *authorization);
+/* Lines "NAME ROLE TOKEN" (role admin or read; # comments). 0, or -1 with err naming the line. */
+int srv_load_tokens(struct srv *s, const char *text, size_t len, char *err, size_t errlen);
+/* The admin token the Authorization header carries, or NULL (compared in constant time). */
+const struct srv_token *srv_token_of(const struct srv *s, const char *authorization);
+bool srv_admin_ok(const struct srv *s, const char *authorization);   /* a token with role admin */
 int srv_set_host_token(struct srv *s, const char *token, size_t len);
-/* POST /v1/usage: true when no host token is configured, or the bearer is it (or the admin token). */
+/* POST /v1/usage: true when no host token is configured, or the bearer is it (or an admin token). */
 bool srv_host_ok(const struct srv *s, const char *authorization);
+
+/* ---- audit log (audit.c) ---- */
+/* What an admin change is about, read before it runs (new ref or NULL). */
+json_t *srv_audit_before(struct srv *s, const struct srv_call *c);
+/* Record a successful admin change: who, which call, before and after (secrets redacted). */
+void srv_audit_record(struct srv *s, const struct srv_call *c, json_t *before /* stolen */);
+
+/* ---- handlers (api.c) ---- */
 #define SRV_LONGPOLL_MAX_S 60   /* GET /v1/policy?wait=N: N is capped here */
 /* route handlers (routes.c lists them with their paths) */
 void srv_h_healthz(struct srv_call *c);
@@ -205,6 +229,7 @@ void srv_h_invite_create(struct srv_call *c);
 void srv_h_invite_list(struct srv_call *c);
 void srv_h_invite_revoke(struct srv_call *c);
 void srv_h_invite_redeem(struct srv_call *c);
+void srv_h_audit(struct srv_call *c);
 
 /* ---- policy document (policy_doc.c) ---- */
 /* Build the full policy JSON from the stored pieces (new ref; NULL with err). */

@@ -81,6 +81,28 @@ check "... and the new policy" "$LLMCAP" apply --trust "$T/keys/llmcap.pub" "$T/
 check "every waiting long-poll got it" bash -c 'cat "$@" | grep -c "^200 " | grep -qx 8' _ "$T"/lpc*
 stop_server
 
+# --- named admin tokens with roles, and the audit log
+printf '# NAME ROLE TOKEN\nreader read reader-token-0123456789\nops admin ops-token-0123456789abcd\n' >"$T/tokens"
+printf 'x writer long-enough-token-000\n' >"$T/badtokens"
+ERR=$("$SERVER" --listen "127.0.0.1:$(free_port)" --data "$T/x" --signing-key "$T/keys/llmcap.key" \
+	--admin-tokens-file "$T/badtokens" 2>&1); RC=$?
+expect_eq "a bad tokens file: exit 1" 1 "$RC"
+check "... naming the line and the role" grep -q "badtokens: line 1: role 'writer': must be admin or read" <<<"$ERR"
+start_server --admin-tokens-file "$T/tokens"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer reader-token-0123456789' "$SRV_URL/v1/admin/keys")
+expect_eq "a read token reads" 200 "$CODE"
+CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X PUT -H 'Authorization: Bearer reader-token-0123456789' \
+	--data-binary '{"spend_cap_usd": 7, "period": "monthly"}' "$SRV_URL/v1/admin/org"); RESP=$(cat "$T/resp")
+expect_code "a read token cannot change (403)" 403 "may only read"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Authorization: Bearer ops-token-0123456789abcd' \
+	--data-binary '{"spend_cap_usd": 7, "period": "monthly"}' "$SRV_URL/v1/admin/org")
+expect_eq "an admin token changes" 200 "$CODE"
+api GET '/v1/admin/audit?limit=1'; expect_code "the audit log" 200 '"token":"ops"'
+expect_eq "... names the call" "PUT /v1/admin/org" "$(jget 'j["entries"][0]["call"]')"
+expect_eq "... with the value after" 7 "$(jget 'j["entries"][0]["after"]["org"]["spend_cap_usd"]')"
+expect_eq "... and before" 50 "$(jget 'j["entries"][0]["before"]["spend_cap_usd"]')"
+stop_server
+
 # --- slow clients: 60 trickling connections from one address (127.0.0.2) against 40 slots, 8 per address
 start_server --max-connections 40 --max-connections-per-ip 8 --request-timeout 3 --threads 2
 "$PY" "$HOSTILE" trickle 127.0.0.1 "$SRV_PORT" 60 127.0.0.2 12 >"$T/trickle.out" 2>&1 &

@@ -767,6 +767,67 @@ static void test_team_patch_customers_invites(void **state)
 	assert_int_equal(req(fx, "DELETE", "/v1/admin/invites/0000000000000000", AUTH, NULL, NULL, NULL), 404);
 }
 
+/* named admin tokens: a read token reads and is refused changes (403 naming it); every change is
+ * in the audit log with the token's name, the call, before and after, and no secret */
+static void test_tokens_and_audit(void **state)
+{
+	struct fx *fx = *state;
+	char err[256];
+	json_t *j, *e;
+	struct srv_resp keep;
+	const char *tokens = "# name role token\n\nreader read reader-token-0123456789\n  ops admin ops-token-0123456789abcd\n";
+
+	assert_int_equal(srv_load_tokens(&fx->s, tokens, strlen(tokens), err, sizeof err), 0);
+	assert_int_equal(srv_load_tokens(&fx->s, "x writer long-enough-token-000\n", 31, err, sizeof err), -1);
+	assert_non_null(strstr(err, "line 1: role 'writer'"));
+	assert_int_equal(srv_load_tokens(&fx->s, "\ny read short\n", 14, err, sizeof err), -1);
+	assert_non_null(strstr(err, "line 2: token 'y': must be at least 16"));
+	assert_int_equal(srv_load_tokens(&fx->s, "ops read other-token-0123456789\n", 32, err, sizeof err), -1);
+	assert_non_null(strstr(err, "used twice"));
+
+	assert_int_equal(req(fx, "GET", "/v1/admin/keys", "Bearer reader-token-0123456789", NULL, NULL, NULL), 200);
+	assert_int_equal(req(fx, "GET", "/v1/usage", "Bearer reader-token-0123456789", NULL, NULL, NULL), 200);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/org", "Bearer reader-token-0123456789",
+			     "{\"spend_cap_usd\":5,\"period\":\"monthly\"}", &j, NULL), 403);
+	assert_error(j, "permission_error", "'reader' may only read");
+	json_decref(j);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", "Bearer ops-token-0123456789abcd",
+			     "{\"limits\":[{\"metric\":\"cost\",\"window\":\"daily\",\"threshold\":5}]}", NULL, NULL), 201);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/t", AUTH, "{\"limits\":{\"0\":{\"threshold\":9}}}", NULL, NULL), 200);
+	assert_int_equal(req(fx, "PATCH", "/v1/admin/teams/t", AUTH, "{\"limits\":{\"0\":{\"window\":\"x\"}}}", NULL, NULL), 400);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", "Bearer ops-token-0123456789abcd",
+			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/a\",\"secret\":\"whsec_topsecret\",\"events\":[\"*\"]}]}",
+			     NULL, NULL), 200);
+
+	assert_int_equal(req(fx, "GET", "/v1/admin/audit", "Bearer reader-token-0123456789", NULL, &j, &keep), 200);
+	assert_null(strstr(keep.body, "whsec_topsecret"));
+	srv_resp_free(&keep);
+	json_t *ent = json_object_get(j, "entries");
+	assert_int_equal(json_array_size(ent), 3);   /* the refused change is not there */
+	e = json_array_get(ent, 0);                  /* newest first */
+	assert_string_equal(json_string_value(json_object_get(e, "token")), "ops");
+	assert_string_equal(json_string_value(json_object_get(e, "call")), "PUT /v1/admin/webhooks");
+	assert_non_null(json_object_get(e, "time"));
+	e = json_array_get(ent, 1);
+	assert_string_equal(json_string_value(json_object_get(e, "token")), "admin");
+	assert_string_equal(json_string_value(json_object_get(e, "call")), "PATCH /v1/admin/teams/t");
+	assert_true(json_number_value(json_object_get(json_array_get(json_object_get(json_object_get(e, "before"), "limits"), 0),
+						      "threshold")) == 5);
+	assert_true(json_number_value(json_object_get(json_array_get(json_object_get(json_object_get(e, "after"), "limits"), 0),
+						      "threshold")) == 9);
+	e = json_array_get(ent, 2);
+	assert_true(json_is_null(json_object_get(e, "before")));
+	assert_int_equal(json_integer_value(json_object_get(e, "status")), 201);
+	json_decref(j);
+	const char *lim[] = {"limit", "1", NULL};
+	struct srv_req rq = {.method = "GET", .path = "/v1/admin/audit", .authorization = AUTH, .args = lim};
+	srv_handle(&fx->s, &rq, &keep);
+	j = json_loads(keep.body, 0, NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "entries")), 1);
+	json_decref(j);
+	srv_resp_free(&keep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -787,6 +848,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_failure_is_5xx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
