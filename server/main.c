@@ -162,42 +162,35 @@ static bool loopback(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-/* the token in file (whitespace around it ignored), into set(); 0 or -1 with a message */
-static int load_token(struct srv *s, const char *opt, const char *file, int (*set)(struct srv *, const char *, size_t))
-{
-	char err[512];
-	struct lc_buf tok;
-	int rc = 0;
-	lc_buf_init(&tok, 4096);
-	if (lc_read_file(file, 4096, &tok, err, sizeof err) != 0) {
-		fprintf(stderr, "llmcap-server: --%s %s: %s\n", opt, file, err);
-		rc = -1;
-	} else if (set(s, tok.data ? tok.data : "", tok.len) != 0) {
-		fprintf(stderr, "llmcap-server: --%s %s: the token must be at least 16 characters\n", opt, file);
-		rc = -1;
-	}
-	if (tok.data)
-		sodium_memzero(tok.data, tok.len);
-	lc_buf_free(&tok);
-	return rc;
-}
-
-/* --admin-tokens-file: "NAME ROLE TOKEN" lines */
-static int load_tokens(struct srv *s, const char *file)
+/* FILE's text (up to max bytes) handed to use(); a message naming --opt FILE when either fails */
+typedef int (*use_fn)(struct srv *s, const char *text, size_t len, char *err, size_t errlen);
+static int load_secret(struct srv *s, const char *opt, const char *file, size_t max, use_fn use)
 {
 	char err[512];
 	struct lc_buf b;
 	int rc = 0;
-	lc_buf_init(&b, 1 << 20);
-	if (lc_read_file(file, 1 << 20, &b, err, sizeof err) != 0 ||
-	    srv_load_tokens(s, b.data ? b.data : "", b.len, err, sizeof err) != 0) {
-		fprintf(stderr, "llmcap-server: --admin-tokens-file %s: %s\n", file, err);
+	lc_buf_init(&b, max);
+	if (lc_read_file(file, max, &b, err, sizeof err) != 0 || use(s, b.data ? b.data : "", b.len, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap-server: --%s %s: %s\n", opt, file, err);
 		rc = -1;
 	}
 	if (b.data)
 		sodium_memzero(b.data, b.len);
 	lc_buf_free(&b);
 	return rc;
+}
+
+static int use_admin(struct srv *s, const char *t, size_t n, char *err, size_t errlen)
+{
+	return srv_add_token(s, "admin", SRV_ROLE_ADMIN, t, n, err, errlen);
+}
+
+static int use_host(struct srv *s, const char *t, size_t n, char *err, size_t errlen)
+{
+	if (srv_set_host_token(s, t, n) == 0)
+		return 0;
+	lc_errf(err, errlen, "the token must be at least 16 characters");
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -295,9 +288,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: --signing-key %s: %s\n", keyfile, err);
 		return 1;
 	}
-	if ((tokfile && load_token(&s, "admin-token-file", tokfile, srv_set_admin_token) != 0) ||
-	    (tokensfile && load_tokens(&s, tokensfile) != 0) ||
-	    (hostfile && load_token(&s, "host-token-file", hostfile, srv_set_host_token) != 0))
+	if ((tokfile && load_secret(&s, "admin-token-file", tokfile, 4096, use_admin) != 0) ||
+	    (tokensfile && load_secret(&s, "admin-tokens-file", tokensfile, 1 << 20, srv_load_tokens) != 0) ||
+	    (hostfile && load_secret(&s, "host-token-file", hostfile, 4096, use_host) != 0))
 		return 1;
 	char *cert_pem = NULL, *key_pem = NULL;
 	if (certfile && (!(cert_pem = load_pem("tls-cert", certfile)) || !(key_pem = load_pem("tls-key", tlskeyfile))))
