@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "preload.h"
+#include "conn_impl.h"
 
 struct lc_conn *lc_conn_new(int fd, bool tls)
 {
@@ -25,6 +25,74 @@ struct lc_conn *lc_conn_new(int fd, bool tls)
 	c->fd = fd;
 	c->tls = tls;
 	return c;
+}
+
+struct lc_conn *lc_conn_new_provider(int fd, bool tls, const struct lc_target *t)
+{
+	struct lc_conn *c = lc_conn_new(fd, tls);
+
+	if (c) {
+		c->cls = LC_CLS_PROVIDER;
+		c->t = *t;
+	}
+	return c;
+}
+
+void lc_conn_view(struct lc_conn *c, struct lc_conn_view *v)
+{
+	pthread_mutex_lock(&c->mu);
+	v->cls = c->cls;
+	v->st = c->st;
+	v->fd = c->fd;
+	v->synth_err = c->synth_err;
+	v->shut_done = c->shut_done;
+	v->eof_served = c->eof_served;
+	v->nreq = c->nreq;
+	v->synth_left = c->st == LC_ST_DENIED && c->synth_off < c->synth.len ? c->synth.len - c->synth_off : 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int lc_conn_classify(struct lc_conn *c, int cls, const struct lc_target *t, bool dead)
+{
+	int r;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->cls == LC_CLS_UNKNOWN) {
+		c->cls = cls;
+		if (t)
+			c->t = *t;
+		if (dead && cls == LC_CLS_PROVIDER)
+			c->st = LC_ST_DEAD;
+	}
+	r = c->cls;
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+void lc_conn_set_fd(struct lc_conn *c, int fd)
+{
+	pthread_mutex_lock(&c->mu);
+	c->fd = fd;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void lc_conn_set_synth_err(struct lc_conn *c, int e)
+{
+	pthread_mutex_lock(&c->mu);
+	c->synth_err = e;
+	pthread_mutex_unlock(&c->mu);
+}
+
+bool lc_conn_once(struct lc_conn *c, int flag)
+{
+	bool *f, first;
+
+	pthread_mutex_lock(&c->mu);
+	f = flag == LC_ONCE_ALPN ? &c->alpn_done : &c->shut_done;
+	first = !*f;
+	*f = true;
+	pthread_mutex_unlock(&c->mu);
+	return first;
 }
 
 void lc_conn_ref(struct lc_conn *c)
@@ -276,17 +344,6 @@ size_t lc_conn_synth_read(struct lc_conn *c, void *buf, size_t n, bool peek)
 	}
 	if (k == 0 && n > 0)
 		c->eof_served = true;
-	pthread_mutex_unlock(&c->mu);
-	return k;
-}
-
-size_t lc_conn_synth_left(struct lc_conn *c)
-{
-	size_t k = 0;
-
-	pthread_mutex_lock(&c->mu);
-	if (c->st == LC_ST_DENIED && c->synth_off < c->synth.len)
-		k = c->synth.len - c->synth_off;
 	pthread_mutex_unlock(&c->mu);
 	return k;
 }

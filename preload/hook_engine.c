@@ -70,7 +70,7 @@ static const struct lc_engine_api *eng_load(void)
 		lc_engine_entry_fn fn = (lc_engine_entry_fn)dlsym(h, LC_ENGINE_ENTRY);
 
 		e = fn ? fn(LC_ENGINE_API_VERSION) : NULL;
-		if (!e || e->size < sizeof(struct lc_engine_api)) {
+		if (!e || e->size != sizeof(struct lc_engine_api) || e->layout != LC_ENGINE_LAYOUT) {
 			e = NULL;
 			eng_warn("llmcap engine library does not match the preload library", path);
 			dlclose(h);
@@ -186,6 +186,31 @@ struct lc_conn *lc_conn_new(int fd, bool tls)
 	return e->conn_new(fd, tls);
 }
 
+struct lc_conn *lc_conn_new_provider(int fd, bool tls, const struct lc_target *t)
+{
+	const struct lc_engine_api *e = eng_need();
+
+	if (!e) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return e->conn_new_provider(fd, tls, t);
+}
+
+/* no engine, no connection: an empty view says "not a provider" */
+void lc_conn_view(struct lc_conn *c, struct lc_conn_view *v)
+{
+	const struct lc_engine_api *e = eng_have();
+
+	if (e) {
+		e->conn_view(c, v);
+		return;
+	}
+	memset(v, 0, sizeof(*v));
+	v->cls = LC_CLS_PASS;
+	v->fd = -1;
+}
+
 #define FWD_VOID(name, decl, args)                                                            \
 	void lc_##name decl                                                                   \
 	{                                                                                     \
@@ -207,7 +232,11 @@ FWD(bool, true, conn_flushed, (struct lc_conn *c, size_t n), (c, n))
 FWD_VOID(conn_flush_failed, (struct lc_conn *c), (c))
 FWD(int, LC_R_PASS, conn_read_mode, (struct lc_conn *c), (c))
 FWD(size_t, 0, conn_synth_read, (struct lc_conn *c, void *buf, size_t n, bool peek), (c, buf, n, peek))
-FWD(size_t, 0, conn_synth_left, (struct lc_conn *c), (c))
+FWD_VOID(conn_set_fd, (struct lc_conn *c, int fd), (c, fd))
+FWD_VOID(conn_set_synth_err, (struct lc_conn *c, int err), (c, err))
+FWD(bool, false, conn_once, (struct lc_conn *c, int flag), (c, flag))
+FWD(int, LC_CLS_PASS, conn_classify, (struct lc_conn *c, int cls, const struct lc_target *t, bool dead),
+    (c, cls, t, dead))
 FWD_VOID(conn_feed, (struct lc_conn *c, const void *p, size_t n), (c, p, n))
 FWD_VOID(conn_eof, (struct lc_conn *c), (c))
 FWD_VOID(conn_finish, (struct lc_conn *c), (c))

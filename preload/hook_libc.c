@@ -150,11 +150,9 @@ static void after_connect(int fd, const struct sockaddr *addr)
 		lc_fd_set_state(fd, LC_FD_CANDIDATE);
 		return;
 	}
-	n = lc_conn_new(fd, false);
+	n = lc_conn_new_provider(fd, false, &t);
 	if (!n)
 		return;
-	n->cls = LC_CLS_PROVIDER;
-	n->t = t;
 	c = lc_tab_put(LC_TAB_FD, (uintptr_t)fd, n);
 	lc_conn_put(n);
 	if (c) {
@@ -233,13 +231,11 @@ static int first_write(int fd, const void *buf, size_t n)
 		lc_fd_set_state(fd, LC_FD_NONE);
 		return 0;
 	}
-	nc = lc_conn_new(fd, false);
+	nc = lc_conn_new_provider(fd, false, &t);
 	if (!nc) {
 		lc_fd_set_state(fd, LC_FD_NONE);
 		return 0;
 	}
-	nc->cls = LC_CLS_PROVIDER;
-	nc->t = t;
 	c = lc_tab_put(LC_TAB_FD, (uintptr_t)fd, nc);
 	lc_conn_put(nc);
 	lc_fd_set_state(fd, c ? LC_FD_PROVIDER : LC_FD_NONE);
@@ -251,6 +247,7 @@ static int first_write(int fd, const void *buf, size_t n)
 /* 1 handled (*ret, errno set), 0 pass through */
 static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret)
 {
+	struct lc_conn_view v;
 	struct lc_conn *c;
 	int a, saved = errno;
 	unsigned char cr[32];
@@ -274,7 +271,8 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		errno = saved;
 		return 0;
 	}
-	if (c->nreq == 0 && c->st == LC_ST_IDLE && lc_cls_client_hello(buf, n, cr)) {
+	lc_conn_view(c, &v);
+	if (v.nreq == 0 && v.st == LC_ST_IDLE && lc_cls_client_hello(buf, n, cr)) {
 		/* TLS to a provider listed by address: the TLS layer holds it */
 		lc_cr_record(fd, cr);
 		lc_conn_put(c);
@@ -294,8 +292,8 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		errno = saved;
 		break;
 	case LC_W_DENY:
-		shutdown(fd, SHUT_RD);
-		c->shut_done = true;
+		if (lc_conn_once(c, LC_ONCE_SHUT))
+			shutdown(fd, SHUT_RD);
 		*ret = (ssize_t)n;
 		errno = saved;
 		break;

@@ -58,10 +58,10 @@ static struct lc_conn *ssl_rec(const SSL *ssl, bool create)
 	return c;
 }
 
-static int ssl_fd(SSL *ssl, struct lc_conn *c)
+/* the socket of an SSL: known, SSL_get_fd, or the ClientHello's client_random */
+static int ssl_fd(SSL *ssl, int fd)
 {
 	unsigned char cr[32];
-	int fd = c->fd;
 
 	if (fd < 0 && HELPER(SSL_get_fd))
 		fd = r_SSL_get_fd(ssl);
@@ -70,7 +70,7 @@ static int ssl_fd(SSL *ssl, struct lc_conn *c)
 	return fd;
 }
 
-/* SNI, then the peer address: 1 provider (c->t filled) */
+/* SNI, then the peer address: 1 provider (t filled) */
 static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
 {
 	const char *sni = HELPER(SSL_get_servername) ? r_SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
@@ -88,38 +88,40 @@ static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
 	return r;
 }
 
-/* first application write on an SSL: provider or not, decided once */
-static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
+/* first application write on an SSL: provider or not, decided once (concurrent first writes
+ * may both look; the first to record its answer wins, and the answers are the same) */
+static int ssl_classify(SSL *ssl, struct lc_conn *c, int fd, const void *buf, size_t n)
 {
+	struct lc_target t;
 	char hh[256];
 	int hp = 0, r;
+	bool dead = false;
 
-	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl)) {    /* a TLS server in this process */
-		c->cls = LC_CLS_PASS;
-		return;
-	}
-	c->fd = ssl_fd(ssl, c);
-	r = ssl_lookup(ssl, c->fd, 0, &c->t);
+	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl))    /* a TLS server in this process */
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
+	fd = ssl_fd(ssl, fd);
+	if (fd >= 0)
+		lc_conn_set_fd(c, fd);
+	memset(&t, 0, sizeof(t));
+	r = ssl_lookup(ssl, fd, 0, &t);
 	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
-		r = lc_cls_lookup(hh, hp ? hp : 443, &c->t);
+		r = lc_cls_lookup(hh, hp ? hp : 443, &t);
 	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
 		r = lc_cls_priced_request(buf, n);
-	c->cls = r ? LC_CLS_PROVIDER : LC_CLS_PASS;
 	if (!r)
-		return;
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	if (HELPER(SSL_get0_alpn_selected)) {
 		const unsigned char *sel = NULL;
 		unsigned int sl = 0;
 
 		r_SSL_get0_alpn_selected(ssl, &sel, &sl);
 		if (sel && sl == 2 && memcmp(sel, "h2", 2) == 0) {
-			lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused",
-			       c->t.host, c->t.port);
-			c->st = LC_ST_DEAD;
+			lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused", t.host, t.port);
+			dead = true;
 		}
 	}
-	lc_log(LC_LOG_DEBUG, "TLS connection to provider %s:%d (fd %d)", c->t.host, c->t.port,
-	       c->fd);
+	lc_log(LC_LOG_DEBUG, "TLS connection to provider %s:%d (fd %d)", t.host, t.port, fd);
+	return lc_conn_classify(c, LC_CLS_PROVIDER, &t, dead);
 }
 
 /* Before the first handshake step: a provider connection offers http/1.1 only (h2 would bypass
@@ -128,18 +130,16 @@ static void ssl_classify(SSL *ssl, struct lc_conn *c, const void *buf, size_t n)
  * programs that let those start the handshake implicitly. */
 static void before_handshake_c(SSL *ssl, struct lc_conn *c)
 {
+	struct lc_conn_view v;
 	struct lc_target t;
 	int hint = 0, fd;
 	char ip[64];
 
-	pthread_mutex_lock(&c->mu);
-	if (c->alpn_done) {
-		pthread_mutex_unlock(&c->mu);
+	if (!lc_conn_once(c, LC_ONCE_ALPN))
 		return;
-	}
-	c->alpn_done = true;
 	if (!(HELPER(SSL_is_server) && r_SSL_is_server(ssl))) {
-		fd = c->fd >= 0 ? c->fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
+		lc_conn_view(c, &v);
+		fd = v.fd >= 0 ? v.fd : (HELPER(SSL_get_fd) ? r_SSL_get_fd(ssl) : -1);
 		if (fd < 0 && lc_pl_last_connect_fd >= 0)
 			lc_cls_peer(lc_pl_last_connect_fd, ip, sizeof(ip), &hint);
 		if (ssl_lookup(ssl, fd, hint, &t) > 0 && HELPER(SSL_set_alpn_protos)) {
@@ -147,9 +147,8 @@ static void before_handshake_c(SSL *ssl, struct lc_conn *c)
 			lc_log(LC_LOG_DEBUG, "ALPN held to http/1.1 for %s:%d", t.host, t.port);
 		}
 	} else {
-		c->cls = LC_CLS_PASS;
+		lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	}
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void before_handshake(SSL *ssl)
@@ -163,8 +162,7 @@ static void before_handshake(SSL *ssl)
 	c = ssl_rec(ssl, true);
 	if (!c)
 		return;
-	if (!c->alpn_done)
-		before_handshake_c(ssl, c);
+	before_handshake_c(ssl, c);
 	lc_conn_put(c);
 	errno = saved;
 }
@@ -173,18 +171,15 @@ static void before_handshake(SSL *ssl)
 static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
 {
 	struct lc_conn *c = ssl_rec(ssl, true);
+	struct lc_conn_view v;
 
 	if (!c)
 		return NULL;
-	if (!c->alpn_done)
-		before_handshake_c(ssl, c);
-	if (c->cls == LC_CLS_UNKNOWN) {
-		pthread_mutex_lock(&c->mu);
-		if (c->cls == LC_CLS_UNKNOWN)
-			ssl_classify(ssl, c, buf, n);
-		pthread_mutex_unlock(&c->mu);
-	}
-	if (c->cls != LC_CLS_PROVIDER) {
+	before_handshake_c(ssl, c);
+	lc_conn_view(c, &v);
+	if (v.cls == LC_CLS_UNKNOWN)
+		v.cls = ssl_classify(ssl, c, v.fd, buf, n);
+	if (v.cls != LC_CLS_PROVIDER) {
 		lc_conn_put(c);
 		return NULL;
 	}
@@ -193,14 +188,19 @@ static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
 
 static void deny_ready(SSL *ssl, struct lc_conn *c)
 {
-	if (c->shut_done)
+	struct lc_conn_view v;
+	int fd;
+
+	lc_conn_view(c, &v);
+	if (v.shut_done)
 		return;
-	if (c->fd < 0)
-		c->fd = ssl_fd(ssl, c);
-	if (c->fd >= 0) {
+	fd = ssl_fd(ssl, v.fd);
+	if (fd >= 0) {
+		if (v.fd < 0)
+			lc_conn_set_fd(c, fd);
 		/* nothing goes on the wire; every poll/epoll registration on the fd sees POLLIN + EOF */
-		shutdown(c->fd, SHUT_RD);
-		c->shut_done = true;
+		if (lc_conn_once(c, LC_ONCE_SHUT))
+			shutdown(fd, SHUT_RD);
 	} else {
 		lc_log(LC_LOG_INFO, "socket of a blocked TLS connection unknown; an event loop "
 				    "may wait for it");
@@ -225,26 +225,26 @@ static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret
 	*written = 0;
 	switch (a) {
 	case LC_W_CLAIM:
-		c->synth_err = 0;
+		lc_conn_set_synth_err(c, 0);
 		*written = num;
 		*ret = ex ? 1 : (int)num;
 		errno = saved;
 		break;
 	case LC_W_DENY:
 		deny_ready(ssl, c);
-		c->synth_err = 0;
+		lc_conn_set_synth_err(c, 0);
 		*written = num;
 		*ret = ex ? 1 : (int)num;
 		errno = saved;
 		break;
 	case LC_W_FAIL:
-		c->synth_err = SSL_ERROR_SYSCALL;
+		lc_conn_set_synth_err(c, SSL_ERROR_SYSCALL);
 		*ret = ex ? 0 : -1;
 		errno = EPIPE;
 		break;
 	case LC_W_FLUSH:
 	default:
-		c->synth_err = 0;
+		lc_conn_set_synth_err(c, 0);
 		for (;;) {
 			size_t len = 0;
 			const void *p = lc_conn_flush_buf(c, &len);
@@ -345,6 +345,7 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 {
 	bool ex = kind == RD_READ_EX || kind == RD_PEEK_EX;
 	bool peek = kind == RD_PEEK || kind == RD_PEEK_EX;
+	struct lc_conn_view v;
 	struct lc_conn *c;
 	int mode, k, saved = errno;
 
@@ -352,7 +353,9 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 	if (lc_pl_depth || !ssl)
 		return real_read(kind, ssl, buf, num, got);
 	c = ssl_rec(ssl, false);
-	if (!c || c->cls != LC_CLS_PROVIDER) {
+	if (c)
+		lc_conn_view(c, &v);
+	if (!c || v.cls != LC_CLS_PROVIDER) {
 		if (c)
 			lc_conn_put(c);
 		errno = saved;
@@ -363,18 +366,14 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 		size_t n = lc_conn_synth_read(c, buf, num, peek);
 
 		errno = saved;
-		if (n > 0) {
-			c->synth_err = 0;
-			*got = n;
-			k = ex ? 1 : (int)n;
-		} else {
-			c->synth_err = SSL_ERROR_ZERO_RETURN;
-			k = 0;
-		}
+		lc_conn_set_synth_err(c, n > 0 ? 0 : SSL_ERROR_ZERO_RETURN);
+		*got = n;
+		k = n > 0 ? (ex ? 1 : (int)n) : 0;
 		lc_conn_put(c);
 		return k;
 	}
-	c->synth_err = 0;
+	if (v.synth_err)
+		lc_conn_set_synth_err(c, 0);
 	errno = saved;
 	k = real_read(kind, ssl, buf, num, got);
 	if (mode == LC_R_FEED && !peek) {
@@ -435,10 +434,12 @@ LC_EXPORT int SSL_get_error(const SSL *ssl, int ret)
 {
 	if (!lc_pl_depth && ssl && ret <= 0) {
 		struct lc_conn *c = ssl_rec(ssl, false);
+		struct lc_conn_view v;
 		int e = 0;
 
 		if (c) {
-			e = c->synth_err;
+			lc_conn_view(c, &v);
+			e = v.synth_err;
 			lc_conn_put(c);
 		}
 		if (e)
@@ -457,9 +458,11 @@ LC_EXPORT int SSL_get_shutdown(const SSL *ssl)
 		return 0;
 	if (!lc_pl_depth && ssl) {
 		struct lc_conn *c = ssl_rec(ssl, false);
+		struct lc_conn_view v;
 
 		if (c) {
-			if (c->st == LC_ST_DENIED && c->eof_served)
+			lc_conn_view(c, &v);
+			if (v.st == LC_ST_DENIED && v.eof_served)
 				extra = SSL_RECEIVED_SHUTDOWN;
 			lc_conn_put(c);
 		}
@@ -471,14 +474,13 @@ LC_EXPORT int SSL_pending(const SSL *ssl)
 {
 	if (!lc_pl_depth && ssl) {
 		struct lc_conn *c = ssl_rec(ssl, false);
+		struct lc_conn_view v;
 
 		if (c) {
-			size_t left = c->st == LC_ST_DENIED ? lc_conn_synth_left(c) : 0;
-			bool denied = c->st == LC_ST_DENIED;
-
+			lc_conn_view(c, &v);
 			lc_conn_put(c);
-			if (denied)
-				return left > INT_MAX ? INT_MAX : (int)left;
+			if (v.st == LC_ST_DENIED)
+				return v.synth_left > INT_MAX ? INT_MAX : (int)v.synth_left;
 		}
 	}
 	if (!REAL(SSL_pending))
@@ -490,14 +492,13 @@ LC_EXPORT int SSL_has_pending(const SSL *ssl)
 {
 	if (!lc_pl_depth && ssl) {
 		struct lc_conn *c = ssl_rec(ssl, false);
+		struct lc_conn_view v;
 
 		if (c) {
-			bool denied = c->st == LC_ST_DENIED;
-			size_t left = denied ? lc_conn_synth_left(c) : 0;
-
+			lc_conn_view(c, &v);
 			lc_conn_put(c);
-			if (denied)
-				return left > 0;
+			if (v.st == LC_ST_DENIED)
+				return v.synth_left > 0;
 		}
 	}
 	if (!REAL(SSL_has_pending))
@@ -549,7 +550,7 @@ LC_EXPORT int SSL_set_fd(SSL *ssl, int fd)
 		lc_pl_ensure();
 		c = ssl_rec(ssl, true);
 		if (c) {
-			c->fd = fd;
+			lc_conn_set_fd(c, fd);
 			lc_conn_put(c);
 		}
 		errno = saved;

@@ -157,33 +157,36 @@ enum lc_st {
 	LC_ST_DEAD,      /* refused (h2, pipelining, unparseable): every write fails */
 };
 
-struct lc_conn {
-	pthread_mutex_t mu;
-	atomic_int refs;
-	unsigned forkgen;
+/* A provider connection. Its fields are private to conn.c (conn_impl.h): every read or write
+ * goes through the functions below, which take the connection's mutex, so the hooks never race
+ * with conn.c and the hook library never depends on the struct's layout (it lives in the engine
+ * library; only struct lc_target and struct lc_conn_view cross, checked by LC_ENGINE_LAYOUT). */
+struct lc_conn;
+
+/* What the hooks look at, copied under the mutex in one go (a consistent snapshot). */
+struct lc_conn_view {
 	int cls;                   /* enum lc_cls */
 	int st;                    /* enum lc_st */
 	int fd;                    /* socket, -1 unknown */
-	bool alpn_done;            /* SSL: handshake hook already ran */
-	bool tls;
-	struct lc_target t;
-	struct lc_reqparse req;
-	bool req_live;
-	size_t flush_off;
-	struct lc_resp resp;
-	bool resp_live;
-	bool resp_broken;
-	bool ticket_open;
-	uint64_t ticket;
-	struct lc_buf synth;
-	size_t synth_off;
-	bool eof_served;           /* the read path returned EOF after the synthetic bytes */
-	bool shut_done;            /* SHUT_RD applied */
 	int synth_err;             /* SSL: what SSL_get_error answers for our last synthetic result */
+	bool shut_done;            /* SHUT_RD applied */
+	bool eof_served;           /* the read path returned EOF after the synthetic bytes */
 	unsigned nreq;             /* requests seen on this connection */
+	size_t synth_left;         /* synthetic bytes not read yet (DENIED) */
 };
 
 struct lc_conn *lc_conn_new(int fd, bool tls);
+/* A connection already known to be a provider's (classified before it is published). */
+struct lc_conn *lc_conn_new_provider(int fd, bool tls, const struct lc_target *t);
+void lc_conn_view(struct lc_conn *c, struct lc_conn_view *v);
+/* Record the classification once: sets cls/t (and st DEAD when `dead`) only while cls is still
+ * LC_CLS_UNKNOWN; returns the classification in force afterwards. */
+int lc_conn_classify(struct lc_conn *c, int cls, const struct lc_target *t, bool dead);
+void lc_conn_set_fd(struct lc_conn *c, int fd);     /* fd >= 0 */
+void lc_conn_set_synth_err(struct lc_conn *c, int e);
+/* One-shot flags (test-and-set under the mutex): true for the one caller that sets it. */
+enum { LC_ONCE_ALPN = 1, LC_ONCE_SHUT = 2 };
+bool lc_conn_once(struct lc_conn *c, int flag);
 void lc_conn_ref(struct lc_conn *c);
 void lc_conn_put(struct lc_conn *c);     /* last reference: settles an open ticket, frees */
 
@@ -207,7 +210,6 @@ enum { LC_R_PASS = 0, LC_R_FEED, LC_R_SYNTH };
 int lc_conn_read_mode(struct lc_conn *c);
 /* Copy synthetic bytes; returns count, 0 at EOF (then eof_served). peek: do not consume. */
 size_t lc_conn_synth_read(struct lc_conn *c, void *buf, size_t n, bool peek);
-size_t lc_conn_synth_left(struct lc_conn *c);
 void lc_conn_feed(struct lc_conn *c, const void *p, size_t n);
 void lc_conn_eof(struct lc_conn *c);    /* the peer closed (or the connection failed) */
 /* Settle any open ticket with what we have (close, SSL_free). Idempotent. */
@@ -215,12 +217,31 @@ void lc_conn_finish(struct lc_conn *c);
 
 /* ---- the engine library's entry table (engine_api.c; forwarders in hook_engine.c) ---- */
 
-#define LC_ENGINE_API_VERSION 1
+#define LC_ENGINE_API_VERSION 2
 #define LC_ENGINE_LIB "libllmcap_preload_engine.so"
 #define LC_ENGINE_ENTRY "lc_preload_engine_api"
+
+/* The layout of everything that crosses the two libraries besides function signatures: the
+ * structs the hook library allocates and the engine fills (lc_target, lc_conn_view), the entry
+ * table and the enum values both sides switch on. Computed by each library from the header it
+ * was built with; the hook library refuses an engine whose value differs (one stderr line, then
+ * every connection passes, as with a missing engine) rather than read fields at wrong offsets. */
+#define LC_LAYOUT_MIX(h, v) (((h) ^ (uint64_t)(v)) * 0x100000001b3ull)
+#define LC_ENGINE_LAYOUT                                                                       \
+	LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(     \
+	LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(LC_LAYOUT_MIX(     \
+	LC_LAYOUT_MIX(LC_LAYOUT_MIX(0xcbf29ce484222325ull,                                       \
+	sizeof(struct lc_target)), offsetof(struct lc_target, port)),                            \
+	offsetof(struct lc_target, fmt)), offsetof(struct lc_target, name)),                     \
+	sizeof(struct lc_conn_view)), offsetof(struct lc_conn_view, synth_err)),                 \
+	offsetof(struct lc_conn_view, shut_done)), offsetof(struct lc_conn_view, nreq)),          \
+	offsetof(struct lc_conn_view, synth_left)), sizeof(struct lc_engine_api)),               \
+	LC_ST_DEAD), LC_W_FAIL), LC_R_SYNTH), LC_TAB_N)
+
 struct lc_engine_api {
 	unsigned version;
 	size_t size;
+	uint64_t layout;           /* LC_ENGINE_LAYOUT as the engine was built */
 	int (*cls_lookup)(const char *, int, struct lc_target *);
 	bool (*cls_priced_request)(const void *, size_t);
 	int (*cls_peer)(int, char *, size_t, int *);
@@ -231,6 +252,12 @@ struct lc_engine_api {
 	int (*cls_client_hello_sni)(const void *, size_t, char *, size_t);
 	int (*cls_url)(const char *, char *, size_t, int *, bool *);
 	struct lc_conn *(*conn_new)(int, bool);
+	struct lc_conn *(*conn_new_provider)(int, bool, const struct lc_target *);
+	void (*conn_view)(struct lc_conn *, struct lc_conn_view *);
+	int (*conn_classify)(struct lc_conn *, int, const struct lc_target *, bool);
+	void (*conn_set_fd)(struct lc_conn *, int);
+	void (*conn_set_synth_err)(struct lc_conn *, int);
+	bool (*conn_once)(struct lc_conn *, int);
 	void (*conn_ref)(struct lc_conn *);
 	void (*conn_put)(struct lc_conn *);
 	int (*conn_write)(struct lc_conn *, const void *, size_t);
@@ -239,7 +266,6 @@ struct lc_engine_api {
 	void (*conn_flush_failed)(struct lc_conn *);
 	int (*conn_read_mode)(struct lc_conn *);
 	size_t (*conn_synth_read)(struct lc_conn *, void *, size_t, bool);
-	size_t (*conn_synth_left)(struct lc_conn *);
 	void (*conn_feed)(struct lc_conn *, const void *, size_t);
 	void (*conn_eof)(struct lc_conn *);
 	void (*conn_finish)(struct lc_conn *);

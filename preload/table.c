@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "preload.h"
+#include "conn_impl.h"
 
 #define NSHARD 64
 #define NBUCKET 256

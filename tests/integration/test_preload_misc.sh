@@ -159,6 +159,34 @@ n = os.splice(r, a.fileno(), 5)
 print(n, b.recv(16).decode())')
 expect_eq "splice from a pipe into an untracked socket passes" "5 hello" "$v"
 
+# ---- an engine library built from a different preload.h is refused, not misread ----
+# (struct lc_target gets one more field in a copy of the header; only engine_api.c is rebuilt
+# against it, so the table's version and size are unchanged and only the layout value differs)
+mkdir -p "$T/skew"
+sed 's/^\tint port;$/\tint port;\n\tint added_by_test;/' "$LC_ROOT/preload/preload.h" >"$T/skew/preload.h"
+cp "$LC_ROOT/preload/engine_api.c" "$T/skew/"
+if grep -q added_by_test "$T/skew/preload.h" &&
+   cc -std=gnu11 -O2 -fPIC -fvisibility=hidden -D_GNU_SOURCE -I"$LC_ROOT/shared-state" -I"$LC_ROOT/preload" \
+	-c "$T/skew/engine_api.c" -o "$T/skew/engine_api.o" &&
+   cc -shared -o "$T/skew/libllmcap_preload_engine.so" "$T/skew/engine_api.o" \
+	$(ls "$B"/obj-preload/preload/*.o "$B"/obj-preload/shared-state/*.o | grep -v '/hook_\|/shim\.o\|/engine_api\.o') \
+	-llmdb -ljansson -lsodium -lz -lpthread -ldl -lm; then
+	cp "$PRELOAD" "$T/skew/libllmcap_preload.so"
+	pl_policy skew "localhost:$PORT_tls13"
+	v=$(LD_PRELOAD=$T/skew/libllmcap_preload.so curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+		-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' -d "$JSON_BODY" "$U" 2>"$T/skew.err")
+	grep -q 'engine library does not match' "$T/skew.err" &&
+		ok "engine with another struct layout: refused at load with one line ($(head -1 "$T/skew.err" | cut -c1-90))" ||
+		fail "engine with another struct layout was loaded (status $v, stderr: $(head -c 300 "$T/skew.err"))"
+	expect_eq "engine with another struct layout: one stderr line" 1 "$(wc -l <"$T/skew.err")"
+	expect_eq "engine with another struct layout: nothing was charged through it" 0 "$(pl_used requests)"
+	v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \
+		-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' -d "$JSON_BODY" "$U" 2>"$T/skew.err")
+	expect_eq "the matching engine next to it holds the same call (charged)" "200 1" "$v $(pl_used requests)"
+else
+	fail "could not build the skewed engine library"
+fi
+
 # ---- fail modes ----
 export LLMCAP_STATE_DIR=$T/no-such-state
 v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code}' --cacert "$PL_CERT/ca.pem" \

@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "conn_impl.h"
 #include "preload.h"
 #include "sign.h"
 #include "util.h"
@@ -74,6 +76,14 @@ static const char REQ[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: api.opena
 
 static const char RESP[] = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 75\r\n\r\n"
 			   "{\"model\":\"gpt-4o-mini\",\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7}} ";
+
+static size_t synth_left(struct lc_conn *c)
+{
+	struct lc_conn_view v;
+
+	lc_conn_view(c, &v);
+	return v.synth_left;
+}
 
 static struct lc_conn *provider_conn(void)
 {
@@ -260,7 +270,7 @@ static void test_denied_serves_synthetic_then_eof(void **st)
 	assert_int_equal(lc_conn_write(c, REQ, sizeof(REQ) - 1), LC_W_DENY);
 	assert_null(lc_conn_flush_buf(c, &n));
 	assert_int_equal(lc_conn_read_mode(c), LC_R_SYNTH);
-	assert_true(lc_conn_synth_left(c) > 0);
+	assert_true(synth_left(c) > 0);
 	/* peek does not consume */
 	n = lc_conn_synth_read(c, buf, 12, true);
 	assert_int_equal(n, 12);
@@ -272,7 +282,7 @@ static void test_denied_serves_synthetic_then_eof(void **st)
 	assert_non_null(strstr(buf, "x-should-retry: false"));
 	assert_non_null(strstr(buf, "llmcap_limit_reached"));
 	assert_true(c->eof_served);
-	assert_int_equal(lc_conn_synth_left(c), 0);
+	assert_int_equal(synth_left(c), 0);
 	/* a later write on the connection fails */
 	assert_int_equal(lc_conn_write(c, REQ, sizeof(REQ) - 1), LC_W_FAIL);
 	assert_int_equal(used("requests"), r0 + 1);
@@ -331,6 +341,67 @@ static void test_close_settles_with_estimate_and_flush_failure(void **st)
 }
 
 /* in a child: the engine keeps one store per process, opened once */
+/* The hooks see a connection only through locked accessors (struct lc_conn is private to
+ * conn.c): threads reading views and setting the hook-side fields while another drives requests
+ * through it never see a torn state, and every request is charged exactly once. */
+struct stress {
+	struct lc_conn *c;
+	atomic_int stop;
+	atomic_int bad;
+	long views;
+};
+
+static void *stress_observer(void *arg)
+{
+	struct stress *s = arg;
+	struct lc_conn_view v;
+
+	while (!atomic_load(&s->stop)) {
+		lc_conn_view(s->c, &v);
+		if (v.cls != LC_CLS_PROVIDER || v.st < LC_ST_IDLE || v.st > LC_ST_DEAD ||
+		    (v.st != LC_ST_DENIED && v.synth_left != 0) || v.fd != 7)
+			atomic_fetch_add(&s->bad, 1);
+		lc_conn_set_synth_err(s->c, 0);
+		lc_conn_set_fd(s->c, 7);
+		(void)lc_conn_once(s->c, LC_ONCE_ALPN);
+		(void)lc_conn_classify(s->c, LC_CLS_PASS, NULL, false);    /* already classified: no-op */
+		s->views++;
+	}
+	return NULL;
+}
+
+static void test_accessors_under_threads(void **st)
+{
+	struct stress s = { .c = NULL };
+	struct lc_target t;
+	pthread_t th[3];
+	int64_t r0 = used("requests");
+	const int n = 300;
+	size_t len;
+	int i;
+
+	install(100000);
+	assert_int_equal(lc_cls_lookup("api.openai.com", 443, &t), 1);
+	s.c = lc_conn_new_provider(7, true, &t);
+	assert_non_null(s.c);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, stress_observer, &s), 0);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(lc_conn_write(s.c, REQ, sizeof(REQ) - 1), LC_W_FLUSH);
+		assert_non_null(lc_conn_flush_buf(s.c, &len));
+		assert_true(lc_conn_flushed(s.c, len));
+		assert_int_equal(lc_conn_read_mode(s.c), LC_R_FEED);
+		lc_conn_feed(s.c, RESP, sizeof(RESP) - 1);
+	}
+	atomic_store(&s.stop, 1);
+	for (i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(atomic_load(&s.bad), 0);
+	assert_true(s.views > 0);
+	assert_int_equal(used("requests"), r0 + n);
+	lc_conn_put(s.c);
+}
+
 static void test_fail_modes(void **st)
 {
 	pid_t pid = fork();
@@ -423,6 +494,7 @@ int main(void)
 		cmocka_unit_test(test_denied_serves_synthetic_then_eof),
 		cmocka_unit_test(test_h2_and_pipelining_refused),
 		cmocka_unit_test(test_close_settles_with_estimate_and_flush_failure),
+		cmocka_unit_test(test_accessors_under_threads),
 		cmocka_unit_test(test_fail_modes),
 	};
 
