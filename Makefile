@@ -77,6 +77,12 @@ SERVER = $(B)/llmcap-server
 CHAT = $(B)/examples/chat
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 TEST_BIN = $(patsubst tests/bin/%.c,$(B)/tests/bin/%,$(TESTBIN_SRC))
+# the same multi client on Debian's GnuTLS libcurl (libcurl3-gnutls: the runtime library only, linked
+# by path; its API is libcurl's, so the headers of libcurl4-openssl-dev serve)
+CURL_GNUTLS = $(wildcard /usr/lib/x86_64-linux-gnu/libcurl-gnutls.so.4 /usr/lib/*/libcurl-gnutls.so.4)
+ifneq ($(CURL_GNUTLS),)
+TEST_BIN += $(B)/tests/bin/lc_multi_gnutls
+endif
 BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 PROGRAMS = $(LIB_SO) $(B)/libllmcap.so $(LIB_A) $(CLI) $(CHAT) $(B)/llmcap.pc
@@ -160,6 +166,10 @@ $(B)/tests/%: tests/unit/%.c $(SS_OBJ) $(SDK_OBJ) $(PRE_LOGIC_OBJ) $(SRV_LOGIC_O
 $(B)/tests/bin/%: tests/bin/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CURL_LIBS)
+
+$(B)/tests/bin/lc_multi_gnutls: tests/bin/lc_multi.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(firstword $(CURL_GNUTLS))
 
 $(B)/bench/%: bench/%.c $(SS_OBJ) $(SDK_OBJ)
 	@mkdir -p $(dir $@)

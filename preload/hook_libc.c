@@ -180,7 +180,7 @@ LC_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---- write family ---- */
 
-/* A ClientHello to a provider from a process without libssl: statically linked TLS (Go, the
+/* A ClientHello to a provider from a process without libssl or GnuTLS: statically linked TLS (Go, the
  * nodesource Node build, Bun, rustls, ...) that llmcap can neither read nor answer. Fail closed:
  * refuse the connection (the client sees a connection error, not a 429). */
 static bool opaque_tls_to_provider(int fd, const void *buf, size_t n)
@@ -189,13 +189,13 @@ static bool opaque_tls_to_provider(int fd, const void *buf, size_t n)
 	char sni[256], ip[64];
 	int port = 0;
 
-	if (lc_pl_have_libssl() || lc_cls_client_hello_sni(buf, n, sni, sizeof(sni)) != 0)
+	if (lc_pl_have_held_tls() || lc_cls_client_hello_sni(buf, n, sni, sizeof(sni)) != 0)
 		return false;
 	lc_cls_peer(fd, ip, sizeof(ip), &port);
 	if (lc_cls_lookup(sni, port, &t) <= 0)
 		return false;
-	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (no libssl in "
-			     "this process): connection refused", sni, port);
+	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (no libssl or "
+			     "GnuTLS in this process): connection refused", sni, port);
 	return true;
 }
 

@@ -68,8 +68,9 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self);
  * socket is not known yet (custom or memory BIO) at handshake time. */
 extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec")));
 
-/* Is an OpenSSL libssl loaded in this process (so the TLS layer can hold its connections)? */
-bool lc_pl_have_libssl(void);
+/* Is a TLS library the shim hooks (OpenSSL's libssl, GnuTLS) loaded in this process, so the TLS
+ * layer can hold its connections? */
+bool lc_pl_have_held_tls(void);
 
 /* Fork generation: bumped in the child; conns of an older generation are never settled there. */
 extern atomic_uint lc_pl_forkgen __attribute__((visibility("default")));

@@ -118,14 +118,14 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self)
 static int ssl_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
-	if (info->dlpi_name && strstr(info->dlpi_name, "libssl.so")) {
+	if (info->dlpi_name && (strstr(info->dlpi_name, "libssl.so") || strstr(info->dlpi_name, "libgnutls.so"))) {
 		*(bool *)arg = true;
 		return 1;
 	}
 	return 0;
 }
 
-bool lc_pl_have_libssl(void)
+bool lc_pl_have_held_tls(void)
 {
 	static atomic_bool seen;
 	bool found = false;
