@@ -196,6 +196,11 @@ static bool opaque_tls_to_provider(int fd, const void *buf, size_t n)
 		return false;
 	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (no libssl or "
 			     "GnuTLS in this process): connection refused", sni, port);
+	/* The refused write alone is not enough: an event loop may drop a write error and wait for
+	 * the ServerHello (nodesource node: fetch until its connect timeout, `https` forever). Shut
+	 * the read side too (nothing goes on the wire): every reader and poller of the socket sees
+	 * the end of the stream at once, so the program fails its handshake now. */
+	shutdown(fd, SHUT_RD);
 	return true;
 }
 
