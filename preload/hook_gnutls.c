@@ -41,18 +41,18 @@ static gnutls_transport_ptr_t (*r_gnutls_transport_get_ptr)(gnutls_session_t);
 static int (*r_gnutls_alpn_set_protocols)(gnutls_session_t, const gnutls_datum_t *, unsigned, unsigned int);
 static int (*r_gnutls_alpn_get_selected_protocol)(gnutls_session_t, gnutls_datum_t *);
 
-static struct lc_conn *sess_rec(gnutls_session_t s, bool create)
-{
-	struct lc_conn *c = lc_tab_get(LC_TAB_SSL, (uintptr_t)s), *n;
+#define sess_rec(s, create) lc_tls_rec((s), (create))
 
-	if (c || !create)
-		return c;
-	n = lc_conn_new(-1, true);
-	if (!n)
-		return NULL;
-	c = lc_tab_put(LC_TAB_SSL, (uintptr_t)s, n);
-	lc_conn_put(n);
-	return c;
+/* the view of a session's record: false when it has none */
+static bool sess_view(gnutls_session_t s, struct lc_conn_view *v)
+{
+	struct lc_conn *c = lc_pl_depth || !s ? NULL : sess_rec(s, false);
+
+	if (!c)
+		return false;
+	lc_conn_view(c, v);
+	lc_conn_put(c);
+	return true;
 }
 
 /* the session's socket: the ClientHello's client_random (seen by the libc hooks), else the
@@ -131,19 +131,14 @@ static int sess_classify(gnutls_session_t s, struct lc_conn *c, int fd, const vo
 {
 	struct lc_target t;
 	gnutls_datum_t sel = { 0 };
-	char hh[256];
-	int hp = 0, r;
+	int r;
 	bool dead = false;
 
 	fd = sess_fd(s, fd);
 	if (fd >= 0)
 		lc_conn_set_fd(c, fd);
 	memset(&t, 0, sizeof(t));
-	r = sess_lookup(s, fd, &t);
-	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
-		r = lc_cls_lookup(hh, hp ? hp : 443, &t);
-	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
-		r = lc_cls_priced_request(buf, n);
+	r = lc_tls_request_class(sess_lookup(s, fd, &t), buf, n, &t);
 	if (!r)
 		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	if (HELPER(gnutls_alpn_get_selected_protocol) && r_gnutls_alpn_get_selected_protocol(s, &sel) == 0 &&
@@ -159,20 +154,10 @@ static int sess_classify(gnutls_session_t s, struct lc_conn *c, int fd, const vo
 static void deny_ready(gnutls_session_t s, struct lc_conn *c)
 {
 	struct lc_conn_view v;
-	int fd;
 
 	lc_conn_view(c, &v);
-	if (v.shut_done)
-		return;
-	fd = sess_fd(s, v.fd);
-	if (fd < 0) {
-		lc_log(LC_LOG_INFO, "socket of a blocked GnuTLS session unknown; an event loop may wait for it");
-		return;
-	}
-	if (v.fd < 0)
-		lc_conn_set_fd(c, fd);
-	if (lc_conn_once(c, LC_ONCE_SHUT))
-		shutdown(fd, SHUT_RD);
+	if (!v.shut_done)
+		lc_tls_deny_ready(c, &v, sess_fd(s, v.fd));
 }
 
 /* the held request's bytes through the real send; the program's call reports n on completion */
@@ -292,17 +277,10 @@ LC_EXPORT ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n)
 
 LC_EXPORT size_t gnutls_record_check_pending(gnutls_session_t s)
 {
-	if (!lc_pl_depth && s) {
-		struct lc_conn *c = sess_rec(s, false);
-		struct lc_conn_view v;
+	struct lc_conn_view v;
 
-		if (c) {
-			lc_conn_view(c, &v);
-			lc_conn_put(c);
-			if (v.st == LC_ST_DENIED)
-				return v.synth_left;
-		}
-	}
+	if (sess_view(s, &v) && v.st == LC_ST_DENIED)
+		return v.synth_left;
 	if (!REAL(gnutls_record_check_pending))
 		return 0;
 	return r_gnutls_record_check_pending(s);
@@ -312,17 +290,10 @@ LC_EXPORT size_t gnutls_record_check_pending(gnutls_session_t s)
  * close_notify to wait for. Answer at once, without any I/O. */
 LC_EXPORT int gnutls_bye(gnutls_session_t s, gnutls_close_request_t how)
 {
-	if (!lc_pl_depth && s) {
-		struct lc_conn *c = sess_rec(s, false);
-		struct lc_conn_view v;
+	struct lc_conn_view v;
 
-		if (c) {
-			lc_conn_view(c, &v);
-			lc_conn_put(c);
-			if (v.cls == LC_CLS_PROVIDER && v.st == LC_ST_DENIED)
-				return GNUTLS_E_SUCCESS;
-		}
-	}
+	if (sess_view(s, &v) && v.cls == LC_CLS_PROVIDER && v.st == LC_ST_DENIED)
+		return GNUTLS_E_SUCCESS;
 	if (!REAL(gnutls_bye))
 		return GNUTLS_E_INTERNAL_ERROR;
 	return r_gnutls_bye(s, how);

@@ -43,20 +43,45 @@ static int (*r_SSL_is_server)(const SSL *);
 
 static const unsigned char alpn_h1[] = "\x08http/1.1";
 
-/* get (or create) the record of an SSL: a new reference, NULL on ENOMEM */
-static struct lc_conn *ssl_rec(const SSL *ssl, bool create)
+struct lc_conn *lc_tls_rec(const void *sess, bool create)
 {
-	struct lc_conn *c = lc_tab_get(LC_TAB_SSL, (uintptr_t)ssl), *n;
+	struct lc_conn *c = lc_tab_get(LC_TAB_SSL, (uintptr_t)sess), *n;
 
 	if (c || !create)
 		return c;
 	n = lc_conn_new(-1, true);
 	if (!n)
 		return NULL;
-	c = lc_tab_put(LC_TAB_SSL, (uintptr_t)ssl, n);
+	c = lc_tab_put(LC_TAB_SSL, (uintptr_t)sess, n);
 	lc_conn_put(n);
 	return c;
 }
+
+int lc_tls_request_class(int r, const void *buf, size_t n, struct lc_target *t)
+{
+	char hh[256];
+	int hp = 0;
+
+	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
+		r = lc_cls_lookup(hh, hp ? hp : 443, t);
+	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
+		r = lc_cls_priced_request(buf, n);
+	return r;
+}
+
+void lc_tls_deny_ready(struct lc_conn *c, const struct lc_conn_view *v, int fd)
+{
+	if (fd < 0) {
+		lc_log(LC_LOG_INFO, "socket of a blocked TLS connection unknown; an event loop may wait for it");
+		return;
+	}
+	if (v->fd < 0)
+		lc_conn_set_fd(c, fd);
+	if (lc_conn_once(c, LC_ONCE_SHUT))
+		shutdown(fd, SHUT_RD);
+}
+
+#define ssl_rec(ssl, create) lc_tls_rec((ssl), (create))
 
 /* the socket of an SSL: known, SSL_get_fd, or the ClientHello's client_random */
 static int ssl_fd(SSL *ssl, int fd)
@@ -93,8 +118,7 @@ static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
 static int ssl_classify(SSL *ssl, struct lc_conn *c, int fd, const void *buf, size_t n)
 {
 	struct lc_target t;
-	char hh[256];
-	int hp = 0, r;
+	int r;
 	bool dead = false;
 
 	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl))    /* a TLS server in this process */
@@ -103,11 +127,7 @@ static int ssl_classify(SSL *ssl, struct lc_conn *c, int fd, const void *buf, si
 	if (fd >= 0)
 		lc_conn_set_fd(c, fd);
 	memset(&t, 0, sizeof(t));
-	r = ssl_lookup(ssl, fd, 0, &t);
-	if (r == 0 && lc_cls_is_http_request(buf, n) && lc_cls_host_header(buf, n, hh, sizeof(hh), &hp) == 0)
-		r = lc_cls_lookup(hh, hp ? hp : 443, &t);
-	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
-		r = lc_cls_priced_request(buf, n);
+	r = lc_tls_request_class(ssl_lookup(ssl, fd, 0, &t), buf, n, &t);
 	if (!r)
 		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	if (HELPER(SSL_get0_alpn_selected)) {
@@ -189,22 +209,10 @@ static struct lc_conn *ssl_provider(SSL *ssl, const void *buf, size_t n)
 static void deny_ready(SSL *ssl, struct lc_conn *c)
 {
 	struct lc_conn_view v;
-	int fd;
 
 	lc_conn_view(c, &v);
-	if (v.shut_done)
-		return;
-	fd = ssl_fd(ssl, v.fd);
-	if (fd >= 0) {
-		if (v.fd < 0)
-			lc_conn_set_fd(c, fd);
-		/* nothing goes on the wire; every poll/epoll registration on the fd sees POLLIN + EOF */
-		if (lc_conn_once(c, LC_ONCE_SHUT))
-			shutdown(fd, SHUT_RD);
-	} else {
-		lc_log(LC_LOG_INFO, "socket of a blocked TLS connection unknown; an event loop "
-				    "may wait for it");
-	}
+	if (!v.shut_done)
+		lc_tls_deny_ready(c, &v, ssl_fd(ssl, v.fd));
 }
 
 /* 1 handled (*ret, *written set), 0 pass through */

@@ -216,6 +216,20 @@ void lc_conn_eof(struct lc_conn *c);    /* the peer closed (or the connection fa
 /* Settle any open ticket with what we have (close, SSL_free). Idempotent. */
 void lc_conn_finish(struct lc_conn *c);
 
+/* ---- hook_ssl.c: what the TLS layers (OpenSSL, GnuTLS) share ---- */
+
+/* The record of a TLS session (SSL*, gnutls_session_t): a new reference, NULL when absent (and
+ * !create) or on ENOMEM. */
+struct lc_conn *lc_tls_rec(const void *sess, bool create) __attribute__((visibility("hidden")));
+/* Provider or not, from r (the session's SNI/peer lookup), then the request's Host header, then
+ * (store unusable, r < 0) whether it is a priced LLM API call. t filled when a provider. */
+int lc_tls_request_class(int r, const void *buf, size_t n, struct lc_target *t)
+	__attribute__((visibility("hidden")));
+/* A blocked call: shut the read side of its socket once (nothing goes on the wire), so every
+ * poller wakes. v: the conn's view; fd: the socket as the layer found it (-1 unknown). */
+void lc_tls_deny_ready(struct lc_conn *c, const struct lc_conn_view *v, int fd)
+	__attribute__((visibility("hidden")));
+
 /* ---- the engine library's entry table (engine_api.c; forwarders in hook_engine.c) ---- */
 
 #define LC_ENGINE_API_VERSION 2
