@@ -5,6 +5,11 @@
  * after it. A setuid, setgid or file-capability target is refused (as torsocks does): the
  * dynamic loader runs those in secure-execution mode and drops a preload given by path, so the
  * program would run without limits.
+ *
+ * A program the preload cannot hold (statically linked, or Go: lc_exec_kind) runs under the
+ * connect() supervisor of supervise.c instead: its connections to providers are refused at once,
+ * everything else passes. LD_PRELOAD is set for it as well, so its dynamically linked children
+ * are held by the preload as usual.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +21,7 @@
 #include <unistd.h>
 
 #include "secure_exec.h"
+#include "supervise.h"
 
 #define PRELOAD_NAME "libllmcap_preload.so"
 
@@ -33,6 +39,10 @@ static void run_usage(FILE *f)
 		"The library is taken from the directory of this llmcap binary or from ../lib/ next to it;\n"
 		"an existing LD_PRELOAD is kept (after it). Setuid, setgid and file-capability programs are\n"
 		"refused: the dynamic loader would drop the library and the program would run without limits.\n"
+		"\n"
+		"Programs the library cannot hold (statically linked executables, Go programs) run under a\n"
+		"supervisor that sees every connect(): their connections to providers are refused at once\n"
+		"(ECONNREFUSED, one line on stderr), every other connection passes untouched.\n"
 		"\n"
 		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug)\n");
 }
@@ -100,23 +110,26 @@ static int resolve_cmd(const char *cmd, char *out, size_t outlen)
 
 int lc_cmd_run(int argc, char **argv)
 {
-	char lib[PATH_MAX], file[PATH_MAX];
+	char lib[PATH_MAX], file[PATH_MAX], kwhy[128];
 	const char *old, *why;
 	char *val;
-	int i = 1;
+	int i = 1, kind;
 
-	if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
-		run_usage(stdout);
-		return 0;
-	}
-	if (i < argc && !strcmp(argv[i], "--"))
-		i++;
-	if (i >= argc) {
-		run_usage(stderr);
+	/* options before the command (add new ones here) */
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			run_usage(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--")) {
+			i++;
+			break;
+		}
+		fprintf(stderr, "llmcap run: unknown option %s (put the command after --)\n", argv[i]);
 		return 2;
 	}
-	if (argv[i][0] == '-' && strcmp(argv[i - 1], "--") != 0) {
-		fprintf(stderr, "llmcap run: unknown option %s (put the command after --)\n", argv[i]);
+	if (i >= argc) {
+		run_usage(stderr);
 		return 2;
 	}
 	if (find_preload(lib, sizeof(lib)) != 0) {
@@ -159,6 +172,9 @@ int lc_cmd_run(int argc, char **argv)
 		return 1;
 	}
 	free(val);
+	kind = lc_exec_kind(file, kwhy, sizeof(kwhy));
+	if (kind != LC_EXEC_DYNAMIC)
+		return lc_supervise_exec(file, argv + i, kwhy);
 	execv(file, argv + i);
 	fprintf(stderr, "llmcap run: %s: %s\n", file, strerror(errno));
 	return errno == ENOENT ? 127 : 126;

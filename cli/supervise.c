@@ -1,0 +1,419 @@
+/* supervise.c - `llmcap run` for programs the preload cannot hold.
+ *
+ * Which programs: an ELF executable without PT_INTERP (static, static-pie: the dynamic loader
+ * never runs, so LD_PRELOAD is never read) and Go programs (a .go.buildinfo or .note.go.buildid
+ * section: Go's net package makes raw system calls even when the binary is dynamically linked
+ * with cgo, so no libc hook sees its sockets). lc_exec_kind() reads the file's headers.
+ *
+ * How: the program runs under a seccomp filter that turns every connect() into a user
+ * notification (SECCOMP_RET_USER_NOTIF, SECCOMP_FILTER_FLAG_NEW_LISTENER); the filter is
+ * inherited by every child and survives execve. `llmcap run` stays as the supervisor: it reads
+ * the address the program passes (/proc/PID/mem, checked with SECCOMP_IOCTL_NOTIF_ID_VALID) and
+ *   - lets the kernel carry out a connect to anything that is not a provider
+ *     (SECCOMP_USER_NOTIF_FLAG_CONTINUE: untouched, no relay);
+ *   - lets a provider connect through when the calling process is a dynamically linked program
+ *     (not Go) with the preload library mapped (a child such as curl: the preload holds it);
+ *   - refuses any other provider connect at once with ECONNREFUSED and one stderr line.
+ * Provider addresses: the installed policy's provider hosts, resolved when the supervisor starts
+ * (a host entry without a port matches every port of its addresses). io_uring_setup fails with
+ * ENOSYS under the filter (programs fall back to plain system calls, which the filter sees).
+ *
+ * Not done yet: holding such a program's calls (a relay that terminates TLS with a per-host CA and
+ * decides in the store, handed to the program with SECCOMP_IOCTL_NOTIF_ADDFD); until then they
+ * are refused, never passed.
+ */
+#include <arpa/inet.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "store.h"
+#include "supervise.h"
+
+/* ---- which programs ---- */
+
+int lc_exec_kind(const char *path, char *why, size_t whylen)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	Elf64_Shdr sh, strsh;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), kind = LC_EXEC_DYNAMIC;
+	bool interp = false, go = false;
+	char *names = NULL;
+	unsigned i;
+
+	snprintf(why, whylen, "dynamically linked");
+	if (fd < 0)
+		return LC_EXEC_DYNAMIC;
+	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph) || eh.e_phnum > 4096)
+		goto out;    /* a script or something else: its interpreter is what runs */
+	for (i = 0; i < eh.e_phnum; i++)
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph))) == (ssize_t)sizeof(ph) &&
+		    ph.p_type == PT_INTERP)
+			interp = true;
+	if (eh.e_shentsize == sizeof(sh) && eh.e_shnum > 0 && eh.e_shstrndx < eh.e_shnum &&
+	    pread(fd, &strsh, sizeof(strsh), (off_t)(eh.e_shoff + (uint64_t)eh.e_shstrndx * sizeof(sh))) ==
+		    (ssize_t)sizeof(strsh) &&
+	    strsh.sh_size > 0 && strsh.sh_size < (1u << 20) && (names = calloc(1, strsh.sh_size + 1)) &&
+	    pread(fd, names, strsh.sh_size, (off_t)strsh.sh_offset) == (ssize_t)strsh.sh_size) {
+		for (i = 0; i < eh.e_shnum && !go; i++)
+			if (pread(fd, &sh, sizeof(sh), (off_t)(eh.e_shoff + (uint64_t)i * sizeof(sh))) == (ssize_t)sizeof(sh) &&
+			    sh.sh_name < strsh.sh_size &&
+			    (!strcmp(names + sh.sh_name, ".go.buildinfo") || !strcmp(names + sh.sh_name, ".note.go.buildid")))
+				go = true;
+	}
+	if (go) {
+		kind = LC_EXEC_GO;
+		snprintf(why, whylen, "a Go program (its network calls bypass libc)");
+	} else if (!interp) {
+		kind = LC_EXEC_STATIC;
+		snprintf(why, whylen, "statically linked (no dynamic loader, so no preload)");
+	}
+out:
+	free(names);
+	close(fd);
+	return kind;
+}
+
+/* ---- provider addresses ---- */
+
+struct paddr {
+	int family;
+	unsigned char a[16];
+	int port;              /* 0: every port */
+	char host[128];
+};
+static struct paddr *paddrs;
+static size_t npaddrs;
+
+static void add_host(const char *entry)
+{
+	char host[256], *colon;
+	int port = 0;
+	struct addrinfo hints, *res = NULL, *ai;
+
+	snprintf(host, sizeof(host), "%s", entry);
+	colon = strrchr(host, ':');
+	if (colon && !strchr(colon + 1, ']') && strchr(host, ':') == colon) {    /* host:port */
+		port = atoi(colon + 1);
+		*colon = 0;
+	}
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = 0;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return;
+	for (ai = res; ai; ai = ai->ai_next) {
+		struct paddr *n = realloc(paddrs, (npaddrs + 1) * sizeof(*n)), *p;
+
+		if (!n)
+			break;
+		paddrs = n;
+		p = &paddrs[npaddrs++];
+		memset(p, 0, sizeof(*p));
+		p->family = ai->ai_family;
+		p->port = port;
+		snprintf(p->host, sizeof(p->host), "%s", entry);
+		if (ai->ai_family == AF_INET)
+			memcpy(p->a, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
+		else if (ai->ai_family == AF_INET6)
+			memcpy(p->a, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
+		else
+			npaddrs--;
+	}
+	freeaddrinfo(res);
+}
+
+/* the policy's provider hosts, resolved; 1 a policy is installed, 0 none, -1 store unusable */
+static int load_providers(void)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = lc_store_open(false, &s), op = MDB_FIRST;
+
+	if (rc == LC_E_NOSTATE)
+		return 0;
+	if (rc || lc_store_begin(s, false, &txn))
+		return -1;
+	if (mdb_cursor_open(txn, s->dbi[LC_DB_PROVIDERS], &cur) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+			char entry[256];
+
+			op = MDB_NEXT;
+			if (k.mv_size == 0 || k.mv_size >= sizeof(entry))
+				continue;
+			memcpy(entry, k.mv_data, k.mv_size);
+			entry[k.mv_size] = 0;
+			add_host(entry);
+		}
+		mdb_cursor_close(cur);
+	}
+	lc_store_end(s, txn, false);
+	return 1;
+}
+
+/* the provider entry an address belongs to, NULL when none */
+static const char *provider_of(const struct sockaddr_storage *ss, socklen_t len, int *port)
+{
+	const unsigned char *a;
+	int fam = ss->ss_family;
+	size_t i, al;
+
+	if (fam == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		a = (const unsigned char *)&in->sin_addr;
+		al = 4;
+		*port = ntohs(in->sin_port);
+	} else if (fam == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		*port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			a = in6->sin6_addr.s6_addr + 12;
+			al = 4;
+			fam = AF_INET;
+		} else {
+			a = in6->sin6_addr.s6_addr;
+			al = 16;
+		}
+	} else {
+		return NULL;
+	}
+	for (i = 0; i < npaddrs; i++)
+		if (paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
+		    (paddrs[i].port == 0 || paddrs[i].port == *port))
+			return paddrs[i].host;
+	return NULL;
+}
+
+/* Is process pid held by the preload: a dynamically linked program (not Go) with the library
+ * mapped? (A Go program built with cgo maps it too, but its network calls bypass it.) */
+static bool has_preload(pid_t pid)
+{
+	char path[64], line[1024], why[128];
+	FILE *f;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (lc_exec_kind(path, why, sizeof(why)) != LC_EXEC_DYNAMIC)
+		return false;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "/libllmcap_preload.so") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* ---- the filter and the supervisor loop ---- */
+
+static int install_filter(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 4, 0),
+		/* 32-bit calls (int 0x80): socketcall and connect are refused, the rest allowed */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 102 /* i386 socketcall */, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 362 /* i386 connect */, 0, 8),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect | 0x40000000 /* x32 */, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 2, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char dummy = 'x', cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &dummy, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &m, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	char dummy, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &dummy, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int fd = -1;
+
+	if (recvmsg(sock, &m, 0) != 1)
+		return -1;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* one notification: fill resp */
+static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_notif_resp *resp, const char *why)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = (socklen_t)req->data.args[2];
+	char path[64], ip[64];
+	const char *prov;
+	int mfd, port = 0;
+	ssize_t k = -1;
+
+	resp->id = req->id;
+	resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	resp->error = 0;
+	resp->val = 0;
+	memset(&ss, 0, sizeof(ss));
+	if (len > sizeof(ss))
+		len = sizeof(ss);
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)req->pid);
+	mfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (mfd >= 0) {
+		k = pread(mfd, &ss, len, (off_t)req->data.args[1]);
+		close(mfd);
+	}
+	/* the process may have died and its pid been reused: the answer would go nowhere */
+	if (k != (ssize_t)len || ioctl(lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) != 0)
+		return;
+	prov = provider_of(&ss, len, &port);
+	if (!prov || has_preload((pid_t)req->pid))
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+	fprintf(stderr, "llmcap: refused a connection to provider %s (%s port %d) from pid %d: the program is %s, "
+			"so llmcap cannot hold its calls\n", prov, ip, port, (int)req->pid, why);
+	resp->flags = 0;
+	resp->error = -ECONNREFUSED;
+}
+
+static pid_t child_pid;
+static void forward(int sig)
+{
+	if (child_pid > 0)
+		kill(child_pid, sig);
+}
+
+int lc_supervise_exec(const char *file, char *const argv[], const char *why)
+{
+	struct seccomp_notif_sizes sz;
+	struct seccomp_notif *req;
+	struct seccomp_notif_resp *resp;
+	int sp[2], lfd, st = 0, pol;
+
+	pol = load_providers();
+	if (pol < 0) {
+		fprintf(stderr, "llmcap run: the store is unusable (%s): refusing to run %s unheld\n",
+			lc_store_error(), file);
+		return 1;
+	}
+	if (pol == 0) {    /* llmcap is not configured: nothing to hold, as with the preload */
+		execv(file, argv);
+		return errno == ENOENT ? 127 : 126;
+	}
+	if (syscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		fprintf(stderr, "llmcap run: seccomp user notification unavailable (%s): refusing to run %s, which "
+				"is %s\n", strerror(errno), file, why);
+		return 1;
+	}
+	child_pid = fork();
+	if (child_pid < 0) {
+		fprintf(stderr, "llmcap run: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (child_pid == 0) {
+		close(sp[0]);
+		lfd = install_filter();
+		if (lfd < 0 || send_fd(sp[1], lfd) != 0) {
+			fprintf(stderr, "llmcap run: cannot install the supervisor's filter (%s): refusing to run %s\n",
+				strerror(errno), file);
+			_exit(1);
+		}
+		close(lfd);
+		close(sp[1]);
+		execv(file, argv);
+		fprintf(stderr, "llmcap run: %s: %s\n", file, strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	close(sp[1]);
+	lfd = recv_fd(sp[0]);
+	close(sp[0]);
+	signal(SIGTERM, forward);
+	signal(SIGHUP, forward);
+	signal(SIGINT, SIG_IGN);     /* the terminal sends it to the program too */
+	signal(SIGQUIT, SIG_IGN);
+	req = calloc(1, sz.seccomp_notif > sizeof(*req) ? sz.seccomp_notif : sizeof(*req));
+	resp = calloc(1, sz.seccomp_notif_resp > sizeof(*resp) ? sz.seccomp_notif_resp : sizeof(*resp));
+	while (lfd >= 0 && req && resp) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		int r = poll(&p, 1, 250);
+
+		if (waitpid(child_pid, &st, WNOHANG) == child_pid)
+			goto done;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			continue;
+		if (p.revents & (POLLHUP | POLLERR))
+			break;
+		memset(req, 0, sz.seccomp_notif);
+		if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0)
+			continue;    /* the caller died meanwhile (ENOENT), or EINTR */
+		decide(lfd, req, resp, why);
+		(void)ioctl(lfd, SECCOMP_IOCTL_NOTIF_SEND, resp);
+	}
+	while (waitpid(child_pid, &st, 0) < 0 && errno == EINTR)
+		;
+done:
+	free(req);
+	free(resp);
+	if (lfd >= 0)
+		close(lfd);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
