@@ -61,8 +61,9 @@ EOF
 OPENAI_DIR=$B/tests/npm
 if [ ! -d "$OPENAI_DIR/node_modules/openai" ]; then
 	mkdir -p "$OPENAI_DIR"
-	(cd "$T" && timeout 180 npm install --no-audit --no-fund --prefix "$OPENAI_DIR" openai@4) >"$T/npm.log" 2>&1 ||
-		echo "# npm install openai failed: $(tail -1 "$T/npm.log")"
+	(cd "$T" && timeout 90 npm install --no-audit --no-fund --prefix "$OPENAI_DIR" openai@4) >"$T/npm.log" 2>&1
+	rc=$?
+	[ "$rc" = 0 ] || echo "# npm install openai failed (exit $rc$([ "$rc" = 124 ] && echo ': no answer within 90 s')): $(tail -1 "$T/npm.log")"
 fi
 kinds="fetch https"
 if [ -d "$OPENAI_DIR/node_modules/openai" ]; then kinds="$kinds openai"

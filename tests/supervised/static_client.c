@@ -4,6 +4,7 @@
  * CMD...: after the calls, exec CMD (a supervised program starting another). Built by
  * the test with musl-gcc -static (the preload can never see it: no dynamic loader runs).
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -51,8 +52,17 @@ static void one(const char *host, const char *port, const char *key)
 		close(fd);
 		return;
 	}
-	while (got < (int)sizeof(resp) - 1 && (k = (int)read(fd, resp + got, sizeof(resp) - 1 - (size_t)got)) > 0)
+	/* until the end of the stream, or the Content-Length body is complete (keep-alive servers) */
+	while (got < (int)sizeof(resp) - 1 && (k = (int)read(fd, resp + got, sizeof(resp) - 1 - (size_t)got)) > 0) {
+		char *eoh, *cl;
+
 		got += k;
+		resp[got] = 0;
+		eoh = strstr(resp, "\r\n\r\n");
+		cl = strcasestr(resp, "\r\ncontent-length:");
+		if (eoh && cl && cl < eoh && (eoh + 4 - resp) + atoi(cl + 17) <= got)
+			break;
+	}
 	resp[got] = 0;
 	sscanf(resp, "HTTP/1.%*d %d", &st);
 	printf("{\"status\": %d, \"ms\": %.2f}\n", st, now_ms() - t0);
