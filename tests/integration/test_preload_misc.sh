@@ -93,9 +93,15 @@ v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{http_code} %{time_total}' --
 	-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' --data-binary @"$T/big.json" "$U")
 set -- $v
 expect_eq "2 MiB request body: allowed" 200 "$1"
-"$PY" -c "import sys; sys.exit(0 if float('$2') < 0.8 else 1)" && ok "2 MiB request body: no 1 s Expect wait ($2 s)" ||
-	fail "2 MiB request body took $2 s"
 expect_eq "2 MiB request body: charged once" 1 "$(pl_used requests)"
+# the same request without the Expect header (so nothing to wait for), to the same provider: on a
+# loaded machine the 2 MiB call itself can take most of a second, so the wait is what is compared
+t2=$2
+v=$(LD_PRELOAD=$PRELOAD curl -sS -o /dev/null -w '%{time_total}' --cacert "$PL_CERT/ca.pem" -H 'Expect:' \
+	-H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' --data-binary @"$T/big.json" "$U")
+"$PY" -c "import sys; sys.exit(0 if float('$t2') < 0.8 or float('$t2') < float('$v') + 0.8 else 1)" &&
+	ok "2 MiB request body: no 1 s Expect wait ($t2 s; without the Expect header $v s)" ||
+	fail "2 MiB request body took $t2 s (without the Expect header $v s)"
 
 # ---- TLS the shim cannot see into (no libssl in the process: Go, static Node, ...): refused ----
 "$PY" -c '
