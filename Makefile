@@ -100,6 +100,9 @@ $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# the dashboard's files are built into llmcap-server (.incbin in server/dash.c)
+$(O)/server/dash.o: $(wildcard server/dash/*)
+
 $(OP)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLC_PRELOAD_BUILD -MMD -MP -c $< -o $@

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dash.h"
 #include "srv_http.h"
 #include "util.h"
 
@@ -239,6 +240,15 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct srv_resp *rs, 
 		MHD_add_response_header(r, "Allow", rs->allow);
 	if (rs->www_auth)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"llmcap\"");
+	if (rs->set_cookie[0])
+		MHD_add_response_header(r, "Set-Cookie", rs->set_cookie);
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (rs->content_type && strncmp(rs->content_type, "text/html", 9) == 0) {
+		/* the dashboard: its own files only, never framed */
+		MHD_add_response_header(r, "Content-Security-Policy", SRV_DASH_CSP);
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	}
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	ret = MHD_queue_response(c, (unsigned)rs->status, r);
 	MHD_destroy_response(r);

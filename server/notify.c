@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "srv.h"
 #include "webhook.h"
 #include "util.h"
@@ -233,6 +234,7 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 		dc.ok = status >= 200 && status < 300;
 		if (dc.ok) {
 			delivered++;
+			srv_metric_webhook(SRV_WEBHOOK_DELIVERED);
 			lc_log(LC_LOG_INFO, "llmcap-server: delivered %s (%s) to %s", dlv, ev, url);
 		} else {
 			int64_t attempts = json_integer_value(json_object_get(e, "attempts")) + 1;
@@ -242,12 +244,14 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 			if (delay > s->backoff_max_ms)
 				delay = s->backoff_max_ms;
 			int64_t now = lc_now_ms();
+			srv_metric_webhook(SRV_WEBHOOK_FAILED);
 			json_object_set_new(e, "attempts", json_integer(attempts));
 			json_object_set_new(e, "next_at_ms", json_integer(now + delay));
 			if (status)
 				snprintf(err, sizeof err, "HTTP %ld", status);
 			json_object_set_new(e, "last_error", json_string(err));
 			if (now - json_integer_value(json_object_get(e, "created_ms")) > s->give_up_s * 1000) {
+				srv_metric_webhook(SRV_WEBHOOK_DROPPED);
 				lc_log(LC_LOG_ERROR, "llmcap-server: giving up on %s (%s) to %s after %" PRId64 " attempts: %s",
 				       dlv, ev, url, attempts, err);
 				dc.ok = true;   /* drop it */

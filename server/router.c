@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dash.h"
 #include "srv.h"
 #include "util.h"
 
@@ -154,6 +155,13 @@ bool srv_route_auth(struct srv *s, const struct srv_route *r, const struct srv_r
 		if (t) {
 			srv_resp_error(rs, 403, "permission_error", "token '%s' may only read (role read)", t->name);
 			return false;
+		}
+		/* the dashboard's session cookie (a change also needs its CSRF token) */
+		switch (srv_dash_auth(rq, strcmp(r->method, "GET") != 0, rs)) {
+		case 0:
+			return true;
+		case DASH_BAD_CSRF:
+			return false;   /* rs holds the 403 */
 		}
 		srv_resp_error(rs, 401, "authentication_error",
 			       "admin token required: Authorization: Bearer <token from --admin-token-file>");

@@ -11,6 +11,8 @@
  * Order matters only between patterns that match the same path: the first
  * row whose pattern and method match wins.
  */
+#include "dash.h"
+#include "metrics.h"
 #include "srv.h"
 
 #define ADMIN_BODY SRV_BODY_MAX
@@ -18,6 +20,15 @@
 const struct srv_route srv_routes[] = {
 	/* method   pattern                           auth            body_max       json   handler              data */
 	{"GET",    "/healthz",                        SRV_AUTH_NONE,  0,             false, srv_h_healthz,       NULL},
+	{"GET",    "/metrics",                        SRV_AUTH_READ,  0,             false, srv_h_metrics,       NULL},
+
+	/* the dashboard: its files, and its session (dash.c) */
+	{"GET",    "/",                               SRV_AUTH_NONE,  0,             false, srv_h_dash_file,     "/"},
+	{"GET",    "/ui/app.js",                      SRV_AUTH_NONE,  0,             false, srv_h_dash_file,     "/ui/app.js"},
+	{"GET",    "/ui/app.css",                     SRV_AUTH_NONE,  0,             false, srv_h_dash_file,     "/ui/app.css"},
+	{"GET",    "/ui/session",                     SRV_AUTH_NONE,  0,             false, srv_h_dash_session_get, NULL},
+	{"POST",   "/ui/session",                     SRV_AUTH_NONE,  4096,          true,  srv_h_dash_login,    NULL},
+	{"DELETE", "/ui/session",                     SRV_AUTH_NONE,  0,             false, srv_h_dash_logout,   NULL},
 
 	/* hosts */
 	{"GET",    "/v1/policy",                      SRV_AUTH_NONE,  0,             false, srv_h_policy,        NULL},

@@ -124,6 +124,7 @@ struct srv_resp {
 	char etag[96];       /* "" when none */
 	char allow[64];      /* for 405 */
 	bool www_auth;       /* add WWW-Authenticate on 401 */
+	char set_cookie[192];   /* a Set-Cookie header (the dashboard's session), "" when none */
 	/* a long-poll with nothing to say yet: ask again (same srv_req, same start_ms)
 	 * when pub_gen moves or at this time, whichever is first */
 	int64_t retry_at_ms;

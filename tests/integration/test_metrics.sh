@@ -13,6 +13,8 @@ PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 # $1 per output token: a 20-token answer costs $20
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
+api PUT /v1/admin/org '{"spend_cap_usd":1000,"period":"monthly","warning_threshold_usd":20}'
+api PUT /v1/admin/webhooks '{"webhooks":[{"url":"http://127.0.0.1:9/never","secret":"s","events":["spend_cap_warning_threshold_reached"]}]}'
 api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","threshold":500,"alert_at":300}]}'
 api POST /v1/admin/keys '{"id":"ka","sha256":"'"$(fingerprint sk-metrics-a)"'","team":"t","limits":[{"metric":"cost","window":"daily","threshold":40},{"metric":"requests","window":"hour","threshold":1000,"enabled":false}]}'
 expect_code "key with limits" 201
@@ -62,4 +64,26 @@ scrape "http://127.0.0.1:$MPORT/metrics" "$T/host.prom"
 check "the agent counts its accepted reports" test "$(m "$H" 'llmcap_agent_reports_total{result=accepted}')" -ge 1
 CODE=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/other")
 expect_eq "host: any other path is 404" 404 "$CODE"
+
+# --- the server (after the agent reported the host's usage)
+wait_for 20 bash -c "curl -s -H 'Authorization: Bearer $TOKEN' $SRV_URL/v1/usage | grep -q '\"used\":40'"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/metrics")
+expect_eq "server /metrics without the admin token: 401" 401 "$CODE"
+wait_for 20 bash -c "curl -s -H 'Authorization: Bearer $TOKEN' $SRV_URL/metrics | grep -q '^llmcap_webhook_deliveries_total{result=\"failed\"} [1-9]'"
+scrape "$SRV_URL/metrics" "$T/srv.prom" "$TOKEN"
+check "server /metrics: strict parse ($(head -c 200 "$T/srv.prom.err"))" test ! -s "$T/srv.prom.err"
+expect_eq "server /metrics: 200 and the exposition content type" "200 text/plain; version=0.0.4; charset=utf-8" "$SCRAPE_CODE"
+S=$T/srv.prom.json
+expect_eq "server: the key's usage summed from the host's report, USD" 40 "$(m "$S" 'llmcap_limit_used_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
+expect_eq "server: the team's usage" 40 "$(m "$S" 'llmcap_limit_used_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+expect_eq "server: the team's threshold" 500 "$(m "$S" 'llmcap_limit_threshold_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+expect_eq "server: the org cap as a limit" 1000 "$(m "$S" 'llmcap_limit_threshold_usd{id=org,limit=org:org:cost:monthly,scope=org,window=monthly}')"
+expect_eq "server: org spend this period (40 + the unnamed key's 5)" 45 "$(m "$S" 'llmcap_org_spend_usd{period=monthly}')"
+expect_eq "server: one host" 1 "$(m "$S" 'llmcap_hosts{}')"
+HID=$(curl -s -H "Authorization: Bearer $TOKEN" "$SRV_URL/v1/usage" | jget 'j["hosts"][0]["host_id"]' /dev/stdin)
+EP=$(curl -s -H "Authorization: Bearer $TOKEN" "$SRV_URL/v1/usage" | jget 'j["hosts"][0]["epoch"]' /dev/stdin)
+AGE=$(m "$S" "llmcap_host_last_report_age_seconds{epoch=$EP,host_id=$HID}")
+check "server: the host's report age is known and recent ($AGE s)" test -n "$AGE" -a "${AGE:-99}" -lt 30
+check "server: webhook outbox depth (the org warning waits for an unreachable receiver)" test "$(m "$S" 'llmcap_webhook_outbox_entries{}')" -ge 1
+check "server: failed webhook deliveries counted" test "$(m "$S" 'llmcap_webhook_deliveries_total{result=failed}')" -ge 1
 finish
