@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alert.h"
 #include "metrics.h"
 #include "srv.h"
 #include "webhook.h"
@@ -69,9 +70,11 @@ int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data
 		lc_sha256(idsrc, strlen(idsrc), h);
 		lc_hex(h, 12, hx);
 		snprintf(dlv, sizeof dlv, "dlv_%s", hx);
+		char *payload = lc_webhook_body(wh, text ? text : "{}");   /* its format: generic, slack, teams */
 		json_t *ent = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I}", "delivery", dlv, "event_id", evid, "event",
-					event, "url", url, "secret", secret ? secret : "", "body", text ? text : "{}",
+					event, "url", url, "secret", secret ? secret : "", "body", payload ? payload : "{}",
 					"attempts", 0, "next_at_ms", (json_int_t)now_ms, "created_ms", (json_int_t)now_ms);
+		free(payload);
 		char *etext = json_dumps(ent, JSON_COMPACT);
 		json_decref(ent);
 		unsigned char kb[8];

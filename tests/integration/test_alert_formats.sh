@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Alert channels: llmcap-server delivers one event to a generic, a Slack-format and a Teams-format
+# webhook, each in its own shape, each saying the limit, level, used / threshold and reset time.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+
+setup_keys
+start_receiver gen
+start_receiver slack
+start_receiver teams
+start_server
+api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_gen"'/h","secret":"'"$WHSECRET"'","events":["limit_alert"]},
+ {"url":"'"$RCV_slack"'/h","secret":"'"$WHSECRET"'","events":["limit_alert"],"format":"slack"},
+ {"url":"'"$RCV_teams"'/h","secret":"'"$WHSECRET"'","events":["limit_alert"],"format":"teams"}]}'
+expect_code "three webhooks, three formats" 200
+api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_gen"'/h","secret":"s","format":"discord"}]}'
+expect_code "an unknown format is refused, naming the JSON path" 400 "notifications.webhooks[0].format: must be one of generic, slack, teams"
+api PUT /v1/admin/teams/research '{"limits":[{"metric":"cost","window":"monthly","threshold":300,"alert_at":200}]}'
+expect_code "team with an alert level" 201
+curl -s -o /dev/null -X POST "$SRV_URL/v1/usage" -d '{"host_id":"h1","epoch":"e1","seq":1,"counters":[{"scope":"team","id":"research","metric":"cost","window":"monthly","bucket":'"$(month_start)"',"used":250000000}]}'
+RESET=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01T00:00:00Z)
+for r in gen slack teams; do
+	wait_for 20 test "$(rstat $r 'j["ok"]')" -ge 1 || fail "$r: nothing delivered"
+done
+rstat gen 'j["last"]["limit_alert"]' >"$T/gen.json"
+expect_eq "generic: the event JSON" "team:research:cost:monthly" "$(jget 'j["data"]["limit"]' "$T/gen.json")"
+rstat slack 'j["last"]["limit_alert"]' >"$T/slack.json"
+TEXT=$(jget 'j["text"]' "$T/slack.json")
+expect_eq "slack: the message line" "llmcap: Limit alert: team:research:cost:monthly; Level alert at \$200.00; Used \$250.00 of \$300.00 (83%); Resets $RESET" "$TEXT"
+expect_eq "slack: Block Kit header + section with fields" "header section mrkdwn" "$(jget '" ".join([j["blocks"][0]["type"], j["blocks"][1]["type"], j["blocks"][1]["fields"][0]["type"]])' "$T/slack.json")"
+rstat teams 'j["last"]["limit_alert"]' >"$T/teams.json"
+expect_eq "teams: a message with an Adaptive Card" "message application/vnd.microsoft.card.adaptive AdaptiveCard" \
+	"$(jget '" ".join([j["type"], j["attachments"][0]["contentType"], j["attachments"][0]["content"]["type"]])' "$T/teams.json")"
+expect_eq "teams: the facts" "Limit=team:research:cost:monthly|Level=alert at \$200.00|Used=\$250.00 of \$300.00 (83%)|Resets=$RESET" \
+	"$(jget '"|".join(f["title"]+"="+f["value"] for f in j["attachments"][0]["content"]["body"][1]["facts"])' "$T/teams.json")"
+for r in gen slack teams; do
+	expect_eq "$r: signed like every delivery" 0 "$(rstat $r 'j["bad_signature"]')"
+done
+finish
