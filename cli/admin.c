@@ -57,7 +57,7 @@ static void admin_usage(FILE *f)
 		"  customers [get] | customers defaults [--budget USD] [--rpm N] [--identify WHERE,...]\n"
 		"  customers get ID | customers set ID [--budget USD] [--rpm N] | customers delete ID\n"
 		"  invites create --limit SPEC... [--team T] [--id KEYID] [--expires-at TIME] [--key-expires-at TIME]\n"
-		"  webhooks|providers|prices [get] | webhooks|providers|prices set FILE.json (- for stdin)\n"
+		"  webhooks|emails|providers|prices [get] | ... set FILE.json (- for stdin)\n"
 		"  settings [get] | settings set [--unknown-keys allow|block] [--unknown-models allow|block]\n"
 		"                                [--lifetime-days N]\n"
 		"  hosts | usage [--by key|team|model|customer|provider] [--window W] | audit | policy\n"
@@ -919,7 +919,7 @@ int lc_cmd_admin(int argc, char **argv)
 		rc = cmd_piece(&a, "org", org_flags, n, rest);
 	else if (!strcmp(r, "settings"))
 		rc = cmd_piece(&a, "settings", settings_flags, n, rest);
-	else if (!strcmp(r, "webhooks") || !strcmp(r, "providers") || !strcmp(r, "prices"))
+	else if (!strcmp(r, "webhooks") || !strcmp(r, "providers") || !strcmp(r, "prices") || !strcmp(r, "emails"))
 		rc = cmd_piece(&a, r, NULL, n, rest);
 	else if (!strcmp(r, "invites"))
 		rc = cmd_invites(&a, n, rest);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "email.h"
 #include "llmcap.h"
 #include "srv.h"
 #include "srv_http.h"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
 		"  --webhook-backoff-max-ms MS  cap on the retry delay (default 300000)\n"
 		"  --tls-cert FILE           serve HTTPS with this PEM certificate (chain) ...\n"
 		"  --tls-key FILE            ... and this PEM private key (agents: llmcap agent --cacert)\n"
+		"  --smtp-relay URL          send alert e-mail (PUT /v1/admin/emails) through smtp://HOST:PORT\n"
+		"  --smtp-from ADDR          the alert e-mail's sender (with --smtp-relay)\n"
 		"  --version                 print the version and exit\n"
 		"\n"
 		"Environment: LLMCAP_LOG=off|error|info|debug. See docs/server.md.\n");
@@ -210,10 +213,13 @@ int main(int argc, char **argv)
 		{"admin-tokens-file", required_argument, 0, 'A'},
 		{"tls-cert", required_argument, 0, 'c'},
 		{"tls-key", required_argument, 0, 'K'},
+		{"smtp-relay", required_argument, 0, 'R'},
+		{"smtp-from", required_argument, 0, 'F'},
 		{"version", no_argument, 0, 'V'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
+	const char *smtp_relay = NULL, *smtp_from = NULL;
 	const char *listen_arg = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
 	const char *certfile = NULL, *tlskeyfile = NULL, *tokensfile = NULL;
 	struct srv_http_opts ho = {.threads = 4, .max_connections = 1000, .max_connections_per_ip = 64,
@@ -240,6 +246,8 @@ int main(int argc, char **argv)
 		case 'T': bad = num_arg("request-timeout", optarg, 1, 3600, &v); ho.request_timeout_s = (unsigned)v; break;
 		case 'b': bad = num_arg("webhook-backoff-ms", optarg, 1, 86400000, &v); s.backoff_base_ms = v; break;
 		case 'B': bad = num_arg("webhook-backoff-max-ms", optarg, 1, 86400000, &v); s.backoff_max_ms = v; break;
+		case 'R': smtp_relay = optarg; break;
+		case 'F': smtp_from = optarg; break;
 		case 'V': printf("llmcap-server %s\n", LLMCAP_VERSION_STRING); return 0;
 		case 'h': usage(stdout); return 0;
 		default:
@@ -248,6 +256,10 @@ int main(int argc, char **argv)
 		}
 		if (bad)
 			return 2;
+	}
+	if ((smtp_relay || smtp_from) && srv_email_configure(smtp_relay ? smtp_relay : "", smtp_from, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap-server: %s\n", err);
+		return 2;
 	}
 	if (optind != argc) {
 		fprintf(stderr, "llmcap-server: unexpected argument '%s' (run llmcap-server --help)\n", argv[optind]);

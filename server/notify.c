@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "alert.h"
+#include "email.h"
 #include "metrics.h"
 #include "srv.h"
 #include "webhook.h"
@@ -86,6 +87,27 @@ int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data
 			break;
 		queued++;
 	}
+	/* e-mail recipients (PUT /v1/admin/emails), sent through --smtp-relay */
+	json_t *emails = rc == 0 && srv_email_enabled() ? srv_get_json(txn, s->db_meta, "emails") : NULL;
+	json_array_foreach(emails, i, wh) {
+		const char *to = json_string_value(json_object_get(wh, "to"));
+		if (!to || !lc_webhook_wants(wh, event))
+			continue;
+		json_t *ent = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I}", "delivery", evid, "event_id", evid, "event", event,
+					"email", to, "body", text ? text : "{}", "attempts", 0, "next_at_ms",
+					(json_int_t)now_ms, "created_ms", (json_int_t)now_ms);
+		char *etext = json_dumps(ent, JSON_COMPACT);
+		json_decref(ent);
+		unsigned char kb[8];
+		seq_key(++seq, kb);
+		MDB_val k = {8, kb}, val = {strlen(etext), etext};
+		rc = mdb_put(txn, s->db_outbox, &k, &val, 0);
+		free(etext);
+		if (rc)
+			break;
+		queued++;
+	}
+	json_decref(emails);
 	if (rc == 0 && queued)
 		rc = srv_put_int(txn, s->db_meta, "outbox_seq", (int64_t)seq);
 	lc_log(LC_LOG_INFO, "llmcap-server: event %s %s (%zu webhook%s)", event, evid, queued, queued == 1 ? "" : "s");
@@ -232,8 +254,14 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 		char err[256] = "";
 		struct done_ctx dc = {.ent = e};
 		memcpy(dc.key, sc.d[i].key, 8);
-		post(s, url ? url : "", secret ? secret : "", ev ? ev : "", dlv ? dlv : "", body ? body : "{}", &status, err,
-		     sizeof err);
+		const char *to = json_string_value(json_object_get(e, "email"));
+		if (to) {   /* an e-mail: 200 when the relay accepted it */
+			status = srv_email_deliver(to, body ? body : "{}", err, sizeof err) == 0 ? 200 : 0;
+			url = to;
+		} else {
+			post(s, url ? url : "", secret ? secret : "", ev ? ev : "", dlv ? dlv : "", body ? body : "{}", &status,
+			     err, sizeof err);
+		}
 		dc.ok = status >= 200 && status < 300;
 		if (dc.ok) {
 			delivered++;

@@ -12,6 +12,7 @@
  * row whose pattern and method match wins.
  */
 #include "dash.h"
+#include "email.h"
 #include "metrics.h"
 #include "srv.h"
 
@@ -65,6 +66,8 @@ const struct srv_route srv_routes[] = {
 	{"PUT",    "/v1/admin/providers",             SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_piece_put,     "providers"},
 	{"GET",    "/v1/admin/prices",                SRV_AUTH_READ,  0,             false, srv_h_piece_get,     "prices"},
 	{"PUT",    "/v1/admin/prices",                SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_piece_put,     "prices"},
+	{"GET",    "/v1/admin/emails",                SRV_AUTH_READ,  0,             false, srv_h_emails_get,    NULL},
+	{"PUT",    "/v1/admin/emails",                SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_emails_put,    NULL},
 	{"GET",    "/v1/admin/settings",              SRV_AUTH_READ,  0,             false, srv_h_piece_get,     "settings"},
 	{"PUT",    "/v1/admin/settings",              SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_piece_put,     "settings"},
 
