@@ -76,7 +76,7 @@ static void webhook_families(struct srv *s, struct lc_buf *b)
 int srv_metrics_render(struct srv *s, struct lc_buf *b)
 {
 	struct srv_resp u = {0};
-	srv_usage_get(s, &u);
+	srv_usage_get(s, NULL, NULL, &u);
 	json_t *usage = u.status == 200 ? json_loadb(u.body, u.body_len, 0, NULL) : NULL;
 	srv_resp_free(&u);
 	if (!usage)
