@@ -79,11 +79,11 @@ static int facts(json_t *ev, char f[][2][160], int max)
 	} while (0)
 	if (json_object_get(d, "limit"))
 		FACT("Limit", "%s", str(d, "limit", ""));
-	if (json_object_get(d, "level"))
-		FACT("Level", "%s", str(d, "level", ""));
-	else if (json_is_number(json_object_get(d, "alert_at"))) {
+	if (json_is_number(json_object_get(d, "alert_at")) && strcmp(str(d, "level", "alert_at"), "threshold")) {
 		fmt_amount(json_object_get(d, "alert_at"), metric, a, sizeof a);
 		FACT("Level", "alert at %s", a);
+	} else if (json_object_get(d, "level")) {
+		FACT("Level", "%s", str(d, "level", ""));
 	}
 	if (json_object_get(d, "used") || json_object_get(d, "threshold")) {
 		fmt_amount(json_object_get(d, "used"), metric, a, sizeof a);
