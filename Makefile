@@ -94,6 +94,9 @@ PROGRAMS += $(SERVER)
 endif
 
 .PHONY: all test unit integration demo bench install uninstall clean deps
+# objects reached only through pattern rules (the unit tests' preload/server modules) are not
+# intermediates to delete after each build: keep every target, so a second `make test` compiles nothing
+.SECONDARY:
 all: $(PROGRAMS)
 
 $(O)/%.o: %.c
