@@ -1001,6 +1001,8 @@ static void fail_decision(int rc, struct lc_decision *d)
 		d->verdict = LC_PASS;
 		return;
 	}
+	if (lc_store_poisoned())
+		rc = LC_E_STORE;  /* whatever LMDB said about our zero page: one message, naming the cause */
 	set_deny(d, 503, "");
 	snprintf(d->message, sizeof(d->message), "llmcap: the limits store is unusable, refusing provider calls (%s)",
 		 lc_strerror(rc));

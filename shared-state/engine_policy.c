@@ -206,6 +206,25 @@ int lc__store_upgrade(struct lc_store *s, MDB_txn *txn)
 	return rc;
 }
 
+/* The ratchet also holds against the anchor (README "Recovery"): a store that lost its policy
+ * takes back the anchored version only with the anchored content, or a newer version. */
+static int anchor_floor(int64_t *cur, int64_t version, const void *payload, size_t plen)
+{
+	unsigned char ad[32], d[32];
+	int64_t av = 0;
+	int r = lc_anchor_read(&av, ad);
+
+	if (r < 0)
+		return -1;
+	if (r > 0 || av <= *cur)
+		return 0;
+	lc_sha256(payload, plen, d);
+	if (version == av && !memcmp(d, ad, 32))
+		return 0;  /* the very policy the store lost: install it again */
+	*cur = av;
+	return 0;
+}
+
 static void record_rejection(const char *why)
 {
 	lc_event_queue(lc_event_name(LC_EV_POLICY_REJECTED), json_pack("{s:s}", "reason", why), NULL);
@@ -234,6 +253,10 @@ static int apply_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 	op->cur = 0;
 	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
 		memcpy(&op->cur, v.mv_data, 8);
+	if (anchor_floor(&op->cur, pol->version, op->payload, op->plen)) {
+		lc_errf(op->err, op->errlen, "state: the anchor file is unreadable or damaged (README \"Recovery\")");
+		return APPLY_REFUSED;
+	}
 	if (pol->version <= op->cur) {
 		k = MV("payload", 7);
 		if (pol->version == op->cur && mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == op->plen &&
@@ -280,6 +303,7 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 	op = (struct apply_op){pol, payload, plen, 0, err, errlen};
 	rc = lc__write(s, apply_fn, &op);   /* the map doubles per MDB_MAP_FULL */
 	if (rc == APPLY_SAME) {
+		lc_anchor_write(op.cur, payload, plen);  /* a store from before the anchor gets one */
 		if (version_out)
 			*version_out = op.cur;
 		free(payload);
@@ -295,6 +319,12 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 		return LC_E_STORE;
 	}
 	mdb_env_sync(s->env, 1);  /* a new policy is durable at once */
+	if (lc_anchor_write(pol->version, payload, plen)) {
+		lc_errf(err, errlen, "state: installed, but the anchor file could not be written: %s", strerror(errno));
+		free(payload);
+		lc_policy_free(pol);
+		return LC_E_STORE;
+	}
 	if (version_out)
 		*version_out = pol->version;
 	lc_log(LC_LOG_INFO, "policy version %" PRId64 " installed", pol->version);

@@ -10,7 +10,10 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,204 @@ static pid_t store_pid;
 static char store_dir[4096];
 static char last_error[512];
 static char dir_override[4096];
+
+/* ---- a damaged data.mdb -----------------------------------------------------------------------
+ * Pages of a data.mdb that was truncated or overwritten make LMDB read past the file's end
+ * (SIGBUS), follow wild pointers (SIGSEGV) or fail an assertion (abort). A thread inside a store
+ * transaction (in_store) has a jump target in the frame that began it (lc_store_begin is a macro
+ * around sigsetjmp); a fault or an LMDB assertion there jumps back to it, and lc_store_begin then
+ * returns LC_E_STORE as if it had failed. The store is then poisoned: this process uses it no
+ * more (lc_store_open says why, once). Any other signal goes to the handler the program had
+ * before (default: the program dies of it as it would have); errno is kept. */
+static struct sigaction prev_bus, prev_segv;
+static __thread int in_store __attribute__((tls_model("initial-exec")));
+static __thread sigjmp_buf store_jb;
+static __thread MDB_txn *cur_txn;
+static volatile sig_atomic_t poisoned;
+
+sigjmp_buf *lc__store_jb(void)
+{
+	return &store_jb;
+}
+
+static void chain(const struct sigaction *prev, int sig, siginfo_t *si, void *uc)
+{
+	if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
+		prev->sa_sigaction(sig, si, uc);
+	} else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+		prev->sa_handler(sig);
+	} else {
+		struct sigaction dfl;
+
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigaction(sig, &dfl, NULL);  /* a fault re-executes and dies of it; a sent one is re-sent */
+		if (si->si_code <= 0)
+			raise(sig);
+	}
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+
+	if (in_store > 0 && si->si_code > 0) {  /* a fault (not a kill()) inside the store */
+		in_store = 0;
+		poisoned = 1;
+		siglongjmp(store_jb, 1);
+	}
+	errno = saved;
+	chain(sig == SIGBUS ? &prev_bus : &prev_segv, sig, si, uc);
+}
+
+static void on_assert(MDB_env *env, const char *msg)
+{
+	if (in_store > 0) {  /* instead of abort(): the store is damaged, not this program */
+		in_store = 0;
+		poisoned = 1;
+		siglongjmp(store_jb, 1);
+	}
+}
+
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static void install_fault_guard(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &prev_bus);
+	sigaction(SIGSEGV, &sa, &prev_segv);
+}
+
+bool lc_store_poisoned(void)
+{
+	return poisoned;
+}
+
+static void poison_message(void)
+{
+	snprintf(last_error, sizeof(last_error),
+		 "%s/data.mdb is damaged (reading it faulted); restore it or re-apply the policy "
+		 "(README \"Recovery\"), then restart this program", store_dir[0] ? store_dir : "the store");
+}
+
+/* ---- the trust anchor: the installed version and digest, outside data.mdb ------------------ */
+
+static int anchor_path(char *out, size_t n)
+{
+	char dir[4096];
+
+	if (lc_state_dir(dir, sizeof(dir)))
+		return -1;
+	snprintf(out, n, "%s/anchor", dir);
+	return 0;
+}
+
+int lc_anchor_read(int64_t *version, unsigned char digest[32])
+{
+	char path[4200], buf[256], hex[65];
+	long long v;
+	ssize_t n;
+	int fd;
+
+	if (anchor_path(path, sizeof(path)))
+		return 1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 1 : -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	if (sscanf(buf, "llmcap-anchor 1\nversion %lld\nsha256 %64[0-9a-f]\n", &v, hex) != 2 || v < 1 ||
+	    strlen(hex) != 64)
+		return -1;
+	*version = v;
+	for (int i = 0; i < 32; i++) {
+		unsigned x;
+
+		sscanf(hex + 2 * i, "%2x", &x);
+		digest[i] = (unsigned char)x;
+	}
+	return 0;
+}
+
+int lc_anchor_write(int64_t version, const void *payload, size_t plen)
+{
+	char path[4200], tmp[4300], dir[4096], hex[65], buf[256];
+	unsigned char d[32], old_d[32];
+	int64_t old_v = 0;
+	int fd, n, rc = 0;
+
+	if (anchor_path(path, sizeof(path)) || lc_state_dir(dir, sizeof(dir)))
+		return -1;
+	lc_sha256(payload, plen, d);
+	if (lc_anchor_read(&old_v, old_d) == 0 && (old_v > version || (old_v == version && !memcmp(d, old_d, 32))))
+		return 0;  /* a newer install wrote it already, or nothing changes */
+	lc_hex(d, 32, hex);
+	n = snprintf(buf, sizeof(buf), "llmcap-anchor 1\nversion %" PRId64 "\nsha256 %s\n", version, hex);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0664);
+	if (fd < 0)
+		return -1;
+	if (write(fd, buf, (size_t)n) != n || fsync(fd))
+		rc = -1;
+	if (close(fd))
+		rc = -1;
+	if (rc || rename(tmp, path)) {
+		int e = errno;
+
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+int lc_anchor_remove(void)
+{
+	char path[4200];
+
+	if (anchor_path(path, sizeof(path)))
+		return -1;
+	return unlink(path) && errno != ENOENT ? -1 : 0;
+}
+
+/* The store must hold at least the anchored version. create (apply, agent): a store that lost it
+ * still opens, so the policy can be installed again (apply enforces the anchor's ratchet). */
+static int anchor_check(MDB_txn *txn, const char *dir, bool create)
+{
+	unsigned char d[32];
+	int64_t av = 0, sv = 0;
+	MDB_val k = {7, "version"}, v;
+	int r = lc_anchor_read(&av, d);
+
+	if (r < 0) {
+		snprintf(last_error, sizeof(last_error),
+			 "%s/anchor: unreadable or damaged; it names the installed policy version (README \"Recovery\")",
+			 dir);
+		return LC_E_STORE;
+	}
+	if (r > 0 || create)
+		return LC_OK;
+	if (mdb_get(txn, the_store.dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
+		memcpy(&sv, v.mv_data, 8);
+	if (sv >= av)
+		return LC_OK;
+	snprintf(last_error, sizeof(last_error),
+		 "%s: the store lost its policy (version %" PRId64 " was installed; the store has %s): re-apply "
+		 "version %" PRId64 " or newer (README \"Recovery\")", dir, av, sv ? "an older one" : "none", av);
+	return LC_E_STORE;
+}
 
 static void atfork_child(void)
 {
@@ -151,13 +352,71 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+/* Every page the newest meta page counts must be in the file: a data.mdb cut short would make
+ * LMDB read past its end (SIGBUS). Read the meta first, then the size (writers grow the file
+ * before they publish a meta page that counts the new pages). */
+static int size_check(MDB_env *env, const char *dir)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat fst;
+	mdb_filehandle_t fd;
+
+	if (mdb_env_info(env, &info) || mdb_env_stat(env, &st) || mdb_env_get_fd(env, &fd) || fstat(fd, &fst)) {
+		snprintf(last_error, sizeof(last_error), "%s/data.mdb: cannot read its size", dir);
+		return LC_E_STORE;
+	}
+	if (st.ms_psize == 0 || info.me_last_pgno >= (size_t)fst.st_size / st.ms_psize) {
+		snprintf(last_error, sizeof(last_error),
+			 "%s/data.mdb is truncated or corrupt (%lld bytes; its meta page counts %zu pages of %u): "
+			 "restore it or re-apply the policy (README \"Recovery\")",
+			 dir, (long long)fst.st_size, info.me_last_pgno + 1, st.ms_psize);
+		return LC_E_STORE;
+	}
+	return LC_OK;
+}
+
+/* The opening write transaction: dead readers cleared, tables opened, an older compiled policy
+ * upgraded, the anchor checked. An LMDB code, or LC_E_STORE from the anchor check. */
+static int open_tables(MDB_env *env, const char *dir, bool create)
+{
+	MDB_txn *volatile txn = NULL;
+	int rc, dead;
+
+	if (sigsetjmp(store_jb, 0) != 0) {
+		/* damaged beyond what LMDB reports: the env is left as it is (never closed) */
+		if (txn)
+			mdb_txn_abort(txn);  /* releases the writer lock for the other processes */
+		return MDB_CORRUPTED;
+	}
+	in_store++;
+	mdb_reader_check(env, &dead);
+	rc = mdb_txn_begin(env, NULL, 0, (MDB_txn **)&txn);
+	for (int i = 0; i < LC_DB_COUNT && !rc; i++) {
+		/* MDB_CREATE only when missing: a store that has its tables is not written to at open */
+		rc = mdb_dbi_open(txn, dbnames[i], 0, &the_store.dbi[i]);
+		if (rc == MDB_NOTFOUND)
+			rc = mdb_dbi_open(txn, dbnames[i], MDB_CREATE, &the_store.dbi[i]);
+	}
+	/* a policy compiled by an older llmcap is recompiled from its stored, verified payload */
+	if (!rc)
+		rc = lc__store_upgrade(&the_store, txn);
+	if (!rc)
+		rc = anchor_check(txn, dir, create);
+	if (rc && txn)
+		mdb_txn_abort(txn);
+	else if (!rc)
+		rc = mdb_txn_commit(txn);
+	in_store--;
+	return rc;
+}
+
 static int open_env(bool create)
 {
 	char dir[4096], data[4200];
 	struct stat st;
 	MDB_env *env = NULL;
-	MDB_txn *txn = NULL;
-	int rc, dead;
+	int rc;
 
 	if (lc_state_dir(dir, sizeof(dir))) {
 		snprintf(last_error, sizeof(last_error), "no state directory (set LLMCAP_STATE_DIR)");
@@ -165,8 +424,25 @@ static int open_env(bool create)
 	}
 	snprintf(data, sizeof(data), "%s/data.mdb", dir);
 	if (!create && stat(data, &st) != 0) {
-		snprintf(last_error, sizeof(last_error), "%s: no llmcap store (no policy installed)", dir);
-		return errno == ENOENT || errno == ENOTDIR ? LC_E_NOSTATE : LC_E_STORE;
+		int e = errno;
+		int64_t av;
+		unsigned char ad[32];
+
+		if ((e == ENOENT || e == ENOTDIR) && lc_anchor_read(&av, ad) != 0) {
+			snprintf(last_error, sizeof(last_error), "%s: no llmcap store (no policy installed)", dir);
+			return LC_E_NOSTATE;
+		}
+		snprintf(last_error, sizeof(last_error), e == ENOENT
+			 ? "%s: data.mdb is missing but a policy was installed: re-apply it (README \"Recovery\")"
+			 : "%s/data.mdb: %s", dir, strerror(e));
+		return LC_E_STORE;
+	}
+	if (!create && st.st_size < 2 * 4096) {
+		/* LMDB would silently make an empty store of it: that is a lost store, not a new one */
+		snprintf(last_error, sizeof(last_error),
+			 "%s/data.mdb is truncated (%lld bytes): restore it or re-apply the policy (README \"Recovery\")",
+			 dir, (long long)st.st_size);
+		return LC_E_STORE;
 	}
 	if (create && mkdir_p(dir)) {
 		snprintf(last_error, sizeof(last_error), "%s: %s", dir, strerror(errno));
@@ -183,24 +459,20 @@ static int open_env(bool create)
 		rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_NOSYNC, 0664);
 	if (rc)
 		goto fail;
-	mdb_reader_check(env, &dead);
-	rc = mdb_txn_begin(env, NULL, 0, &txn);
-	if (rc)
-		goto fail;
-	for (int i = 0; i < LC_DB_COUNT; i++) {
-		rc = mdb_dbi_open(txn, dbnames[i], MDB_CREATE, &the_store.dbi[i]);
-		if (rc) {
-			mdb_txn_abort(txn);
-			goto fail;
-		}
-	}
-	/* a policy compiled by an older llmcap is recompiled from its stored, verified payload */
-	rc = lc__store_upgrade(&the_store, txn);
+	rc = size_check(env, dir);
 	if (rc) {
-		mdb_txn_abort(txn);
-		goto fail;
+		mdb_env_close(env);
+		return rc;
 	}
-	rc = mdb_txn_commit(txn);
+	pthread_once(&fault_once, install_fault_guard);
+	mdb_env_set_assert(env, on_assert);
+	rc = open_tables(env, dir, create);
+	if (rc == LC_E_STORE) {  /* the anchor check said why */
+		mdb_env_close(env);
+		return rc;
+	}
+	if (!rc && poisoned)
+		rc = MDB_CORRUPTED;
 	if (rc)
 		goto fail;
 	the_store.env = env;
@@ -210,6 +482,12 @@ static int open_env(bool create)
 	snprintf(store_dir, sizeof(store_dir), "%s", dir);
 	return LC_OK;
 fail:
+	if (poisoned) {
+		/* never closed: its map has our zero pages in it, and a second env must not be opened */
+		snprintf(store_dir, sizeof(store_dir), "%s", dir);
+		poison_message();
+		return LC_E_STORE;
+	}
 	snprintf(last_error, sizeof(last_error), "%s: %s", dir, mdb_strerror(rc));
 	if (env)
 		mdb_env_close(env);
@@ -221,6 +499,10 @@ int lc_store_open(bool create, struct lc_store **out)
 	int rc = LC_OK;
 
 	pthread_once(&atfork_once, install_atfork);
+	if (poisoned) {
+		poison_message();
+		return LC_E_STORE;
+	}
 	if (the_store.env && store_ours()) {
 		*out = &the_store;
 		return LC_OK;
@@ -236,10 +518,13 @@ int lc_store_open(bool create, struct lc_store **out)
 	return rc;
 }
 
-int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn)
+int lc__store_begin(struct lc_store *s, bool write, MDB_txn **txn)
 {
 	int rc;
 
+	if (poisoned)
+		return LC_E_STORE;
+	in_store++;
 	for (int attempt = 0; attempt < 3; attempt++) {
 		pthread_rwlock_rdlock(&resize_lock);
 		rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, txn);
@@ -251,20 +536,45 @@ int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn)
 		mdb_env_set_mapsize(s->env, 0);
 		pthread_rwlock_unlock(&resize_lock);
 	}
-	if (rc)
+	if (rc) {
 		pthread_rwlock_unlock(&resize_lock);
-	return rc;
+		in_store--;
+		return rc;
+	}
+	cur_txn = *txn;
+	return 0;
+}
+
+int lc__store_faulted(void)
+{
+	/* we jumped out of LMDB mid-operation: give back the writer lock and the resize lock, and
+	 * never touch this env again (its state is unknown; lc_store_open refuses from now on) */
+	MDB_txn *txn = cur_txn;
+
+	cur_txn = NULL;
+	in_store = 0;
+	poisoned = 1;
+	if (txn && sigsetjmp(store_jb, 0) == 0) {
+		in_store = 1;
+		mdb_txn_abort(txn);
+	}
+	in_store = 0;
+	pthread_rwlock_unlock(&resize_lock);
+	poison_message();
+	return LC_E_STORE;
 }
 
 int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit)
 {
 	int rc = 0;
 
+	cur_txn = NULL;
 	if (commit)
 		rc = mdb_txn_commit(txn);
 	else
 		mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&resize_lock);
+	in_store--;
 	if (rc == MDB_MAP_FULL) {
 		lc_store_grow(s, NULL);
 		return MDB_MAP_FULL;
@@ -287,8 +597,10 @@ int lc_store_grow(struct lc_store *s, MDB_txn *txn)
 	int rc;
 
 	if (txn) {
+		cur_txn = NULL;
 		mdb_txn_abort(txn);
 		pthread_rwlock_unlock(&resize_lock);
+		in_store--;
 	}
 	pthread_rwlock_wrlock(&resize_lock);
 	mdb_env_info(s->env, &info);

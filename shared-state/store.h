@@ -6,6 +6,7 @@
 #define LC_STORE_H
 
 #include <lmdb.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,8 +34,26 @@ struct lc_store {
  * (apply, agent); otherwise a missing store is LC_E_NOSTATE. Returns LC_OK or an engine error. */
 int lc_store_open(bool create, struct lc_store **out);
 
-/* Begin a transaction; holds the process's resize lock until lc_store_end(). */
-int lc_store_begin(struct lc_store *s, bool write, MDB_txn **txn);
+/* Begin a transaction; holds the process's resize lock until lc_store_end(). A macro: the caller's
+ * frame is where a fault inside the transaction (a damaged data.mdb: SIGBUS, SIGSEGV, an LMDB
+ * assertion) lands, and lc_store_begin then returns LC_E_STORE as if it had failed. So: call
+ * lc_store_end in the same function, and on a failed begin touch nothing set after it. */
+int lc__store_begin(struct lc_store *s, bool write, MDB_txn **txn);
+int lc__store_faulted(void);
+sigjmp_buf *lc__store_jb(void);
+#define lc_store_begin(s, write, txn)                                          \
+	__extension__({                                                        \
+		int lc_begin_rc_;                                              \
+		if (sigsetjmp(*lc__store_jb(), 0) == 0)                        \
+			lc_begin_rc_ = lc__store_begin((s), (write), (txn));   \
+		else                                                           \
+			lc_begin_rc_ = lc__store_faulted();                    \
+		lc_begin_rc_;                                                  \
+	})
+#if defined(__GNUC__) && !defined(__clang__)
+/* by the contract above, nothing a caller set after lc_store_begin is read after a fault */
+#pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 /* Commit (commit=true) or abort, and release the resize lock. Returns 0, or an LMDB error;
  * MDB_MAP_FULL means: the map was grown, run the transaction again. */
 int lc_store_end(struct lc_store *s, MDB_txn *txn, bool commit);
@@ -58,6 +77,16 @@ extern size_t lc_store_initial_map;   /* bytes; tests only */
 /* Called inside the opening write transaction (engine_policy.c): recompiles a policy that an
  * older llmcap compiled, from the payload it verified at apply time. 0 ok. */
 int lc__store_upgrade(struct lc_store *s, MDB_txn *txn);
+
+/* The trust anchor ($STATE/anchor): the installed policy's version and payload SHA-256, kept
+ * outside data.mdb so a lost or emptied store fails closed instead of starting over.
+ * read: 0 found, 1 none, -1 unreadable/damaged. write: atomic (temp file, fsync, rename);
+ * keeps a newer anchor. */
+int lc_anchor_read(int64_t *version, unsigned char digest[32]);
+int lc_anchor_write(int64_t version, const void *payload, size_t plen);
+int lc_anchor_remove(void);
+/* A read of the map faulted (data.mdb damaged under us): this process no longer uses the store. */
+bool lc_store_poisoned(void);
 
 /* Last open error, for messages. */
 const char *lc_store_error(void);
