@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -39,8 +40,10 @@ void lc_agent_metrics_report(bool ok);
 #define AGENT_USAGE_ANSWER_MAX (64 * 1024 * 1024)
 #define AGENT_OUTBOX_BATCH 64
 #define AGENT_MEMO 512
+#define AGENT_LONGPOLL_S 25   /* GET /v1/policy?wait=: the server holds it up to this (max 60) */
 
 static volatile sig_atomic_t agent_stop;
+static void sleep_ms(int64_t ms);
 
 static void on_signal(int sig)
 {
@@ -67,7 +70,10 @@ struct agent {
 	bool once;
 	bool touched;   /* the last outbox pass had events */
 	bool refused;   /* the server's policy was refused this round */
+	int kept;       /* events held because no policy is installed to name webhooks */
 	char auth[600]; /* "Authorization: Bearer <host token>" or "" */
+	pthread_mutex_t mu;   /* etag, version, rejected: the round and the long-poll both pull */
+	double interval, max_backoff;
 };
 
 /* ---- HTTP ---- */
@@ -87,12 +93,12 @@ static size_t on_data(char *p, size_t sz, size_t n, void *u)
 	return sz * n;
 }
 
-static char etag_buf[128];
+#define ETAG_MAX 128
 
 static size_t on_header(char *p, size_t sz, size_t n, void *u)
 {
 	size_t len = sz * n;
-	(void)u;
+	char *etag_buf = u;   /* ETAG_MAX bytes */
 	if (len > 5 && strncasecmp(p, "etag:", 5) == 0) {
 		const char *v = p + 5;
 		size_t vl = len - 5;
@@ -102,7 +108,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *u)
 		}
 		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
 			vl--;
-		if (vl < sizeof etag_buf) {
+		if (vl < ETAG_MAX) {
 			memcpy(etag_buf, v, vl);
 			etag_buf[vl] = 0;
 		}
@@ -124,20 +130,21 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
 static char cacert[4096];
 static const char *cacert_for;   /* the server's base URL */
 
-/* One request. Returns the HTTP status, or -1 with err (no answer). */
-static long http(const char *method, const char *url, struct curl_slist *hdrs, const char *body, size_t blen,
-		 struct body *out, size_t max, char *err, size_t errlen)
+/* One request (timeout_ms 0: 30 s). Returns the HTTP status, or -1 with err (no answer).
+ * etag (ETAG_MAX bytes, or NULL) receives the answer's ETag. */
+static long http_t(const char *method, const char *url, struct curl_slist *hdrs, const char *body, size_t blen,
+		   struct body *out, size_t max, char *etag, long timeout_ms, char *err, size_t errlen)
 {
 	CURL *h = curl_easy_init();
 	long status = -1;
 	CURLcode cc;
+	char etag_buf[ETAG_MAX] = "";
+	lc_buf_init(&out->b, max);
+	out->too_big = false;
 	if (!h) {
 		lc_errf(err, errlen, "curl: out of memory");
 		return -1;
 	}
-	lc_buf_init(&out->b, max);
-	out->too_big = false;
-	etag_buf[0] = 0;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
@@ -148,11 +155,12 @@ static long http(const char *method, const char *url, struct curl_slist *hdrs, c
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, etag_buf);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 30000L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "llmcap-agent/0.1");
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (cacert[0] && cacert_for && strncmp(url, cacert_for, strlen(cacert_for)) == 0)
@@ -166,28 +174,46 @@ static long http(const char *method, const char *url, struct curl_slist *hdrs, c
 		lc_errf(err, errlen, "%s", curl_easy_strerror(cc));
 	}
 	curl_easy_cleanup(h);
+	if (etag)
+		snprintf(etag, ETAG_MAX, "%s", etag_buf);
 	return status;
+}
+
+static long http(const char *method, const char *url, struct curl_slist *hdrs, const char *body, size_t blen,
+		 struct body *out, size_t max, char *err, size_t errlen)
+{
+	return http_t(method, url, hdrs, body, blen, out, max, NULL, 0, err, errlen);
 }
 
 /* ---- policy ---- */
 
-static int pull_policy(struct agent *a)
+/* Pull the policy once; wait_s > 0: a long-poll (the server answers when the policy changes, or
+ * 304 after wait_s). *status_out: the HTTP status (-1: no answer). 0 when the server answered. */
+static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 {
-	char url[2048], err[1024], inm[160];
+	char url[2048], err[1024], inm[160], etag[ETAG_MAX];
 	struct curl_slist *hd = NULL;
 	struct body bd;
 	long st;
 	int rc = -1;
 
 	snprintf(url, sizeof url, "%s/v1/policy", a->server);
+	if (wait_s > 0)
+		snprintf(url + strlen(url), sizeof url - strlen(url), "?wait=%d", wait_s);
+	pthread_mutex_lock(&a->mu);
 	if (a->etag[0]) {
 		snprintf(inm, sizeof inm, "If-None-Match: %s", a->etag);
 		hd = curl_slist_append(hd, inm);
 	}
-	st = http("GET", url, hd, NULL, 0, &bd, LC_ENVELOPE_MAX, err, sizeof err);
+	pthread_mutex_unlock(&a->mu);
+	st = http_t("GET", url, hd, NULL, 0, &bd, LC_ENVELOPE_MAX, etag, wait_s > 0 ? (wait_s + 30) * 1000L : 0, err,
+		    sizeof err);
 	curl_slist_free_all(hd);
+	if (status_out)
+		*status_out = st;
 	if (st < 0) {
-		fprintf(stderr, "llmcap agent: GET %s: %s\n", url, err);
+		if (!agent_stop)
+			fprintf(stderr, "llmcap agent: GET %s: %s\n", url, err);
 		goto out;
 	}
 	if (st == 304) {
@@ -200,7 +226,9 @@ static int pull_policy(struct agent *a)
 	}
 	unsigned char h[32];
 	lc_sha256(bd.b.data, bd.b.len, h);
+	pthread_mutex_lock(&a->mu);
 	if (a->have_rejected && memcmp(h, a->rejected, 32) == 0) {
+		pthread_mutex_unlock(&a->mu);
 		rc = 0;   /* refused before, reported then; wait for a new one */
 		goto out;
 	}
@@ -211,11 +239,15 @@ static int pull_policy(struct agent *a)
 		if (v != a->version)
 			fprintf(stderr, "llmcap agent: policy version %" PRId64 " in force\n", v);
 		a->version = v;
-		snprintf(a->etag, sizeof a->etag, "%s", etag_buf);
+		snprintf(a->etag, sizeof a->etag, "%s", etag);
 		rc = 0;
 	} else if (r == LC_E_REJECTED) {
-		fprintf(stderr, "llmcap agent: policy from %s refused, the installed one stays in force: %s\n", a->server,
-			err);
+		fprintf(stderr, "llmcap agent: policy from %s refused, the installed one stays in force: %s%s\n",
+			a->server, err,
+			strstr(err, "rollback refused")
+				? " (a host that had its own policy before joining this server: llmcap reset-policy --yes, "
+				  "then run the agent again)"
+				: "");
 		memcpy(a->rejected, h, 32);
 		a->have_rejected = true;
 		a->refused = true;
@@ -223,9 +255,43 @@ static int pull_policy(struct agent *a)
 	} else {
 		fprintf(stderr, "llmcap agent: cannot install the policy: %s (%s)\n", err, lc_strerror(r));
 	}
+	pthread_mutex_unlock(&a->mu);
 out:
 	lc_buf_free(&bd.b);
 	return rc;
+}
+
+static int pull_policy(struct agent *a)
+{
+	return pull_policy_wait(a, 0, NULL);
+}
+
+/* The long-poll thread: a new policy (an invite's limits, a revocation) is installed within about
+ * a second of the admin change, while the main loop keeps its own pace for usage and events. A
+ * server that answers 304 at once does not hold long-polls: then this polls once per interval. */
+static void *longpoll(void *arg)
+{
+	struct agent *a = arg;
+	double backoff = 1;
+
+	while (!agent_stop) {
+		int64_t t0 = lc_now_ms();
+		long st = -1;
+		int rc = pull_policy_wait(a, AGENT_LONGPOLL_S, &st);
+		int64_t took = lc_now_ms() - t0;
+
+		if (agent_stop)
+			break;
+		if (rc != 0) {
+			sleep_ms((int64_t)(backoff * 1000));
+			backoff = backoff * 2 > a->max_backoff ? a->max_backoff : backoff * 2;
+			continue;
+		}
+		backoff = 1;
+		if (st == 304 && took < AGENT_LONGPOLL_S * 1000 / 2)
+			sleep_ms((int64_t)(a->interval * 1000));
+	}
+	return NULL;
 }
 
 /* ---- usage ---- */
@@ -306,6 +372,7 @@ static int deliver_outbox(struct agent *a)
 	size_t i;
 	int pending = 0;
 
+	a->kept = 0;
 	if (lc_outbox_list(0, AGENT_OUTBOX_BATCH, &evs) != LC_OK || !evs)
 		return 0;
 	a->touched = json_array_size(evs) > 0;
@@ -338,7 +405,7 @@ static int deliver_outbox(struct agent *a)
 		}
 		if (!hooks) {
 			/* no policy yet (e.g. the first one was refused): keep it for when one names webhooks */
-			pending++;
+			a->kept++;
 			free(txt);
 			continue;
 		}
@@ -538,6 +605,11 @@ int lc_cmd_agent(int argc, char **argv)
 	int64_t installed = 0;
 	if (lc_policy_info(&installed, NULL) == LC_OK)
 		a.version = installed;
+	pthread_mutex_init(&a.mu, NULL);
+	a.interval = interval;
+	a.max_backoff = max_backoff;
+	pthread_t poller;
+	bool polling = !a.once && pthread_create(&poller, NULL, longpoll, &a) == 0;
 	int fails = 0, rc = 0;
 	int64_t next_sync = 0;
 	while (!agent_stop) {
@@ -558,8 +630,11 @@ int lc_cmd_agent(int argc, char **argv)
 			lc_store_sync();
 			if (a.once) {
 				if (pending)
-					fprintf(stderr, "llmcap agent: %d event%s not delivered yet\n", pending,
-						pending == 1 ? "" : "s");
+					fprintf(stderr, "llmcap agent: %d event%s not delivered yet (webhooks failing)\n",
+						pending, pending == 1 ? "" : "s");
+				if (a.kept)
+					fprintf(stderr, "llmcap agent: %d event%s kept until a policy names webhooks\n",
+						a.kept, a.kept == 1 ? "" : "s");
 				rc = ok && !a.refused ? 0 : 1;
 				break;
 			}
@@ -573,8 +648,11 @@ int lc_cmd_agent(int argc, char **argv)
 				if (delay > max_backoff)
 					delay = max_backoff;
 				delay *= 0.75 + 0.5 * ((double)randombytes_uniform(1000) / 1000.0);   /* jitter */
-				fprintf(stderr, "llmcap agent: server unreachable, enforcing the installed policy; "
-						"retry in %.0f s\n", delay);
+				int64_t iv = 0;
+				fprintf(stderr, "llmcap agent: server unreachable, %s; retry in %.0f s\n",
+					lc_policy_info(&iv, NULL) == LC_OK ? "enforcing the installed policy"
+									   : "no policy installed yet (provider calls pass)",
+					delay);
 			}
 			next_sync = lc_now_ms() + (int64_t)(delay * 1000);
 		} else {
@@ -586,6 +664,9 @@ int lc_cmd_agent(int argc, char **argv)
 		int64_t wait = next_sync - lc_now_ms();
 		sleep_ms(wait > 1000 ? 1000 : wait);
 	}
+	agent_stop = 1;
+	if (polling)
+		pthread_join(poller, NULL);
 	lc_store_sync();
 	curl_global_cleanup();
 	return rc;

@@ -38,6 +38,7 @@ static void usage(FILE *f)
 		"  run -- CMD [ARGS...]                   run CMD with the preload library\n"
 		"  key fingerprint                        read an API key on stdin, print its sha256\n"
 		"  prices [MODEL] [--json]                the effective prices (policy prices over the built-in book)\n"
+		"  reset-policy --yes                     forget the installed policy and its version ratchet\n"
 		"  agent --server URL --trust PUBFILE [--once] [--interval S]   sync with llmcap-server\n"
 		"  admin RESOURCE [ACTION] [ARGS] [--json]   the llmcap-server admin API (keys, teams, usage, ...)\n"
 		"  version                                print the version\n"
@@ -91,7 +92,7 @@ static int cmd_keygen(int argc, char **argv)
 	if (!out)
 		return die("keygen: --out DIR is required");
 	if (lc_keygen(out, err, sizeof(err)))
-		return die("keygen: %s", err);
+		return die("%s", err);  /* lc_keygen's errors already say "keygen: " */
 	fprintf(stderr, "wrote %s/llmcap.key and %s/llmcap.pub\n", out, out);
 	return 0;
 }
@@ -145,6 +146,16 @@ static int cmd_sign(int argc, char **argv)
 	return fflush(stdout) ? die("sign: stdout: %s", strerror(errno)) : 0;
 }
 
+/* A policy document (it has "schema") given where a signed envelope was expected. */
+static bool unsigned_policy(const char *data, size_t len)
+{
+	json_t *j = json_loadb(data, len, 0, NULL);
+	bool yes = json_is_object(j) && json_object_get(j, "schema") && !json_object_get(j, "payloadType");
+
+	json_decref(j);
+	return yes;
+}
+
 static int cmd_apply(int argc, char **argv)
 {
 	struct lc_trust t = {0};
@@ -185,6 +196,11 @@ static int cmd_apply(int argc, char **argv)
 	if (lc_read_file(file, LC_ENVELOPE_MAX + 1, &b, err, sizeof(err)))
 		return die("apply: %s", err);
 	rc = lc_apply_envelope(&t, b.data, b.len, &version, err, sizeof(err));
+	if (rc && unsigned_policy(b.data, b.len)) {
+		lc_buf_free(&b);
+		return die("apply: refused: %s is a policy, not a signed one; sign it first: "
+			   "llmcap sign --key KEYFILE %s > %s.signed", file, file, file);
+	}
 	lc_buf_free(&b);
 	if (rc)
 		return die("apply: refused: %s", err);
@@ -256,6 +272,8 @@ int main(int argc, char **argv)
 		return cmd_key(argc, argv);
 	if (!strcmp(cmd, "prices"))
 		return lc_cmd_prices(argc, argv);
+	if (!strcmp(cmd, "reset-policy"))
+		return cmd_reset_policy(argc, argv);
 	if (!strcmp(cmd, "run")) {
 		if (!lc_cmd_run && wants_help(argc, argv)) {
 			printf("usage: llmcap run -- CMD [ARGS...]\n"

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine.h"
 #include "rules.h"
@@ -166,6 +167,8 @@ int lc_cmd_status(int argc, char **argv)
 {
 	bool as_json = false;
 	json_t *st = NULL;
+	char dir[4096];
+	struct stat sb;
 	int rc;
 
 	if (help_asked(argc, argv)) {
@@ -182,10 +185,15 @@ int lc_cmd_status(int argc, char **argv)
 		else
 			return fail("status: unexpected argument '%s'", argv[i]);
 	}
+	if (lc_state_dir(dir, sizeof(dir)))
+		return fail("status: no state directory (set LLMCAP_STATE_DIR, or HOME)");
+	if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+		return fail("status: the state directory %s is not a directory%s", dir,
+			    getenv("LLMCAP_STATE_DIR") && *getenv("LLMCAP_STATE_DIR") ? " (LLMCAP_STATE_DIR)" : "");
 	lc_reclaim(NULL);
 	rc = lc_status_json(&st);
-	if (rc == LC_E_NOPOLICY)
-		return fail("status: no policy installed (llmcap apply --trust PUBFILE POLICY.signed)");
+	if (rc == LC_E_NOPOLICY || rc == LC_E_NOSTATE)
+		return fail("status: no policy installed in %s (llmcap apply --trust PUBFILE POLICY.signed)", dir);
 	if (rc)
 		return fail("status: %s", lc_strerror(rc));
 	if (as_json) {

@@ -95,6 +95,10 @@ int lc_apply_envelope(const struct lc_trust *t, const void *env, size_t len, int
 		      char *err, size_t errlen);
 /* 0 ok (policy installed), LC_E_NOPOLICY, or a store error. */
 int lc_policy_info(int64_t *version, int64_t *expires_at);
+/* Forget the installed policy and its version ratchet (the store's and the anchor's): provider calls
+ * pass until the next apply, which may then be any version (a host joining a server whose policy
+ * versions start lower). Counters, reservations and host identity stay. *was: the version it had. */
+int lc_policy_reset(int64_t *was);
 /* The installed policy JSON (exact payload bytes), malloc'd. */
 int lc_policy_payload(char **out, size_t *len);
 

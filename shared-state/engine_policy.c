@@ -388,3 +388,41 @@ int lc_policy_payload(char **out, size_t *len)
 	lc_store_end(s, txn, false);
 	return rc == MDB_NOTFOUND ? LC_E_NOPOLICY : rc;
 }
+
+int lc_policy_reset(int64_t *was)
+{
+	static const char *const keys[] = {"cfg", "version", "expires_at", "issued_at", "payload", "webhooks"};
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc = lc_store_open(true, &s);
+
+	if (was)
+		*was = 0;
+	if (rc)
+		return rc;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		if ((rc = lc_store_begin(s, true, &txn)))
+			return LC_E_STORE;
+		k = MV("version", 7);
+		if (was && mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
+			memcpy(was, v.mv_data, 8);
+		rc = 0;
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !rc; i++) {
+			k = MV(keys[i], strlen(keys[i]));
+			rc = mdb_del(txn, s->dbi[LC_DB_META], &k, NULL);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
+		}
+		if (rc == MDB_MAP_FULL) {
+			lc_store_grow(s, txn);
+			continue;
+		}
+		if ((rc = lc_store_finish(s, txn, rc)) != MDB_MAP_FULL)
+			break;
+	}
+	if (rc)
+		return rc;
+	mdb_env_sync(s->env, 1);
+	return lc_anchor_remove() ? errno : LC_OK;
+}

@@ -352,6 +352,24 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+/* A state directory shared by a group (setgid or group-writable, README "A store shared by several
+ * users"): the files LMDB made with our umask become group read-write, so members' programs can
+ * take their reader slots and write their decisions. Only the owner (who applied) can do it. */
+static void share_with_group(const char *dir)
+{
+	static const char *const files[] = {"data.mdb", "lock.mdb"};
+	char path[4200];
+	struct stat st;
+
+	if (stat(dir, &st) || !(st.st_mode & (S_ISGID | S_IWGRP)))
+		return;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (stat(path, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0060) != 0060)
+			chmod(path, (st.st_mode & 07777) | 0060);
+	}
+}
+
 /* Every page the newest meta page counts must be in the file: a data.mdb cut short would make
  * LMDB read past its end (SIGBUS). Read the meta first, then the size (writers grow the file
  * before they publish a meta page that counts the new pages). */
@@ -464,6 +482,8 @@ static int open_env(bool create)
 		mdb_env_close(env);
 		return rc;
 	}
+	if (create)
+		share_with_group(dir);
 	pthread_once(&fault_once, install_fault_guard);
 	mdb_env_set_assert(env, on_assert);
 	rc = open_tables(env, dir, create);
