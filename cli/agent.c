@@ -501,6 +501,8 @@ static void help(FILE *f)
 		"delivers the host's events to the policy's webhooks, and reclaims reservations of dead\n"
 		"processes. While the server is unreachable the host keeps enforcing its last trusted\n"
 		"policy and the agent retries with exponential backoff (capped at --max-backoff).\n"
+		"A new policy arrives by long-poll (GET /v1/policy?wait=25, a thread of its own) within\n"
+		"about a second of the admin change; usage and events keep the --interval pace.\n"
 		"\n"
 		"  --server URL       e.g. http://llmcap.internal:8787\n"
 		"  --trust PUBFILE    the server's signing public key (llmcap keygen's .pub)\n"
