@@ -352,6 +352,183 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+/* ---- a page-level check of data.mdb before LMDB writes to it --------------------------------
+ * LMDB trusts its pages: an overwritten page can make a write transaction copy past a heap buffer
+ * (mdb_page_copy with a garbage mp_lower) before anything faults. So at open, every page of the
+ * current snapshot is checked the way mdb_chk would, through a read-only map of our own (a
+ * fault there lands in the guard above): each reachable page once, its number, type and bounds,
+ * every node inside its page, every child, overflow run and free-list entry below the last page.
+ * A read transaction pins the snapshot while we walk (its pages cannot be reused under us). */
+#define LC_PAGEHDR 16
+#define LC_P_INVALID (~(uint64_t)0)
+
+struct verify {
+	const unsigned char *map;
+	unsigned psize;
+	uint64_t npages;
+	unsigned char *seen;  /* one bit per page */
+	bool freedb;
+};
+
+static uint16_t rd16(const unsigned char *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* pages [pgno, pgno + run) in range and seen nowhere else; the first one, or NULL */
+static const unsigned char *vpage(struct verify *v, uint64_t pgno, uint64_t run)
+{
+	const unsigned char *pg;
+
+	if (pgno < 2 || pgno >= v->npages || run < 1 || run > v->npages - pgno)
+		return NULL;
+	for (uint64_t i = pgno; i < pgno + run; i++) {
+		if (v->seen[i >> 3] & (1u << (i & 7)))
+			return NULL;  /* a page in two places: a cycle or a cross-link */
+		v->seen[i >> 3] |= (unsigned char)(1u << (i & 7));
+	}
+	pg = v->map + pgno * v->psize;
+	return rd64(pg) == pgno ? pg : NULL;
+}
+
+static int vtree(struct verify *v, uint64_t pgno, int depth);
+
+static int vleaf_data(struct verify *v, const unsigned char *node, unsigned room, uint32_t dsize, uint16_t nflags)
+{
+	if (nflags & ~0x03u)  /* F_DUPDATA and the rest: never in our stores */
+		return -1;
+	if (nflags & 0x01) {  /* F_BIGDATA: an overflow run */
+		const unsigned char *op;
+		uint32_t pages;
+		uint64_t first;
+
+		if (room < 8)
+			return -1;
+		first = rd64(node);
+		if (first < 2 || first >= v->npages)
+			return -1;
+		memcpy(&pages, v->map + first * v->psize + 12, 4);
+		op = vpage(v, first, pages);
+		return op && rd16(op + 10) == 0x04 && (uint64_t)pages * v->psize - LC_PAGEHDR >= dsize ? 0 : -1;
+	}
+	if (dsize > room)
+		return -1;
+	if (nflags & 0x02) {  /* F_SUBDATA: a named database's MDB_db */
+		if (dsize != 48)
+			return -1;
+		return rd64(node + 40) == LC_P_INVALID ? 0 : vtree(v, rd64(node + 40), 0);
+	}
+	if (v->freedb) {  /* a free-list entry: count, then page numbers */
+		uint64_t cnt;
+
+		if (dsize < 8 || (cnt = rd64(node), cnt > dsize / 8 - 1) || dsize != (cnt + 1) * 8)
+			return -1;
+		for (uint64_t k = 1; k <= cnt; k++)
+			if (rd64(node + 8 * k) < 2 || rd64(node + 8 * k) >= v->npages)
+				return -1;
+	}
+	return 0;
+}
+
+static int vtree(struct verify *v, uint64_t pgno, int depth)
+{
+	const unsigned char *pg = depth > 32 ? NULL : vpage(v, pgno, 1);
+	uint16_t flags, lower, upper;
+
+	if (!pg)
+		return -1;
+	flags = rd16(pg + 10);
+	lower = rd16(pg + 12);
+	upper = rd16(pg + 14);
+	if ((flags != 0x01 && flags != 0x02) || lower < LC_PAGEHDR || lower > upper || upper > v->psize ||
+	    (lower - LC_PAGEHDR) % 2 || (flags == 0x01 && lower == LC_PAGEHDR))
+		return -1;
+	for (unsigned i = 0; i < (lower - LC_PAGEHDR) / 2u; i++) {
+		unsigned ptr = rd16(pg + LC_PAGEHDR + 2 * i), ksize;
+		const unsigned char *node = pg + ptr;
+		uint32_t dsize;
+
+		if (ptr < upper || ptr + 8u > v->psize)
+			return -1;
+		dsize = rd16(node) | ((uint32_t)rd16(node + 2) << 16);
+		ksize = rd16(node + 6);
+		if (ptr + 8u + ksize > v->psize)
+			return -1;
+		if (flags == 0x01 ? vtree(v, dsize | ((uint64_t)rd16(node + 4) << 32), depth + 1)
+				  : vleaf_data(v, node + 8 + ksize, v->psize - ptr - 8 - ksize, dsize, rd16(node + 4)))
+			return -1;
+	}
+	return 0;
+}
+
+static int verify_store(MDB_env *env, const char *dir)
+{
+	struct verify v = {0};
+	MDB_envinfo info;
+	MDB_stat st;
+	MDB_txn *txn;
+	mdb_filehandle_t fd;
+	void *map = MAP_FAILED;
+	volatile size_t maplen = 0;
+	int rc = -1, m = -1;
+
+	if (mdb_env_stat(env, &st) || mdb_env_info(env, &info) || mdb_env_get_fd(env, &fd) ||
+	    st.ms_psize < 512 || info.me_last_pgno >= info.me_mapsize / st.ms_psize)
+		return LC_E_STORE;
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+		return LC_E_STORE;
+	v.psize = st.ms_psize;
+	v.npages = info.me_last_pgno + 1;  /* size_check: all of it is in the file */
+	maplen = v.npages * v.psize;
+	map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, 0);
+	v.seen = calloc(v.npages / 8 + 1, 1);
+	if (map == MAP_FAILED || !v.seen)
+		goto out;
+	v.map = map;
+	if (sigsetjmp(store_jb, 0) != 0) {  /* the file shrank under us */
+		rc = -1;
+		goto out;
+	}
+	in_store++;
+	for (int i = 0; i < 2; i++)  /* the meta page of the snapshot our read transaction pins */
+		if (rd64(v.map + (size_t)i * v.psize + LC_PAGEHDR + 128) == (uint64_t)mdb_txn_id(txn))
+			m = i;
+	rc = 0;  /* m < 0: two commits since the transaction began; a busy writer's pages are sound */
+	for (int d = 0; m >= 0 && d < 2 && !rc; d++) {  /* mm_dbs[0] the free list, [1] the main database */
+		const unsigned char *meta = v.map + (size_t)m * v.psize + LC_PAGEHDR;
+		uint64_t last = rd64(meta + 120), root = rd64(meta + 24 + 48 * d + 40);
+
+		v.npages = last + 1 < v.npages ? last + 1 : v.npages;
+		v.freedb = d == 0;
+		if (root != LC_P_INVALID)
+			rc = vtree(&v, root, 0);
+	}
+	in_store--;
+out:
+	mdb_txn_abort(txn);
+	free(v.seen);
+	if (map != MAP_FAILED)
+		munmap(map, maplen);
+	if (rc) {
+		snprintf(last_error, sizeof(last_error),
+			 "%s/data.mdb is damaged (a page fails its check); restore it or re-apply the policy "
+			 "(README \"Recovery\")", dir);
+		return LC_E_STORE;
+	}
+	return LC_OK;
+}
+
 /* A state directory shared by a group (setgid or group-writable, README "A store shared by several
  * users"): the files LMDB made with our umask become group read-write, so members' programs can
  * take their reader slots and write their decisions. Only the owner (who applied) can do it. */
@@ -478,6 +655,11 @@ static int open_env(bool create)
 	if (rc)
 		goto fail;
 	rc = size_check(env, dir);
+	if (rc) {
+		mdb_env_close(env);
+		return rc;
+	}
+	rc = verify_store(env, dir);
 	if (rc) {
 		mdb_env_close(env);
 		return rc;
