@@ -75,6 +75,27 @@ done
 expect_eq "no damaged store let a call reach the provider" 1 \
 	"$("$PY" "$LC_ROOT/tests/provider/logstat.py" "$LOG_tls" --path /v1/chat/completions | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["requests"])')"
 
+# ---- many damages (fixed patterns): llmcap status never dies of one ----
+died=""
+for i in $(seq 1 40); do
+	rm -rf "$T/st-many"; cp -a "$T/pristine" "$T/st-many"
+	"$PY" -c '
+import random, sys
+f, seed = sys.argv[1], int(sys.argv[2])
+r = random.Random(seed); data = bytearray(open(f, "rb").read()); n = len(data) // 4096
+if seed % 2:    # everything past the meta pages
+    data[8192:] = bytes(r.getrandbits(8) for _ in range(len(data) - 8192))
+else:           # one page, or a few bytes
+    p = r.randrange(2, n)
+    if seed % 4: data[p * 4096:(p + 1) * 4096] = bytes(r.getrandbits(8) for _ in range(4096))
+    else:
+        for _ in range(8): data[r.randrange(8192, len(data))] = r.getrandbits(8)
+open(f, "wb").write(data)' "$T/st-many/data.mdb" "$i"
+	LLMCAP_STATE_DIR=$T/st-many timeout 30 "$LLMCAP" status >/dev/null 2>"$T/many.err"; rc=$?
+	{ [ $rc -ge 128 ] || [ "$(wc -l <"$T/many.err")" -gt 1 ]; } && died="$died $i(exit $rc: $(head -c 80 "$T/many.err"))"
+done
+expect_eq "40 damaged stores: llmcap status exits normally with at most one line, every time" "" "$died"
+
 # ---- a store damaged under a running program: the next call is a 503, not a SIGBUS ----
 rm -rf "$T/st-live"; cp -a "$T/pristine" "$T/st-live"
 export LLMCAP_STATE_DIR=$T/st-live
