@@ -212,7 +212,7 @@ static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 	if (status_out)
 		*status_out = st;
 	if (st < 0) {
-		if (!agent_stop)
+		if (!agent_stop && wait_s == 0)  /* the long-poll is quiet: the round reports the outage */
 			fprintf(stderr, "llmcap agent: GET %s: %s\n", url, err);
 		goto out;
 	}
