@@ -481,6 +481,7 @@ static int verify_store(MDB_env *env, const char *dir)
 	mdb_filehandle_t fd;
 	void *map = MAP_FAILED;
 	volatile size_t maplen = 0;
+	unsigned char meta[136];
 	int rc = -1, m = -1;
 
 	if (mdb_env_stat(env, &st) || mdb_env_info(env, &info) || mdb_env_get_fd(env, &fd) ||
@@ -501,15 +502,23 @@ static int verify_store(MDB_env *env, const char *dir)
 		goto out;
 	}
 	in_store++;
-	for (int i = 0; i < 2; i++)  /* the meta page of the snapshot our read transaction pins */
-		if (rd64(v.map + (size_t)i * v.psize + LC_PAGEHDR + 128) == (uint64_t)mdb_txn_id(txn))
-			m = i;
-	rc = 0;  /* m < 0: two commits since the transaction began; a busy writer's pages are sound */
-	for (int d = 0; m >= 0 && d < 2 && !rc; d++) {  /* mm_dbs[0] the free list, [1] the main database */
-		const unsigned char *meta = v.map + (size_t)m * v.psize + LC_PAGEHDR;
-		uint64_t last = rd64(meta + 120), root = rd64(meta + 24 + 48 * d + 40);
+	/* the meta page of the snapshot our read transaction pins, copied out at once: a writer two
+	 * commits on reuses its slot (then its txnid no longer matches, and we check nothing) */
+	for (int i = 0; i < 2; i++) {
+		const unsigned char *slot = v.map + (size_t)i * v.psize + LC_PAGEHDR;
 
-		v.npages = last + 1 < v.npages ? last + 1 : v.npages;
+		memcpy(meta, slot, sizeof(meta));
+		if (rd64(meta + 128) == (uint64_t)mdb_txn_id(txn) && rd64(slot + 128) == rd64(meta + 128)) {
+			m = i;
+			break;
+		}
+	}
+	rc = 0;
+	if (m >= 0 && rd64(meta + 120) + 1 < v.npages)
+		v.npages = rd64(meta + 120) + 1;
+	for (int d = 0; m >= 0 && d < 2 && !rc; d++) {  /* mm_dbs[0] the free list, [1] the main database */
+		uint64_t root = rd64(meta + 24 + 48 * d + 40);
+
 		v.freedb = d == 0;
 		if (root != LC_P_INVALID)
 			rc = vtree(&v, root, 0);
