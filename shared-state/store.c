@@ -432,7 +432,7 @@ static int vleaf_data(struct verify *v, const unsigned char *node, unsigned room
 	if (v->freedb) {  /* a free-list entry: count, then page numbers */
 		uint64_t cnt;
 
-		if (dsize < 8 || (cnt = rd64(node), cnt > dsize / 8 - 1) || dsize != (cnt + 1) * 8)
+		if (dsize < 8 || dsize % 8 || (cnt = rd64(node), cnt > dsize / 8 - 1))
 			return -1;
 		for (uint64_t k = 1; k <= cnt; k++)
 			if (rd64(node + 8 * k) < 2 || rd64(node + 8 * k) >= v->npages)
