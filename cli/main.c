@@ -211,6 +211,33 @@ static int cmd_apply(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_reset_policy(int argc, char **argv)
+{
+	char dir[4096] = "?";
+	int64_t was = 0;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: llmcap reset-policy --yes\n"
+		       "Forgets the installed policy and its version ratchet, so that the next `llmcap apply`\n"
+		       "or `llmcap agent` may install any version (e.g. a host that had a local policy joins\n"
+		       "a server whose policy versions start lower). Until then provider calls are not held.\n"
+		       "Counters, reservations and the host identity stay.\n");
+		return 0;
+	}
+	if (argc != 2 || strcmp(argv[1], "--yes"))
+		return die("reset-policy: this stops enforcement until the next apply; confirm with --yes");
+	lc_state_dir(dir, sizeof(dir));
+	rc = lc_policy_reset(&was);
+	if (rc)
+		return die("reset-policy: %s: %s", dir, lc_strerror(rc));
+	if (was)
+		fprintf(stderr, "policy version %" PRId64 " forgotten in %s; apply or run the agent now\n", was, dir);
+	else
+		fprintf(stderr, "no policy was installed in %s; the version ratchet is cleared\n", dir);
+	return 0;
+}
+
 static int cmd_key(int argc, char **argv)
 {
 	char line[8192], hex[65];
