@@ -175,7 +175,7 @@ if grep -q added_by_test "$T/skew/preload.h" &&
    cc -std=gnu11 -O2 -fPIC -fvisibility=hidden -D_GNU_SOURCE -I"$LC_ROOT/shared-state" -I"$LC_ROOT/preload" \
 	-c "$T/skew/engine_api.c" -o "$T/skew/engine_api.o" &&
    cc -shared -o "$T/skew/libllmcap_preload_engine.so" "$T/skew/engine_api.o" \
-	$(ls "$B"/obj-preload/preload/*.o "$B"/obj-preload/shared-state/*.o | grep -v '/hook_\|/shim\.o\|/engine_api\.o') \
+	$(ls "$B"/obj-preload/preload/*.o "$B"/obj-preload/shared-state/*.o "$B"/obj-preload/gen/*.o | grep -v '/hook_\|/shim\.o\|/engine_api\.o') \
 	-llmdb -ljansson -lsodium -lz -lpthread -ldl -lm; then
 	cp "$PRELOAD" "$T/skew/libllmcap_preload.so"
 	pl_policy skew "localhost:$PORT_tls13"
