@@ -64,8 +64,9 @@ static void admin_usage(FILE *f)
 		"  call METHOD PATH [JSON|@FILE]                 any other admin call, answer printed as JSON\n"
 		"\n"
 		"Every create/set/update also takes --body JSON|@FILE: the request body, which the flags extend.\n"
-		"SPEC is METRIC:WINDOW:THRESHOLD[:warn][:alert=N][:off], e.g. cost:daily:20 or\n"
-		"requests:daily:10000:alert=8000 (cost in USD), or a limit as JSON.\n"
+		"SPEC is METRIC:WINDOW:THRESHOLD[:warn][:alert=N[,N...]][:projected][:off], e.g. cost:daily:20,\n"
+		"requests:daily:10000:alert=8000 or cost:monthly:50:alert=50%%,80%%,95%%:projected (cost in USD;\n"
+		"a level N is an amount or a percentage of the threshold), or a limit as JSON.\n"
 		"TIME is RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z.\n"
 		"\n"
 		"--server URL      default $LLMCAP_SERVER, else " ADMIN_DEFAULT_SERVER "\n"
@@ -186,7 +187,44 @@ static json_t *number_json(double d)
 	return d == floor(d) && d < 9e15 ? json_integer((json_int_t)d) : json_real(d);
 }
 
-/* METRIC:WINDOW:THRESHOLD[:warn|:block][:alert=N][:off], or a JSON object */
+/* alert=N[,N...]: each an amount or "P%"; one level is a value, several an array. NULL: malformed */
+static json_t *alert_levels_arg(const char *s)
+{
+	char buf[256];
+	json_t *arr = json_array();
+	double d;
+
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		size_t n = strlen(t);
+		if (n > 1 && t[n - 1] == '%') {
+			t[n - 1] = 0;
+			if (!number_arg(t, &d))
+				break;
+			t[n - 1] = '%';
+			json_array_append_new(arr, json_string(t));
+		} else if (number_arg(t, &d)) {
+			json_array_append_new(arr, number_json(d));
+		} else {
+			break;
+		}
+	}
+	size_t want = 1;
+	for (const char *c = s; *c; c++)
+		want += *c == ',';
+	if (json_array_size(arr) != want) {
+		json_decref(arr);
+		return NULL;
+	}
+	if (want == 1) {
+		json_t *one = json_incref(json_array_get(arr, 0));
+		json_decref(arr);
+		return one;
+	}
+	return arr;
+}
+
+/* METRIC:WINDOW:THRESHOLD[:warn|:block][:alert=N[,N...]][:projected][:off], or a JSON object */
 static json_t *limit_spec(const char *spec)
 {
 	if (spec[0] == '{')
@@ -203,20 +241,24 @@ static json_t *limit_spec(const char *spec)
 	for (char *save = NULL, *t = strtok_r(buf, ":", &save); t && n < 8; t = strtok_r(NULL, ":", &save))
 		part[n++] = t;
 	if (n < 3 || !number_arg(part[2], &d)) {
-		admin_die("--limit %s: expected METRIC:WINDOW:THRESHOLD[:warn][:alert=N][:off], e.g. cost:daily:20",
+		admin_die("--limit %s: expected METRIC:WINDOW:THRESHOLD[:warn][:alert=N[,N...]][:projected][:off], e.g. cost:daily:20",
 			  spec);
 		return NULL;
 	}
 	json_t *l = json_pack("{s:s,s:s,s:o}", "metric", part[0], "window", part[1], "threshold", number_json(d));
+	json_t *al;
 	for (int i = 3; i < n; i++) {
 		if (!strcmp(part[i], "warn") || !strcmp(part[i], "block")) {
 			json_object_set_new(l, "action", json_string(part[i]));
 		} else if (!strcmp(part[i], "off")) {
 			json_object_set_new(l, "enabled", json_false());
-		} else if (!strncmp(part[i], "alert=", 6) && number_arg(part[i] + 6, &d)) {
-			json_object_set_new(l, "alert_at", number_json(d));
+		} else if (!strcmp(part[i], "projected")) {
+			json_object_set_new(l, "alert_projected", json_true());
+		} else if (!strncmp(part[i], "alert=", 6) && (al = alert_levels_arg(part[i] + 6))) {
+			json_object_set_new(l, "alert_at", al);
 		} else {
-			admin_die("--limit %s: unknown part '%s' (warn, block, alert=N or off)", spec, part[i]);
+			admin_die("--limit %s: unknown part '%s' (warn, block, alert=N[,N...], projected or off)", spec,
+				  part[i]);
 			json_decref(l);
 			return NULL;
 		}
@@ -392,10 +434,23 @@ static void limit_text(json_t *l, char *out, size_t n)
 	char thr[48], al[48];
 	amount(json_object_get(l, "threshold"), metric, thr, sizeof thr);
 	int k = snprintf(out, n, "%s/%s %s", metric, str(l, "window"), thr);
-	if (json_object_get(l, "alert_at") && k > 0 && (size_t)k < n) {
-		amount(json_object_get(l, "alert_at"), metric, al, sizeof al);
-		k += snprintf(out + k, n - (size_t)k, " alert %s", al);
+	json_t *levels = json_object_get(l, "alert_at"), *a;
+	size_t i;
+	if (levels && !json_is_array(levels))
+		levels = json_pack("[O]", levels);
+	else
+		json_incref(levels);
+	json_array_foreach(levels, i, a) {   /* an amount, or a percentage as written */
+		if (json_is_string(a))
+			snprintf(al, sizeof al, "%s", json_string_value(a));
+		else
+			amount(a, metric, al, sizeof al);
+		if (k > 0 && (size_t)k < n)
+			k += snprintf(out + k, n - (size_t)k, "%s%s", i ? "/" : " alert ", al);
 	}
+	json_decref(levels);
+	if (json_is_true(json_object_get(l, "alert_projected")) && k > 0 && (size_t)k < n)
+		k += snprintf(out + k, n - (size_t)k, " projected");
 	if (!strcmp(str(l, "action"), "warn") && k > 0 && (size_t)k < n)
 		k += snprintf(out + k, n - (size_t)k, " warn");
 	if (json_is_false(json_object_get(l, "enabled")) && k > 0 && (size_t)k < n)

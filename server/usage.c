@@ -597,7 +597,7 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		orgj = json_pack("{s:s,s:o,s:o,s:o}", "period", lc_window_name(org.lim.window), "used_usd",
 				 lc_amount_json(m, srv_rule_used(txn, s, &org, now)), "spend_cap_usd",
 				 org.lim.threshold >= 0 ? lc_amount_json(m, org.lim.threshold) : json_null(),
-				 "warning_threshold_usd", org.lim.alert_at >= 0 ? lc_amount_json(m, org.lim.alert_at) : json_null());
+				 "warning_threshold_usd", org.lim.alert_at[0] >= 0 ? lc_amount_json(m, org.lim.alert_at[0]) : json_null());
 	}
 
 	json_t *hosts = json_array();
@@ -729,16 +729,16 @@ struct eval_ctx {
 static void eval_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
 {
 	struct eval_ctx *ec = ctx;
-	struct lc_crossing cr[2];
+	struct lc_crossing cr[LC_MAX_CROSSINGS];
 	int64_t used = srv_rule_used(txn, s, r, now);
-	int n = lc_rule_reached(r, -1, used, true, cr);
+	int n = lc_rule_reached(r, -1, used, true, now, cr);
 	for (int i = 0; i < n; i++) {
 		char dedup[600];
-		lc_rule_dedup(dedup, sizeof dedup, cr[i].event, r, cr[i].level, now);
+		lc_crossing_dedup(dedup, sizeof dedup, r, &cr[i], now);
 		MDB_val v;
 		if (srv_get_raw(txn, s->db_fired, dedup, &v) == 0)
 			continue;
-		srv_event_queue(s, txn, lc_event_name(cr[i].event), lc_rule_event_data(r, cr[i].level, used, now, ec->version),
+		srv_event_queue(s, txn, lc_event_name(cr[i].event), lc_crossing_event_data(r, &cr[i], used, now, ec->version),
 				dedup);
 		ec->queued++;
 	}

@@ -851,13 +851,13 @@ static int alerts_after_settle(struct lc_store *s, MDB_txn *txn, const struct lc
 		return rc;
 	for (int i = 0; i < n; i++) {
 		const struct lc_rule *r = &rules[i];
-		struct lc_crossing cr[2];
+		struct lc_crossing cr[LC_MAX_CROSSINGS];
 		int64_t was = lc__ledger_used(before, r->lim.metric, r->lim.window);
 		int64_t used = lc__ledger_used(after, r->lim.metric, r->lim.window);
-		int nc = lc_rule_reached(r, was, used, false, cr);
+		int nc = lc_rule_reached(r, was, used, false, now, cr);
 
 		for (int j = 0; j < nc; j++)
-			if ((rc = lc__rule_event(s, txn, cr[j].event, r, cr[j].level, used, now)))
+			if ((rc = lc__crossing_event(s, txn, r, &cr[j], used, now)))
 				return rc;
 	}
 	return 0;

@@ -13,7 +13,7 @@
 #include "rules.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430004u
+#define LC_REC_FORMAT 0x4c430005u   /* 5: several alert levels per limit, alert_projected */
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
@@ -107,6 +107,9 @@ int lc__group_rules(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 /* queue an event of rule r (org and team events stay with the server when this host syncs with one) */
 int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const struct lc_rule *r, const char *level,
 		   int64_t used, int64_t now);
+/* the same for a level that settled usage reached (lc_rule_reached) */
+int lc__crossing_event(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_crossing *c,
+		       int64_t used, int64_t now);
 
 /* a customer's admissions in the last 60 seconds */
 int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now_ms, int64_t *used);

@@ -230,17 +230,43 @@ static bool synced(struct lc_store *s, MDB_txn *txn)
 	return mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0;
 }
 
-int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const struct lc_rule *r, const char *level,
-		   int64_t used, int64_t now)
+/* the version the events name */
+static int64_t policy_version(struct lc_store *s, MDB_txn *txn)
 {
 	MDB_val k = MV("version", 7), v;
 	int64_t ver = 0;
-	char dk[400];
 
-	if ((r->scope == LC_SCOPE_ORG || r->scope == LC_SCOPE_TEAM) && synced(s, txn))
-		return 0;
 	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == 8)
 		memcpy(&ver, v.mv_data, 8);
+	return ver;
+}
+
+/* org and team events stay with the server when this host syncs with one */
+static bool server_tells(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r)
+{
+	return (r->scope == LC_SCOPE_ORG || r->scope == LC_SCOPE_TEAM) && synced(s, txn);
+}
+
+int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const struct lc_rule *r, const char *level,
+		   int64_t used, int64_t now)
+{
+	char dk[400];
+
+	if (server_tells(s, txn, r))
+		return 0;
 	lc_rule_dedup(dk, sizeof(dk), e, r, level, now);
-	return lc__queue_event(s, txn, lc_event_name(e), lc_rule_event_data(r, level, used, now, ver), dk);
+	return lc__queue_event(s, txn, lc_event_name(e), lc_rule_event_data(r, level, used, now, policy_version(s, txn)),
+			       dk);
+}
+
+int lc__crossing_event(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_crossing *c,
+		       int64_t used, int64_t now)
+{
+	char dk[400];
+
+	if (server_tells(s, txn, r))
+		return 0;
+	lc_crossing_dedup(dk, sizeof(dk), r, c, now);
+	return lc__queue_event(s, txn, lc_event_name(c->event),
+			       lc_crossing_event_data(r, c, used, now, policy_version(s, txn)), dk);
 }

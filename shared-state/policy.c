@@ -5,6 +5,7 @@
  */
 #include "policy.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,9 +211,75 @@ static int want_id(const char *k, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+int lc_limit_alert_count(const struct lc_limit *l)
+{
+	int n = 0;
+
+	while (n < LC_MAX_ALERT_LEVELS && l->alert_at[n] >= 0)
+		n++;
+	return n;
+}
+
+/* one alert level: an amount in the limit's unit, or "P%" of the threshold (0 < P <= 100) */
+static int alert_level(json_t *v, const char *path, const struct lc_limit *x, int64_t *out, char *err, size_t errlen)
+{
+	const char *s = json_string_value(v);
+	char *end;
+	double pct;
+
+	if (!s)
+		return x->metric == LC_METRIC_COST ? want_usd(v, path, false, out, err, errlen)
+						   : want_count(v, path, false, out, err, errlen);
+	pct = strtod(s, &end);
+	if (end == s || strcmp(end, "%") || !(pct > 0 && pct <= 100) || isspace((unsigned char)*s))
+		FAIL("%s: must be an amount or a percentage of the threshold like \"80%%\" (above 0, at most 100)",
+		     path);
+	/* threshold <= 2^63 / 1e6 USD or a count below 2^63: the product stays finite; ceil keeps
+	 * "used >= level" the same as "used >= threshold * p / 100" */
+	*out = (int64_t)ceil((double)x->threshold * pct / 100.0);
+	if (*out > x->threshold)
+		*out = x->threshold;
+	return 0;
+}
+
+/* "alert_at": absent or null (none), one level, or an array of 1 to LC_MAX_ALERT_LEVELS levels;
+ * stored ascending without repeats */
+static int parse_alert_levels(json_t *v, const char *path, struct lc_limit *x, char *err, size_t errlen)
+{
+	char p[560];
+	size_t i, n = 0;
+	json_t *e;
+
+	for (i = 0; i < LC_MAX_ALERT_LEVELS; i++)
+		x->alert_at[i] = -1;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return alert_level(v, path, x, &x->alert_at[0], err, errlen);
+	if (json_array_size(v) == 0 || json_array_size(v) > LC_MAX_ALERT_LEVELS)
+		FAIL("%s: must hold 1 to %d alert levels", path, LC_MAX_ALERT_LEVELS);
+	json_array_foreach(v, i, e) {
+		int64_t a;
+		size_t j;
+
+		snprintf(p, sizeof(p), "%s[%zu]", path, i);
+		if (alert_level(e, p, x, &a, err, errlen))
+			return -1;
+		for (j = 0; j < n && x->alert_at[j] < a; j++)
+			;
+		if (j < n && x->alert_at[j] == a)
+			continue;   /* two spellings of one level */
+		memmove(&x->alert_at[j + 1], &x->alert_at[j], (n - j) * sizeof(x->alert_at[0]));
+		x->alert_at[j] = a;
+		n++;
+	}
+	return 0;
+}
+
 int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n, char *err, size_t errlen)
 {
-	static const char *const fields[] = {"metric", "window", "threshold", "action", "alert_at", "enabled", NULL};
+	static const char *const fields[] = {"metric",  "window",  "threshold",       "action",
+					     "alert_at", "enabled", "alert_projected", NULL};
 	char p[512];
 	size_t i;
 	json_t *l, *v;
@@ -243,12 +310,15 @@ int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n,
 		if (x->metric == LC_METRIC_COST ? want_usd(v, p, false, &x->threshold, err, errlen)
 						 : want_count(v, p, false, &x->threshold, err, errlen))
 			return -1;
-		x->alert_at = -1;
-		v = json_object_get(l, "alert_at");
 		snprintf(p, sizeof(p), "%s[%zu].alert_at", path, i);
-		if (v && (x->metric == LC_METRIC_COST ? want_usd(v, p, true, &x->alert_at, err, errlen)
-						      : want_count(v, p, true, &x->alert_at, err, errlen)))
+		if (parse_alert_levels(json_object_get(l, "alert_at"), p, x, err, errlen))
 			return -1;
+		x->projected = false;
+		v = json_object_get(l, "alert_projected");
+		snprintf(p, sizeof(p), "%s[%zu].alert_projected", path, i);
+		if (v && !json_is_boolean(v))
+			FAIL("%s: must be true or false", p);
+		x->projected = json_is_true(v);
 		x->warn = false;
 		v = json_object_get(l, "action");
 		snprintf(p, sizeof(p), "%s[%zu].action", path, i);

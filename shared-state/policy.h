@@ -31,14 +31,22 @@ int64_t lc_window_end(enum lc_window w, int64_t now);
 #define LC_MAX_LIMITS 16
 #define LC_NAME_MAX 63   /* key, team, customer and provider names: 1 to 63 bytes */
 
+/* alert levels per limit ("alert_at": a number, "80%", or an array of up to this many) */
+#define LC_MAX_ALERT_LEVELS 6
+
 struct lc_limit {
 	enum lc_metric metric;
 	enum lc_window window;
 	int64_t threshold;     /* micro-USD for cost; count for requests/tokens */
-	int64_t alert_at;      /* same unit; -1 when none */
+	/* alert levels in the same unit, ascending and distinct; -1 past the last (alert_at[0] -1: none).
+	 * A percentage is compiled to ceil(threshold * p / 100). */
+	int64_t alert_at[LC_MAX_ALERT_LEVELS];
 	bool warn;             /* action "warn" (else block) */
 	bool enabled;
+	bool projected;        /* "alert_projected": true: the projected-exhaustion alert (rules.h) */
 };
+/* how many alert levels l has */
+int lc_limit_alert_count(const struct lc_limit *l);
 
 /* Parse a limits array (the policy's shape) at JSON path `path`. */
 int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n, char *err, size_t errlen);

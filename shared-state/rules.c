@@ -12,7 +12,7 @@ static const char *const lmetric_names[LC_LM_COUNT] = {"requests", "input_tokens
 						       "output_tokens", "cost"};
 static const char *const event_names[LC_EV_COUNT] = {
 	"spend_cap_warning_threshold_reached", "spend_cap_reached", "limit_alert", "limit_reached",
-	"customer_budget_limit_reached", "key_expired", "policy_rejected", "policy_expired"};
+	"customer_budget_limit_reached", "key_expired", "policy_rejected", "policy_expired", "limit_projected"};
 
 static int name_index(const char *const *names, int n, const char *s)
 {
@@ -73,29 +73,37 @@ void lc_rule_limit(struct lc_rule *r, int scope, const char *id, const struct lc
 	r->lim = *l;
 }
 
+static void no_alerts(struct lc_limit *l)
+{
+	for (int i = 0; i < LC_MAX_ALERT_LEVELS; i++)
+		l->alert_at[i] = -1;
+}
+
 void lc_rule_org(struct lc_rule *r, int64_t cap, int64_t warn, enum lc_window period)
 {
-	struct lc_limit l = {.metric = LC_METRIC_COST, .window = period, .threshold = cap, .alert_at = warn,
-			     .warn = cap < 0, .enabled = true};
+	struct lc_limit l = {.metric = LC_METRIC_COST, .window = period, .threshold = cap, .warn = cap < 0,
+			     .enabled = true};
 
+	no_alerts(&l);
+	l.alert_at[0] = warn;
 	lc_rule_limit(r, LC_SCOPE_ORG, "org", &l);
 	r->kind = LC_RULE_ORG_CAP;
 }
 
 void lc_rule_customer_budget(struct lc_rule *r, const char *id, int64_t budget)
 {
-	struct lc_limit l = {.metric = LC_METRIC_COST, .window = LC_WIN_MONTHLY, .threshold = budget,
-			     .alert_at = -1, .enabled = true};
+	struct lc_limit l = {.metric = LC_METRIC_COST, .window = LC_WIN_MONTHLY, .threshold = budget, .enabled = true};
 
+	no_alerts(&l);
 	lc_rule_limit(r, LC_SCOPE_CUSTOMER, id, &l);
 	r->kind = LC_RULE_CUST_BUDGET;
 }
 
 void lc_rule_customer_rpm(struct lc_rule *r, const char *id, int64_t rpm)
 {
-	struct lc_limit l = {.metric = LC_METRIC_REQUESTS, .window = LC_WIN_MINUTE, .threshold = rpm,
-			     .alert_at = -1, .enabled = true};
+	struct lc_limit l = {.metric = LC_METRIC_REQUESTS, .window = LC_WIN_MINUTE, .threshold = rpm, .enabled = true};
 
+	no_alerts(&l);
 	lc_rule_limit(r, LC_SCOPE_CUSTOMER, id, &l);
 	r->kind = LC_RULE_CUST_RPM;
 }
@@ -131,19 +139,40 @@ static bool reached(int64_t level, int64_t was, int64_t used)
 	return level >= 0 && used > 0 && used >= level && (was < 0 || was < used);
 }
 
-int lc_rule_reached(const struct lc_rule *r, int64_t was, int64_t used, bool block_reached,
-		    struct lc_crossing out[2])
+int64_t lc_rule_projection(const struct lc_rule *r, int64_t used, int64_t now)
 {
+	int64_t start = lc_window_start(r->lim.window, now), end = lc_window_end(r->lim.window, now);
+	int64_t len = end - start, elapsed = now - start;
+	__int128 p;
+
+	if (end == INT64_MAX || r->lim.threshold <= 0 || used < 0 || elapsed <= 0 || elapsed >= len)
+		return -1;
+	if (elapsed < len / 20 || used < r->lim.threshold / 10)
+		return -1;   /* too early in the window, or too little used, to extrapolate */
+	p = (__int128)used * len / elapsed;
+	return p > INT64_MAX ? INT64_MAX : (int64_t)p;
+}
+
+int lc_rule_reached(const struct lc_rule *r, int64_t was, int64_t used, bool block_reached, int64_t now,
+		    struct lc_crossing out[LC_MAX_CROSSINGS])
+{
+	enum lc_event alert = r->kind == LC_RULE_ORG_CAP ? LC_EV_SPEND_CAP_WARNING : LC_EV_LIMIT_ALERT;
 	int n = 0;
 
 	if (!r->lim.enabled || r->kind == LC_RULE_CUST_RPM)
 		return 0;
-	if (reached(r->lim.alert_at, was, used))
-		out[n++] = (struct lc_crossing){r->kind == LC_RULE_ORG_CAP ? LC_EV_SPEND_CAP_WARNING : LC_EV_LIMIT_ALERT,
-						"alert_at", r->lim.alert_at};
+	for (int i = 0; i < LC_MAX_ALERT_LEVELS && r->lim.alert_at[i] >= 0; i++)
+		if (reached(r->lim.alert_at[i], was, used))
+			out[n++] = (struct lc_crossing){alert, "alert_at", r->lim.alert_at[i]};
 	if (reached(r->lim.threshold, was, used) && (r->lim.warn || block_reached))
 		out[n++] = (struct lc_crossing){r->lim.warn ? LC_EV_LIMIT_ALERT : lc_rule_deny_event(r), "threshold",
 						r->lim.threshold};
+	if (r->lim.projected && used < r->lim.threshold && (was < 0 || was < used)) {
+		int64_t p = lc_rule_projection(r, used, now);
+
+		if (p >= 0 && p >= r->lim.threshold)
+			out[n++] = (struct lc_crossing){LC_EV_LIMIT_PROJECTED, "projected", p};
+	}
 	return n;
 }
 
@@ -184,8 +213,17 @@ static json_t *rule_json(const struct lc_rule *r, const char *first_name)
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "threshold", r->lim.threshold >= 0 ? lc_amount_json(m, r->lim.threshold) : json_null());
-	if (r->lim.alert_at >= 0)
-		json_object_set_new(o, "alert_at", lc_amount_json(m, r->lim.alert_at));
+	if (r->lim.alert_at[0] >= 0)
+		json_object_set_new(o, "alert_at", lc_amount_json(m, r->lim.alert_at[0]));
+	if (lc_limit_alert_count(&r->lim) > 1) {
+		json_t *a = json_array();
+
+		for (int i = 0; i < LC_MAX_ALERT_LEVELS && r->lim.alert_at[i] >= 0; i++)
+			json_array_append_new(a, lc_amount_json(m, r->lim.alert_at[i]));
+		json_object_set_new(o, "alert_levels", a);
+	}
+	if (r->lim.projected)
+		json_object_set_new(o, "alert_projected", json_true());
 	json_object_set_new(o, "action", json_string(r->lim.warn ? "warn" : "block"));
 	return o;
 }
@@ -229,6 +267,29 @@ void lc_rule_dedup(char *out, size_t n, enum lc_event e, const struct lc_rule *r
 	lc_rule_name(r, name, sizeof(name));
 	snprintf(out, n, "%s|%s|%s|%" PRId64, lc_event_name(e), name, level ? level : "threshold",
 		 lc_window_start(r->lim.window, now));
+}
+
+json_t *lc_crossing_event_data(const struct lc_rule *r, const struct lc_crossing *c, int64_t used, int64_t now,
+			       int64_t policy_version)
+{
+	json_t *d = lc_rule_event_data(r, c->level, used, now, policy_version);
+
+	if (d && !strcmp(c->level, "alert_at"))
+		json_object_set_new(d, "alert_at", lc_amount_json(r->lim.metric, c->value));
+	if (d && !strcmp(c->level, "projected"))
+		json_object_set_new(d, "projected", lc_amount_json(r->lim.metric, c->value));
+	return d;
+}
+
+void lc_crossing_dedup(char *out, size_t n, const struct lc_rule *r, const struct lc_crossing *c, int64_t now)
+{
+	char level[48];
+
+	if (!strcmp(c->level, "alert_at") && c->value != r->lim.alert_at[0])
+		snprintf(level, sizeof(level), "alert_at:%" PRId64, c->value);
+	else
+		snprintf(level, sizeof(level), "%s", c->level);
+	lc_rule_dedup(out, n, c->event, r, level, now);
 }
 
 void lc_rule_refusal(const struct lc_rule *r, int64_t used, int64_t est, int64_t now, char *out, size_t n)

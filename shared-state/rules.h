@@ -8,9 +8,14 @@
  * Crossing semantics (one place):
  *   - a block rule refuses a request when used + reserved + this request's worst case > threshold;
  *   - a warn rule (action "warn", or the org's warning threshold without a cap) never refuses;
- *   - a level (alert_at, or the threshold of a warn rule, or of a block rule on summed usage at the
- *     server) is reached when settled usage >= the level and > 0; each event fires once per rule,
- *     level and window (its dedup key names all three).
+ *   - a level (each of alert_at's levels, or the threshold of a warn rule, or of a block rule on
+ *     summed usage at the server) is reached when settled usage >= the level and > 0; each event
+ *     fires once per rule, level and window (its dedup key names all three);
+ *   - the projection (a limit with "alert_projected": true, a window that resets, threshold > 0):
+ *     with e = seconds elapsed in the window, L = the window's length and u = settled usage,
+ *     projected = u * L / e; it fires limit_projected when projected >= threshold while u < threshold,
+ *     once e >= L / 20 (5% of the window) and u >= threshold / 10 (so the first requests of a window
+ *     do not extrapolate to noise).
  *
  * The event table below is the only list of event names; the policy validator checks webhook
  * "events" against it.
@@ -50,6 +55,7 @@ enum lc_event {
 	LC_EV_KEY_EXPIRED,
 	LC_EV_POLICY_REJECTED,
 	LC_EV_POLICY_EXPIRED,
+	LC_EV_LIMIT_PROJECTED,         /* limit_projected: at the window's rate so far the limit runs out before the reset */
 	LC_EV_COUNT
 };
 const char *lc_event_name(enum lc_event e);
@@ -85,18 +91,27 @@ bool lc_rule_warns(const struct lc_rule *r, int64_t committed, int64_t est);
 /* the event a refusal by r fires */
 enum lc_event lc_rule_deny_event(const struct lc_rule *r);
 
-/* Levels of r reached by settled usage `used` (was: before this change, -1 unknown): up to two
- * (alert_at, threshold). Returns how many were written to ev/level/value. */
+/* Levels of r reached by settled usage `used` at `now` (was: before this change, -1 unknown): each
+ * alert level, the threshold, the projection. Returns how many were written to out. */
+#define LC_MAX_CROSSINGS (LC_MAX_ALERT_LEVELS + 2)
 struct lc_crossing {
 	enum lc_event event;
-	const char *level;     /* "alert_at" or "threshold" */
-	int64_t value;
+	const char *level;     /* "alert_at", "threshold" or "projected" */
+	int64_t value;         /* the level reached (alert_at, threshold); the projected usage (projected) */
 };
-int lc_rule_reached(const struct lc_rule *r, int64_t was, int64_t used, bool block_reached,
-		    struct lc_crossing out[2]);
+int lc_rule_reached(const struct lc_rule *r, int64_t was, int64_t used, bool block_reached, int64_t now,
+		    struct lc_crossing out[LC_MAX_CROSSINGS]);
+/* usage projected to the window's end at its rate so far (the rule above); -1 when not applicable */
+int64_t lc_rule_projection(const struct lc_rule *r, int64_t used, int64_t now);
+/* a crossing's payload (lc_rule_event_data with the level's own alert_at, or "projected") and its
+ * dedup key (the lowest alert level keeps the key "alert_at"; higher ones "alert_at:AMOUNT") */
+json_t *lc_crossing_event_data(const struct lc_rule *r, const struct lc_crossing *c, int64_t used, int64_t now,
+			       int64_t policy_version);
+void lc_crossing_dedup(char *out, size_t n, const struct lc_rule *r, const struct lc_crossing *c, int64_t now);
 
 /* The one event payload: limit, scope, id, metric, window, threshold (null: none), alert_at (if
- * any), level, used, window_start, resets_at (null: lifetime), policy_version. Amounts in the
+ * any: the lowest level, or the level reached), alert_levels (when several), action, level, used,
+ * window_start, resets_at (null: lifetime), policy_version; projected (limit_projected). Amounts in the
  * metric's unit (USD for cost). */
 json_t *lc_rule_event_data(const struct lc_rule *r, const char *level, int64_t used, int64_t now,
 			   int64_t policy_version);
@@ -108,8 +123,8 @@ json_t *lc_amount_json(enum lc_metric m, int64_t v);
 void lc_amount_text(enum lc_metric m, int64_t v, char out[40]);
 
 /* A rule with its usage, as status and the server's usage show it: {name, scope, id, metric, window,
- * used, reserved, threshold (null: none), resets_at (null: lifetime), action, enabled, alert_at?,
- * sliding? (customer rpm)} */
+ * used, reserved, threshold (null: none), resets_at (null: lifetime), action, enabled, alert_at? (the
+ * lowest level), alert_levels? (when several), alert_projected?, sliding? (customer rpm)} */
 json_t *lc_rule_status_json(const struct lc_rule *r, int64_t used, int64_t reserved, int64_t now);
 
 /* Why a request is refused, in numbers: "llmcap: $0.192 used + $0.135 this request (worst case)

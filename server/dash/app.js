@@ -140,7 +140,7 @@
           <th class="num hide-sm">Reserved</th><th class="hide-sm">Window</th><th class="hide-sm">Resets</th><th>Level</th></tr></thead><tbody>
           ${ls.map((l) => `<tr data-limit="${esc(l.scope + ":" + l.id + ":" + l.metric + ":" + l.window)}">
             <td><div class="scope">${esc(l.scope)} · ${esc(l.metric)}${l.action === "warn" ? " · warn" : ""}</div><strong>${esc(l.id)}</strong></td>
-            <td>${bar(l)}</td><td class="num">${amount(l.used, l.metric)}</td><td class="num">${amount(l.threshold, l.metric)}${l.alert_at !== undefined ? `<div class="muted">alert ${amount(l.alert_at, l.metric)}</div>` : ""}</td>
+            <td>${bar(l)}</td><td class="num">${amount(l.used, l.metric)}</td><td class="num">${amount(l.threshold, l.metric)}${l.alert_at !== undefined ? `<div class="muted">alert ${[].concat(l.alert_levels || l.alert_at).map((a) => amount(a, l.metric)).join(" / ")}</div>` : ""}</td>
             <td class="num hide-sm">${amount(l.reserved, l.metric)}</td><td class="hide-sm">${esc(l.window)}</td><td class="hide-sm">${when(l.resets_at)}</td>
             <td><span class="pill ${level(l)}">${LEVEL_TEXT[level(l)]}</span></td></tr>`).join("") ||
             `<tr><td colspan="8" class="empty">No limits${scope ? " for this scope" : ""} yet. Add one on the Keys or Teams page.</td></tr>`}
@@ -223,8 +223,8 @@
     return `<div class="lim"><select class="l-metric" aria-label="metric">${METRICS.map((m) => `<option ${m === l.metric ? "selected" : ""}>${m}</option>`).join("")}</select>
       <select class="l-window" aria-label="window">${WINDOWS.map((w) => `<option ${w === l.window ? "selected" : ""}>${w}</option>`).join("")}</select>
       <input class="l-threshold" type="number" min="0" step="any" placeholder="threshold" aria-label="threshold" value="${esc(l.threshold)}">
-      <input class="l-alert" type="number" min="0" step="any" placeholder="alert at (optional)" aria-label="alert at" value="${esc(l.alert_at === undefined ? "" : l.alert_at)}">
-      <button type="button" class="l-del" aria-label="remove limit">✕</button></div>`;
+      <input class="l-alert" type="text" placeholder="alert at: 40 or 50%, 80%, 95%" aria-label="alert levels" value="${esc(l.alert_at === undefined || l.alert_at === null ? "" : [].concat(l.alert_at).join(", "))}">
+      <button type="button" class="l-del" aria-label="remove limit">✕</button><input type="hidden" class="l-keep" value="${esc(JSON.stringify({ action: l.action, enabled: l.enabled, alert_projected: l.alert_projected }))}"></div>`;
   }
   function limitsEditor(ls) {
     return `<div class="limits-edit"><div class="lims">${(ls || []).map(limitRow).join("")}</div><button type="button" class="l-add">+ Add a limit</button></div>`;
@@ -238,12 +238,17 @@
   function readLimits(root) {
     return $$(".lim", root).map((row) => {
       const l = { metric: $(".l-metric", row).value, window: $(".l-window", row).value, threshold: Number($(".l-threshold", row).value) };
-      if ($(".l-alert", row).value !== "") l.alert_at = Number($(".l-alert", row).value);
+      /* alert levels: "40" or "50%, 80%, 95%" (amounts or percentages of the threshold) */
+      const levels = $(".l-alert", row).value.split(",").map((x) => x.trim()).filter((x) => x !== "").map((x) => (x.endsWith("%") ? x : Number(x)));
+      if (levels.length) l.alert_at = levels.length === 1 ? levels[0] : levels;
+      /* what the editor does not show stays as it was */
+      const keep = $(".l-keep", row) ? JSON.parse($(".l-keep", row).value) : {};
+      for (const k of ["action", "enabled", "alert_projected"]) if (keep[k] !== undefined) l[k] = keep[k];
       return l;
     }).filter((l) => !isNaN(l.threshold));
   }
   function limitText(l) {
-    return `${esc(l.metric)} / ${esc(l.window)}: ${amount(l.threshold, l.metric)}${l.alert_at !== undefined ? `, alert ${amount(l.alert_at, l.metric)}` : ""}${l.action === "warn" ? ", warn" : ""}`;
+    return `${esc(l.metric)} / ${esc(l.window)}: ${amount(l.threshold, l.metric)}${l.alert_at !== undefined && l.alert_at !== null ? `, alert ${[].concat(l.alert_at).map((a) => (typeof a === "string" ? esc(a) : amount(a, l.metric))).join(" / ")}` : ""}${l.alert_projected ? ", projected" : ""}${l.action === "warn" ? ", warn" : ""}`;
   }
   async function sha256hex(s) {
     if (!(window.crypto && crypto.subtle)) throw new Error("this browser cannot hash here: paste the key's fingerprint (llmcap key fingerprint)");

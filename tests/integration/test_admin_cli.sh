@@ -46,6 +46,14 @@ expect_eq "keys create" 0 "$RC"
 api GET /v1/admin/keys/ci
 expect_eq "key: limits as given" '[{"metric": "cost", "window": "daily", "threshold": 20}, {"metric": "requests", "window": "daily", "threshold": 10000, "alert_at": 8000, "action": "warn"}]' "$(jget 'j["limits"]')"
 expect_eq "key: team" research "$(jget 'j["team"]')"
+run_adm keys create lv --sha256 "$(printf 'sk-levels' | "$LLMCAP" key fingerprint)" --limit 'cost:monthly:50:alert=50%,80%,47.5:projected'
+expect_eq "keys create with alert levels" 0 "$RC"
+api GET /v1/admin/keys/lv
+expect_eq "key: levels and the projection as given" '[{"metric": "cost", "window": "monthly", "threshold": 50, "alert_at": ["50%", "80%", 47.5], "alert_projected": true}]' "$(jget 'j["limits"]')"
+run_adm keys list
+check "keys list: the levels" grep -qE '^lv .*cost/monthly \$50.00 alert 50%/80%/\$47.50 projected' "$T/out"
+run_adm keys create lv2 --sha256 "$SHA2" --limit 'cost:monthly:50:alert=50%,x'
+check "a malformed alert level is refused before any call" grep -q "unknown part 'alert=50%,x'" "$T/err"
 run_adm keys disable ci 0
 expect_eq "keys disable" 0 "$RC"
 api GET /v1/admin/keys/ci

@@ -613,7 +613,7 @@ static void test_map_full_grows(void **st)
 
 		snprintf(dir, sizeof(dir), "%s/mapfull", tmpdir);
 		lc_state_dir_set(dir);
-		lc_store_initial_map = 64 * 1024;  /* 64 KiB: far too small for 3000 keys */
+		lc_store_initial_map = 128 * 1024;  /* 128 KiB: far too small for 3000 keys (about 8 MiB) */
 		lc_buf_init(&b, 8u << 20);
 		lc_buf_printf(&b, "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\","
 				  "\"expires_at\":\"2099-01-01T00:00:00Z\",\"unknown_models\":\"allow\","
@@ -631,7 +631,7 @@ static void test_map_full_grows(void **st)
 			_exit(2);
 		if (lc_apply_envelope(&trust, env, envlen, &v, err, sizeof(err)) || v != 1)
 			_exit(3);
-		if (lc_store_open(false, &s) || mdb_env_info(s->env, &info) || info.me_mapsize <= 64 * 1024)
+		if (lc_store_open(false, &s) || mdb_env_info(s->env, &info) || info.me_mapsize <= 128 * 1024)
 			_exit(4);
 		{
 			struct lc_decision d = admit("mapfull-2999", req("m", 1, 1, NULL));
@@ -862,6 +862,79 @@ static void test_alert_at_on_settle(void **st)
 	settle_usage(d.ticket, 50, 0, 50);                 /* once per window */
 	assert_int_equal(outbox_count_limit("limit_alert", "key:alk:tokens:daily"), 1);
 	assert_int_equal(outbox_count_limit("limit_alert", "team:al:tokens:monthly"), 1);
+}
+
+/* the data of the n-th (from 0) event of this name and limit; NULL when none (a new reference) */
+static json_t *outbox_event_data(const char *event, const char *limit, int nth)
+{
+	json_t *arr, *e, *out = NULL;
+	size_t i;
+
+	assert_int_equal(lc_outbox_list(0, 100000, &arr), LC_OK);
+	json_array_foreach(arr, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "event")), event) &&
+		    !strcmp(json_string_value(json_object_get(json_object_get(e, "data"), "limit")), limit) &&
+		    nth-- == 0) {
+			out = json_incref(json_object_get(e, "data"));
+			break;
+		}
+	json_decref(arr);
+	return out;
+}
+
+/* three alert levels fire once each per window, the projection once per window (not at the
+ * window's start), each event naming its level, used, threshold and reset time */
+static void test_alert_levels_and_projection(void **st)
+{
+	static const char *const lim = "key:lv:tokens:daily";
+	struct lc_decision d;
+	json_t *data;
+	static const struct {
+		const char *at;
+		int64_t tokens;
+		int alerts, projected;
+	} steps[] = {
+		{"2032-03-03T12:00:00Z", 100, 0, 0},  /* 100: projected 200, below 1000 */
+		{"2032-03-03T12:00:00Z", 400, 1, 1},  /* 500: 50%; at this rate 1000 by the reset */
+		{"2032-03-03T12:00:00Z", 300, 2, 1},  /* 800: 80% */
+		{"2032-03-03T12:00:00Z", 150, 3, 1},  /* 950: 95% */
+		{"2032-03-03T18:00:00Z", 10, 3, 1},   /* 960: every level has told once */
+		{"2032-03-04T00:30:00Z", 600, 4, 1},  /* next window: 50% again; 30 minutes in is too early to project */
+		{"2032-03-04T12:00:00Z", 10, 4, 2},   /* 610 by noon: projected 1220 */
+	};
+
+	install("\"keys\":{\"lv\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"tokens\",\"window\":\"daily\","
+		"\"threshold\":1000,\"alert_at\":[\"50%%\",\"95%%\",800],\"alert_projected\":true}]}}", fp("k-lv"));
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		set_time(steps[i].at);
+		d = admit("k-lv", req("m", 1, 1, NULL));
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, steps[i].tokens, 0, 0);
+		assert_int_equal(outbox_count_limit("limit_alert", lim), steps[i].alerts);
+		assert_int_equal(outbox_count_limit("limit_projected", lim), steps[i].projected);
+	}
+	data = outbox_event_data("limit_alert", lim, 1);
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "level")), "alert_at");
+	assert_int_equal(json_integer_value(json_object_get(data, "alert_at")), 800);
+	assert_int_equal(json_array_size(json_object_get(data, "alert_levels")), 3);
+	assert_int_equal(json_integer_value(json_object_get(data, "used")), 800);
+	assert_int_equal(json_integer_value(json_object_get(data, "threshold")), 1000);
+	assert_string_equal(json_string_value(json_object_get(data, "resets_at")), "2032-03-04T00:00:00Z");
+	json_decref(data);
+	data = outbox_event_data("limit_projected", lim, 0);
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "level")), "projected");
+	assert_int_equal(json_integer_value(json_object_get(data, "projected")), 1000);
+	assert_int_equal(json_integer_value(json_object_get(data, "used")), 500);
+	assert_int_equal(json_integer_value(json_object_get(data, "threshold")), 1000);
+	assert_string_equal(json_string_value(json_object_get(data, "resets_at")), "2032-03-04T00:00:00Z");
+	json_decref(data);
+	data = outbox_event_data("limit_projected", lim, 1);
+	assert_non_null(data);
+	assert_int_equal(json_integer_value(json_object_get(data, "projected")), 1220);
+	json_decref(data);
+	lc_clock_hook = NULL;
 }
 
 /* Large rpm (bucketed): never more than rpm admissions in any 60-second interval, checked over
@@ -1197,6 +1270,7 @@ int main(void)
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),
 		cmocka_unit_test(test_event_payload),
+		cmocka_unit_test(test_alert_levels_and_projection),   /* last: its clock is the latest */
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

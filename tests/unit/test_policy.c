@@ -286,6 +286,9 @@ static void test_design_example_parses(void **state)
 	expect_accepted_with("keys.ci.expires_at", "null");
 	expect_accepted_with("keys.ci.limits[0].alert_at", "null");
 	expect_accepted_with("keys.ci.limits[0].alert_at", "40.5");
+	expect_accepted_with("keys.ci.limits[0].alert_at", "'80%'");
+	expect_accepted_with("keys.ci.limits[0].alert_at", "['50%', 40, '95%']");
+	expect_accepted_with("keys.ci.limits[0].alert_projected", "true");
 	expect_accepted_with("customers.rate_limit_rpm", "null");
 	expect_accepted_with("customers.monthly_budget_usd", "null");
 	expect_accepted_with("customers.overrides.acme-corp.rate_limit_rpm", "null");
@@ -298,7 +301,8 @@ static void test_design_example_parses(void **state)
 	expect_accepted_with("teams.research.limits", "[]");
 	expect_accepted_with("notifications.webhooks[0].events",
 			     "['spend_cap_warning_threshold_reached', 'spend_cap_reached', 'limit_alert', 'limit_reached',"
-			     " 'customer_budget_limit_reached', 'key_expired', 'policy_rejected', 'policy_expired']");
+			     " 'customer_budget_limit_reached', 'key_expired', 'policy_rejected', 'policy_expired',"
+			     " 'limit_projected']");
 }
 
 /* ---- defaults ------------------------------------------------------------- */
@@ -322,15 +326,35 @@ static void test_limit_defaults(void **state)
 	assert_int_equal(l[0].window, LC_WIN_MONTHLY);
 	assert_int_equal(l[0].threshold, 50250000); /* micro-USD */
 	assert_false(l[0].warn);
-	assert_int_equal(l[0].alert_at, -1);
+	assert_int_equal(l[0].alert_at[0], -1);
 	assert_true(l[0].enabled);
 	/* and every explicit value is kept */
 	assert_int_equal(l[1].metric, LC_METRIC_TOKENS);
 	assert_int_equal(l[1].window, LC_WIN_HOUR);
 	assert_int_equal(l[1].threshold, 7);
 	assert_true(l[1].warn);
-	assert_int_equal(l[1].alert_at, 5);
+	assert_int_equal(l[1].alert_at[0], 5);
 	assert_false(l[1].enabled);
+	assert_false(l[1].projected);
+	json_decref(arr);
+
+	/* several alert levels: amounts and percentages of the threshold, kept ascending, one of each */
+	arr = json_loads("[{\"metric\": \"cost\", \"window\": \"daily\", \"threshold\": 0.3,"
+			 "  \"alert_at\": [\"95%\", 0.15, \"50%\", \"12.5%\"], \"alert_projected\": true},"
+			 " {\"metric\": \"requests\", \"window\": \"hour\", \"threshold\": 10,"
+			 "  \"alert_at\": [\"95%\", \"99%\", 3]}]", 0, NULL);
+	assert_non_null(arr);
+	assert_int_equal(lc_limits_parse(arr, "x.limits", l, &n, err, sizeof(err)), 0);
+	assert_int_equal(lc_limit_alert_count(&l[0]), 3);
+	assert_int_equal(l[0].alert_at[0], 37500);    /* 12.5% of $0.30 */
+	assert_int_equal(l[0].alert_at[1], 150000);   /* 50% and $0.15: one level */
+	assert_int_equal(l[0].alert_at[2], 285000);
+	assert_int_equal(l[0].alert_at[3], -1);
+	assert_true(l[0].projected);
+	/* 95% and 99% of 10 requests are both reached at the 10th: one level */
+	assert_int_equal(lc_limit_alert_count(&l[1]), 2);
+	assert_int_equal(l[1].alert_at[0], 3);
+	assert_int_equal(l[1].alert_at[1], 10);
 	json_decref(arr);
 
 	/* LC_MAX_LIMITS is the cap, and the error names the array */
@@ -554,6 +578,17 @@ static const struct bad BAD[] = {
 	{"keys.ci.limits[1].window", "7", NULL},
 	{"keys.ci.limits[1].alert_at", "-5", NULL},
 	{"keys.ci.limits[1].alert_at", "80.5", NULL},
+	{"keys.ci.limits[1].alert_at", "[]", NULL},
+	{"keys.ci.limits[1].alert_at", "'80'", NULL},
+	{"keys.ci.limits[1].alert_at", "'0%'", NULL},
+	{"keys.ci.limits[1].alert_at", "' 80%'", NULL},
+	{"keys.ci.limits[1].alert_at", "[1, 2, 3, 4, 5, 6, 7]", NULL},
+	{"keys.ci.limits[1].alert_at", "['50%', '101%']", "keys.ci.limits[1].alert_at[1]"},
+	{"keys.ci.limits[1].alert_at", "[8000, 80.5]", "keys.ci.limits[1].alert_at[1]"},
+	{"keys.ci.limits[1].alert_at", "['80%', null]", "keys.ci.limits[1].alert_at[1]"},
+	{"keys.ci.limits[1].alert_at", "[[5]]", "keys.ci.limits[1].alert_at[0]"},
+	{"keys.ci.limits[1].alert_projected", "'yes'", NULL},
+	{"keys.ci.limits[1].alert_projected", "null", NULL},
 	{"keys.ci.limits[1].threshold", "10000.5", NULL},
 	{"keys.ci.limits[1].action", "'stop'", NULL},
 	{"keys.ci.limits[1].action", "null", NULL},

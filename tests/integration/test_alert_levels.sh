@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Several alert levels per limit and the projected-exhaustion alert, end to end into a real webhook
+# receiver: a key's three levels fire once each on the host (real requests through the SDK to the
+# stand-in provider, delivered by the agent); a team's three levels and a team's projection fire
+# once each on llmcap-server (hosts' usage reports); every alert says limit, level, used,
+# threshold and reset time.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+
+setup_keys
+start_provider p
+start_receiver hook
+start_server
+PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+H=$T/host
+agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" "$@"; }
+chat() { # KEY COUNT -> the statuses, space-separated
+	LLMCAP_STATE_DIR=$H "$CHAT" --url "$PURL" --key "$1" --max-tokens 20 --count "$2" 2>>"$T/chat.err" | tr '\n' ' ' |
+		sed 's/ $//'
+}
+# the deliveries of one event from one source: [data, ...] in arrival order, as JSON
+delivered() { # EVENT SOURCE LIMIT
+	"$PY" -c '
+import json,sys
+out=[]
+for l in open(sys.argv[1]):
+    r=json.loads(l)
+    if r.get("event")!=sys.argv[2] or r.get("status")!=200: continue
+    b=json.loads(r["body"])
+    if b.get("source")!=sys.argv[3] or b["data"].get("limit")!=sys.argv[4]: continue
+    out.append(b["data"])
+print(json.dumps(out))' "$T/receiver-hook.jsonl" "$@"
+}
+report() { # SEQ TEAM WINDOW BUCKET USED_MICRO
+	curl -s -o /dev/null -w '%{http_code}' -X POST "$SRV_URL/v1/usage" --data-binary \
+		'{"host_id":"h1","epoch":"e1","seq":'"$1"',"counters":[{"scope":"team","id":"'"$2"'","metric":"cost","window":"'"$3"'","bucket":'"$4"',"used":'"$5"'}]}'
+}
+
+api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
+api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1,"max_output_tokens":64}}}'
+api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_hook"'/hook","secret":"'"$WHSECRET"'","events":["*"]}]}'
+expect_code "webhooks" 200
+
+# --- validation: errors name the JSON path; old policies stay valid
+api POST /v1/admin/keys '{"id":"bad","sha256":"'"$(fingerprint sk-bad)"'","limits":[{"metric":"requests","window":"lifetime","threshold":10,"alert_at":["30%","120%"]}]}'
+expect_code "a level above 100% is refused, naming its path" 400 'keys.bad.limits[0].alert_at[1]: must be an amount or a percentage'
+api POST /v1/admin/keys '{"id":"bad","sha256":"'"$(fingerprint sk-bad)"'","limits":[{"metric":"requests","window":"lifetime","threshold":10,"alert_projected":"yes"}]}'
+expect_code "alert_projected must be a boolean" 400 'keys.bad.limits[0].alert_projected: must be true or false'
+api POST /v1/admin/keys '{"id":"old","sha256":"'"$(fingerprint sk-old)"'","limits":[{"metric":"requests","window":"daily","threshold":10,"alert_at":8}]}'
+expect_code "a single alert_at number is still a limit" 201
+
+# --- host: a key's three levels (3, 6 and 9 of 10 requests), each once
+api POST /v1/admin/keys '{"id":"lv","sha256":"'"$(fingerprint sk-lv)"'","limits":[{"metric":"requests","window":"lifetime","threshold":10,"alert_at":["30%","60%",9]}]}'
+expect_code "a key with three alert levels" 201
+agent --once 2>"$T/a.err"; expect_eq "agent installs the policy" 0 $?
+LLMCAP_STATE_DIR=$H "$LLMCAP" status --json >"$T/st.json"
+expect_eq "status lists the levels" "[3, 6, 9]" "$(jget '[l["alert_levels"] for l in j["limits"] if l["id"]=="lv"][0]' "$T/st.json")"
+expect_eq "ten requests pass (threshold 10)" "200 200 200 200 200 200 200 200 200 200" "$(chat sk-lv 10)"
+agent --once 2>>"$T/a.err"
+wait_for 20 test "$(delivered limit_alert host key:lv:requests:lifetime | jget 'len(j)' /dev/stdin)" -ge 3
+D=$(delivered limit_alert host key:lv:requests:lifetime)
+expect_eq "host: limit_alert once per level, at 3, 6 and 9 requests" "3,6,9 used 3,6,9" \
+	"$(jget '",".join(str(d["alert_at"]) for d in j) + " used " + ",".join(str(d["used"]) for d in j)' <(echo "$D"))"
+expect_eq "host: each says level, threshold and reset time (never, lifetime)" "alert_at 10 None" \
+	"$(jget '" ".join(str(x) for x in {(d["level"], d["threshold"], d["resets_at"]) for d in j}.pop())' <(echo "$D"))"
+expect_eq "the 11th request is refused" "429" "$(chat sk-lv 1)"
+agent --once 2>>"$T/a.err"
+wait_for 20 test "$(delivered limit_reached host key:lv:requests:lifetime | jget 'len(j)' /dev/stdin)" -ge 1
+expect_eq "host: still three level alerts after the refusal and another round" 3 \
+	"$(delivered limit_alert host key:lv:requests:lifetime | jget 'len(j)' /dev/stdin)"
+
+# --- server: a team's three levels on the summed usage, each once
+api PUT /v1/admin/teams/tl '{"limits":[{"metric":"cost","window":"monthly","threshold":100,"alert_at":["50%","80%","95%"]}]}'
+expect_code "a team with three alert levels" 201
+M=$(month_start)
+seq=1
+for used in 10000000 60000000 85000000 85000000 97000000 99000000; do   # $10 $60 $85 $85 $97 $99
+	expect_eq "report \$$((used / 1000000)) accepted" 200 "$(report $seq tl monthly "$M" $used)"
+	seq=$((seq + 1))
+done
+wait_for 20 test "$(delivered limit_alert llmcap-server team:tl:cost:monthly | jget 'len(j)' /dev/stdin)" -ge 3
+sleep 1   # a fourth would come with the third: none may
+D=$(delivered limit_alert llmcap-server team:tl:cost:monthly)
+expect_eq "server: limit_alert once per level (50, 80, 95), each with the usage that reached it" \
+	"50.0/60.0 80.0/85.0 95.0/97.0" "$(jget '" ".join("%s/%s" % (d["alert_at"], d["used"]) for d in j)' <(echo "$D"))"
+RESET=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01T00:00:00Z)
+expect_eq "server: each names level, threshold and reset" "alert_at 100.0 $RESET" \
+	"$(jget '" ".join(str(x) for x in {(d["level"], d["threshold"], d["resets_at"]) for d in j}.pop())' <(echo "$D"))"
+
+# --- server: the projection. A window the clock is well inside (5% to 85% elapsed), so that
+# $90 of $100 projects past the threshold while $5 is too little to project at all.
+read -r WIN BUCKET END <<<"$("$PY" -c '
+import calendar,datetime as dt,time
+now=int(time.time()); d=dt.datetime.utcfromtimestamp(now)
+def ts(x): return calendar.timegm(x.timetuple())
+day=dt.datetime(d.year,d.month,d.day); mon=dt.datetime(d.year,d.month,1)
+nxt=dt.datetime(d.year+(d.month==12),d.month%12+1,1)
+wk=day-dt.timedelta(days=d.weekday())
+for name,s,e in (("hour",now-now%3600,now-now%3600+3600),("daily",ts(day),ts(day)+86400),
+                 ("weekly",ts(wk),ts(wk)+7*86400),("monthly",ts(mon),ts(nxt))):
+    if 0.06 <= (now-s)/(e-s) <= 0.85:
+        print(name,s,dt.datetime.utcfromtimestamp(e).strftime("%Y-%m-%dT%H:%M:%SZ")); break
+else:
+    print("none 0 0")')"
+if [ "$WIN" = none ]; then
+	fail "no window is 6% to 85% elapsed right now (the first minutes of an hour on a month's first Monday)"
+else
+	api PUT /v1/admin/teams/tp '{"limits":[{"metric":"cost","window":"'"$WIN"'","threshold":100,"alert_projected":true}]}'
+	expect_code "a team with the projected-exhaustion alert ($WIN window)" 201
+	expect_eq "\$5 of \$100: too little to project" 200 "$(report $seq tp "$WIN" "$BUCKET" 5000000)"; seq=$((seq + 1))
+	expect_eq "\$90 of \$100" 200 "$(report $seq tp "$WIN" "$BUCKET" 90000000)"; seq=$((seq + 1))
+	expect_eq "\$95 of \$100" 200 "$(report $seq tp "$WIN" "$BUCKET" 95000000)"; seq=$((seq + 1))
+	wait_for 20 test "$(delivered limit_projected llmcap-server "team:tp:cost:$WIN" | jget 'len(j)' /dev/stdin)" -ge 1
+	sleep 1
+	D=$(delivered limit_projected llmcap-server "team:tp:cost:$WIN")
+	expect_eq "server: limit_projected once, at \$90, projecting past \$100, naming level, threshold and reset" \
+		"1 projected 90.0 100.0 True $END" \
+		"$(jget '"%d %s %s %s %s %s" % (len(j), j[0]["level"], j[0]["used"], j[0]["threshold"], j[0]["projected"] >= 100, j[0]["resets_at"])' <(echo "$D"))"
+fi
+expect_eq "all signatures verified" 0 "$(rstat hook 'j["bad_signature"]')"
+finish
