@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "dash.h"
+#include "jscan.h"
 #include "srv.h"
 #include "util.h"
 
@@ -20,17 +21,12 @@
 
 static bool ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-static int hexval(int c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 size_t srv_unescape(char *s)
 {
 	char *w = s;
 	for (const char *r = s; *r;) {
 		int hi, lo;
-		if (r[0] == '%' && (hi = hexval((unsigned char)r[1])) >= 0 && (lo = hexval((unsigned char)r[2])) >= 0 &&
+		if (r[0] == '%' && (hi = lc_hexval((unsigned char)r[1])) >= 0 && (lo = lc_hexval((unsigned char)r[2])) >= 0 &&
 		    !ctl((unsigned char)(hi << 4 | lo))) {
 			*w++ = (char)(hi << 4 | lo);
 			r += 3;

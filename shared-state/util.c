@@ -1,5 +1,6 @@
 /* util.c - capped buffers, UTC time, money, hashing, logging, files. */
 #include "util.h"
+#include "jscan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -280,17 +281,6 @@ void lc_hex(const unsigned char *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int lc_unhex(const char *hex, unsigned char *out, size_t n)
 {
 	size_t i;
@@ -298,7 +288,7 @@ int lc_unhex(const char *hex, unsigned char *out, size_t n)
 	if (!hex || strlen(hex) != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
+		int a = lc_hexval((unsigned char)hex[2 * i]), b = lc_hexval((unsigned char)hex[2 * i + 1]);
 
 		if (a < 0 || b < 0)
 			return -1;

@@ -2,6 +2,10 @@
  * request fields (model, output cap, stream, customer), usage from JSON
  * bodies and SSE streams, and the synthetic 429/401 responses.
  *
+ * The umbrella header of wire_request.c, wire_info.c, wire_usage.c,
+ * wire_response.c and wire_synth.c, over the HTTP/1.1 framing core
+ * (http1.h) and the JSON scan (jscan.h).
+ *
  * Pure functions over bytes: no I/O, no LMDB, no globals. Every parser
  * takes untrusted input and answers an error, never crashes. Every buffer
  * is capped (LC_WIRE_MAX_*).
@@ -13,9 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http1.h"
 #include "util.h"
 
-#define LC_WIRE_MAX_HEAD (64 * 1024)          /* request/response header block */
+#define LC_WIRE_MAX_HEAD LC_H1_MAX_HEAD       /* request/response header block (64 KiB) */
 #define LC_WIRE_MAX_BODY (32 * 1024 * 1024)   /* request body we buffer / JSON response we parse */
 
 enum lc_format { LC_FMT_OPENAI = 0, LC_FMT_ANTHROPIC = 1 };
@@ -57,9 +62,8 @@ struct lc_reqparse {
 	bool expect_continue;
 	struct lc_buf body;       /* de-chunked body */
 	/* private parse state */
-	size_t pos;
-	int64_t chunk_left;
-	int cstate;
+	struct lc_h1_head head;   /* the head, accumulated in raw */
+	struct lc_h1_chunk chunk; /* chunk.err says why a chunked body failed */
 };
 void lc_reqparse_init(struct lc_reqparse *p);
 /* Consumes at most n bytes; *used says how many (bytes past the end of this request are left). */
