@@ -6,8 +6,6 @@
  */
 #include "wire_int.h"
 
-#include <stdio.h>
-
 /* ---- format / api ---------------------------------------------------------- */
 
 int lc_format_parse(const char *s, enum lc_format *out)

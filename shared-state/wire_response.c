@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <zlib.h>
 
+/* what a status line begins with: anything else (TLS bytes, HTML) fails at its first bytes */
+static const char STATUS_MAGIC[] = "HTTP/";
+
 enum { RP_HEAD = 0, RP_BODY_CL, RP_BODY_CHUNKED, RP_BODY_CLOSE, RP_DONE };
 enum { ENC_NONE = 0, ENC_GZIP, ENC_DEFLATE, ENC_OTHER };
 
@@ -19,7 +22,7 @@ struct resp_priv {
 	struct lc_buf head;      /* the current head (an interim 1xx head is dropped) */
 	struct lc_h1_head hs;    /* its accumulator */
 	int64_t left;            /* Content-Length bytes to go */
-	struct lc_h1_chunk chunk;
+	struct lc_h1_chunk chunk; /* chunked body; chunk.err says why it failed */
 	int enc;
 	z_stream zs;
 	bool z_live;             /* inflateInit2 done */
@@ -46,7 +49,7 @@ void lc_resp_init(struct lc_resp *r, bool head_request)
 	}
 	rp->head_request = head_request;
 	lc_buf_init(&rp->head, LC_WIRE_MAX_HEAD);
-	lc_h1_head_init(&rp->hs, "HTTP/");
+	lc_h1_head_init(&rp->hs, STATUS_MAGIC);
 	lc_buf_init(&rp->body, LC_WIRE_MAX_BODY);
 	lc_sse_init(&rp->sse);
 	r->priv = rp;
@@ -271,7 +274,7 @@ static int resp_parse_head(struct lc_resp *r, struct resp_priv *rp)
 	if (status < 200 && status != 101) {
 		/* interim (100 Continue, 103 Early Hints): the real head follows */
 		lc_buf_reset(&rp->head);
-		lc_h1_head_init(&rp->hs, "HTTP/");
+		lc_h1_head_init(&rp->hs, STATUS_MAGIC);
 		return LC_PARSE_MORE;
 	}
 	r->status = status;
