@@ -7,6 +7,8 @@
 #   make install      PREFIX=/usr/local DESTDIR=
 #   make test SANITIZE=1   ASan + UBSan (the preload library itself is built without them,
 #                          since it is injected into uninstrumented programs)
+#   make fuzz         libFuzzer targets (clang) into build/fuzz/; FUZZ_SECONDS=N also runs each
+#                     for N seconds on a copy of its seed corpus (fuzz/corpus/TARGET) and fails on a crash
 
 -include config.mak
 
@@ -93,7 +95,7 @@ ifneq ($(SRV_SRC),)
 PROGRAMS += $(SERVER)
 endif
 
-.PHONY: all test unit integration demo bench install uninstall clean deps
+.PHONY: all test unit integration demo bench install uninstall clean deps fuzz
 # objects reached only through pattern rules (the unit tests' preload/server modules) are not
 # intermediates to delete after each build: keep every target, so a second `make test` compiles nothing
 .SECONDARY:
@@ -198,6 +200,38 @@ demo: deps
 bench: deps
 	$(MAKE) all $(BENCH_BIN) $(TEST_BIN)
 	@bash bench/run.sh $(B)
+
+# ---- fuzzing: clang + libFuzzer, objects in their own directory (never mixed with the gcc build) ----
+FUZZ_CC = clang
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=gnu11 -O1 -g $(WARN) -Wno-unknown-warning-option -fPIC -D_GNU_SOURCE \
+	-Ishared-state -Iserver $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FO = $(B)/obj-fuzz
+FUZZ_SRC = $(sort $(wildcard fuzz/*.c))
+FUZZ_BIN = $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+# every shared-state module (by wildcard: files added by a split are picked up), the generated
+# price book, and the server's modules but its main()
+FUZZ_OBJ = $(patsubst %.c,$(FO)/%.o,$(SS_SRC) $(SRV_LOGIC_SRC)) $(FO)/gen/price_book.o
+FUZZ_SECONDS ?= 0
+
+$(FO)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FO)/server/dash.o: $(wildcard server/dash/*)
+
+$(FO)/gen/price_book.o: $(BOOK_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(B)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ifuzz -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) \
+	  $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
+
+fuzz: deps
+	$(MAKE) $(FUZZ_BIN)
+	@if [ "$(FUZZ_SECONDS)" != 0 ]; then bash fuzz/run.sh $(B) $(FUZZ_SECONDS) $(FUZZ_BIN); fi
 
 install: all
 	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
