@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for SECONDS on a copy of its seed corpus (the tree's
-# fuzz/corpus/TARGET is only read), prints the executions per target, and fails
+# fuzz/corpus/TARGET is only read) with its dictionary fuzz/TARGET.dict, prints the executions per target, and fails
 # when any target crashed (the crashing input is left in BUILD/fuzz/artifacts/).
 #   fuzz/run.sh BUILD_DIR SECONDS TARGET_BINARY...
 set -u
@@ -15,8 +15,10 @@ for bin in "$@"; do
 	mkdir -p "$work"
 	[ -d "fuzz/corpus/$t" ] && cp -f fuzz/corpus/"$t"/* "$work"/ 2>/dev/null
 	log="$B/fuzz/logs/$t.log"
+	dict=()
+	[ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
 	TMPDIR="$B/fuzz/tmp" "$bin" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
-		-artifact_prefix="$B/fuzz/artifacts/$t-" "$work" >"$log" 2>&1
+		"${dict[@]}" -artifact_prefix="$B/fuzz/artifacts/$t-" "$work" >"$log" 2>&1
 	rc=$?
 	execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
 	per=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')

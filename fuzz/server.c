@@ -1,7 +1,8 @@
 /* server.c - fuzz target: llmcap-server's request handler without a socket
  * (srv_handle: the router's match, token check and body limits, then every
  * handler) on a real LMDB store in a temp directory, opened once, with a
- * signing key and an admin token, as unit tests drive it.
+ * signing key and an admin token, as unit tests drive it (emptied every
+ * RESET_EVERY inputs).
  *
  * Input: one request, in the shape the HTTP glue hands over:
  *   METHOD SP TARGET LF          TARGET = path, "?" and query ("a=1&b=%20")
@@ -47,6 +48,37 @@ static void cleanup(void)
 		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* a fresh store in DIR/data with an initial policy; 0, or -1 with err */
+static int store_open(char *err, size_t errlen)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/data", dir);
+	if (srv_store_open(&srv, path, err, errlen) != 0)
+		return -1;
+	if (srv_policy_maintain(&srv) != 0) {
+		snprintf(err, errlen, "srv_policy_maintain failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* Every RESET_EVERY inputs the store starts again empty: what the inputs pile up (keys, audit
+ * records, usage totals) would otherwise slow every later change, the policy being rebuilt and
+ * signed whole each time. */
+#define RESET_EVERY 2000
+
+static void store_reset(void)
+{
+	char err[256], path[128];
+	srv_store_close(&srv);
+	snprintf(path, sizeof path, "%s/data", dir);
+	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	if (store_open(err, sizeof err) != 0) {
+		fprintf(stderr, "fuzz server: %s\n", err);
+		abort();
+	}
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char err[256], path[128];
@@ -65,13 +97,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		goto fail;
 	if (srv_set_admin_token(&srv, FUZZ_TOKEN, strlen(FUZZ_TOKEN)) != 0)
 		goto fail;
-	snprintf(path, sizeof path, "%s/data", dir);
-	if (srv_store_open(&srv, path, err, sizeof err) != 0)
+	if (store_open(err, sizeof err) != 0)
 		goto fail;
-	if (srv_policy_maintain(&srv) != 0) {
-		snprintf(err, sizeof err, "srv_policy_maintain failed");
-		goto fail;
-	}
 	atexit(cleanup);
 	return 0;
 fail:
@@ -117,6 +144,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	struct srv_resp rs;
 	int na = 0;
 
+	static unsigned runs;
+	if (++runs % RESET_EVERY == 0)
+		store_reset();
 	if (!buf)
 		return 0;
 	memcpy(buf, d, n);
