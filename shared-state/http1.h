@@ -143,7 +143,8 @@ struct lc_h1_chunk {
 };
 void lc_h1_chunk_init(struct lc_h1_chunk *c);
 /* MORE (all n bytes consumed), DONE (*used bytes, up to the end of the body)
- * or ERROR (c->err says why; *used is where it was found). */
+ * or ERROR (c->err says why; *used is the offset of the offending byte, or
+ * just past it when it is the byte that passed a cap). */
 int lc_h1_chunk_feed(struct lc_h1_chunk *c, const char *d, size_t n, size_t *used, lc_h1_sink sink,
 		     void *ctx);
 const char *lc_h1_chunk_strerror(enum lc_h1_chunk_err e);
