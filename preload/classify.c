@@ -163,41 +163,30 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hostlen,
 
 int lc_cls_host_header(const void *buf, size_t n, char *host, size_t hostlen, int *port)
 {
-	const char *p = buf, *end = p + n, *line;
+	const char *p = buf, *last = memrchr(buf, '\n', n), *end, *line;
+	size_t len;
+	struct lc_h1_field f;
 
-	/* skip the request line */
-	line = memchr(p, '\n', n);
-	while (line && line + 1 < end) {
-		const char *s = line + 1, *e = memchr(s, '\n', (size_t)(end - s));
-		size_t l;
-
-		if (!e)
-			return -1;
-		l = (size_t)(e - s);
-		if (l && s[l - 1] == '\r')
-			l--;
-		if (l == 0)
-			return -1;    /* end of head */
-		if (l > 5 && strncasecmp(s, "host:", 5) == 0) {
-			const char *v = s + 5, *ve = s + l;
-
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			return split_hostport(v, (size_t)(ve - v), host, hostlen, port);
-		}
-		line = e;
+	if (!last)
+		return -1;
+	end = last + 1;   /* complete lines only: a Host line still being written names no host yet */
+	if (!lc_h1_next_line(&p, end, &line, &len))   /* the request line */
+		return -1;
+	while (lc_h1_next_field(&p, end, &f)) {
+		if (!lc_h1_ieq(f.name, f.nlen, "host"))
+			continue;
+		if (f.vlen == 0 && f.val == f.name + f.nlen + 1)
+			continue;   /* "Host:" and nothing else: a later Host may still name one */
+		return split_hostport(f.val, f.vlen, host, hostlen, port);
 	}
 	return -1;
 }
 
 bool lc_cls_is_h2_preface(const void *buf, size_t n)
 {
-	static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-	size_t l = n < sizeof(pri) - 1 ? n : sizeof(pri) - 1;
+	size_t l = n < sizeof(LC_H2_PREFACE) - 1 ? n : sizeof(LC_H2_PREFACE) - 1;
 
-	return n >= 3 && memcmp(buf, pri, l) == 0;
+	return n >= 3 && memcmp(buf, LC_H2_PREFACE, l) == 0;
 }
 
 int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32])

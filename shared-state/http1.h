@@ -19,6 +19,9 @@
 /* The cap on a request or response head, its start line included. */
 #define LC_H1_MAX_HEAD (64 * 1024)
 
+/* What a client speaking HTTP/2 with prior knowledge sends first (RFC 9113 3.4). */
+#define LC_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 /* Results (the same values as wire.h's LC_PARSE_*). */
 enum { LC_H1_MORE = 0, LC_H1_DONE = 1, LC_H1_ERROR = -1 };
 

@@ -9,8 +9,6 @@
  * cost several framing bytes per body byte, so allow twice the body cap. */
 #define REQ_RAW_MAX ((size_t)LC_WIRE_MAX_HEAD + 2 * (size_t)LC_WIRE_MAX_BODY)
 
-static const char H2_PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 static bool is_tchar(unsigned char c)
 {
 	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
@@ -139,7 +137,7 @@ static int req_head(struct lc_reqparse *p, const char *d, size_t n, size_t *off)
 	 * is in, this is not a request we can parse; say so before the rest of
 	 * the preface arrives. */
 	cmp = lc_min_sz(p->raw.len, 4);
-	if (cmp && memcmp(p->raw.data, H2_PREFACE, cmp) == 0) {
+	if (cmp && memcmp(p->raw.data, LC_H2_PREFACE, cmp) == 0) {
 		*off = p->raw.len - p->head.fed;
 		return cmp == 4 ? LC_PARSE_H2 : LC_PARSE_MORE;
 	}

@@ -112,6 +112,18 @@ static void test_host_header_and_url(void **st)
 					    &port), 0);
 	assert_string_equal(host, "::1");
 	assert_int_equal(port, 9);
+	/* the first write may end inside the head: only complete lines count */
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\r\nHost: api.exam", 30, host, sizeof(host), &port), -1);
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\nX: 1\nHOST: b:81\n", 31, host, sizeof(host), &port), 0);
+	assert_string_equal(host, "b");
+	assert_int_equal(port, 81);
+	/* an obs-fold line and a field merely ending in "host" are not Host; nor is anything past the head */
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\r\n Host: a\r\nX-Host: b\r\n\r\nHost: c\r\n", 48, host,
+					    sizeof(host), &port), -1);
+	/* "Host:" with nothing after it names nothing; a later Host still does */
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\r\nHost:\r\nHost: c\r\n\r\n", 34, host, sizeof(host),
+					    &port), 0);
+	assert_string_equal(host, "c");
 	assert_int_equal(lc_cls_url("https://user:pw@API.openai.com/v1/chat?x=1", host, sizeof(host), &port, &tls),
 			 0);
 	assert_string_equal(host, "api.openai.com");
