@@ -37,6 +37,8 @@ LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 CORE_LIBS = -llmdb -ljansson -lsodium -lz -lpthread -ldl -lm
 CURL_LIBS = -lcurl
+# the supervisor's relay (cli/relay.c) terminates and originates TLS with OpenSSL
+TLS_LIBS  = -lssl -lcrypto
 SRV_LIBS  = -lmicrohttpd -lpq
 
 B = build
@@ -151,7 +153,7 @@ $(PRELOAD_ENGINE): $(PRE_ENG_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(CORE_LIBS)
 
 $(CLI): $(CLI_OBJ) $(SS_OBJ)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS) $(TLS_LIBS)
 
 $(SERVER): $(call obj,$(SRV_SRC)) $(SS_OBJ)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)

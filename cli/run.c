@@ -7,8 +7,8 @@
  * program would run without limits.
  *
  * A program the preload cannot hold (statically linked, or Go: lc_exec_kind) runs under the
- * connect() supervisor of supervise.c instead: its connections to providers are refused at once,
- * everything else passes. LD_PRELOAD is set for it as well, so its dynamically linked children
+ * connect() supervisor of supervise.c instead: its connections to providers are held by the
+ * supervisor's relay (relay.c), everything else passes. LD_PRELOAD is set for it as well, so its dynamically linked children
  * are held by the preload as usual.
  */
 #include <errno.h>
@@ -41,8 +41,10 @@ static void run_usage(FILE *f)
 		"refused: the dynamic loader would drop the library and the program would run without limits.\n"
 		"\n"
 		"Programs the library cannot hold (statically linked executables, Go programs) run under a\n"
-		"supervisor that sees every connect(): their connections to providers are refused at once\n"
-		"(ECONNREFUSED, one line on stderr), every other connection passes untouched.\n"
+		"supervisor that sees every connect(): their connections to providers are held by its\n"
+		"loopback relay (TLS terminated with the llmcap CA of this host, which the program trusts\n"
+		"through SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and NODE_EXTRA_CA_CERTS, set for\n"
+		"it), or refused at once when they cannot be held; every other connection passes untouched.\n"
 		"\n"
 		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug)\n");
 }

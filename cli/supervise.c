@@ -13,14 +13,12 @@
  *     (SECCOMP_USER_NOTIF_FLAG_CONTINUE: untouched, no relay);
  *   - lets a provider connect through when the calling process is a dynamically linked program
  *     (not Go) with the preload library mapped (a child such as curl: the preload holds it);
- *   - refuses any other provider connect at once with ECONNREFUSED and one stderr line.
+ *   - holds any other provider connect: the supervisor connects the program's own socket
+ *     (pidfd_getfd) to the loopback relay of relay.c, which decides each request in the store;
+ *   - refuses it at once with ECONNREFUSED and one stderr line when it cannot be held.
  * Provider addresses: the installed policy's provider hosts, resolved when the supervisor starts
  * (a host entry without a port matches every port of its addresses). io_uring_setup fails with
  * ENOSYS under the filter (programs fall back to plain system calls, which the filter sees).
- *
- * Not done yet: holding such a program's calls (a relay that terminates TLS with a per-host CA and
- * decides in the store, handed to the program with SECCOMP_IOCTL_NOTIF_ADDFD); until then they
- * are refused, never passed.
  */
 #include <arpa/inet.h>
 #include <elf.h>
@@ -45,6 +43,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "relay.h"
 #include "store.h"
 #include "supervise.h"
 
@@ -291,14 +290,68 @@ static int recv_fd(int sock)
 	return fd;
 }
 
+static char relay_off[256];    /* why the relay is not there ("": it is) */
+
+/* the thread-group id of thread tid, -1 unknown */
+static pid_t tgid_of(pid_t tid)
+{
+	char path[64], line[256];
+	FILE *f;
+	pid_t t = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &t) == 1)
+			break;
+	fclose(f);
+	return t;
+}
+
+/* Hold a provider connect through the relay: the supervisor connects the program's own socket
+ * (taken with pidfd_getfd) to it. Returns the errno the program's connect() gets (0 connected,
+ * EINPROGRESS non-blocking), -1 when it cannot be held (why). */
+static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_storage *ss, socklen_t len,
+		const char *prov, int port, char *why, size_t wl)
+{
+	pid_t tg;
+	int pfd, sock, r;
+
+	if (relay_off[0]) {
+		snprintf(why, wl, "%s", relay_off);
+		return -1;
+	}
+	tg = tgid_of((pid_t)req->pid);
+	pfd = tg > 0 ? (int)syscall(SYS_pidfd_open, tg, 0) : -1;
+	sock = pfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pfd, (int)req->data.args[0], 0) : -1;
+	if (sock < 0) {
+		snprintf(why, wl, "cannot take the program's socket: %s", strerror(errno));
+		if (pfd >= 0)
+			close(pfd);
+		return -1;
+	}
+	close(pfd);
+	if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) != 0) {    /* gone meanwhile */
+		close(sock);
+		snprintf(why, wl, "the process went away");
+		return -1;
+	}
+	r = lc_relay_hold(sock, ss, len, prov, port, why, wl);
+	close(sock);
+	return r;
+}
+
 /* one notification: fill resp */
 static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_notif_resp *resp, const char *why)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = (socklen_t)req->data.args[2];
 	char path[64], ip[64];
+	char hwhy[512];
 	const char *prov;
-	int mfd, port = 0;
+	int mfd, port = 0, held;
 	ssize_t k = -1;
 
 	resp->id = req->id;
@@ -320,12 +373,18 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	prov = provider_of(&ss, len, &port);
 	if (!prov || has_preload((pid_t)req->pid))
 		return;
+	held = hold(lfd, req, &ss, len, prov, port, hwhy, sizeof(hwhy));
+	if (held >= 0) {
+		resp->flags = 0;
+		resp->error = held ? -held : 0;
+		return;
+	}
 	if (ss.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
 	fprintf(stderr, "llmcap: refused a connection to provider %s (%s port %d) from pid %d: the program is %s, "
-			"so llmcap cannot hold its calls\n", prov, ip, port, (int)req->pid, why);
+			"and llmcap cannot hold its calls (%s)\n", prov, ip, port, (int)req->pid, why, hwhy);
 	resp->flags = 0;
 	resp->error = -ECONNREFUSED;
 }
@@ -360,6 +419,11 @@ int lc_supervise_exec(const char *file, char *const argv[], const char *why)
 				"is %s\n", strerror(errno), file, why);
 		return 1;
 	}
+	if (lc_relay_prepare(relay_off, sizeof(relay_off)) == 0)
+		relay_off[0] = 0;
+	else if (!relay_off[0])
+		snprintf(relay_off, sizeof(relay_off), "the relay could not start");
+	fflush(NULL);
 	child_pid = fork();
 	if (child_pid < 0) {
 		fprintf(stderr, "llmcap run: fork: %s\n", strerror(errno));
@@ -367,6 +431,8 @@ int lc_supervise_exec(const char *file, char *const argv[], const char *why)
 	}
 	if (child_pid == 0) {
 		close(sp[0]);
+		if (!relay_off[0])
+			lc_relay_child_env();
 		lfd = install_filter();
 		if (lfd < 0 || send_fd(sp[1], lfd) != 0) {
 			fprintf(stderr, "llmcap run: cannot install the supervisor's filter (%s): refusing to run %s\n",
@@ -380,6 +446,8 @@ int lc_supervise_exec(const char *file, char *const argv[], const char *why)
 		_exit(errno == ENOENT ? 127 : 126);
 	}
 	close(sp[1]);
+	if (!relay_off[0] && lc_relay_start(relay_off, sizeof(relay_off)) != 0 && !relay_off[0])
+		snprintf(relay_off, sizeof(relay_off), "the relay could not start");
 	lfd = recv_fd(sp[0]);
 	close(sp[0]);
 	signal(SIGTERM, forward);

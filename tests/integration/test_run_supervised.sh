@@ -1,34 +1,136 @@
 #!/usr/bin/env bash
 # `llmcap run` with programs the preload cannot hold: a Go net/http client (Debian's golang-go,
 # dynamically linked with cgo; Go's net package makes raw system calls) and a statically linked
-# musl C client. Both run under the connect() supervisor (seccomp user notification): a
-# connection to a provider is refused at once (ECONNREFUSED within 100 ms, one stderr line; the
-# provider never even sees a connection), over TLS and plain HTTP; other hosts pass untouched;
-# children inherit the supervision. Both clients are built by this test (cached in the build dir).
+# musl C client (plain sockets, and Debian's static mbed TLS for HTTPS). Both run under the
+# connect() supervisor (seccomp user notification), and their provider connections are HELD by
+# the supervisor's loopback relay: TLS terminated with the llmcap CA (which the programs trust
+# through SSL_CERT_FILE, set by `llmcap run`), decided in the store, forwarded to the provider
+# over verified TLS. Over TLS and plain HTTP, JSON and SSE: the allowed calls pass with exact
+# charges, the rest get the 429 through the client's normal path, a blocked process sends the
+# provider 0 bytes. Also: other hosts pass untouched; a provider whose certificate does not
+# verify is not reached; when holding is impossible the call is refused at once with one stderr
+# line; children inherit the supervision. Both clients are built by this test (cached in the
+# build dir).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
 SUP=$B/tests/supervised
 mkdir -p "$SUP"
 GO_CLIENT=$SUP/go_client STATIC_CLIENT=$SUP/static_client
-if [ ! -x "$GO_CLIENT" ] || [ "$LC_ROOT/tests/supervised/go_client.go" -nt "$GO_CLIENT" ]; then
-	(cd "$LC_ROOT/tests/supervised" && GOCACHE=$SUP/go-cache GOPATH=$SUP/gopath GOFLAGS=-mod=mod \
+SRC=$LC_ROOT/tests/supervised
+if [ ! -x "$GO_CLIENT" ] || [ "$SRC/go_client.go" -nt "$GO_CLIENT" ]; then
+	(cd "$SRC" && GOCACHE=$SUP/go-cache GOPATH=$SUP/gopath GOFLAGS=-mod=mod \
 		go build -o "$GO_CLIENT" go_client.go) >"$T/go-build.log" 2>&1 || echo "# go build: $(tail -3 "$T/go-build.log")"
 fi
-if [ ! -x "$STATIC_CLIENT" ] || [ "$LC_ROOT/tests/supervised/static_client.c" -nt "$STATIC_CLIENT" ]; then
-	musl-gcc -static -O2 -o "$STATIC_CLIENT" "$LC_ROOT/tests/supervised/static_client.c" 2>"$T/musl.log" ||
+if [ ! -x "$STATIC_CLIENT" ] || [ "$SRC/static_client.c" -nt "$STATIC_CLIENT" ] || [ "$SRC/fortify_shim.c" -nt "$STATIC_CLIENT" ]; then
+	# Debian's static mbed TLS archives, linked by path (-L would pull in glibc's libc.a)
+	L=$(dirname "$(dpkg -L libmbedtls-dev 2>/dev/null | grep '/libmbedtls\.a$' | head -1)")
+	musl-gcc -static -O2 -idirafter /usr/include -o "$STATIC_CLIENT" "$SRC/static_client.c" "$SRC/fortify_shim.c" \
+		"$L/libmbedtls.a" "$L/libmbedx509.a" "$L/libmbedcrypto.a" 2>"$T/musl.log" ||
 		echo "# musl-gcc: $(tail -3 "$T/musl.log")"
 fi
 check "the Go client was built (golang-go)" test -x "$GO_CLIENT"
-check "the static musl client was built (musl-tools)" test -x "$STATIC_CLIENT"
+check "the static musl client was built (musl-tools, libmbedtls-dev)" test -x "$STATIC_CLIENT"
 pl_init
 pl_provider tls13 $(pl_tls_args 1.3)
 pl_provider plain
 pl_provider other $(pl_tls_args 1.3)          # not in the policy
 pl_provider otherplain                        # not in the policy
-pl_policy sup "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
-export SSL_CERT_FILE=$PL_CERT/ca.pem
+export SSL_CERT_FILE=$PL_CERT/ca.pem          # the user's trust: the relay verifies the provider with it
+unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS SSL_CERT_DIR
 
-# refused DESC OUT ERR: every call refused within 100 ms, one stderr line per call naming why
+# client NAME TRANSPORT N [stream]: the command line of one client process making N calls
+client() {
+	local port url host=localhost
+	if [ "$2" = plain ]; then port=$PORT_plain host=127.0.0.1; url=http://127.0.0.1:$port/v1/chat/completions
+	else port=$PORT_tls13; url=https://localhost:$port/v1/chat/completions; fi
+	case $1 in
+		go) echo "$GO_CLIENT $url $PL_KEY $3 ${4:-}" ;;
+		static) echo "$STATIC_CLIENT $([ "$2" = tls ] && echo --tls) $([ -n "${4:-}" ] && echo --stream) $host $port $PL_KEY $3" ;;
+	esac
+}
+
+# no_bytes DESC LOG CMD...: CMD (a second, fully blocked process) gets only 429s and the provider
+# gets no byte from it (the relay opens no provider connection for a blocked request at all)
+no_bytes() {
+	local desc=$1 log=$2 b0 r0 b1 r1 z c a; shift 2
+	pl_wait_closed "$log"
+	b0=$(pl_logstat "$log" bytes_total); r0=$(pl_logstat "$log" requests)
+	z=$(pl_logstat "$log" zero_byte_conns); c=$(pl_logstat "$log" conns)
+	"$@" >"$T/blocked.out" 2>"$T/blocked.err"
+	pl_wait_closed "$log"
+	b1=$(pl_logstat "$log" bytes_total); r1=$(pl_logstat "$log" requests)
+	a=$(pl_answers "$T/blocked.out")
+	expect_eq "$desc: a new process gets 429s only" "0 2 0" "$(echo $a | cut -d' ' -f1-3)"
+	expect_eq "$desc: the provider got 0 bytes from it (new connections all empty)" "$b0 $r0 $(($(pl_logstat "$log" conns) - c))" \
+		"$b1 $r1 $(($(pl_logstat "$log" zero_byte_conns) - z))"
+}
+
+for c in go static; do
+	for p in tls plain; do
+		for mode in json stream; do
+			d="$c $p $mode"; log=$LOG_tls13; [ $p = plain ] && log=$LOG_plain
+			s=""; [ $mode = stream ] && s=stream
+			pl_wait_closed "$LOG_tls13"; pl_wait_closed "$LOG_plain"
+			: >"$LOG_tls13"; : >"$LOG_plain"
+			pl_policy "$c-$p-$mode" "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
+			timeout 60 "$LLMCAP" run -- $(client $c $p $((PL_CAP + 2)) $s) >"$T/a.out" 2>"$T/a.err"
+			pl_expect_answers "$d" "$T/a.out" "$PL_CAP" 2
+			pl_wait_closed "$log"
+			pl_expect_charged "$d" "$log" "$PL_CAP"
+			no_bytes "$d" "$log" timeout 60 "$LLMCAP" run -- $(client $c $p 2 $s)
+			expect_eq "$d: nothing on stderr" "" "$(cat "$T/a.err" "$T/blocked.err")"
+		done
+	done
+done
+
+# the answer streams through the relay as it comes (SSE unbuffered): with the provider pausing
+# 40 ms between events, the first bytes reach the program long before the last
+pl_provider slow $(pl_tls_args 1.3) --stream-delay-ms 40
+PL_CAP=20 pl_policy slow "localhost:$PORT_slow"
+v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_slow/v1/chat/completions" "$PL_KEY" 1 stream |
+	"$PY" -c 'import json,sys; d=json.loads(sys.stdin.readline()); print(d["status"], d["first_ms"] * 2 < d["ms"], d["ms"] > 200)')
+expect_eq "SSE through the relay: the first event arrives before the stream ends (not buffered)" "200 True True" "$v"
+# streams one after the other on a keep-alive connection (the provider closes after each), and a
+# program that gives up mid-stream: the supervisor stays (no SIGPIPE), the program's status is its own
+v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_slow/v1/chat/completions" "$PL_KEY" 3 stream |
+	"$PY" -c 'import json,sys; print(" ".join(str(json.loads(l)["status"]) + ("" if "error" not in json.loads(l) else "!") for l in sys.stdin))')
+expect_eq "three streams in a row through the relay" "200 200 200" "$v"
+v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_slow/v1/chat/completions" "$PL_KEY" 2 abort 2>"$T/ab.err" |
+	"$PY" -c 'import json,sys; print(" ".join(str(json.loads(l)["status"]) + json.loads(l).get("error", "") for l in sys.stdin))'; echo "${PIPESTATUS[0]}")
+expect_eq "a program that gives up mid-stream, twice: the supervisor lives on (no SIGPIPE), exit 0" "200aborted 200aborted 0" "$(echo $v)"
+
+# the trust model: the CA key stays in the state directory (0600); one CA per state directory,
+# made on first use and kept; the program's trust variables point at bundles with the llmcap CA
+CA=$LLMCAP_STATE_DIR/relay
+expect_eq "the llmcap CA key is mode 0600, the CA certificate 0644" "600 644" "$(stat -c %a "$CA/ca.key") $(stat -c %a "$CA/ca.pem")"
+h1=$(sha256sum <"$CA/ca.pem")
+v=$("$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_slow/v1/chat/completions" "$PL_KEY" 1 2>/dev/null |
+	"$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["status"])')
+expect_eq "a second run keeps the same CA" "200 $h1" "$v $(sha256sum <"$CA/ca.pem")"
+v=$("$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 1 k 0 --exec \
+	sh -c 'for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS; do f=$(printenv $v); \
+	grep -c "BEGIN CERTIFICATE" "$f"; done' | tr '\n' ' ')
+expect_eq "SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE: the user's CA + the llmcap CA; NODE_EXTRA_CA_CERTS: the llmcap CA" \
+	"2 2 2 1 " "$v"
+v=$(grep -l "PRIVATE KEY" "$CA"/* | xargs -n1 basename | tr '\n' ' ')
+expect_eq "no private key anywhere but ca.key" "ca.key " "$v"
+
+# forwarded over VERIFIED TLS: without the user's CA the relay does not reach the provider
+pl_policy verify "localhost:$PORT_tls13"
+: >"$LOG_tls13"
+v=$(env -u SSL_CERT_FILE timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_tls13/v1/chat/completions" \
+	"$PL_KEY" 1 2>"$T/v.err" | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["status"])')
+pl_wait_closed "$LOG_tls13"
+expect_eq "a provider certificate that does not verify: 502 from the relay, no request at the provider" \
+	"502 0" "$v $(pl_logstat "$LOG_tls13" requests)"
+expect_eq "...and one stderr line naming why" 1 "$(grep -c 'llmcap: relay: TLS to the provider localhost failed: .*certificate' "$T/v.err")"
+expect_eq "...and no tokens, no cost charged (the request itself counts, as when a provider cannot be reached)" \
+	"0 0" "$(pl_used tokens) $("$PY" -c "print(int(float('$(pl_used cost)') * 1e6))")"
+
+# holding impossible (the relay's directory cannot be made): refused at once, one stderr line
+pl_policy refuse "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
+touch "$LLMCAP_STATE_DIR/relay"
+: >"$LOG_tls13"; : >"$LOG_plain"
 refused() {
 	local desc=$1 out=$2 err=$3 v
 	v=$("$PY" - "$out" <<'EOF'
@@ -45,24 +147,21 @@ EOF
 		fail "$desc: $(head -c 400 "$out")"
 	fi
 	expect_eq "$desc: one stderr line per refused connection, naming why" "$2" \
-		"$(grep -c 'llmcap: refused a connection to provider .*cannot hold its calls' "$err")"
+		"$(grep -c 'llmcap: refused a connection to provider .*cannot hold its calls (.*relay' "$err")"
 }
+timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_tls13/v1/chat/completions" "$PL_KEY" 2 >"$T/r.out" 2>"$T/r.err"
+refused "relay impossible: Go net/http tls" "$T/r.out" "$T/r.err"
+timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KEY" 2 --fork >"$T/r.out" 2>"$T/r.err"
+refused "relay impossible: static client plain, calls from a forked child" "$T/r.out" "$T/r.err"
+pl_wait_closed "$LOG_tls13"; pl_wait_closed "$LOG_plain"
+expect_eq "relay impossible: the provider saw no connection at all" "0 0" "$(pl_logstat "$LOG_tls13" conns) $(pl_logstat "$LOG_plain" conns)"
 
-for p in tls13 plain; do
-	port_var=PORT_$p; log_var=LOG_$p; port=${!port_var}; log=${!log_var}
-	if [ "$p" = plain ]; then url=http://127.0.0.1:$port/v1/chat/completions; else url=https://localhost:$port/v1/chat/completions; fi
-	: >"$log"
-	timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "$url" "$PL_KEY" 3 >"$T/go.out" 2>"$T/go.err"
-	refused "Go net/http $p" "$T/go.out" "$T/go.err"
-	host=localhost; [ "$p" = plain ] && host=127.0.0.1
-	timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" "$host" "$port" "$PL_KEY" 3 >"$T/st.out" 2>"$T/st.err"
-	refused "static musl client $p" "$T/st.out" "$T/st.err"
-	timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" "$host" "$port" "$PL_KEY" 2 --fork >"$T/stf.out" 2>"$T/stf.err"
-	refused "static musl client $p, calls from a forked child" "$T/stf.out" "$T/stf.err"
-	pl_wait_closed "$log"
-	expect_eq "$p: the provider saw no connection at all" "0 0" "$(pl_logstat "$log" conns) $(pl_logstat "$log" bytes_total)"
-done
-expect_eq "nothing was charged" 0 "$(pl_used requests)"
+# children inherit the supervision: a forked child's calls are held as well
+pl_policy fork "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
+: >"$LOG_plain"
+timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KEY" $((PL_CAP + 1)) --fork >"$T/f.out" 2>&1
+pl_expect_answers "static client, calls from a forked child" "$T/f.out" "$PL_CAP" 1
+expect_eq "static client, forked child: charged" "$PL_CAP" "$(pl_used requests)"
 
 # other hosts pass untouched under the supervisor
 v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_other/v1/chat/completions" "$PL_KEY" 2 2>"$T/o.err" |
@@ -70,15 +169,15 @@ v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "https://localhost:$PORT_other/v1/c
 expect_eq "Go net/http to a host that is not a provider: answered" "200 200" "$v"
 expect_eq "...and nothing on stderr" "" "$(cat "$T/o.err")"
 v=$("$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_otherplain" "$PL_KEY" 1 2>&1 | head -1)
-case "$v" in *'"status": 200'*) ok "static client to a host that is not a provider: answered ($v)" ;;
+case "$v" in *'"status": 200'*) ok "static client to a host that is not a provider: answered" ;;
 	*) fail "static client to a non-provider: $v" ;; esac
 
-# a dynamically linked child of a supervised program is held by the preload, not refused
-: >"$LOG_plain"
+# a dynamically linked child of a supervised program is held by the preload (it trusts the bundle too)
+pl_policy child "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
 v=$(timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KEY" 0 --exec curl -sS -o /dev/null \
 	-w '%{http_code}' -H "Authorization: Bearer $PL_KEY" -H 'Content-Type: application/json' \
 	-d '{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}' \
-	"http://127.0.0.1:$PORT_plain/v1/chat/completions" 2>"$T/child.err")
+	"https://localhost:$PORT_tls13/v1/chat/completions" 2>"$T/child.err")
 expect_eq "curl started by a supervised static program: held by the preload (allowed, charged)" "200 1" "$v $(pl_used requests)"
 
 # exit status is the program's; no policy installed -> not supervised (llmcap not configured)

@@ -1,0 +1,845 @@
+/* relay.c - the loopback relay inside `llmcap run`'s supervisor (supervise.c).
+ *
+ * A provider connect() of a supervised program (static, Go) is carried out by the supervisor on
+ * the program's own socket (pidfd_getfd), towards a listening socket of this relay instead of
+ * the provider: same descriptor, same flags and options, a non-blocking socket gets EINPROGRESS
+ * as it would from the kernel. The relay knows which provider address each connection was meant
+ * for by the local port the supervisor bound the socket to before connecting it.
+ *
+ * Per connection (one thread): the first byte tells TLS (a ClientHello, 0x16) from plain HTTP.
+ * TLS is terminated with a leaf certificate for the name the program asked for (SNI; else the
+ * policy's host entry), signed on the fly by the llmcap CA of this host and cached for the run.
+ * Each HTTP/1.1 request is read whole and decided by the engine (lc_admit_http), exactly as the
+ * preload decides: refused -> the synthetic 429/401/503 goes back and not one byte leaves; allowed
+ * -> the bytes go unchanged to the provider address the program asked for, over TLS verified
+ * against the trust the user had (SSL_CERT_FILE / SSL_CERT_DIR or the system's, the name being
+ * the one the program asked for), and the answer streams back as it arrives (SSE unbuffered)
+ * while lc_resp reads the usage; the ticket is settled when the answer ends (lc_settle). HTTP/2
+ * is not offered (ALPN http/1.1); a request llmcap cannot read closes the connection unsent.
+ *
+ * Trust: the CA key is created on first use in <state>/relay/ca.key (mode 0600) and never leaves
+ * that file and this process; the program trusts the CA only through the variables `llmcap run`
+ * sets for it (lc_relay_child_env): bundles of what it trusted before plus the llmcap CA.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "engine.h"
+#include "relay.h"
+#include "util.h"
+
+/* ---- the llmcap CA and leaf certificates ---- */
+
+static EVP_PKEY *ca_key, *leaf_key;
+static X509 *ca_cert;
+static char ca_dir[PATH_MAX], ca_pem[PATH_MAX + 16];
+
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *val)
+{
+	X509_EXTENSION *e = X509V3_EXT_nconf_nid(NULL, ctx, nid, val);
+	int r;
+
+	if (!e)
+		return -1;
+	r = X509_add_ext(x, e, -1) ? 0 : -1;
+	X509_EXTENSION_free(e);
+	return r;
+}
+
+/* a certificate for pub: the CA itself (issuer NULL: self-signed) or a server leaf with san */
+static X509 *make_cert(const char *cn, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *ikey, const char *san, long days)
+{
+	unsigned char rnd[16];
+	BIGNUM *bn = NULL;
+	X509 *x = X509_new();
+	X509_NAME *n;
+	X509V3_CTX ctx;
+	bool ok;
+
+	if (!x || RAND_bytes(rnd, sizeof(rnd)) != 1)
+		goto fail;
+	rnd[0] &= 0x7f;
+	bn = BN_bin2bn(rnd, sizeof(rnd), NULL);
+	n = X509_get_subject_name(x);
+	ok = bn && X509_set_version(x, 2) && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+	     X509_gmtime_adj(X509_getm_notBefore(x), -3600) && X509_gmtime_adj(X509_getm_notAfter(x), days * 86400) &&
+	     X509_NAME_add_entry_by_txt(n, "O", MBSTRING_UTF8, (const unsigned char *)"llmcap", -1, -1, 0) &&
+	     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
+	     X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n) && X509_set_pubkey(x, pub);
+	BN_free(bn);
+	if (!ok)
+		goto fail;
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+	if (add_ext(x, &ctx, NID_basic_constraints, issuer ? "critical,CA:FALSE" : "critical,CA:TRUE,pathlen:0") ||
+	    add_ext(x, &ctx, NID_key_usage, issuer ? "critical,digitalSignature" : "critical,keyCertSign,cRLSign") ||
+	    add_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
+	    (issuer && (add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") ||
+			add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") ||
+			add_ext(x, &ctx, NID_subject_alt_name, san))) ||
+	    !X509_sign(x, ikey, EVP_sha256()))
+		goto fail;
+	return x;
+fail:
+	X509_free(x);
+	return NULL;
+}
+
+static int pem_of(X509 *x, EVP_PKEY *k, struct lc_buf *out)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p;
+	long n;
+	int ok = b && (x ? PEM_write_bio_X509(b, x) : PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL));
+
+	lc_buf_init(out, 1 << 20);
+	n = ok ? BIO_get_mem_data(b, &p) : 0;
+	ok = ok && n > 0 && lc_buf_add(out, p, (size_t)n) == 0;
+	BIO_free(b);
+	return ok ? 0 : -1;
+}
+
+/* load <state>/relay/ca.{key,pem}, creating them on first use (under a lock) */
+static int ca_load(char *why, size_t wl)
+{
+	char path[PATH_MAX + 16], host[64] = "", cn[128], err[256] = "";
+	struct lc_buf kb, cb;
+	FILE *f;
+	int lk;
+
+	if (lc_state_dir(ca_dir, sizeof(ca_dir) - 8)) {
+		snprintf(why, wl, "no state directory for the llmcap CA");
+		return -1;
+	}
+	strcat(ca_dir, "/relay");
+	if (mkdir(ca_dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(why, wl, "cannot create %s: %s", ca_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/lock", ca_dir);
+	lk = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lk < 0 || flock(lk, LOCK_EX) != 0) {
+		snprintf(why, wl, "cannot lock %s: %s", path, strerror(errno));
+		if (lk >= 0)
+			close(lk);
+		return -1;
+	}
+	snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", ca_dir);
+	snprintf(path, sizeof(path), "%s/ca.key", ca_dir);
+	if (access(path, F_OK) == 0 && access(ca_pem, F_OK) == 0) {
+		if ((f = fopen(path, "re"))) {
+			ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+			fclose(f);
+		}
+		if ((f = fopen(ca_pem, "re"))) {
+			ca_cert = PEM_read_X509(f, NULL, NULL, NULL);
+			fclose(f);
+		}
+		if (!ca_key || !ca_cert || X509_check_private_key(ca_cert, ca_key) != 1) {
+			snprintf(why, wl, "the llmcap CA in %s cannot be read (%s)", ca_dir,
+				 access(path, R_OK) ? strerror(errno) : "damaged: remove ca.key and ca.pem to make a new one");
+			goto fail;
+		}
+		chmod(path, 0600);
+	} else {
+		gethostname(host, sizeof(host) - 1);
+		snprintf(cn, sizeof(cn), "llmcap relay CA (%.60s)", host);
+		ca_key = EVP_EC_gen("P-256");
+		ca_cert = ca_key ? make_cert(cn, ca_key, NULL, ca_key, NULL, 3650) : NULL;
+		if (!ca_cert || pem_of(NULL, ca_key, &kb)) {
+			snprintf(why, wl, "cannot make the llmcap CA (OpenSSL)");
+			goto fail;
+		}
+		if (lc_write_file_atomic(path, kb.data, kb.len, 0600, err, sizeof(err))) {
+			lc_buf_free(&kb);
+			snprintf(why, wl, "cannot write the llmcap CA key: %s", err);
+			goto fail;
+		}
+		lc_buf_free(&kb);
+		if (pem_of(ca_cert, NULL, &cb) || lc_write_file_atomic(ca_pem, cb.data, cb.len, 0644, err, sizeof(err))) {
+			lc_buf_free(&cb);
+			snprintf(why, wl, "cannot write the llmcap CA certificate: %s", err);
+			goto fail;
+		}
+		lc_buf_free(&cb);
+	}
+	close(lk);
+	leaf_key = EVP_EC_gen("P-256");    /* one key for this run's leaves, never written anywhere */
+	if (!leaf_key) {
+		snprintf(why, wl, "cannot make a key (OpenSSL)");
+		return -1;
+	}
+	return 0;
+fail:
+	close(lk);
+	return -1;
+}
+
+/* leaf certificates of this run, one per name */
+#define MAX_LEAVES 64
+static struct {
+	char name[256];
+	X509 *x;
+} leaves[MAX_LEAVES];
+static pthread_mutex_t leaf_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static X509 *leaf_for(const char *name)
+{
+	unsigned char ip[16];
+	char san[300];
+	X509 *x = NULL;
+	int i;
+
+	pthread_mutex_lock(&leaf_mu);
+	for (i = 0; i < MAX_LEAVES && leaves[i].x; i++)
+		if (!strcmp(leaves[i].name, name)) {
+			x = leaves[i].x;
+			goto out;
+		}
+	snprintf(san, sizeof(san), "%s:%s",
+		 inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1 ? "IP" : "DNS", name);
+	x = make_cert(name, leaf_key, ca_cert, ca_key, san, 7);
+	if (x && i < MAX_LEAVES) {
+		snprintf(leaves[i].name, sizeof(leaves[i].name), "%s", name);
+		leaves[i].x = x;
+	} else if (x) {
+		X509_free(leaves[MAX_LEAVES - 1].x);    /* full: the last slot is reused */
+		snprintf(leaves[MAX_LEAVES - 1].name, sizeof(leaves[0].name), "%s", name);
+		leaves[MAX_LEAVES - 1].x = x;
+	}
+out:
+	if (x)
+		X509_up_ref(x);
+	pthread_mutex_unlock(&leaf_mu);
+	return x;
+}
+
+/* ---- what the program trusts ---- */
+
+static const char *const trust_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+					  "NODE_EXTRA_CA_CERTS" };
+#define NVARS (sizeof(trust_vars) / sizeof(trust_vars[0]))
+static char trust_vals[NVARS][PATH_MAX + 64];
+
+/* <state>/relay/bundle-<hash>.pem = base (may be NULL) + the llmcap CA */
+static int bundle(const char *base, char *out, size_t outlen, char *why, size_t wl)
+{
+	struct lc_buf b, ca;
+	unsigned char h[32];
+	char hex[65], err[256] = "";
+	int rc = -1;
+
+	if (lc_read_file(ca_pem, 1 << 20, &ca, err, sizeof(err))) {
+		snprintf(why, wl, "%s", err);
+		return -1;
+	}
+	if (!base || !*base || lc_read_file(base, 16 << 20, &b, err, sizeof(err)))
+		lc_buf_init(&b, 32 << 20);
+	if ((b.len && b.data[b.len - 1] != '\n' && lc_buf_add(&b, "\n", 1)) || lc_buf_add(&b, ca.data, ca.len)) {
+		snprintf(why, wl, "trust bundle too large");
+		goto out;
+	}
+	lc_sha256(b.data, b.len, h);
+	lc_hex(h, 8, hex);
+	snprintf(out, outlen, "%s/bundle-%s.pem", ca_dir, hex);
+	if (access(out, R_OK) != 0 && lc_write_file_atomic(out, b.data, b.len, 0644, err, sizeof(err))) {
+		snprintf(why, wl, "%s", err);
+		goto out;
+	}
+	rc = 0;
+out:
+	lc_buf_free(&b);
+	lc_buf_free(&ca);
+	return rc;
+}
+
+void lc_relay_child_env(void)
+{
+	size_t i;
+
+	for (i = 0; i < NVARS; i++)
+		if (trust_vals[i][0])
+			setenv(trust_vars[i], trust_vals[i], 1);
+}
+
+/* ---- listeners and the table of connections on their way ---- */
+
+static int lfd4 = -1, lfd6 = -1;
+static struct sockaddr_in addr4;
+static struct sockaddr_in6 addr6;
+static SSL_CTX *sctx, *uctx;
+
+struct pending {
+	int lport;                    /* the program socket's local port (key) */
+	int family;
+	struct sockaddr_storage dst;
+	socklen_t dlen;
+	char host[256];               /* the policy entry's host, for the engine */
+	int port;
+	int64_t since;
+};
+#define MAX_PENDING 256
+static struct pending pend[MAX_PENDING];
+static pthread_mutex_t pend_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int listen_on(int fam)
+{
+	int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	socklen_t l;
+
+	if (fd < 0)
+		return -1;
+	if (fam == AF_INET) {
+		addr4.sin_family = AF_INET;
+		addr4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		l = sizeof(addr4);
+		if (bind(fd, (struct sockaddr *)&addr4, l) || listen(fd, 512) ||
+		    getsockname(fd, (struct sockaddr *)&addr4, &l))
+			goto fail;
+	} else {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		addr6.sin6_family = AF_INET6;
+		addr6.sin6_addr = in6addr_loopback;
+		l = sizeof(addr6);
+		if (bind(fd, (struct sockaddr *)&addr6, l) || listen(fd, 512) ||
+		    getsockname(fd, (struct sockaddr *)&addr6, &l))
+			goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		   unsigned int inlen, void *arg)
+{
+	static const unsigned char h1[] = "\x08http/1.1";
+
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK;    /* no http/1.1 offered: no ALPN, HTTP/1.1 it is */
+}
+
+struct rconn;
+static int sni_cb(SSL *s, int *al, void *arg);
+
+int lc_relay_prepare(char *why, size_t wl)
+{
+	char base[PATH_MAX];
+	const char *ssl_file = getenv("SSL_CERT_FILE"), *v;
+	size_t i;
+
+	if (ca_load(why, wl))
+		return -1;
+	/* the program's TLS libraries: what each variable named, else SSL_CERT_FILE, else the system's */
+	snprintf(base, sizeof(base), "%s", ssl_file && *ssl_file ? ssl_file : X509_get_default_cert_file());
+	for (i = 0; i < NVARS; i++) {
+		v = getenv(trust_vars[i]);
+		if (!strcmp(trust_vars[i], "NODE_EXTRA_CA_CERTS"))    /* node adds it to its own roots */
+			v = v && *v ? v : NULL;
+		else
+			v = v && *v ? v : base;
+		if (bundle(v, trust_vals[i], sizeof(trust_vals[i]), why, wl))
+			return -1;
+	}
+	sctx = SSL_CTX_new(TLS_server_method());
+	uctx = SSL_CTX_new(TLS_client_method());
+	if (!sctx || !uctx || !SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_min_proto_version(uctx, TLS1_2_VERSION) || SSL_CTX_set_default_verify_paths(uctx) != 1 ||
+	    SSL_CTX_set_alpn_protos(uctx, (const unsigned char *)"\x08http/1.1", 9) != 0) {
+		snprintf(why, wl, "cannot set up TLS (OpenSSL)");
+		return -1;
+	}
+	SSL_CTX_set_verify(uctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(sctx, SSL_MODE_AUTO_RETRY);
+	SSL_CTX_set_mode(uctx, SSL_MODE_AUTO_RETRY);
+	SSL_CTX_set_tlsext_servername_callback(sctx, sni_cb);
+	SSL_CTX_set_alpn_select_cb(sctx, alpn_cb, NULL);
+	lfd4 = listen_on(AF_INET);
+	lfd6 = listen_on(AF_INET6);
+	if (lfd4 < 0) {
+		snprintf(why, wl, "cannot listen on the loopback interface: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- one relayed connection ---- */
+
+struct side {
+	int fd;
+	SSL *ssl;
+};
+
+struct rconn {
+	struct side c, u;          /* the program, the provider */
+	struct pending p;
+	char name[256];            /* the name the program asked for (SNI), else the entry's host */
+	char upname[256];
+};
+
+static int sni_cb(SSL *s, int *al, void *arg)
+{
+	struct rconn *rc = SSL_get_app_data(s);
+	const char *sni = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+	X509 *x;
+
+	if (sni && *sni && strlen(sni) < sizeof(rc->name))
+		snprintf(rc->name, sizeof(rc->name), "%s", sni);
+	x = leaf_for(rc->name);
+	if (!x || SSL_use_certificate(s, x) != 1 || SSL_use_PrivateKey(s, leaf_key) != 1) {
+		X509_free(x);
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	X509_free(x);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static ssize_t side_read(struct side *s, void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (s->ssl) {
+		size_t got = 0;
+
+		if (SSL_read_ex(s->ssl, buf, n, &got) == 1)
+			return (ssize_t)got;
+		return SSL_get_error(s->ssl, 0) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+	}
+	do
+		r = recv(s->fd, buf, n, 0);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static int side_write(struct side *s, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n) {
+		ssize_t w;
+
+		if (s->ssl) {
+			size_t k = 0;
+
+			w = SSL_write_ex(s->ssl, p, n, &k) == 1 ? (ssize_t)k : -1;
+		} else {
+			w = send(s->fd, p, n, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+		}
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void side_close(struct side *s)
+{
+	if (s->ssl) {
+		SSL_shutdown(s->ssl);
+		SSL_free(s->ssl);
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	s->ssl = NULL;
+	s->fd = -1;
+}
+
+/* a short answer of the relay's own (no ticket: it never reached the provider) */
+static void answer(struct rconn *rc, int status, const char *reason, const char *msg)
+{
+	char b[1024], body[600];
+	int n = snprintf(body, sizeof(body), "{\"error\":{\"message\":\"llmcap relay: %s\",\"type\":\"llmcap_relay\"}}",
+			 msg);
+
+	n = snprintf(b, sizeof(b), "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+		     "connection: close\r\n\r\n%s", status, reason, n, body);
+	side_write(&rc->c, b, (size_t)n);
+}
+
+/* connect to the provider address the program asked for, TLS when the program spoke TLS */
+static int up_connect(struct rconn *rc, bool tls, char *why, size_t wl)
+{
+	int fd = socket(rc->p.dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	unsigned char ip[16];
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&rc->p.dst, rc->p.dlen) != 0) {
+		snprintf(why, wl, "cannot connect to the provider: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	rc->u.fd = fd;
+	if (!tls)
+		return 0;
+	rc->u.ssl = SSL_new(uctx);
+	if (!rc->u.ssl || !SSL_set_fd(rc->u.ssl, fd) || !SSL_set1_host(rc->u.ssl, rc->name) ||
+	    (inet_pton(AF_INET, rc->name, ip) != 1 && inet_pton(AF_INET6, rc->name, ip) != 1 &&
+	     !SSL_set_tlsext_host_name(rc->u.ssl, rc->name))) {
+		snprintf(why, wl, "cannot set up TLS to the provider");
+		return -1;
+	}
+	if (SSL_connect(rc->u.ssl) != 1) {
+		long v = SSL_get_verify_result(rc->u.ssl);
+
+		snprintf(why, wl, "TLS to the provider %s failed: %s", rc->name,
+			 v != X509_V_OK ? X509_verify_cert_error_string(v) : "handshake failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* the upstream connection is usable for one more request: idle and quiet (anything readable on
+ * an idle HTTP/1.1 connection is its end: EOF, a TLS close_notify; a new connection is cheaper
+ * than a request written into a closing one) */
+static bool up_alive(struct rconn *rc)
+{
+	struct pollfd p = { .fd = rc->u.fd, .events = POLLIN };
+
+	return rc->u.fd >= 0 && poll(&p, 1, 0) == 0 && (!rc->u.ssl || SSL_pending(rc->u.ssl) == 0);
+}
+
+/* the provider's answer to one request: streamed to the program, fed to lc_resp; true: go on */
+static bool relay_response(struct rconn *rc, struct lc_resp *resp)
+{
+	char buf[16384];
+	bool client_quiet = false;
+
+	for (;;) {
+		ssize_t n;
+		size_t used = 0;
+		int pr;
+
+		if (!rc->u.ssl || SSL_pending(rc->u.ssl) == 0) {
+			struct pollfd p[2] = { { .fd = rc->u.fd, .events = POLLIN }, { .fd = rc->c.fd, .events = POLLIN } };
+
+			if (poll(p, client_quiet ? 1 : 2, -1) < 0 && errno != EINTR)
+				return false;
+			if (!client_quiet && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+				if (recv(rc->c.fd, buf, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+					return false;    /* the program went away mid-answer */
+				client_quiet = true;     /* it sent more (the next request): read it later */
+			}
+			if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		n = side_read(&rc->u, buf, sizeof(buf));
+		if (n <= 0) {
+			lc_resp_eof(resp);
+			return false;
+		}
+		if (side_write(&rc->c, buf, (size_t)n) != 0)
+			return false;
+		if (resp->state == LC_PARSE_MORE) {
+			pr = lc_resp_feed(resp, buf, (size_t)n, &used);
+			if (pr == LC_PARSE_DONE)
+				return true;
+			if (pr != LC_PARSE_MORE)
+				return false;    /* not HTTP/1.1 we can frame: relay until it closes */
+		}
+	}
+}
+
+static void serve(struct rconn *rc)
+{
+	char buf[16384], why[512];
+	struct lc_buf left;
+	unsigned char first;
+	bool tls;
+	ssize_t n;
+
+	lc_buf_init(&left, LC_WIRE_MAX_HEAD + LC_WIRE_MAX_BODY);
+	n = recv(rc->c.fd, &first, 1, MSG_PEEK);
+	if (n != 1)
+		goto out;
+	tls = first == 0x16;
+	if (tls) {
+		rc->c.ssl = SSL_new(sctx);
+		if (!rc->c.ssl || !SSL_set_fd(rc->c.ssl, rc->c.fd))
+			goto out;
+		SSL_set_app_data(rc->c.ssl, rc);
+		if (SSL_accept(rc->c.ssl) != 1) {
+			lc_log(LC_LOG_INFO, "relay: TLS from the program for %s failed (does it trust the llmcap CA?)",
+			       rc->name);
+			goto out;
+		}
+	}
+	for (;;) {
+		struct lc_reqparse req;
+		struct lc_decision d;
+		struct lc_resp resp;
+		bool cont_sent = false, go_on;
+		size_t used = 0;
+		int pr = LC_PARSE_MORE;
+
+		lc_reqparse_init(&req);
+		while (pr == LC_PARSE_MORE) {
+			if (left.len) {
+				pr = lc_reqparse_feed(&req, left.data, left.len, &used);
+				lc_buf_consume(&left, used);
+				continue;
+			}
+			if (req.expect_continue && !cont_sent) {
+				cont_sent = true;
+				side_write(&rc->c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			}
+			n = side_read(&rc->c, buf, sizeof(buf));
+			if (n <= 0 || lc_buf_add(&left, buf, (size_t)n))
+				break;
+		}
+		if (pr != LC_PARSE_DONE) {    /* closed, or nothing llmcap can read: nothing leaves */
+			if (pr != LC_PARSE_MORE || req.raw.len)
+				lc_log(LC_LOG_INFO, "relay: a request to %s llmcap cannot read: connection closed unsent",
+				       rc->name);
+			lc_reqparse_free(&req);
+			break;
+		}
+		memset(&d, 0, sizeof(d));
+		lc_admit_http(rc->p.host, rc->p.port, &req, &d);
+		if (d.verdict == LC_DENY) {
+			struct lc_buf s;
+
+			lc_buf_init(&s, 1 << 20);
+			if (lc_synth_response(d.format, d.status ? d.status : 429, d.message, d.limit, d.retry_after,
+					      d.should_retry, &s) == 0)
+				side_write(&rc->c, s.data, s.len);
+			lc_buf_free(&s);
+			lc_reqparse_free(&req);
+			break;
+		}
+		if (!up_alive(rc)) {
+			side_close(&rc->u);
+			if (up_connect(rc, tls, why, sizeof(why))) {
+				fprintf(stderr, "llmcap: relay: %s\n", why);
+				if (d.ticket)
+					lc_settle(d.ticket, NULL, 599);
+				answer(rc, 502, "Bad Gateway", why);
+				lc_reqparse_free(&req);
+				break;
+			}
+		}
+		lc_resp_init(&resp, !strcmp(req.method, "HEAD"));
+		go_on = side_write(&rc->u, req.raw.data, req.raw.len) == 0;
+		lc_reqparse_free(&req);
+		if (go_on)
+			go_on = relay_response(rc, &resp);
+		else
+			resp.status = 599;    /* the provider never got the whole request */
+		if (d.ticket && lc_settle(d.ticket, &resp.usage, resp.status) != LC_OK)
+			lc_log(LC_LOG_ERROR, "relay: settle failed");
+		lc_resp_free(&resp);
+		if (!go_on)
+			break;
+	}
+out:
+	lc_buf_free(&left);
+	side_close(&rc->c);
+	side_close(&rc->u);
+	free(rc);
+}
+
+static void *serve_thread(void *arg)
+{
+	serve(arg);
+	return NULL;
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+					: ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void *accept_thread(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+
+	for (;;) {
+		struct sockaddr_storage peer;
+		socklen_t pl = sizeof(peer);
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC), i, one = 1;
+		struct rconn *rc = NULL;
+		pthread_t t;
+		pthread_attr_t at;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE)
+				continue;
+			return NULL;
+		}
+		pthread_mutex_lock(&pend_mu);
+		for (i = 0; i < MAX_PENDING; i++)
+			if (pend[i].lport && pend[i].lport == port_of(&peer)) {
+				rc = calloc(1, sizeof(*rc));
+				if (rc)
+					rc->p = pend[i];
+				pend[i].lport = 0;
+				break;
+			}
+		pthread_mutex_unlock(&pend_mu);
+		if (!rc) {    /* not a connection the supervisor made */
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		rc->c.fd = fd;
+		rc->u.fd = -1;
+		snprintf(rc->name, sizeof(rc->name), "%s", rc->p.host);
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &at, serve_thread, rc) != 0) {
+			close(fd);
+			free(rc);
+		}
+		pthread_attr_destroy(&at);
+	}
+}
+
+int lc_relay_start(char *why, size_t wl)
+{
+	pthread_t t;
+	int i, fds[2] = { lfd4, lfd6 };
+
+	/* a program that closes mid-answer must not kill the supervisor (OpenSSL writes with write()):
+	 * set here, after the fork, so the program keeps its own SIGPIPE disposition */
+	signal(SIGPIPE, SIG_IGN);
+	for (i = 0; i < 2; i++)
+		if (fds[i] >= 0 && pthread_create(&t, NULL, accept_thread, (void *)(intptr_t)fds[i]) == 0)
+			pthread_detach(t);
+		else if (fds[i] >= 0) {
+			snprintf(why, wl, "cannot start the relay: %s", strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
+int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, const char *entry, int port,
+		  char *why, size_t wl)
+{
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof(me);
+	int type = 0, i, slot = -1, lport, e;
+	bool fresh = false;
+	socklen_t tl = sizeof(type);
+	const struct sockaddr *to;
+	socklen_t tolen;
+	char host[256], *colon;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM) {
+		snprintf(why, wl, "not a stream socket");
+		return -1;
+	}
+	if (getsockname(sock, (struct sockaddr *)&me, &ml) != 0 || (me.ss_family != AF_INET && me.ss_family != AF_INET6)) {
+		snprintf(why, wl, "not an internet socket");
+		return -1;
+	}
+	if (me.ss_family == AF_INET6 && lfd6 >= 0) {
+		to = (const struct sockaddr *)&addr6;
+		tolen = sizeof(addr6);
+	} else if (me.ss_family == AF_INET6) {
+		static struct sockaddr_in6 mapped;
+
+		mapped.sin6_family = AF_INET6;
+		mapped.sin6_port = addr4.sin_port;
+		mapped.sin6_addr.s6_addr[10] = mapped.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(mapped.sin6_addr.s6_addr + 12, &addr4.sin_addr, 4);
+		to = (const struct sockaddr *)&mapped;
+		tolen = sizeof(mapped);
+	} else {
+		to = (const struct sockaddr *)&addr4;
+		tolen = sizeof(addr4);
+	}
+	lport = port_of(&me);
+	pthread_mutex_lock(&pend_mu);
+	for (i = 0; lport && i < MAX_PENDING; i++)
+		if (pend[i].lport == lport)
+			slot = i;    /* a second connect() on a socket already on its way */
+	pthread_mutex_unlock(&pend_mu);
+	if (slot < 0) {
+		if (lport == 0) {    /* bind it to the loopback address the relay is reached from */
+			struct sockaddr_storage b;
+
+			memcpy(&b, to, tolen);
+			if (b.ss_family == AF_INET)
+				((struct sockaddr_in *)&b)->sin_port = 0;
+			else
+				((struct sockaddr_in6 *)&b)->sin6_port = 0;
+			ml = sizeof(me);
+			if (bind(sock, (struct sockaddr *)&b, tolen) != 0 ||
+			    getsockname(sock, (struct sockaddr *)&me, &ml) != 0) {
+				snprintf(why, wl, "cannot bind the socket to the loopback relay: %s", strerror(errno));
+				return -1;
+			}
+			lport = port_of(&me);
+		}
+		snprintf(host, sizeof(host), "%s", entry);
+		colon = strrchr(host, ':');
+		if (host[0] == '[') {
+			memmove(host, host + 1, strlen(host));
+			host[strcspn(host, "]")] = 0;
+		} else if (colon && strchr(host, ':') == colon) {
+			*colon = 0;
+		}
+		pthread_mutex_lock(&pend_mu);
+		for (i = 0; i < MAX_PENDING && slot < 0; i++)
+			if (!pend[i].lport || lc_now() - pend[i].since > 60)
+				slot = i;
+		if (slot >= 0) {
+			struct pending *p = &pend[slot];
+
+			memset(p, 0, sizeof(*p));
+			p->lport = lport;
+			memcpy(&p->dst, dst, dlen < sizeof(p->dst) ? dlen : sizeof(p->dst));
+			p->dlen = dlen < sizeof(p->dst) ? dlen : sizeof(p->dst);
+			snprintf(p->host, sizeof(p->host), "%s", host);
+			p->port = port;
+			p->since = lc_now();
+			fresh = true;
+		}
+		pthread_mutex_unlock(&pend_mu);
+		if (slot < 0) {
+			snprintf(why, wl, "too many connections on their way to the relay");
+			return -1;
+		}
+	}
+	if (connect(sock, to, tolen) == 0)
+		return 0;
+	e = errno;
+	if (e == EINPROGRESS || e == EALREADY || e == EINTR)
+		return e;
+	if (e != EISCONN)
+		snprintf(why, wl, "cannot connect the socket to the loopback relay: %s", strerror(e));
+	pthread_mutex_lock(&pend_mu);
+	if (fresh && pend[slot].lport == lport)
+		pend[slot].lport = 0;
+	pthread_mutex_unlock(&pend_mu);
+	return e == EISCONN ? e : -1;
+}
