@@ -40,6 +40,7 @@ static size_t (*r_SSL_get_client_random)(const SSL *, unsigned char *, size_t);
 static int (*r_SSL_set_alpn_protos)(SSL *, const unsigned char *, unsigned int);
 static void (*r_SSL_get0_alpn_selected)(const SSL *, const unsigned char **, unsigned int *);
 static int (*r_SSL_is_server)(const SSL *);
+static int (*r_SSL_is_init_finished)(const SSL *);
 
 static const unsigned char alpn_h1[] = "\x08http/1.1";
 
@@ -228,6 +229,23 @@ static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret
 	if (!c) {
 		errno = saved;
 		return 0;
+	}
+	/* A write before the handshake finished (node's TLSWrap writes the request as soon as it
+	 * has it; SSL_write would drive the handshake first): finish it before claiming the bytes, so
+	 * a refused request is answered after the handshake, never instead of it. An unfinished step
+	 * (WANT_READ on a non-blocking socket or a memory BIO) goes back to the program, which retries
+	 * the same write, as with OpenSSL's own SSL_write. */
+	if (HELPER(SSL_is_init_finished) && !r_SSL_is_init_finished(ssl) && REAL(SSL_do_handshake)) {
+		int k = r_SSL_do_handshake(ssl);
+
+		if (k != 1) {
+			lc_conn_set_synth_err(c, 0);
+			lc_conn_put(c);
+			*written = 0;
+			*ret = ex ? 0 : (k < 0 ? k : -1);
+			return 1;
+		}
+		errno = saved;
 	}
 	a = lc_conn_write(c, buf, num);
 	*written = 0;
