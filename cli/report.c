@@ -140,6 +140,8 @@ static void print_status(json_t *st, int cols)
 		/* "2026-12-01T00:00:00Z" -> "12-01 00:00" */
 		if (resets && strlen(resets) >= 16)
 			snprintf(rs, sizeof(rs), "%.5s %.5s", resets + 5, resets + 11);
+		else if (!strcmp(json_string_value(json_object_get(l, "scope")), "run"))
+			snprintf(rs, sizeof(rs), "end of run");   /* llmcap run --budget/--max-requests */
 		else
 			snprintf(rs, sizeof(rs), "never");
 		printf("%-5s %-*s %-9s %8s %8s %8s %8s %-11s %s\n",
@@ -174,7 +176,8 @@ int lc_cmd_status(int argc, char **argv)
 	if (help_asked(argc, argv)) {
 		printf("usage: llmcap status [--json]\n"
 		       "Every limit of the installed policy, sorted by scope then id: used, reserved (in flight),\n"
-		       "threshold (MAX), alert_at (ALERT), reset time; customers' rpm; revoked and expired keys.\n"
+		       "threshold (MAX), alert_at (ALERT), reset time; customers' rpm; the caps of runs of\n"
+		       "`llmcap run --budget/--max-requests` while they run; revoked and expired keys.\n"
 		       "The table fits $COLUMNS (default 80; long ids are shortened with '~').\n"
 		       "--json prints {\"policy\": {...}, \"limits\": [...], \"keys\": [...]} for scripts.\n");
 		return 0;

@@ -10,18 +10,28 @@
  * connect() supervisor of supervise.c instead: its connections to providers are held by the
  * supervisor's relay (relay.c), everything else passes. LD_PRELOAD is set for it as well, so its dynamically linked children
  * are held by the preload as usual.
+ *
+ * --budget USD / --max-requests N: an ephemeral cap on this one run (engine_run.c). llmcap run
+ * records the run in the store, exports LLMCAP_RUN_ID to the program, stays as its parent, and
+ * removes the run when the program exits; every held process of the run counts against the cap.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "secure_exec.h"
 #include "supervise.h"
+#include "util.h"
 
 #define PRELOAD_NAME "libllmcap_preload.so"
 
@@ -30,7 +40,7 @@ int lc_cmd_run(int argc, char **argv);
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: llmcap run [--] CMD [ARGS...]\n"
+		"usage: llmcap run [--budget USD] [--max-requests N] [--] CMD [ARGS...]\n"
 		"\n"
 		"Runs CMD with the llmcap preload library (" PRELOAD_NAME "), so its calls to the\n"
 		"providers of the installed policy are held to its limits. A call that would cross a limit is\n"
@@ -46,7 +56,15 @@ static void run_usage(FILE *f)
 		"through SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and NODE_EXTRA_CA_CERTS, set for\n"
 		"it), or refused at once when they cannot be held; every other connection passes untouched.\n"
 		"\n"
-		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug)\n");
+		"--budget USD, --max-requests N: an ephemeral cap on this one run of CMD and every process it\n"
+		"starts, on top of the policy's limits (no key or policy change). A call that would take the\n"
+		"run past its budget (worst case, as every limit) or its request count gets a 429 naming the\n"
+		"run. `llmcap status` shows the run while it runs. Needs an installed policy (it names the\n"
+		"providers). A supervised program's calls are decided by the relay, which carries the run:\n"
+		"they count against it too.\n"
+		"\n"
+		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug);\n"
+		"the program gets LLMCAP_RUN_ID under --budget/--max-requests\n");
 }
 
 /* absolute path of the preload library, 0 ok */
@@ -110,8 +128,107 @@ static int resolve_cmd(const char *cmd, char *out, size_t outlen)
 	return -1;
 }
 
+static pid_t run_child;
+
+static void forward_signal(int sig)
+{
+	if (run_child > 0)
+		kill(run_child, sig);
+}
+
+/* the option's value: a USD amount (micro-USD) or a count; -1 malformed */
+static int64_t run_amount(const char *opt, const char *v, bool usd)
+{
+	char *end;
+	int64_t out = -1;
+
+	errno = 0;
+	if (usd) {
+		double d = v ? strtod(v, &end) : NAN;
+
+		if (v && *v && !*end && !errno && isfinite(d) && lc_usd_to_micro(d, &out) == 0)
+			return out;
+	} else {
+		long long n = v ? strtoll(v, &end, 10) : -1;
+
+		if (v && *v && !*end && !errno && n >= 0)
+			return n;
+	}
+	fprintf(stderr, "llmcap run: %s needs %s\n", opt, usd ? "an amount in USD (e.g. 0.50)" : "a count (e.g. 100)");
+	return -1;
+}
+
+/* Run the program as a child (cmd: what it does after the fork) under a run record; returns the
+ * exit status for llmcap (the child's, or 128 + its signal). */
+static int run_capped(int64_t budget, int64_t max_requests, int (*cmd)(void *), void *arg)
+{
+	char id[33];
+	int rc = lc_run_begin(budget, max_requests, id), st = 0;
+	struct sigaction sa = {.sa_handler = forward_signal}, ign = {.sa_handler = SIG_IGN};
+
+	if (rc == LC_E_NOPOLICY) {
+		fprintf(stderr, "llmcap run: --budget/--max-requests need an installed policy (it names the providers "
+				"to hold); run `llmcap apply` or the agent first\n");
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "llmcap run: cannot record the run: %s\n", lc_strerror(rc));
+		return 1;
+	}
+	if (setenv("LLMCAP_RUN_ID", id, 1) != 0) {
+		fprintf(stderr, "llmcap run: cannot set LLMCAP_RUN_ID: %s\n", strerror(errno));
+		lc_run_end(id);
+		return 1;
+	}
+	/* the terminal's ^C and ^\ reach the program (same process group); a kill of llmcap run reaches it too */
+	sigaction(SIGINT, &ign, NULL);
+	sigaction(SIGQUIT, &ign, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	run_child = fork();
+	if (run_child < 0) {
+		fprintf(stderr, "llmcap run: fork: %s\n", strerror(errno));
+		lc_run_end(id);
+		return 1;
+	}
+	if (run_child == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		_exit(cmd(arg));
+	}
+	while (waitpid(run_child, &st, 0) < 0 && errno == EINTR)
+		;
+	if ((rc = lc_run_end(id)))
+		fprintf(stderr, "llmcap run: cannot remove run %s: %s (llmcap status ignores it now its owner is gone)\n", id,
+			lc_strerror(rc));
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+struct exec_args {
+	const char *file;
+	char **argv;
+	int kind;
+	const char *kwhy;
+};
+
+static int exec_program(void *p)
+{
+	struct exec_args *a = p;
+
+	if (a->kind != LC_EXEC_DYNAMIC)
+		return lc_supervise_exec(a->file, a->argv, a->kwhy);
+	execv(a->file, a->argv);
+	fprintf(stderr, "llmcap run: %s: %s\n", a->file, strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}
+
 int lc_cmd_run(int argc, char **argv)
 {
+	int64_t budget = -1, max_requests = -1;
 	char lib[PATH_MAX], file[PATH_MAX], kwhy[128];
 	const char *old, *why;
 	char *val;
@@ -126,6 +243,16 @@ int lc_cmd_run(int argc, char **argv)
 		if (!strcmp(argv[i], "--")) {
 			i++;
 			break;
+		}
+		if (!strcmp(argv[i], "--budget") || !strcmp(argv[i], "--max-requests")) {
+			bool usd = !strcmp(argv[i], "--budget");
+			int64_t v = run_amount(argv[i], i + 1 < argc ? argv[i + 1] : NULL, usd);
+
+			if (v < 0)
+				return 2;
+			*(usd ? &budget : &max_requests) = v;
+			i++;
+			continue;
 		}
 		fprintf(stderr, "llmcap run: unknown option %s (put the command after --)\n", argv[i]);
 		return 2;
@@ -175,9 +302,11 @@ int lc_cmd_run(int argc, char **argv)
 	}
 	free(val);
 	kind = lc_exec_kind(file, kwhy, sizeof(kwhy));
-	if (kind != LC_EXEC_DYNAMIC)
-		return lc_supervise_exec(file, argv + i, kwhy);
-	execv(file, argv + i);
-	fprintf(stderr, "llmcap run: %s: %s\n", file, strerror(errno));
-	return errno == ENOENT ? 127 : 126;
+	{
+		struct exec_args a = {file, argv + i, kind, kwhy};
+
+		if (budget >= 0 || max_requests >= 0)
+			return run_capped(budget, max_requests, exec_program, &a);
+		return exec_program(&a);
+	}
 }

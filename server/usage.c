@@ -33,7 +33,7 @@
 #define SRV_HOST_RECORDS_MAX 100000
 #define SRV_E_REFUSED (-29001)              /* post_txn: refused (op->refuse says why) */
 
-static bool srv_scope_known(const char *s) { return lc_scope_parse(s) >= 0; }
+static bool srv_scope_known(const char *s) { return lc_scope_parse(s) >= 0 && lc_scope_parse(s) != LC_SCOPE_RUN; }
 
 /* the ledger's metrics, and "tokens" from older hosts */
 static bool srv_metric_known(const char *m) { return lc_lmetric_parse(m) >= 0 || !strcmp(m, "tokens") ||

@@ -110,6 +110,16 @@ static bool proc_alive(int32_t pid, uint64_t start)
 	return s != 0 && s == start;
 }
 
+uint64_t lc__proc_start(int pid)
+{
+	return proc_start(pid);
+}
+
+bool lc__proc_alive(int32_t pid, uint64_t start)
+{
+	return proc_alive(pid, start);
+}
+
 /* ---- small helpers ---------------------------------------------------------- */
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -564,6 +574,8 @@ static int identify(struct lc_store *s, MDB_txn *txn, struct decision *x, const 
 		group_set(x, LC_SCOPE_CUSTOMER, info->customer);
 	group_set(x, LC_SCOPE_MODEL, info->model[0] ? info->model : "-");
 	group_set(x, LC_SCOPE_PROVIDER, prov.name);
+	if (lc__run_id() && lc__run_live(s, txn, lc__run_id()))
+		group_set(x, LC_SCOPE_RUN, lc__run_id());   /* under llmcap run --budget: the run's caps too */
 	return GO_ON;
 }
 
@@ -607,7 +619,7 @@ static char *group_id(const struct group *g, char out[128])
 /* 3. which rules watch the request's groups; their ledger records */
 static int collect_rules(struct lc_store *s, MDB_txn *txn, struct decision *x)
 {
-	static const int watched_scopes[] = {LC_SCOPE_KEY, LC_SCOPE_TEAM, LC_SCOPE_ORG, LC_SCOPE_CUSTOMER};
+	static const int watched_scopes[] = {LC_SCOPE_KEY, LC_SCOPE_TEAM, LC_SCOPE_ORG, LC_SCOPE_CUSTOMER, LC_SCOPE_RUN};
 	char id[128];
 	int rc, n;
 

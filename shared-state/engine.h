@@ -135,6 +135,14 @@ int lc_event_queue(const char *event, json_t *data /* stolen */, const char *ded
 /* Webhooks of the installed policy: the "webhooks" array (new ref) or NULL. */
 json_t *lc_webhooks(void);
 
+/* ---- runs: an ephemeral cap on one run of a program (llmcap run --budget/--max-requests) ----
+ * lc_run_begin records a run owned by this process (budget in micro-USD, -1 none; max_requests,
+ * -1 none) and writes its id (hex); a process with LLMCAP_RUN_ID=id in its environment then counts
+ * in the run's group (scope "run"), checked with its other limits in the same admit, while this
+ * process lives. lc_run_end removes the run and its usage. LC_E_NOPOLICY without a policy. */
+int lc_run_begin(int64_t budget, int64_t max_requests, char id[33]);
+int lc_run_end(const char *id);
+
 /* Flush the store to disk (the store runs MDB_NOSYNC; see README). */
 int lc_store_sync(void);
 const char *lc_strerror(int rc);

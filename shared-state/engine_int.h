@@ -111,6 +111,22 @@ int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const stru
 int lc__crossing_event(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_crossing *c,
 		       int64_t used, int64_t now);
 
+/* ---- runs (engine_run.c) ---- */
+/* LLMCAP_RUN_ID of this process when well-formed, else NULL */
+const char *lc__run_id(void);
+/* the run's record exists and its owner (`llmcap run`) lives */
+bool lc__run_live(struct lc_store *s, MDB_txn *txn, const char *id);
+/* the run's rules: its budget (cost) and request cap, over the run's lifetime */
+int lc__run_rules(struct lc_store *s, MDB_txn *txn, const char *id, struct lc_rule *out, int max, int *n);
+/* each run record (only those whose owner lives, or all) */
+int lc__run_each(struct lc_store *s, MDB_txn *txn, bool live_only, int (*fn)(void *ctx, const char *id, bool live),
+		 void *ctx);
+/* remove runs whose owner is gone and run groups without a run; *n counts them */
+int lc__run_prune(struct lc_store *s, MDB_txn *txn, unsigned *n);
+/* process identity (engine.c): start time from /proc (0: none), alive = same pid and start time */
+uint64_t lc__proc_start(int pid);
+bool lc__proc_alive(int32_t pid, uint64_t start);
+
 /* a customer's admissions in the last 60 seconds */
 int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now_ms, int64_t *used);
 

@@ -215,6 +215,8 @@ int lc__group_rules(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 			lc_rule_customer_rpm(&out[(*n)++], id, rpm);
 		return 0;
 	}
+	case LC_SCOPE_RUN:
+		return lc__run_rules(s, txn, id, out, max, n);
 	default:
 		return 0;   /* models and providers are counted, not limited */
 	}
@@ -241,10 +243,11 @@ static int64_t policy_version(struct lc_store *s, MDB_txn *txn)
 	return ver;
 }
 
-/* org and team events stay with the server when this host syncs with one */
+/* org and team events stay with the server when this host syncs with one; a run's caps are the
+ * run's own business (its 429 says so), not the operators' */
 static bool server_tells(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r)
 {
-	return (r->scope == LC_SCOPE_ORG || r->scope == LC_SCOPE_TEAM) && synced(s, txn);
+	return r->scope == LC_SCOPE_RUN || ((r->scope == LC_SCOPE_ORG || r->scope == LC_SCOPE_TEAM) && synced(s, txn));
 }
 
 int lc__rule_event(struct lc_store *s, MDB_txn *txn, enum lc_event e, const struct lc_rule *r, const char *level,

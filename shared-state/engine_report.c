@@ -153,7 +153,13 @@ static int customer_rows(struct status_ctx *c)
 	return rc;
 }
 
-/* sorted by scope (key, team, org, customer), then id (LMDB order; customers by name) */
+/* a run of llmcap run --budget/--max-requests, while its owner lives */
+static int run_rows(void *ctx, const char *id, bool live)
+{
+	return group_rows(ctx, LC_SCOPE_RUN, id);
+}
+
+/* sorted by scope (key, team, org, customer, run), then id (LMDB order; customers by name) */
 static int cmp_rows(json_t *x, json_t *y)
 {
 	int sx = lc_scope_parse(json_string_value(json_object_get(x, "scope")));
@@ -236,6 +242,8 @@ int lc_status_json(json_t **out)
 		rc = group_rows(&c, LC_SCOPE_ORG, "org");
 	if (!rc)
 		rc = customer_rows(&c);
+	if (!rc)
+		rc = lc__run_each(c.s, c.txn, true, run_rows, &c);
 	json_object_set_new(root, "keys", key_states(&c));
 	lc_store_end(c.s, c.txn, false);
 	if (rc) {
@@ -317,6 +325,8 @@ static int snap_group(void *ctx, int scope, const char *id, const struct lc_rec_
 {
 	json_t *arr = ctx;
 
+	if (scope == LC_SCOPE_RUN)
+		return 0;   /* a run is this host's alone */
 	for (int w = 0; w < LC_WIN_COUNT; w++)
 		for (int m = 0; m < LC_LM_COUNT; m++)
 			if (rec->w[w].v[m] > 0)
@@ -684,7 +694,7 @@ static int prune_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 		}
 	}
 	mdb_cursor_close(cur);
-	return rc;
+	return rc ? rc : lc__run_prune(s, txn, n);
 }
 
 int lc_prune(unsigned *removed)

@@ -7,7 +7,8 @@
 
 #include "util.h"
 
-static const char *const scope_names[LC_SCOPE_COUNT] = {"key", "team", "org", "customer", "model", "provider"};
+static const char *const scope_names[LC_SCOPE_COUNT] = {"key",   "team",     "org", "customer",
+								     "model", "provider", "run"};
 static const char *const lmetric_names[LC_LM_COUNT] = {"requests", "input_tokens", "cached_input_tokens",
 						       "output_tokens", "cost"};
 static const char *const event_names[LC_EV_COUNT] = {
@@ -306,6 +307,13 @@ void lc_rule_refusal(const struct lc_rule *r, int64_t used, int64_t est, int64_t
 	else {
 		lc_time_format(end, ts);
 		snprintf(resets, sizeof(resets), "resets %s", ts);
+	}
+	if (r->scope == LC_SCOPE_RUN) {
+		snprintf(out, n, "llmcap: the %s of %s for this run (llmcap run %s, run '%s') reached (%s used + %s this "
+			 "request (worst case) would exceed it); it ends with the run",
+			 r->lim.metric == LC_METRIC_COST ? "budget" : "request cap", thr,
+			 r->lim.metric == LC_METRIC_COST ? "--budget" : "--max-requests", r->id, u, e);
+		return;
 	}
 	if (r->kind == LC_RULE_ORG_CAP)
 		snprintf(what, sizeof(what), "%s organisation spend cap of %s", w, thr);

@@ -33,6 +33,7 @@
 /* ledger groups: every settled request counts in one group of each scope that applies */
 enum lc_scope {
 	LC_SCOPE_KEY = 0, LC_SCOPE_TEAM, LC_SCOPE_ORG, LC_SCOPE_CUSTOMER, LC_SCOPE_MODEL, LC_SCOPE_PROVIDER,
+	LC_SCOPE_RUN,      /* one run of `llmcap run --budget/--max-requests` (engine_run.c): host-only, never reported */
 	LC_SCOPE_COUNT
 };
 const char *lc_scope_name(int scope);

@@ -937,6 +937,81 @@ static void test_alert_levels_and_projection(void **st)
 	lc_clock_hook = NULL;
 }
 
+/* a run (llmcap run --max-requests): its cap holds for processes with its LLMCAP_RUN_ID while its
+ * owner lives, and not for others; once its owner is gone it is ignored and pruned */
+static void test_run_caps(void **st)
+{
+	char id[33], dead[33];
+	struct lc_decision d;
+	unsigned removed = 0;
+	int status;
+	pid_t pid;
+
+	lc_clock_hook = NULL;
+	install("");
+	assert_int_equal(lc_run_begin(-1, 1, id), LC_OK);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);               /* not in the run: no cap */
+	settle_usage(d.ticket, 1, 0, 1);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	setenv("LLMCAP_RUN_ID", id, 1);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);               /* the run's one request */
+	settle_usage(d.ticket, 1, 0, 1);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 429);
+	assert_non_null(strstr(d.limit, ":requests:lifetime"));
+	assert_memory_equal(d.limit, "run:", 4);
+	assert_non_null(strstr(d.message, "request cap of 1 for this run (llmcap run --max-requests"));
+	assert_false(d.should_retry);
+	assert_int_equal(lc_run_end(id), LC_OK);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);               /* the run is over: its cap with it */
+	settle_usage(d.ticket, 1, 0, 1);
+
+	/* a run whose owner died (kill -9 of llmcap run): ignored, then pruned */
+	unsetenv("LLMCAP_RUN_ID");
+	assert_int_equal(lc_prune(&removed), LC_OK);         /* whatever else was stale */
+	pid = fork();
+	if (pid == 0) {
+		char cid[33];
+
+		_exit(lc_run_begin(-1, 0, cid) == LC_OK ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	{
+		json_t *stj = NULL, *l;
+		size_t i;
+
+		assert_int_equal(lc_status_json(&stj), LC_OK);
+		json_array_foreach(json_object_get(stj, "limits"), i, l)
+			assert_string_not_equal(json_string_value(json_object_get(l, "scope")), "run");
+		json_decref(stj);
+	}
+	/* a request in flight when its run ends settles into a group with no run (pruned below) */
+	assert_int_equal(lc_run_begin(-1, 5, id), LC_OK);
+	setenv("LLMCAP_RUN_ID", id, 1);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	assert_int_equal(lc_run_end(id), LC_OK);
+	settle_usage(d.ticket, 1, 0, 1);
+	unsetenv("LLMCAP_RUN_ID");
+	assert_int_equal(lc_prune(&removed), LC_OK);
+	assert_int_equal(removed, 2);   /* the dead run's record, and the group the late settle wrote */
+	assert_int_equal(lc_prune(&removed), LC_OK);
+	assert_int_equal(removed, 0);
+	snprintf(dead, sizeof(dead), "%s", id);
+	setenv("LLMCAP_RUN_ID", dead, 1);
+	d = admit("k-run", req("m", 1, 1, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);               /* an id with no run is no cap */
+	settle_usage(d.ticket, 1, 0, 1);
+	unsetenv("LLMCAP_RUN_ID");
+}
+
 /* Large rpm (bucketed): never more than rpm admissions in any 60-second interval, checked over
  * 5 minutes of bursty traffic; and a burst is held until its second leaves the window. */
 static void test_customer_rpm_large(void **st)
@@ -1262,6 +1337,7 @@ int main(void)
 		cmocka_unit_test(test_admit_http),
 		cmocka_unit_test(test_compiled_format_upgrade),
 		cmocka_unit_test(test_alert_at_on_settle),
+		cmocka_unit_test(test_run_caps),
 		cmocka_unit_test(test_customer_rpm_large),
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
