@@ -565,7 +565,8 @@ static int identify(struct lc_store *s, MDB_txn *txn, struct decision *x, const 
 		d->ticket = 0;
 		return DECIDED;
 	}
-	unknown_key_id(keyfp, kid);
+	if (!x->have_key)
+		unknown_key_id(keyfp, kid);
 	group_set(x, LC_SCOPE_KEY, x->have_key ? x->key.name : kid);
 	if (x->have_key && x->key.team[0])
 		group_set(x, LC_SCOPE_TEAM, x->key.team);

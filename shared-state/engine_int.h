@@ -62,7 +62,7 @@ struct lc_rec_cust {
  * requests in flight have reserved (per limit metric). A settle rewrites one record per group
  * (at most six puts), whatever limits exist; a window that moved on starts again at zero. Its key:
  * LC_LEDGER_PREFIX, the scope, the id. */
-#define LC_LEDGER_PREFIX 0x4c  /* 'L'; tickets are 0xff, counters of older llmcaps 0..3 */
+#define LC_LEDGER_PREFIX 0x4c  /* 'L'; the decision stats 'S' (stats.c), tickets 0xff, counters of older llmcaps 0..3 */
 #define LC_WIN_COUNT 6
 struct lc_ledger_win {
 	int64_t bucket;

@@ -1,6 +1,7 @@
-/* stats.c - the host's decision counters: one small record in the meta tree, bumped in the
- * same write transaction as the decision it counts (so a crash never counts a decision that
- * did not happen), and the store figures the agent's /metrics reports. */
+/* stats.c - the host's decision counters: one small record in the counters tree (beside the
+ * ledger records and tickets an admit writes anyway, so counting dirties no other B-tree page),
+ * bumped in the same write transaction as the decision it counts (so a crash never counts a
+ * decision that did not happen), and the store figures the agent's /metrics reports. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,7 +10,8 @@
 #include "stats.h"
 #include "util.h"
 
-#define STATS_KEY "stats.decisions"
+#define STATS_KEY "S.decisions"        /* counters tree: 'S' sorts after the ledger, before tickets */
+#define STATS_KEY_OLD "stats.decisions"  /* meta tree, llmcaps before: carried on by the first count */
 
 struct rec_stats {
 	uint64_t allowed;
@@ -47,9 +49,10 @@ static enum lc_deny_reason reason_of(const struct lc_decision *d)
 
 static void stats_read(struct lc_store *s, MDB_txn *txn, struct rec_stats *r)
 {
-	MDB_val k = {sizeof STATS_KEY - 1, (void *)STATS_KEY}, v;
+	MDB_val k = {sizeof STATS_KEY - 1, (void *)STATS_KEY}, old = {sizeof STATS_KEY_OLD - 1, (void *)STATS_KEY_OLD}, v;
 	memset(r, 0, sizeof *r);
-	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == sizeof *r)
+	if ((mdb_get(txn, s->dbi[LC_DB_COUNTERS], &k, &v) == 0 ||
+	     mdb_get(txn, s->dbi[LC_DB_META], &old, &v) == 0) && v.mv_size == sizeof *r)
 		memcpy(r, v.mv_data, sizeof *r);
 }
 
@@ -64,7 +67,7 @@ int lc_stats_count(struct lc_store *s, MDB_txn *txn, const struct lc_decision *d
 	else
 		r.denied[reason_of(d)]++;
 	MDB_val k = {sizeof STATS_KEY - 1, (void *)STATS_KEY}, v = {sizeof r, &r};
-	return mdb_put(txn, s->dbi[LC_DB_META], &k, &v, 0);
+	return mdb_put(txn, s->dbi[LC_DB_COUNTERS], &k, &v, 0);
 }
 
 int lc_host_stats_get(struct lc_host_stats *out)

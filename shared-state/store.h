@@ -17,7 +17,7 @@ enum lc_dbi {
 	LC_DB_TEAMS,      /* name -> struct lc_rec_limits */
 	LC_DB_PRICES,     /* model or alias -> struct lc_price (price.h) */
 	LC_DB_CUSTS,      /* customer id -> struct lc_rec_cust */
-	LC_DB_COUNTERS,   /* counter key -> struct lc_rec_counter; also tickets under LC_TICKET_PREFIX */
+	LC_DB_COUNTERS,   /* ledger records, decision stats, tickets (engine_int.h) */
 	LC_DB_OUTBOX,     /* u64 seq (big endian) -> event JSON */
 	LC_DB_FIRED,      /* dedup key -> "" */
 	LC_DB_RPM,        /* customer id -> ring of admission times (ms) */

@@ -21,6 +21,7 @@
 #include "rules.h"
 #include "store.h"
 #include "sign.h"
+#include "stats.h"
 #include "util.h"
 
 static char tmpdir[256];
@@ -1119,6 +1120,38 @@ static void test_store_missing_passes_and_corrupt_fails_closed(void **st)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* The decision counters (llmcap agent --metrics) moved from the meta tree into the counters tree
+ * (an admit then dirties no other B-tree); a store written by an older llmcap keeps counting
+ * from its total, never from zero. */
+static void test_decision_stats_carry_over(void **st)
+{
+	uint64_t old[1 + LC_DENY_REASONS] = {41, 0, 0, 0, 0, 0, 3};
+	struct lc_host_stats hs;
+	struct lc_decision d;
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_val k = {.mv_size = 15, .mv_data = "stats.decisions"}, v = {.mv_size = sizeof(old), .mv_data = old};
+	MDB_val nk = {.mv_size = 11, .mv_data = "S.decisions"};
+	int rc;
+
+	install("\"keys\":{\"a\":{\"sha256\":\"%s\",\"limits\":[]}}", fp("k-stats"));
+	/* the store as an older llmcap left it: the counters in the meta tree only */
+	assert_int_equal(lc_store_open(false, &s), LC_OK);
+	assert_int_equal(lc_store_begin(s, true, &txn), 0);
+	rc = mdb_del(txn, s->dbi[LC_DB_COUNTERS], &nk, NULL);
+	assert_true(rc == 0 || rc == MDB_NOTFOUND);
+	assert_int_equal(mdb_put(txn, s->dbi[LC_DB_META], &k, &v, 0), 0);
+	assert_int_equal(lc_store_end(s, txn, true), 0);
+	for (int i = 0; i < 2; i++) {
+		d = admit("k-stats", req("m", 10, 10, NULL));
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, 1, 0, 1);
+		assert_int_equal(lc_host_stats_get(&hs), LC_OK);
+		assert_int_equal(hs.allowed, 42 + i);
+		assert_int_equal(hs.denied[LC_DENY_KEY_REFUSED], 3);
+	}
+}
+
 static void test_fork_child_reopens(void **st)
 {
 	struct lc_decision d;
@@ -1342,6 +1375,7 @@ int main(void)
 		cmocka_unit_test(test_anthropic_format),
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
+		cmocka_unit_test(test_decision_stats_carry_over),
 		/* these move the test clock to 2031: last */
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),
