@@ -34,6 +34,7 @@ enum lc_api {
 	LC_API_EMBEDDINGS,    /* POST .../embeddings */
 	LC_API_MESSAGES,      /* POST .../messages (Anthropic) */
 	LC_API_COMPLETIONS,   /* POST .../completions (legacy) */
+	LC_API_OLLAMA,        /* POST .../api/chat, .../api/generate (Ollama's native API) */
 };
 enum lc_api lc_api_from_path(const char *path);  /* ignores query string and any prefix before /v1 */
 
@@ -117,7 +118,8 @@ struct lc_usage {
 	int64_t audio_cached;     /* of cached_input */
 	int64_t audio_output;     /* of output */
 	int64_t reasoning;        /* of output (billed as output; kept for the record) */
-	int64_t web_search;       /* web search calls the response reports (a fee each) */
+	int64_t web_search;       /* web search calls the response reports (a fee each): Anthropic's
+	                             server_tool_use.web_search_requests, OpenAI Responses' web_search_call items */
 	char service_tier[16];    /* the tier the response says served the call, "" if none */
 };
 /* From a complete JSON response body (chat, responses, embeddings, messages). 0 ok (usage may be absent), -1 bad JSON. */
@@ -131,6 +133,7 @@ struct lc_sse {
 	                             message_start + message_delta cumulative) */
 	bool done;                /* saw [DONE] / response.completed / message_stop */
 	int errors;               /* events that were not valid JSON (ignored) */
+	bool ndjson;              /* set before feeding: one JSON object a line (Ollama's native streams), not SSE */
 	/* private parse state */
 	bool cr;                  /* last byte was a CR: an LF right after it ends no second line */
 	bool skip_line;           /* current line overflowed its cap: drop it up to its end */

@@ -63,6 +63,8 @@ enum lc_api lc_api_from_path(const char *path)
 		return LC_API_MESSAGES;
 	if (path_ends(path, n, "/completions"))
 		return LC_API_COMPLETIONS;
+	if (path_ends(path, n, "/api/chat") || path_ends(path, n, "/api/generate"))
+		return LC_API_OLLAMA;
 	return LC_API_UNKNOWN;
 }
 
@@ -135,6 +137,23 @@ static int reqinfo_cap(json_t *root, struct lc_reqinfo *ri, char *err, size_t er
 	case LC_API_EMBEDDINGS:
 		cap = 0;   /* embeddings produce no output tokens */
 		break;
+	case LC_API_OLLAMA: {
+		/* options.num_predict; -1 (the default: until the model stops) and -2 (fill the
+		 * context) set no cap, so the model's max_output_tokens is reserved */
+		json_t *o = json_object_get(root, "options"), *np = json_object_get(o, "num_predict");
+
+		if (o && !json_is_null(o) && !json_is_object(o)) {
+			lc_errf(err, errlen, "options: expected an object");
+			return -1;
+		}
+		if (np && !json_is_null(np) && !json_is_integer(np)) {
+			lc_errf(err, errlen, "options.num_predict: expected an integer");
+			return -1;
+		}
+		if (json_integer_value(np) >= 0 && np)
+			cap = json_integer_value(np) > LC_TOKENS_MAX ? LC_TOKENS_MAX : json_integer_value(np);
+		break;
+	}
 	case LC_API_UNKNOWN:
 		break;
 	}
@@ -177,7 +196,7 @@ static json_t *reqinfo_subset(const void *body, size_t len, const char *const *i
 {
 	static const char *const fixed[] = {"model", "stream", "stream_options", "max_completion_tokens",
 					    "max_tokens", "n", "best_of", "max_output_tokens", "service_tier",
-					    "audio"};
+					    "audio", "options"};
 	struct lc_jpick pk[LC_JPICK_MAX];
 	int np = 0;
 
@@ -228,6 +247,7 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 	ri.api = lc_api_from_path(path);
 	ri.output_cap = -1;
 	ri.input_estimate = (int64_t)len;
+	ri.stream = ri.api == LC_API_OLLAMA;   /* Ollama streams unless "stream": false */
 	if (ri.api == LC_API_EMBEDDINGS)
 		ri.output_cap = 0;
 

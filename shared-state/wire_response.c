@@ -248,7 +248,9 @@ static void resp_field(struct lc_resp *r, struct resp_priv *rp, const struct lc_
 		if (semi)
 			vn = (size_t)(semi - v);
 		lc_h1_trim(&v, &vn);
-		r->sse = lc_h1_ieq(v, vn, "text/event-stream");
+		/* streams read incrementally: SSE, and Ollama's NDJSON (one JSON object a line) */
+		rp->sse.ndjson = lc_h1_ieq(v, vn, "application/x-ndjson");
+		r->sse = lc_h1_ieq(v, vn, "text/event-stream") || rp->sse.ndjson;
 	} else if (lc_h1_ieq(f->name, f->nlen, "content-encoding")) {
 		if (lc_h1_ieq(f->val, f->vlen, "gzip") || lc_h1_ieq(f->val, f->vlen, "x-gzip"))
 			rp->enc = ENC_GZIP;

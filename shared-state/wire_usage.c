@@ -19,7 +19,12 @@
  *   Anthropic: input_tokens excludes both cache fields; cache writes
  *     (cache_creation_input_tokens, split by cache_creation.ephemeral_5m/1h_input_tokens,
  *     5-minute when not split) are input at their own price, reads are cached;
- *     server_tool_use.web_search_requests counts web searches.
+ *     server_tool_use.web_search_requests counts web searches;
+ *   Ollama's native API (/api/chat, /api/generate): no usage object; the final
+ *     object (done: true; the last NDJSON line of a stream) has prompt_eval_count
+ *     (input) and eval_count (output).
+ * OpenAI web searches (a fee each) are the Responses output items of type
+ * web_search_call, whatever their action (search, open_page, find).
  * The tier that served the call comes from "service_tier" (the response's, or
  * Anthropic's usage.service_tier).
  */
@@ -100,6 +105,39 @@ static int openai_parse(json_t *u, bool chat, struct lc_usage *out)
 	return 0;
 }
 
+/* the web_search_call items of a Responses output array */
+static int64_t web_search_calls(json_t *output)
+{
+	size_t i;
+	json_t *item;
+	int64_t n = 0;
+
+	json_array_foreach(output, i, item) {
+		const char *t = json_string_value(json_object_get(item, "type"));
+
+		if (t && strcmp(t, "web_search_call") == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Ollama's native counts: 1 when the object has them, 0 when not, -1 when unreadable */
+static int ollama_parse(json_t *root, struct lc_usage *out)
+{
+	int64_t in = 0, outp = 0;
+	int a = lc_json_count(root, "prompt_eval_count", &in), b = lc_json_count(root, "eval_count", &outp);
+
+	if (a < 0 || b < 0)
+		return -1;
+	if (a == 0 && b == 0)
+		return 0;
+	out->input = in;
+	out->cached_input = 0;
+	out->output = outp;
+	out->present = true;
+	return 1;
+}
+
 static int usage_parse(json_t *u, int kind, struct lc_usage *out)
 {
 	struct anth a = {0};
@@ -140,10 +178,12 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 	if (!body || len == 0 || len > LC_WIRE_MAX_BODY)
 		return -1;
 	{
-		struct lc_jpick pk[5] = {{"model", 5, NULL, 0}, {"usage", 5, NULL, 0}, {"type", 4, NULL, 0},
-					 {"object", 6, NULL, 0}, {"service_tier", 12, NULL, 0}};
+		struct lc_jpick pk[8] = {{"model", 5, NULL, 0},        {"usage", 5, NULL, 0},
+					 {"type", 4, NULL, 0},         {"object", 6, NULL, 0},
+					 {"service_tier", 12, NULL, 0}, {"output", 6, NULL, 0},
+					 {"prompt_eval_count", 17, NULL, 0}, {"eval_count", 10, NULL, 0}};
 
-		root = lc_jscan_subset(body, len, pk, 5);
+		root = lc_jscan_subset(body, len, pk, 8);
 	}
 	if (!root)
 		root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
@@ -154,8 +194,14 @@ int lc_usage_from_json(const void *body, size_t len, struct lc_usage *out)
 		lc_json_model(u.model, json_object_get(root, "model"));
 		copy_tier(u.service_tier, json_object_get(root, "service_tier"));
 		usage = json_object_get(root, "usage");
-		if (json_is_object(usage) && usage_parse(usage, usage_kind(root, usage), &u) != 0) {
-			/* usage we cannot read is no usage: settle charges the estimate */
+		if (json_is_object(usage)) {
+			int kind = usage_kind(root, usage);
+
+			if (usage_parse(usage, kind, &u) != 0)
+				memset(&u, 0, sizeof(u));   /* usage we cannot read is no usage: settle charges the estimate */
+			else if (kind == US_RESPONSES)
+				u.web_search = web_search_calls(json_object_get(root, "output"));
+		} else if (ollama_parse(root, &u) < 0) {
 			memset(&u, 0, sizeof(u));
 		}
 	}
@@ -225,8 +271,11 @@ static void sse_event(struct lc_sse *s, json_t *o)
 			    strcmp(type, "response.failed") == 0) {
 				struct lc_usage nu = s->usage;
 				u = json_object_get(r, "usage");
-				if (json_is_object(u) && usage_parse(u, US_RESPONSES, &nu) == 0)
+				if (json_is_object(u) && usage_parse(u, US_RESPONSES, &nu) == 0) {
+					/* the completed response lists every output item: each search once */
+					nu.web_search = web_search_calls(json_object_get(r, "output"));
 					s->usage = nu;
+				}
 				copy_tier(s->usage.service_tier, json_object_get(r, "service_tier"));
 				s->done = true;
 			}
@@ -274,11 +323,42 @@ out:
 	lc_buf_reset(&s->data);
 }
 
+/* One NDJSON line of an Ollama stream: the usage is in the object with done: true */
+static void ndjson_line(struct lc_sse *s, const char *l, size_t n)
+{
+	json_t *o;
+	struct lc_usage nu;
+
+	lc_h1_trim(&l, &n);
+	if (n == 0)
+		return;
+	o = json_loadb(l, n, JSON_ALLOW_NUL, NULL);
+	if (!json_is_object(o)) {
+		s->errors++;
+		json_decref(o);
+		return;
+	}
+	if (!s->usage.model[0])
+		lc_json_model(s->usage.model, json_object_get(o, "model"));
+	nu = s->usage;
+	if (ollama_parse(o, &nu) > 0)
+		s->usage = nu;
+	else if (json_is_true(json_object_get(o, "done")))
+		s->errors++;   /* a final object without readable counts */
+	if (json_is_true(json_object_get(o, "done")))
+		s->done = true;
+	json_decref(o);
+}
+
 static int sse_line(struct lc_sse *s, const char *l, size_t n)
 {
 	const char *colon, *v;
 	size_t vn;
 
+	if (s->ndjson) {
+		ndjson_line(s, l, n);
+		return 0;
+	}
 	if (n == 0) {
 		sse_dispatch(s);
 		return 0;

@@ -71,11 +71,14 @@ expect_code "a bad price_book value is refused, naming the field" 400 "price_boo
 # --- golden cases through the preload: the stand-in provider answers each case's documented
 # response (JSON or SSE); the charge in `llmcap status` is the invoice worked out in the file
 start_provider g --replay "$LC_ROOT/tests/golden/prices"
+start_provider o --replay "$LC_ROOT/tests/golden/prices"   # an Ollama server (native /api/* paths)
 export LLMCAP_STATE_DIR=$T/golden
 cat >"$T/golden.json" <<EOF
 {"schema": 1, "version": 1, "issued_at": "2026-01-01T00:00:00Z", "expires_at": "$(iso_in_days 30)",
  "providers": [{"name": "openai", "format": "openai", "hosts": ["127.0.0.1:$PORT_g"]},
-               {"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_g"]}],
+               {"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_g"]},
+               {"name": "ollama", "format": "openai", "hosts": ["127.0.0.1:$PORT_o"]}],
+ "prices": {"llama3.2": {"input": 0.10, "output": 0.40}},
  "price_book": "builtin", "org": {"spend_cap_usd": 1000}}
 EOF
 apply_policy "$T/golden.json" >/dev/null 2>&1; expect_eq "golden policy applied" 0 $?
@@ -86,13 +89,14 @@ org_used() {
 total=0
 for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-priority openai-11-chat-audio \
 	openai-14-responses-stream anthropic-04-opus-4-1-mixed-ttl anthropic-07-long-context-cache-1h \
-	anthropic-10-stream-cache-web; do
+	anthropic-10-stream-cache-web openai-23-responses-web-search-stream ollama-02-generate-stream ollama-04-chat; do
 	f=$LC_ROOT/tests/golden/prices/$c.json
 	jget 'j["request"]["body"]' "$f" >"$T/body.json"
-	host=127.0.0.1; case $c in anthropic-*) host=localhost ;; esac
+	host=127.0.0.1:$PORT_g
+	case $c in anthropic-*) host=localhost:$PORT_g ;; ollama-*) host=127.0.0.1:$PORT_o ;; esac
 	code=$("$LLMCAP" run -- curl -s -o "$T/out" -w '%{http_code}' -H "x-golden-case: $c" \
 		-H 'content-type: application/json' -H 'x-api-key: sk-golden' --data-binary @"$T/body.json" \
-		"http://$host:$PORT_g$(jget 'j["request"]["path"]' "$f")")
+		"http://$host$(jget 'j["request"]["path"]' "$f")")
 	want=$(jget 'j["invoice"]["micro_usd"]' "$f")
 	total=$((total + want))
 	expect_eq "golden $c: 200 through the preload" 200 "$code"

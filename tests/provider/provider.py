@@ -22,7 +22,7 @@ Endpoints (OpenAI and Anthropic shapes):
 Usage: input = --usage-in, cached = --usage-cached, output = min(--usage-out, the
 request's output cap: max_completion_tokens / max_tokens / max_output_tokens).
 --replay DIR: a POST with the header "x-golden-case: NAME" is answered with the documented
-response of DIR/NAME.json (a golden price case, tests/golden/prices): its JSON body or its SSE
+response of DIR/NAME.json (a golden price case, tests/golden/prices): its JSON body, its NDJSON or its SSE
 stream, byte for byte, whatever the request says.
 
 Log (--log): one JSON object per line, appended and flushed at once:
@@ -528,6 +528,9 @@ class Provider:
         if "sse" in r:
             body = r["sse"].encode()
             return 200, [("content-type", "text/event-stream; charset=utf-8")], [body], model, zero, True, True
+        if "ndjson" in r:   # Ollama's native stream: one JSON object a line
+            body = r["ndjson"].encode()
+            return 200, [("content-type", "application/x-ndjson")], [body], model, zero, True, True
         body = json.dumps(r["body"]).encode()
         return 200, [("content-type", "application/json")], [body], model, zero, True, False
 

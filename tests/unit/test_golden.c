@@ -30,8 +30,13 @@ static void install(void)
 	static const char doc[] =
 		"{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2099-01-01T00:00:00Z\","
 		"\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]},"
-		"{\"name\":\"anthropic\",\"format\":\"anthropic\",\"hosts\":[\"api.anthropic.com\"]}],"
-		"\"price_book\":\"builtin\",\"unknown_models\":\"block\",\"org\":{\"spend_cap_usd\":100000}}";
+		"{\"name\":\"anthropic\",\"format\":\"anthropic\",\"hosts\":[\"api.anthropic.com\"]},"
+		"{\"name\":\"ollama\",\"format\":\"openai\",\"hosts\":[\"localhost:11434\"]},"
+		"{\"name\":\"vllm\",\"format\":\"openai\",\"hosts\":[\"localhost:8000\"]}],"
+		"\"price_book\":\"builtin\",\"unknown_models\":\"block\",\"org\":{\"spend_cap_usd\":100000},"
+		/* self-hosted models: no provider invoice, the operator's own rates (cited in those cases) */
+		"\"prices\":{\"llama3.2\":{\"input\":0.10,\"output\":0.40},"
+		"\"meta-llama/Llama-3.1-8B-Instruct\":{\"input\":0.05,\"cached_input\":0.025,\"output\":0.20}}}";
 	char err[512], *env = NULL;
 	size_t envlen;
 
@@ -60,8 +65,12 @@ static int64_t org_used(void)
 static int run_case(const char *file, json_t *c, char *why, size_t whylen)
 {
 	json_t *rq = json_object_get(c, "request"), *rs = json_object_get(c, "response");
-	const char *host = !strcmp(json_string_value(json_object_get(c, "provider")), "anthropic") ? "api.anthropic.com"
-												   : "api.openai.com";
+	static const struct {
+		const char *provider, *host;
+		int port;
+	} hosts[] = {{"anthropic", "api.anthropic.com", 443}, {"ollama", "localhost", 11434}, {"vllm", "localhost", 8000}};
+	const char *prov = json_string_value(json_object_get(c, "provider")), *host = "api.openai.com";
+	int port = 443;
 	char *body = json_dumps(json_object_get(rq, "body"), JSON_COMPACT), *rbody;
 	int64_t want = json_integer_value(json_object_get(json_object_get(c, "invoice"), "micro_usd")), before, got;
 	struct lc_reqparse rp;
@@ -71,11 +80,16 @@ static int run_case(const char *file, json_t *c, char *why, size_t whylen)
 	size_t used;
 	int rc = -1;
 
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++)
+		if (!strcmp(prov, hosts[i].provider)) {
+			host = hosts[i].host;
+			port = hosts[i].port;
+		}
 	/* the request, as the client writes it */
 	lc_buf_init(&head, 1 << 20);
-	lc_buf_printf(&head, "%s %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n\r\n%s",
+	lc_buf_printf(&head, "%s %s HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n\r\n%s",
 		      json_string_value(json_object_get(rq, "method")), json_string_value(json_object_get(rq, "path")), host,
-		      strlen(body), body);
+		      port, strlen(body), body);
 	free(body);
 	lc_reqparse_init(&rp);
 	if (lc_reqparse_feed(&rp, head.data, head.len, &used) != LC_PARSE_DONE) {
@@ -83,13 +97,17 @@ static int run_case(const char *file, json_t *c, char *why, size_t whylen)
 		goto out_req;
 	}
 	before = org_used();
-	if (lc_admit_http(host, 443, &rp, &d) != LC_OK || d.verdict != LC_ALLOW) {
+	if (lc_admit_http(host, port, &rp, &d) != LC_OK || d.verdict != LC_ALLOW) {
 		snprintf(why, whylen, "%s: not admitted (%d: %s)", file, d.status, d.message);
 		goto out_req;
 	}
-	/* the response, as the provider documents it */
-	rbody = json_is_string(json_object_get(rs, "sse")) ? strdup(json_string_value(json_object_get(rs, "sse")))
-							    : json_dumps(json_object_get(rs, "body"), JSON_COMPACT);
+	/* the response, as the provider documents it: a JSON body, or a stream's text (SSE or NDJSON) */
+	if (json_is_string(json_object_get(rs, "sse")))
+		rbody = strdup(json_string_value(json_object_get(rs, "sse")));
+	else if (json_is_string(json_object_get(rs, "ndjson")))
+		rbody = strdup(json_string_value(json_object_get(rs, "ndjson")));
+	else
+		rbody = json_dumps(json_object_get(rs, "body"), JSON_COMPACT);
 	lc_buf_reset(&head);
 	lc_buf_printf(&head, "HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncontent-length: %zu\r\n\r\n%s",
 		      json_string_value(json_object_get(rs, "content_type")), strlen(rbody), rbody);
@@ -126,7 +144,7 @@ static void test_golden_corpus(void **st)
 	DIR *dir = opendir(CORPUS);
 	struct dirent *de;
 	char *names[256], path[512], why[1024];
-	int n = 0, bad = 0, openai = 0, anthropic = 0;
+	int n = 0, bad = 0, openai = 0, anthropic = 0, selfhosted = 0;
 
 	assert_non_null(dir);
 	while ((de = readdir(dir)) && n < 256)
@@ -148,8 +166,10 @@ static void test_golden_corpus(void **st)
 		assert_true(json_array_size(json_object_get(json_object_get(c, "invoice"), "work")) >= 2);
 		if (!strcmp(json_string_value(json_object_get(c, "provider")), "anthropic"))
 			anthropic++;
-		else
+		else if (!strcmp(json_string_value(json_object_get(c, "provider")), "openai"))
 			openai++;
+		else
+			selfhosted++;
 		if (run_case(names[i], c, why, sizeof(why))) {
 			print_message("%s\n", why);
 			bad++;
@@ -157,7 +177,8 @@ static void test_golden_corpus(void **st)
 		json_decref(c);
 		free(names[i]);
 	}
-	print_message("golden corpus: %d cases (%d OpenAI, %d Anthropic), %d wrong\n", n, openai, anthropic, bad);
+	print_message("golden corpus: %d cases (%d OpenAI, %d Anthropic, %d self-hosted), %d wrong\n", n, openai, anthropic,
+		      selfhosted, bad);
 	assert_true(n >= 30);
 	assert_true(openai >= 10 && anthropic >= 10);
 	assert_int_equal(bad, 0);

@@ -739,7 +739,8 @@ static void test_reqinfo_other_apis(void **state)
 	assert_int_equal(ri.api, LC_API_UNKNOWN);
 	assert_int_equal(ri.output_cap, -1);
 	/* but if it is JSON, the model is still read */
-	assert_int_equal(reqinfo("/api/chat", "{\"model\":\"llama3\",\"stream\":true}", &ri, err), 0);
+	assert_int_equal(reqinfo("/api/show", "{\"model\":\"llama3\",\"stream\":true}", &ri, err), 0);
+	assert_int_equal(ri.api, LC_API_UNKNOWN);
 	assert_string_equal(ri.model, "llama3");
 	assert_int_equal(ri.output_cap, -1);
 }
@@ -1243,6 +1244,126 @@ static void check_chat_usage(const struct lc_usage *u)
 	assert_int_equal(u->cached_input, 0);
 	assert_int_equal(u->output, 9);
 	assert_string_equal(u->model, "gpt-4o-mini");
+}
+
+/* Ollama's native API: /api/chat and /api/generate are priced; options.num_predict caps the output
+ * (-1, its default, and -2 set no cap); a stream unless "stream": false; the usage is in the final
+ * object (done: true), the last NDJSON line of a stream, read in any split. */
+#define OLLAMA_NDJSON                                                                                         \
+	"{\"model\":\"llama3.2\",\"created_at\":\"2023-08-04T08:52:19.385406455-07:00\",\"response\":\"The\",\"done\":false}\n" \
+	"{\"model\":\"llama3.2\",\"created_at\":\"2023-08-04T08:52:19.385406455-07:00\",\"response\":\" sky\",\"done\":false}\r\n" \
+	"\n"                                                                                                   \
+	"{\"model\":\"llama3.2\",\"created_at\":\"2023-08-04T19:22:45.499127Z\",\"response\":\"\",\"done\":true,"              \
+	"\"total_duration\":10706818083,\"prompt_eval_count\":26,\"eval_count\":259,\"eval_duration\":4232710000}\n"
+static void test_ollama_native(void **state)
+{
+	static const size_t sizes[] = {1, 7, 3, 0x40, 0};
+	struct lc_reqinfo ri;
+	struct lc_usage u;
+	struct bytes b = {0};
+	size_t consumed, msglen;
+	char err[256];
+	(void)state;
+
+	assert_int_equal(lc_api_from_path("/api/chat"), LC_API_OLLAMA);
+	assert_int_equal(lc_api_from_path("/api/generate"), LC_API_OLLAMA);
+	assert_int_equal(lc_api_from_path("/ollama/api/chat/"), LC_API_OLLAMA);
+	assert_int_equal(lc_api_from_path("/api/tags"), LC_API_UNKNOWN);
+
+	assert_int_equal(reqinfo("/api/chat", "{\"model\":\"llama3.2\",\"messages\":[],\"options\":{\"num_predict\":100}}",
+				 &ri, err), 0);
+	assert_int_equal(ri.api, LC_API_OLLAMA);
+	assert_string_equal(ri.model, "llama3.2");
+	assert_int_equal(ri.output_cap, 100);
+	assert_true(ri.stream);
+	assert_int_equal(reqinfo("/api/generate", "{\"model\":\"llama3.2\",\"prompt\":\"x\",\"stream\":false,"
+				 "\"options\":{\"num_predict\":-1,\"temperature\":0}}", &ri, err), 0);
+	assert_int_equal(ri.output_cap, -1);
+	assert_false(ri.stream);
+	assert_int_equal(reqinfo("/api/generate", "{\"model\":\"m\",\"options\":{\"num_predict\":-2}}", &ri, err), 0);
+	assert_int_equal(ri.output_cap, -1);
+	assert_int_equal(reqinfo("/api/generate", "{\"model\":\"m\",\"options\":{\"num_predict\":99999999999999999}}", &ri,
+				 err), 0);
+	assert_int_equal(ri.output_cap, (int64_t)1 << 40);   /* the cap every count is clamped to */
+	assert_int_equal(reqinfo("/api/generate", "{\"model\":\"m\"}", &ri, err), 0);
+	assert_int_equal(ri.output_cap, -1);
+	expect_reqinfo_err("/api/chat", "{\"options\":{\"num_predict\":\"100\"}}", "options.num_predict");
+	expect_reqinfo_err("/api/chat", "{\"options\":{\"num_predict\":1.5}}", "options.num_predict");
+	expect_reqinfo_err("/api/chat", "{\"options\":[1]}", "options");
+
+	/* the JSON answer (stream false) */
+	usage_json("{\"model\":\"llama3.2\",\"created_at\":\"2023-08-04T19:22:45.499127Z\",\"response\":\"x\",\"done\":true,"
+		   "\"context\":[1,2,3],\"prompt_eval_count\":26,\"eval_count\":290}", &u);
+	assert_true(u.present);
+	assert_int_equal(u.input, 26);
+	assert_int_equal(u.cached_input, 0);
+	assert_int_equal(u.output, 290);
+	assert_string_equal(u.model, "llama3.2");
+	/* a count that is not a count is no usage (settle charges the estimate) */
+	usage_json("{\"model\":\"llama3.2\",\"done\":true,\"prompt_eval_count\":-3,\"eval_count\":290}", &u);
+	assert_false(u.present);
+	usage_json("{\"model\":\"llama3.2\",\"embeddings\":[[0.1]],\"prompt_eval_count\":8}", &u);
+	assert_true(u.present);
+	assert_int_equal(u.input, 8);
+	assert_int_equal(u.output, 0);
+
+	/* the stream: NDJSON, chunked, in every split */
+	b_str(&b, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n");
+	chunk_encode(&b, OLLAMA_NDJSON, strlen(OLLAMA_NDJSON), sizes, false);
+	b_str(&b, "\r\n");
+	msglen = b.n;
+	for (size_t step = 0; step <= 40; step++) {
+		struct lc_resp r;
+
+		lc_resp_init(&r, false);
+		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
+		assert_int_equal(consumed, msglen);
+		assert_true(r.sse);
+		assert_true(r.usage.present);
+		assert_int_equal(r.usage.input, 26);
+		assert_int_equal(r.usage.output, 259);
+		assert_string_equal(r.usage.model, "llama3.2");
+		lc_resp_free(&r);
+	}
+	free(b.p);
+	/* the same bytes as SSE are not NDJSON: no usage */
+	{
+		struct lc_sse sse;
+
+		lc_sse_init(&sse);
+		lc_sse_feed(&sse, OLLAMA_NDJSON, strlen(OLLAMA_NDJSON));
+		lc_sse_finish(&sse);
+		assert_false(sse.usage.present);
+		lc_sse_free(&sse);
+		sse.ndjson = true;
+		lc_sse_feed(&sse, OLLAMA_NDJSON, strlen(OLLAMA_NDJSON) - 1);   /* no final newline */
+		lc_sse_finish(&sse);
+		assert_true(sse.usage.present);
+		assert_true(sse.done);
+		assert_int_equal(sse.usage.output, 259);
+		lc_sse_free(&sse);
+	}
+}
+
+/* OpenAI's web search: each web_search_call output item of a Responses answer is a call (a fee) */
+static void test_usage_web_search_calls(void **state)
+{
+	struct lc_usage u;
+	(void)state;
+
+	usage_json("{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-4.1\",\"output\":["
+		   "{\"type\":\"web_search_call\",\"id\":\"ws_1\",\"status\":\"completed\",\"action\":{\"type\":\"search\"}},"
+		   "{\"type\":\"web_search_call\",\"id\":\"ws_2\",\"status\":\"completed\",\"action\":{\"type\":\"open_page\"}},"
+		   "{\"type\":\"message\",\"id\":\"m\",\"content\":[{\"type\":\"output_text\",\"text\":\"web_search_call\"}]}],"
+		   "\"usage\":{\"input_tokens\":100,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":10}}", &u);
+	assert_true(u.present);
+	assert_int_equal(u.web_search, 2);
+	/* a chat completion's annotations are no count of searches */
+	usage_json("{\"object\":\"chat.completion\",\"model\":\"gpt-4o-search-preview\",\"choices\":[{\"message\":{"
+		   "\"annotations\":[{\"type\":\"url_citation\"}]}}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}",
+		   &u);
+	assert_true(u.present);
+	assert_int_equal(u.web_search, 0);
 }
 
 static void test_resp_json_content_length(void **state)
@@ -1960,6 +2081,8 @@ int main(void)
 		cmocka_unit_test(test_sse_responses),
 		cmocka_unit_test(test_sse_anthropic),
 		cmocka_unit_test(test_sse_robustness),
+		cmocka_unit_test(test_ollama_native),
+		cmocka_unit_test(test_usage_web_search_calls),
 		cmocka_unit_test(test_resp_json_content_length),
 		cmocka_unit_test(test_resp_sse_chunked),
 		cmocka_unit_test(test_resp_gzip_deflate),
