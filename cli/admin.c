@@ -575,16 +575,17 @@ static void table_hosts(json_t *hosts)
 	size_t i;
 	json_t *h;
 	int64_t now = lc_now();
-	printf("%-28s %-18s %8s %-20s %10s %s\n", "HOST", "EPOCH", "SEQ", "LAST REPORT", "AGE", "VERSION");
+	printf("%-34s %-18s %8s %-20s %10s %-8s %s\n", "HOST", "EPOCH", "SEQ", "LAST REPORT", "AGE", "VERSION", "STATUS");
 	json_array_foreach(hosts, i, h) {
 		const char *last = json_string_value(json_object_get(h, "last_report_at"));
 		int64_t t = 0;
 		char age[32] = "-";
 		if (last && lc_time_parse(last, &t) == 0)
 			snprintf(age, sizeof age, "%" PRId64 "s", now - t > 0 ? now - t : 0);
-		printf("%-28s %-18.18s %8" JSON_INTEGER_FORMAT " %-20s %10s %s\n",
+		printf("%-34s %-18.18s %8" JSON_INTEGER_FORMAT " %-20s %10s %-8s %s\n",
 		       json_string_value(json_object_get(h, "host_id")) ? str(h, "host_id") : str(h, "id"), str(h, "epoch"),
-		       json_integer_value(json_object_get(h, "seq")), last ? last : "-", age, str(h, "version"));
+		       json_integer_value(json_object_get(h, "seq")), last ? last : "-", age, str(h, "version"),
+		       str(h, "status"));
 	}
 }
 

@@ -1,13 +1,19 @@
 /* agent.c - `llmcap agent`: keeps one host in sync with llmcap-server.
  *
- *   llmcap agent --server URL --trust PUBFILE [--once] [--interval S]
+ *   llmcap agent enroll --server URL --code CODE [--trust PUBFILE] [--cacert FILE]
+ *   llmcap agent [--server URL [--server URL2 ...]] [--trust PUBFILE] [--once] [--interval S]
+ *
+ * Enrolment exchanges a one-time code for this host's own credential (host id
+ * + secret), kept in the state directory (host.credential, 0600); every write
+ * to the server carries it.
  *
  * Each round: pull the signed policy (If-None-Match; the body is capped while
  * it downloads) and install it with the same checks as `llmcap apply`;
  * reclaim reservations of dead processes; push this host's cumulative usage
  * and take back the org-wide totals (the host then enforces team and org
- * limits on "global at the last report + own since"); deliver the host's
- * outbox to the policy's webhooks; flush the store.
+ * limits on "global at the last report + own since"); upload the host's
+ * outbox (its events) to the server, which notifies; flush the store. With
+ * several --server URLs, a call that finds its server down moves to the next.
  *
  * Nothing here is needed for enforcement: when the server is away the host
  * keeps enforcing its last trusted policy, and the agent retries with
@@ -27,9 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alert.h"
 #include "engine.h"
-#include "webhook.h"
 #include "sign.h"
 #include "util.h"
 
@@ -39,7 +43,6 @@ void lc_agent_metrics_report(bool ok);
 
 #define AGENT_USAGE_ANSWER_MAX (64 * 1024 * 1024)
 #define AGENT_OUTBOX_BATCH 64
-#define AGENT_MEMO 512
 #define AGENT_LONGPOLL_S 25   /* GET /v1/policy?wait=: the server holds it up to this (max 60) */
 
 static volatile sig_atomic_t agent_stop;
@@ -51,27 +54,25 @@ static void on_signal(int sig)
 	agent_stop = 1;
 }
 
+#define AGENT_SERVERS_MAX 8
+#define CRED_FILE "host.credential"
+#define TRUST_FILE "server.pub"
+
 struct agent {
-	const char *server;         /* base URL, no trailing slash */
+	char servers[AGENT_SERVERS_MAX][2048];   /* base URLs, no trailing slash */
+	int nservers;
+	int cur;                    /* the server in use (a->mu) */
+	char host_id[128];          /* from the credential: reports are this host's */
 	struct lc_trust trust;
 	char etag[128];
 	unsigned char rejected[32]; /* sha256 of the last envelope refused: not retried */
 	bool have_rejected;
 	int64_t version;
-	/* per outbox entry and webhook: delivered in this process, or backing off */
-	struct memo {
-		uint64_t seq;
-		unsigned char url[32];
-		bool done;
-		int attempts;
-		int64_t next_ms;
-	} memo[AGENT_MEMO];
-	size_t nmemo;
 	bool once;
 	bool touched;   /* the last outbox pass had events */
 	bool refused;   /* the server's policy was refused this round */
-	int kept;       /* events held because no policy is installed to name webhooks */
-	char auth[600]; /* "Authorization: Bearer <host token>" or "" */
+	int kept;       /* events held because this host is not enrolled */
+	char auth[600]; /* "Authorization: Bearer <host id>.<secret>" or "" (not enrolled) */
 	pthread_mutex_t mu;   /* etag, version, rejected: the round and the long-poll both pull */
 	double interval, max_backoff;
 };
@@ -126,9 +127,8 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
 	return agent_stop ? 1 : 0;
 }
 
-/* --cacert: the CA bundle that verifies the server (only the server: webhooks use the system's) */
+/* --cacert: the CA bundle that verifies the servers (the agent talks to nobody else) */
 static char cacert[4096];
-static const char *cacert_for;   /* the server's base URL */
 
 /* One request (timeout_ms 0: 30 s). Returns the HTTP status, or -1 with err (no answer).
  * etag (ETAG_MAX bytes, or NULL) receives the answer's ETag. */
@@ -163,7 +163,7 @@ static long http_t(const char *method, const char *url, struct curl_slist *hdrs,
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 30000L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "llmcap-agent/0.1");
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (cacert[0] && cacert_for && strncmp(url, cacert_for, strlen(cacert_for)) == 0)
+	if (cacert[0])
 		curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
 	cc = curl_easy_perform(h);
 	if (cc == CURLE_OK) {
@@ -185,6 +185,34 @@ static long http(const char *method, const char *url, struct curl_slist *hdrs, c
 	return http_t(method, url, hdrs, body, blen, out, max, NULL, 0, err, errlen);
 }
 
+/* ---- servers: fail-over ---- */
+
+/* the server in use, into base (2048 bytes); returns its index */
+static int server_cur(struct agent *a, char *base)
+{
+	pthread_mutex_lock(&a->mu);
+	int i = a->cur;
+	snprintf(base, 2048, "%s", a->servers[i]);
+	pthread_mutex_unlock(&a->mu);
+	return i;
+}
+
+/* server i did not answer (or answered 5xx): the next one from now on (unless another call moved
+ * on already). Reports are cumulative and numbered, events carry their ids: nothing sent to the
+ * old server is counted twice by the next (they share one store), and nothing is lost. */
+static void server_failed(struct agent *a, int i)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->nservers > 1 && a->cur == i) {
+		a->cur = (i + 1) % a->nservers;
+		fprintf(stderr, "llmcap agent: %s is not answering; moving to %s\n", a->servers[i], a->servers[a->cur]);
+		a->etag[0] = 0;   /* ask the next one for its policy outright */
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+static bool server_down(long st) { return st < 0 || st >= 500; }
+
 /* ---- policy ---- */
 
 /* Pull the policy once; wait_s > 0: a long-poll (the server answers when the policy changes, or
@@ -197,7 +225,9 @@ static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 	long st;
 	int rc = -1;
 
-	snprintf(url, sizeof url, "%s/v1/policy", a->server);
+	char base[2048];
+	int si = server_cur(a, base);
+	snprintf(url, sizeof url, "%s/v1/policy", base);
 	if (wait_s > 0)
 		snprintf(url + strlen(url), sizeof url - strlen(url), "?wait=%d", wait_s);
 	pthread_mutex_lock(&a->mu);
@@ -211,6 +241,8 @@ static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 	curl_slist_free_all(hd);
 	if (status_out)
 		*status_out = st;
+	if (server_down(st))
+		server_failed(a, si);
 	if (st < 0) {
 		if (!agent_stop && wait_s == 0)  /* the long-poll is quiet: the round reports the outage */
 			fprintf(stderr, "llmcap agent: GET %s: %s\n", url, err);
@@ -243,7 +275,7 @@ static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 		rc = 0;
 	} else if (r == LC_E_REJECTED) {
 		fprintf(stderr, "llmcap agent: policy from %s refused, the installed one stays in force: %s%s\n",
-			a->server, err,
+			base, err,
 			strstr(err, "rollback refused")
 				? " (a host that had its own policy before joining this server: llmcap reset-policy --yes, "
 				  "then run the agent again)"
@@ -261,9 +293,13 @@ out:
 	return rc;
 }
 
+/* one pull; a server that is down: the next one, each at most once */
 static int pull_policy(struct agent *a)
 {
-	return pull_policy_wait(a, 0, NULL);
+	int rc = -1;
+	for (int i = 0; i < a->nservers && rc != 0 && !agent_stop; i++)
+		rc = pull_policy_wait(a, 0, NULL);
+	return rc;
 }
 
 /* The long-poll thread: a new policy (an invite's limits, a revocation) is installed within about
@@ -296,35 +332,42 @@ static void *longpoll(void *arg)
 
 /* ---- usage ---- */
 
-static int push_usage(struct agent *a)
+static int push_usage_once(struct agent *a, bool *down)
 {
 	json_t *snap = NULL, *ans = NULL;
-	char url[2048], err[1024];
+	char url[2048], err[1024], base[2048];
 	struct curl_slist *hd = NULL;
 	struct body bd = {0};
 	int rc = -1, r;
 
+	*down = false;
 	if ((r = lc_usage_snapshot(&snap)) != LC_OK) {
 		if (r == LC_E_NOSTATE || r == LC_E_NOPOLICY)
 			return 0;   /* nothing installed yet: nothing to report */
 		fprintf(stderr, "llmcap agent: usage snapshot: %s\n", lc_strerror(r));
 		return -1;
 	}
+	json_object_set_new(snap, "host_id", json_string(a->host_id));   /* the credential's host */
 	char *txt = json_dumps(snap, JSON_COMPACT);
-	snprintf(url, sizeof url, "%s/v1/usage", a->server);
+	int si = server_cur(a, base);
+	snprintf(url, sizeof url, "%s/v1/usage", base);
 	hd = curl_slist_append(hd, "Content-Type: application/json");
-	if (a->auth[0])
-		hd = curl_slist_append(hd, a->auth);
+	hd = curl_slist_append(hd, a->auth);
 	hd = curl_slist_append(hd, "Expect:");
 	long st = http("POST", url, hd, txt, txt ? strlen(txt) : 0, &bd, AGENT_USAGE_ANSWER_MAX, err, sizeof err);
 	curl_slist_free_all(hd);
 	free(txt);
+	if (server_down(st)) {
+		*down = true;
+		server_failed(a, si);
+	}
 	if (st < 0) {
 		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
 		goto out;
 	}
 	if (st != 200 || !bd.b.data) {
-		fprintf(stderr, "llmcap agent: POST %s: HTTP %ld %.300s\n", url, st, bd.b.data ? bd.b.data : "");
+		fprintf(stderr, "llmcap agent: POST %s: HTTP %ld %.300s%s\n", url, st, bd.b.data ? bd.b.data : "",
+			st == 401 ? " (enrol this host again: llmcap agent enroll --server URL --code CODE)" : "");
 		goto out;
 	}
 	ans = json_loadb(bd.b.data, bd.b.len, 0, NULL);
@@ -338,143 +381,118 @@ static int push_usage(struct agent *a)
 	}
 	rc = 0;
 out:
-	lc_agent_metrics_report(rc == 0);
 	lc_buf_free(&bd.b);
 	json_decref(ans);
 	json_decref(snap);
 	return rc;
 }
 
-/* ---- outbox -> webhooks ---- */
-
-static struct memo *memo_get(struct agent *a, uint64_t seq, const char *url)
+/* Each attempt is a new snapshot with the next seq: a report that reached a server whose answer was
+ * lost is never sent again as such (the server refuses a replayed seq), and the next one, cumulative,
+ * carries everything. */
+static int push_usage(struct agent *a)
 {
-	unsigned char h[32];
-	lc_sha256(url, strlen(url), h);
-	for (size_t i = 0; i < a->nmemo; i++)
-		if (a->memo[i].seq == seq && !memcmp(a->memo[i].url, h, 32))
-			return &a->memo[i];
-	if (a->nmemo == AGENT_MEMO) {   /* forget the oldest */
-		memmove(a->memo, a->memo + 1, sizeof a->memo[0] * (AGENT_MEMO - 1));
-		a->nmemo--;
+	int rc = -1;
+	bool down = true;
+	if (!a->auth[0]) {
+		fprintf(stderr, "llmcap agent: this host is not enrolled, so its usage is not reported: llmcap agent enroll "
+			"--server URL --code CODE (the code from POST /v1/admin/hosts/enroll)\n");
+		lc_agent_metrics_report(false);
+		return -1;
 	}
-	struct memo *m = &a->memo[a->nmemo++];
-	memset(m, 0, sizeof *m);
-	m->seq = seq;
-	memcpy(m->url, h, 32);
-	return m;
+	for (int i = 0; i < a->nservers && down && !agent_stop; i++)
+		rc = push_usage_once(a, &down);
+	lc_agent_metrics_report(rc == 0);
+	return rc;
 }
 
-/* Returns the number of events still pending. */
-static int deliver_outbox(struct agent *a)
+/* ---- outbox -> the server, which notifies ---- */
+
+/* Upload one batch of the host's events; delete each from the outbox once the server has it (it
+ * keeps them by (host, event id), so an upload repeated after a crash notifies once). Returns the
+ * number of events still pending, or -1 when the server could not be reached. */
+static int upload_events_once(struct agent *a, bool *down)
 {
-	json_t *evs = NULL, *hooks = NULL, *e;
+	json_t *evs = NULL, *e, *up = json_array();
+	char url[2048], err[512], base[2048];
 	size_t i;
 	int pending = 0;
+	struct body bd = {0};
 
+	*down = false;
 	a->kept = 0;
-	if (lc_outbox_list(0, AGENT_OUTBOX_BATCH, &evs) != LC_OK || !evs)
+	if (lc_outbox_list(0, AGENT_OUTBOX_BATCH, &evs) != LC_OK || !evs) {
+		json_decref(up);
 		return 0;
+	}
 	a->touched = json_array_size(evs) > 0;
 	if (!a->touched)
 		goto out;
-	hooks = lc_webhooks();
-	int64_t v = 0;
-	if (!hooks && lc_policy_info(&v, NULL) == LC_OK)
-		hooks = json_array();   /* a policy without webhooks: nobody to tell */
+	if (!a->auth[0]) {
+		a->kept = (int)json_array_size(evs);   /* until this host is enrolled */
+		pending = a->kept;
+		goto out;
+	}
 	json_array_foreach(evs, i, e) {
-		uint64_t seq = (uint64_t)json_integer_value(json_object_get(e, "seq"));
 		const char *id = json_string_value(json_object_get(e, "id"));
 		const char *ev = json_string_value(json_object_get(e, "event"));
-		bool all_ok = true;
-		size_t j;
-		json_t *wh;
-		if (!id || !ev) {
-			lc_outbox_delete(seq);   /* malformed: nothing sensible to send */
+		const char *at = json_string_value(json_object_get(e, "created_at"));
+		if (!id || !ev || !at) {
+			lc_outbox_delete((uint64_t)json_integer_value(json_object_get(e, "seq")));   /* malformed */
 			continue;
 		}
-		json_t *body = json_pack("{s:s,s:s,s:O,s:s,s:O,s:O}", "id", id, "event", ev, "created_at",
-					 json_object_get(e, "created_at"), "source", "host", "host_id",
-					 json_object_get(e, "host_id") ? json_object_get(e, "host_id") : json_null(),
-					 "data", json_object_get(e, "data") ? json_object_get(e, "data") : json_object());
-		char *txt = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
-		json_decref(body);
-		if (!txt) {
-			pending++;
-			continue;
-		}
-		if (!hooks) {
-			/* no policy yet (e.g. the first one was refused): keep it for when one names webhooks */
-			a->kept++;
-			free(txt);
-			continue;
-		}
-		json_array_foreach(hooks, j, wh) {
-			const char *url = json_string_value(json_object_get(wh, "url"));
-			const char *secret = json_string_value(json_object_get(wh, "secret"));
-			if (!url || !lc_webhook_wants(wh, ev))
-				continue;
-			struct memo *m = memo_get(a, seq, url);
-			if (m->done)
-				continue;
-			if (!a->once && m->next_ms > lc_now_ms()) {
-				all_ok = false;
-				continue;
-			}
-			unsigned char h[32];
-			char src[2200], hx[25], line[600], sig[160];
-			snprintf(src, sizeof src, "%s|%s", id, url);
-			lc_sha256(src, strlen(src), h);
-			lc_hex(h, 12, hx);
-			struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-			hd = curl_slist_append(hd, "Expect:");
-			snprintf(line, sizeof line, "x-llmcap-event: %s", ev);
-			hd = curl_slist_append(hd, line);
-			snprintf(line, sizeof line, "x-llmcap-delivery: dlv_%s", hx);
-			hd = curl_slist_append(hd, line);
-			char *payload = lc_webhook_body(wh, txt);   /* the webhook's format: generic, slack, teams */
-			if (!payload) {
-				curl_slist_free_all(hd);
-				all_ok = false;
-				continue;
-			}
-			lc_webhook_sign(secret ? secret : "", lc_now(), payload, strlen(payload), sig, sizeof sig);
-			snprintf(line, sizeof line, "x-llmcap-signature: %s", sig);
-			hd = curl_slist_append(hd, line);
-			struct body bd;
-			char err[512];
-			long st = http("POST", url, hd, payload, strlen(payload), &bd, 64 * 1024, err, sizeof err);
-			free(payload);
-			curl_slist_free_all(hd);
-			lc_buf_free(&bd.b);
-			if (st >= 200 && st < 300) {
-				m->done = true;
-			} else {
-				all_ok = false;
-				m->attempts++;
-				int64_t delay = 1000;
-				for (int k = 1; k < m->attempts && delay < 300000; k++)
-					delay *= 2;
-				if (delay > 300000)
-					delay = 300000;
-				m->next_ms = lc_now_ms() + delay;
-				if (st < 0)
-					fprintf(stderr, "llmcap agent: webhook %s (%s): %s; retry in %" PRId64 " s\n", url, ev, err,
-						delay / 1000);
-				else
-					fprintf(stderr, "llmcap agent: webhook %s (%s): HTTP %ld; retry in %" PRId64 " s\n", url,
-						ev, st, delay / 1000);
-			}
-		}
-		free(txt);
-		if (all_ok)
-			lc_outbox_delete(seq);   /* every webhook that wanted it answered 2xx */
-		else
-			pending++;
+		json_t *data = json_object_get(e, "data");
+		json_array_append_new(up, json_pack("{s:s,s:s,s:s,s:O}", "id", id, "event", ev, "created_at", at, "data",
+						    json_is_object(data) ? data : json_object()));
 	}
+	if (json_array_size(up) == 0)
+		goto out;
+	json_t *body = json_pack("{s:O}", "events", up);
+	char *txt = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	json_decref(body);
+	int si = server_cur(a, base);
+	snprintf(url, sizeof url, "%s/v1/events", base);
+	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	hd = curl_slist_append(hd, a->auth);
+	hd = curl_slist_append(hd, "Expect:");
+	long st = -1;
+	if (txt)
+		st = http("POST", url, hd, txt, strlen(txt), &bd, 64 * 1024, err, sizeof err);
+	else
+		snprintf(err, sizeof err, "out of memory");
+	curl_slist_free_all(hd);
+	free(txt);
+	if (st == 200) {
+		/* a crash here (the test hook below) leaves the events in the outbox: uploaded again, notified once */
+		const char *die = getenv("LLMCAP_TEST_AGENT_DIE_AFTER_UPLOAD");
+		if (die && *die == '1')
+			_exit(3);
+		json_array_foreach(evs, i, e)
+			lc_outbox_delete((uint64_t)json_integer_value(json_object_get(e, "seq")));
+		goto out;
+	}
+	pending = (int)json_array_size(up);
+	if (server_down(st)) {
+		*down = true;
+		server_failed(a, si);
+	}
+	if (st < 0)
+		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
+	else
+		fprintf(stderr, "llmcap agent: POST %s: HTTP %ld %.300s\n", url, st, bd.b.data ? bd.b.data : "");
 out:
-	json_decref(hooks);
+	lc_buf_free(&bd.b);
+	json_decref(up);
 	json_decref(evs);
+	return pending;
+}
+
+static int upload_events(struct agent *a)
+{
+	int pending = 0;
+	bool down = true;
+	for (int i = 0; i < a->nservers && down && !agent_stop; i++)
+		pending = upload_events_once(a, &down);
 	return pending;
 }
 
@@ -493,28 +511,237 @@ static void sleep_ms(int64_t ms)
 static void help(FILE *f)
 {
 	fprintf(f,
-		"usage: llmcap agent --server URL --trust PUBFILE [--trust PUBFILE2] [--once] [--interval S]\n"
-		"                    [--max-backoff S] [--token-file FILE] [--metrics ADDR:PORT] [--cacert FILE]\n"
+		"usage: llmcap agent enroll --server URL --code CODE [--trust PUBFILE] [--cacert FILE] [--label TEXT]\n"
+		"       llmcap agent [--server URL [--server URL2 ...]] [--trust PUBFILE] [--once] [--interval S]\n"
+		"                    [--max-backoff S] [--metrics ADDR:PORT] [--cacert FILE]\n"
 		"\n"
 		"Keeps this host in sync with llmcap-server: pulls and installs the signed policy (same\n"
 		"checks as `llmcap apply`), reports this host's usage and learns the org-wide totals,\n"
-		"delivers the host's events to the policy's webhooks, and reclaims reservations of dead\n"
-		"processes. While the server is unreachable the host keeps enforcing its last trusted\n"
-		"policy and the agent retries with exponential backoff (capped at --max-backoff).\n"
-		"A new policy arrives by long-poll (GET /v1/policy?wait=25, a thread of its own) within\n"
-		"about a second of the admin change; usage and events keep the --interval pace.\n"
+		"uploads the host's events to the server (which sends every notification), and reclaims\n"
+		"reservations of dead processes. While the server is unreachable the host keeps enforcing\n"
+		"its last trusted policy and the agent retries with exponential backoff (capped at\n"
+		"--max-backoff). A new policy arrives by long-poll (GET /v1/policy?wait=25, a thread of its\n"
+		"own) within about a second of the admin change; usage and events keep the --interval pace.\n"
 		"\n"
-		"  --server URL       e.g. http://llmcap.internal:8787\n"
+		"enroll exchanges a one-time code (POST /v1/admin/hosts/enroll on the server) for this\n"
+		"host's own credential, kept in the state directory (" CRED_FILE ", mode 0600) with the\n"
+		"server URL(s); --trust copies the server's public key there (" TRUST_FILE "). The agent\n"
+		"then needs neither --server nor --trust. Usage reports and events need the credential.\n"
+		"\n"
+		"  --server URL       e.g. https://llmcap.internal:8787; several: when one is down the agent\n"
+		"                     moves to the next (they must share one store: llmcap-server --db)\n"
 		"  --trust PUBFILE    the server's signing public key (llmcap keygen's .pub)\n"
+		"  --code CODE        (enroll) the one-time enrolment code\n"
+		"  --label TEXT       (enroll) how GET /v1/admin/hosts names this host (default: hostname)\n"
 		"  --once             one round, then exit: 0 when the server was reached and its policy\n"
 		"                     is in force, 1 when not\n"
 		"  --interval S       seconds between rounds (default 30)\n"
 		"  --max-backoff S    cap on the retry delay while the server is away (default 300)\n"
-		"  --token-file FILE  bearer token for usage reports (the server's --host-token-file)\n"
+		"  --token-file FILE  deprecated and ignored (the shared host token): enrol instead\n"
 		"  --metrics ADDR:PORT  serve this host's Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"  --cacert FILE      PEM CA certificate(s) that verify an https:// server (its --tls-cert)\n"
 		"\n"
 		"State directory: $LLMCAP_STATE_DIR (see llmcap --help). SIGTERM or SIGINT: clean exit.\n");
+}
+
+static int state_path(const char *name, char *out, size_t outlen)
+{
+	char dir[4096];
+	if (lc_state_dir(dir, sizeof dir) != 0)
+		return -1;
+	int n = snprintf(out, outlen, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* --cacert FILE: it must be readable; 0 ok */
+static int cacert_arg(const char *file, const char *who)
+{
+	snprintf(cacert, sizeof cacert, "%s", file);
+	if (access(cacert, R_OK) == 0)
+		return 0;
+	fprintf(stderr, "%s: --cacert %s: %s\n", who, cacert, strerror(errno));
+	return -1;
+}
+
+/* a server URL as given: http(s)://, no trailing slash; 0 ok */
+static int add_server(struct agent *a, const char *url)
+{
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+		fprintf(stderr, "llmcap agent: --server %s: must be an http:// or https:// URL\n", url);
+		return -1;
+	}
+	if (a->nservers == AGENT_SERVERS_MAX) {
+		fprintf(stderr, "llmcap agent: at most %d --server URLs\n", AGENT_SERVERS_MAX);
+		return -1;
+	}
+	if (strlen(url) >= sizeof a->servers[0] - 64) {
+		fprintf(stderr, "llmcap agent: --server: URL too long\n");
+		return -1;
+	}
+	char *sv = a->servers[a->nservers++];
+	snprintf(sv, sizeof a->servers[0], "%s", url);
+	size_t sl = strlen(sv);
+	while (sl > 0 && sv[sl - 1] == '/')
+		sv[--sl] = 0;
+	return 0;
+}
+
+/* the credential from the state directory: 1 loaded, 0 none, -1 unusable (said why) */
+static int load_credential(struct agent *a, bool want_servers)
+{
+	char path[4200], err[512];
+	struct lc_buf b;
+	int rc = -1;
+	if (state_path(CRED_FILE, path, sizeof path) != 0 || access(path, F_OK) != 0)
+		return 0;
+	lc_buf_init(&b, 64 * 1024);
+	if (lc_read_file(path, 64 * 1024, &b, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap agent: %s\n", err);
+		lc_buf_free(&b);
+		return -1;
+	}
+	json_t *j = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+	const char *hid = json_string_value(json_object_get(j, "host_id"));
+	const char *cred = json_string_value(json_object_get(j, "credential"));
+	if (!hid || !cred || strlen(hid) >= sizeof a->host_id || strlen(cred) > 400) {
+		fprintf(stderr, "llmcap agent: %s: not a host credential (enrol again: llmcap agent enroll)\n", path);
+		goto out;
+	}
+	snprintf(a->host_id, sizeof a->host_id, "%s", hid);
+	snprintf(a->auth, sizeof a->auth, "Authorization: Bearer %s", cred);
+	if (want_servers) {
+		size_t i;
+		json_t *u;
+		json_array_foreach(json_object_get(j, "servers"), i, u)
+			if (json_is_string(u) && add_server(a, json_string_value(u)) != 0)
+				goto out;
+	}
+	rc = 1;
+out:
+	if (b.data)
+		sodium_memzero(b.data, b.len);
+	lc_buf_free(&b);
+	json_decref(j);
+	return rc;
+}
+
+/* llmcap agent enroll --server URL [--server URL2 ...] --code CODE [--trust PUBFILE] [--cacert FILE] */
+static int cmd_enroll(int argc, char **argv)
+{
+	static struct agent a;
+	const char *code = NULL, *trust = NULL, *label = NULL;
+	char err[1024], host_id[33], epoch[33], path[4200], url[2200], hn[256] = "";
+	int rc = 1;
+
+	memset(&a, 0, sizeof a);
+	for (int i = 2; i < argc; i++) {
+		const char *o = argv[i];
+		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+			help(stdout);
+			return 0;
+		} else if (!strcmp(o, "--server") && i + 1 < argc) {
+			if (add_server(&a, argv[++i]) != 0)
+				return 2;
+		} else if (!strcmp(o, "--code") && i + 1 < argc) {
+			code = argv[++i];
+		} else if (!strcmp(o, "--trust") && i + 1 < argc) {
+			trust = argv[++i];
+			if (lc_trust_load(trust, &a.trust, err, sizeof err) != 0) {
+				fprintf(stderr, "llmcap agent enroll: %s\n", err);
+				return 2;
+			}
+		} else if (!strcmp(o, "--label") && i + 1 < argc) {
+			label = argv[++i];
+		} else if (!strcmp(o, "--cacert") && i + 1 < argc) {
+			if (cacert_arg(argv[++i], "llmcap agent enroll") != 0)
+				return 2;
+		} else {
+			fprintf(stderr, "llmcap agent enroll: unexpected argument '%s' (see llmcap agent --help)\n", o);
+			return 2;
+		}
+	}
+	if (!a.nservers || !code) {
+		fprintf(stderr, "llmcap agent enroll: --server URL and --code CODE are required\n");
+		return 2;
+	}
+	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "llmcap agent enroll: cannot initialise libsodium/libcurl\n");
+		return 1;
+	}
+	int r = lc_host_identity(host_id, epoch);   /* creates the state directory and store when new */
+	if (r != LC_OK) {
+		fprintf(stderr, "llmcap agent enroll: the state directory: %s\n", lc_strerror(r));
+		return 1;
+	}
+	if (!label && gethostname(hn, sizeof hn - 1) == 0 && hn[0])
+		label = hn;
+	json_t *req = json_pack("{s:s,s:s}", "code", code, "host_id", host_id);
+	if (label)
+		json_object_set_new(req, "label", json_stringn(label, strnlen(label, 128)));
+	char *txt = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	hd = curl_slist_append(hd, "Expect:");
+	struct body bd = {0};
+	long st = -1;
+	for (int i = 0; i < a.nservers && server_down(st); i++) {   /* the first server that answers */
+		lc_buf_free(&bd.b);
+		snprintf(url, sizeof url, "%s/v1/hosts/enroll", a.servers[i]);
+		st = http("POST", url, hd, txt, strlen(txt), &bd, 64 * 1024, err, sizeof err);
+		if (st < 0)
+			fprintf(stderr, "llmcap agent enroll: POST %s: %s\n", url, err);
+	}
+	curl_slist_free_all(hd);
+	sodium_memzero(txt, strlen(txt));
+	free(txt);
+	json_t *ans = st == 201 && bd.b.data ? json_loadb(bd.b.data, bd.b.len, 0, NULL) : NULL;
+	const char *hid = json_string_value(json_object_get(ans, "host_id"));
+	const char *cred = json_string_value(json_object_get(ans, "credential"));
+	if (st >= 0 && (!hid || !cred)) {
+		json_t *e = bd.b.data ? json_loadb(bd.b.data, bd.b.len, 0, NULL) : NULL;
+		const char *msg = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
+		fprintf(stderr, "llmcap agent enroll: the server refused the code: HTTP %ld%s%s\n", st, msg ? ": " : "",
+			msg ? msg : "");
+		json_decref(e);
+	}
+	if (!hid || !cred)
+		goto out;
+	json_t *file = json_pack("{s:s,s:s,s:[]}", "host_id", hid, "credential", cred, "servers");
+	for (int i = 0; i < a.nservers; i++)
+		json_array_append_new(json_object_get(file, "servers"), json_string(a.servers[i]));
+	char *ftxt = json_dumps(file, JSON_INDENT(2));
+	json_decref(file);
+	if (state_path(CRED_FILE, path, sizeof path) != 0 || !ftxt ||
+	    lc_write_file_atomic(path, ftxt, strlen(ftxt), 0600, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap agent enroll: cannot write the credential: %s\n", ftxt ? err : "out of memory");
+		if (ftxt)
+			sodium_memzero(ftxt, strlen(ftxt));
+		free(ftxt);
+		goto out;
+	}
+	sodium_memzero(ftxt, strlen(ftxt));
+	free(ftxt);
+	if (trust) {
+		struct lc_buf tb;
+		char tp[4200];
+		lc_buf_init(&tb, 64 * 1024);
+		if (lc_read_file(trust, 64 * 1024, &tb, err, sizeof err) != 0 || state_path(TRUST_FILE, tp, sizeof tp) != 0 ||
+		    lc_write_file_atomic(tp, tb.data ? tb.data : "", tb.len, 0644, err, sizeof err) != 0) {
+			fprintf(stderr, "llmcap agent enroll: cannot keep the trusted key: %s\n", err);
+			lc_buf_free(&tb);
+			goto out;
+		}
+		lc_buf_free(&tb);
+	}
+	printf("enrolled as host %s; credential in %s\n", hid, path);
+	rc = 0;
+out:
+	json_decref(ans);
+	if (bd.b.data)
+		sodium_memzero(bd.b.data, bd.b.len);
+	lc_buf_free(&bd.b);
+	curl_global_cleanup();
+	return rc;
 }
 
 int lc_cmd_agent(int argc, char **argv)
@@ -522,9 +749,10 @@ int lc_cmd_agent(int argc, char **argv)
 	static struct agent a;
 	char err[512];
 	double interval = 30, max_backoff = 300;
-	char server[2048] = "";
 	const char *metrics = NULL;
 
+	if (argc > 1 && !strcmp(argv[1], "enroll"))
+		return cmd_enroll(argc, argv);
 	memset(&a, 0, sizeof a);
 	for (int i = 1; i < argc; i++) {
 		const char *o = argv[i];
@@ -532,33 +760,23 @@ int lc_cmd_agent(int argc, char **argv)
 			help(stdout);
 			return 0;
 		} else if (!strcmp(o, "--server") && i + 1 < argc) {
-			snprintf(server, sizeof server, "%s", argv[++i]);
+			if (add_server(&a, argv[++i]) != 0)
+				return 2;
 		} else if (!strcmp(o, "--trust") && i + 1 < argc) {
 			if (lc_trust_load(argv[++i], &a.trust, err, sizeof err) != 0) {
 				fprintf(stderr, "llmcap agent: %s\n", err);
 				return 2;
 			}
 		} else if (!strcmp(o, "--token-file") && i + 1 < argc) {
-			struct lc_buf tb;
-			lc_buf_init(&tb, 512);
-			if (lc_read_file(argv[++i], 512, &tb, err, sizeof err) != 0) {
-				fprintf(stderr, "llmcap agent: --token-file: %s\n", err);
-				return 2;
-			}
-			size_t n = tb.len;
-			while (n > 0 && (tb.data[n - 1] == '\n' || tb.data[n - 1] == '\r' || tb.data[n - 1] == ' '))
-				n--;
-			snprintf(a.auth, sizeof a.auth, "Authorization: Bearer %.*s", (int)n, tb.data ? tb.data : "");
-			sodium_memzero(tb.data, tb.len);
-			lc_buf_free(&tb);
+			i++;
+			fprintf(stderr, "llmcap agent: --token-file is deprecated and ignored (a shared host token let any "
+				"host report as any other): enrol this host instead, llmcap agent enroll --server URL --code "
+				"CODE\n");
 		} else if (!strcmp(o, "--metrics") && i + 1 < argc) {
 			metrics = argv[++i];
 		} else if (!strcmp(o, "--cacert") && i + 1 < argc) {
-			snprintf(cacert, sizeof cacert, "%s", argv[++i]);
-			if (access(cacert, R_OK) != 0) {
-				fprintf(stderr, "llmcap agent: --cacert %s: %s\n", cacert, strerror(errno));
+			if (cacert_arg(argv[++i], "llmcap agent") != 0)
 				return 2;
-			}
 		} else if (!strcmp(o, "--once")) {
 			a.once = true;
 		} else if (!strcmp(o, "--interval") && i + 1 < argc) {
@@ -570,19 +788,25 @@ int lc_cmd_agent(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!server[0] || a.trust.n == 0) {
-		fprintf(stderr, "llmcap agent: --server URL and --trust PUBFILE are required (see llmcap agent --help)\n");
+	/* the enrolment's credential; its servers when none is given here */
+	if (load_credential(&a, a.nservers == 0) < 0)
+		return 2;
+	if (a.trust.n == 0) {
+		char tp[4200];
+		if (state_path(TRUST_FILE, tp, sizeof tp) == 0 && access(tp, F_OK) == 0 &&
+		    lc_trust_load(tp, &a.trust, err, sizeof err) != 0) {
+			fprintf(stderr, "llmcap agent: %s\n", err);
+			return 2;
+		}
+	}
+	if (!a.nservers || a.trust.n == 0) {
+		fprintf(stderr, "llmcap agent: --server URL and --trust PUBFILE are required unless `llmcap agent enroll` "
+			"kept them (see llmcap agent --help)\n");
 		return 2;
 	}
-	if (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0) {
-		fprintf(stderr, "llmcap agent: --server must be an http:// or https:// URL\n");
-		return 2;
-	}
-	size_t sl = strlen(server);
-	while (sl > 0 && server[sl - 1] == '/')
-		server[--sl] = 0;
-	a.server = server;
-	cacert_for = server;
+	if (!a.auth[0])
+		fprintf(stderr, "llmcap agent: this host is not enrolled: the policy is pulled, but usage and events wait for "
+			"a credential (llmcap agent enroll --server URL --code CODE)\n");
 	if (!(interval > 0) || interval > 86400)
 		interval = 30;
 	if (max_backoff < interval)
@@ -626,16 +850,17 @@ int lc_cmd_agent(int argc, char **argv)
 			if (reclaimed)
 				fprintf(stderr, "llmcap agent: reclaimed %u reservation%s of dead processes\n", reclaimed,
 					reclaimed == 1 ? "" : "s");
-			if (ok && !agent_stop)
+			/* not enrolled: the policy is in force all the same (said once at start) */
+			if (ok && !agent_stop && a.auth[0])
 				ok = push_usage(&a) == 0;
-			int pending = agent_stop ? 0 : deliver_outbox(&a);
+			int pending = agent_stop ? 0 : upload_events(&a);
 			lc_store_sync();
 			if (a.once) {
-				if (pending)
-					fprintf(stderr, "llmcap agent: %d event%s not delivered yet (webhooks failing)\n",
+				if (pending && !a.kept)
+					fprintf(stderr, "llmcap agent: %d event%s not uploaded yet (the server did not take them)\n",
 						pending, pending == 1 ? "" : "s");
 				if (a.kept)
-					fprintf(stderr, "llmcap agent: %d event%s kept until a policy names webhooks\n",
+					fprintf(stderr, "llmcap agent: %d event%s kept until this host is enrolled\n",
 						a.kept, a.kept == 1 ? "" : "s");
 				rc = ok && !a.refused ? 0 : 1;
 				break;
@@ -658,8 +883,8 @@ int lc_cmd_agent(int argc, char **argv)
 			}
 			next_sync = lc_now_ms() + (int64_t)(delay * 1000);
 		} else {
-			/* between rounds: hand host events to webhooks promptly */
-			deliver_outbox(&a);
+			/* between rounds: hand host events to the server promptly */
+			upload_events(&a);
 			if (a.touched)
 				lc_store_sync();
 		}

@@ -892,7 +892,7 @@ void srv_h_admin_policy(struct srv_call *c) { run_read(c, admin_policy_txn, c); 
 /* ---- health and usage ---- */
 
 void srv_h_healthz(struct srv_call *c) { srv_resp_json(c->rs, 200, json_pack("{s:b}", "ok", 1)); }
-void srv_h_usage_post(struct srv_call *c) { srv_usage_post(c->s, c->rq->body, c->rq->body_len, c->rs); }
+void srv_h_usage_post(struct srv_call *c) { srv_usage_post(c->s, c->host, c->rq->body, c->rq->body_len, c->rs); }
 void srv_h_usage_get(struct srv_call *c)
 {
 	srv_usage_get(c->s, srv_req_arg(c->rq, "by"), srv_req_arg(c->rq, "window"), c->rs);

@@ -1,5 +1,5 @@
 /* auth.c - bearer tokens: named admin tokens with a role (admin: every
- * call; read: GET only) and the shared host token. Only SHA-256 hashes are
+ * call; read: GET only). Only SHA-256 hashes are
  * kept; every comparison is constant time and walks every token.
  */
 #include <ctype.h>
@@ -10,8 +10,6 @@
 
 #include "srv.h"
 #include "util.h"
-
-static const unsigned char zero[32];
 
 /* sha256 of the token without surrounding whitespace; -1 when under 16 characters */
 static int token_hash(const char *token, size_t len, unsigned char out[32])
@@ -139,19 +137,4 @@ bool srv_admin_ok(const struct srv *s, const char *auth)
 {
 	const struct srv_token *t = srv_token_of(s, auth);
 	return t && t->role == SRV_ROLE_ADMIN;
-}
-
-int srv_set_host_token(struct srv *s, const char *token, size_t len)
-{
-	return token_hash(token, len, s->host_hash);
-}
-
-bool srv_host_ok(const struct srv *s, const char *auth)
-{
-	unsigned char h[32];
-	if (sodium_memcmp(s->host_hash, zero, 32) == 0)
-		return true;
-	if (bearer_hash(auth, h) && sodium_memcmp(h, s->host_hash, 32) == 0)
-		return true;
-	return srv_admin_ok(s, auth);
 }

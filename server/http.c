@@ -317,7 +317,7 @@ static enum MHD_Result on_head(struct srv_http *h, struct MHD_Connection *c, con
 		.peer = cn->peer,
 		.start_ms = lc_now_ms(),
 	};
-	if (srv_route_match(method, url, &cn->m, &rs) != 0 || !srv_route_auth(h->s, cn->m.route, &cn->rq, &rs))
+	if (srv_route_match(method, url, &cn->m, &rs) != 0 || !srv_route_auth(h->s, &cn->m, &cn->rq, &rs))
 		return answer(h, c, cn, &rs);
 	size_t cap = cn->m.route->body_max;
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");

@@ -36,8 +36,8 @@ static void usage(FILE *f)
 		"  --admin-token-file FILE   the admin bearer token (at least 16 characters)\n"
 		"  --admin-tokens-file FILE  named admin tokens, one \"NAME ROLE TOKEN\" a line (ROLE admin or read);\n"
 		"                            with it, --admin-token-file is optional\n"
-		"  --host-token-file FILE    optional: POST /v1/usage then needs this bearer token\n"
-		"                            (llmcap agent --token-file FILE)\n"
+		"  --host-token-file FILE    deprecated and ignored: every host enrols for its own credential\n"
+		"                            (POST /v1/admin/hosts/enroll, llmcap agent enroll)\n"
 		"  --threads N               worker threads (default 4, 1-64)\n"
 		"  --max-connections N       open connections in all (default 1000)\n"
 		"  --max-connections-per-ip N  open connections from one client address (default 64)\n"
@@ -188,14 +188,6 @@ static int use_admin(struct srv *s, const char *t, size_t n, char *err, size_t e
 	return srv_add_token(s, "admin", SRV_ROLE_ADMIN, t, n, err, errlen);
 }
 
-static int use_host(struct srv *s, const char *t, size_t n, char *err, size_t errlen)
-{
-	if (srv_set_host_token(s, t, n) == 0)
-		return 0;
-	lc_errf(err, errlen, "the token must be at least 16 characters");
-	return -1;
-}
-
 int main(int argc, char **argv)
 {
 	static struct option opts[] = {
@@ -301,9 +293,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if ((tokfile && load_secret(&s, "admin-token-file", tokfile, 4096, use_admin) != 0) ||
-	    (tokensfile && load_secret(&s, "admin-tokens-file", tokensfile, 1 << 20, srv_load_tokens) != 0) ||
-	    (hostfile && load_secret(&s, "host-token-file", hostfile, 4096, use_host) != 0))
+	    (tokensfile && load_secret(&s, "admin-tokens-file", tokensfile, 1 << 20, srv_load_tokens) != 0))
 		return 1;
+	if (hostfile)
+		fprintf(stderr, "llmcap-server: warning: --host-token-file is deprecated and ignored: a shared token let any "
+			"host report as any other. Every host now needs its own credential: POST /v1/admin/hosts/enroll "
+			"answers a one-time code, and `llmcap agent enroll --server URL --code CODE` on the host uses it\n");
 	char *cert_pem = NULL, *key_pem = NULL;
 	if (certfile && (!(cert_pem = load_pem("tls-cert", certfile)) || !(key_pem = load_pem("tls-key", tlskeyfile))))
 		return 1;

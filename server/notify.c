@@ -34,8 +34,14 @@ static void seq_key(uint64_t seq, unsigned char k[8])
 
 int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup_key)
 {
+	return srv_event_queue_from(s, txn, NULL, event, NULL, NULL, data, dedup_key);
+}
+
+int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char *event, const char *created_at,
+			 const char *host, json_t *data, const char *dedup_key)
+{
 	MDB_val v;
-	char evid[64], t[32], hx[65];
+	char evid[80], t[32], hx[65];
 	int rc = 0;
 	int64_t now_ms = lc_now_ms();
 
@@ -49,11 +55,17 @@ int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data
 			return rc;
 		}
 	}
-	strcpy(evid, "evt_");
-	srv_random_hex(evid + 4, 12);
+	if (id) {
+		snprintf(evid, sizeof evid, "%s", id);
+	} else {
+		strcpy(evid, "evt_");
+		srv_random_hex(evid + 4, 12);
+	}
 	lc_time_format(now_ms / 1000, t);
-	json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:o}", "id", evid, "event", event, "created_at", t, "source",
-				 "llmcap-server", "data", data);
+	json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:o}", "id", evid, "event", event, "created_at",
+				 created_at ? created_at : t, "source", host ? "host" : "llmcap-server", "data", data);
+	if (host)
+		json_object_set_new(body, "host_id", json_string(host));
 	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(body);
 	json_t *hooks = srv_get_json(txn, s->db_meta, "webhooks");

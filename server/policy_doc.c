@@ -116,6 +116,24 @@ int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen)
 
 	if (!doc)
 		return SRV_PUB_INVALID;
+	/* the whole document is validated (the webhooks too: a bad one is a 400 naming it), but what
+	 * is signed for the hosts leaves the notifications out: webhook URLs and secrets stay on the
+	 * server, which sends every notification (hosts upload their events, POST /v1/events) */
+	bytes = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	if (!bytes) {
+		json_decref(doc);
+		lc_errf(err, errlen, "out of memory");
+		return SRV_PUB_FAILED;
+	}
+	if (lc_policy_parse(bytes, strlen(bytes), &pol, err, errlen) != 0) {
+		json_decref(doc);
+		rc = SRV_PUB_INVALID;
+		goto out;
+	}
+	lc_policy_free(pol);
+	pol = NULL;
+	free(bytes);
+	json_object_del(doc, "notifications");
 	bytes = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(doc);
 	if (!bytes) {

@@ -132,16 +132,16 @@ int srv_route_match(const char *method, const char *path, struct srv_match *m, s
 	return -1;
 }
 
-bool srv_route_auth(struct srv *s, const struct srv_route *r, const struct srv_req *rq, struct srv_resp *rs)
+bool srv_route_auth(struct srv *s, struct srv_match *m, const struct srv_req *rq, struct srv_resp *rs)
 {
+	const struct srv_route *r = m->route;
+	m->host[0] = 0;
 	switch (r->auth) {
 	case SRV_AUTH_NONE:
 		return true;
 	case SRV_AUTH_HOST:
-		if (srv_host_ok(s, rq->authorization))
+		if (srv_host_auth(s, rq->authorization, m->host, rs))
 			return true;
-		srv_resp_error(rs, 401, "authentication_error",
-			       "host token required: Authorization: Bearer <token from --host-token-file>");
 		break;
 	case SRV_AUTH_READ:
 	case SRV_AUTH_ADMIN: {
@@ -225,7 +225,8 @@ static json_t *parse_body(const struct srv_req *rq, struct srv_resp *rs)
 void srv_route_run(struct srv *s, const struct srv_match *m, const struct srv_req *rq, struct srv_resp *rs)
 {
 	const struct srv_route *r = m->route;
-	struct srv_call c = {.s = s, .rq = rq, .rs = rs, .route = r, .param = m->param};
+	struct srv_call c = {.s = s, .rq = rq, .rs = rs, .route = r, .param = m->param,
+			     .host = m->host[0] ? m->host : NULL};
 
 	memset(rs, 0, sizeof *rs);
 	if (!params_ok(m, rs, &c.id))
@@ -258,7 +259,7 @@ void srv_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)
 		srv_resp_error(rs, 500, "api_error", "out of memory");
 		return;
 	}
-	if (srv_route_match(rq->method, rq->path, m, rs) == 0 && srv_route_auth(s, m->route, rq, rs))
+	if (srv_route_match(rq->method, rq->path, m, rs) == 0 && srv_route_auth(s, m, rq, rs))
 		srv_route_run(s, m, rq, rs);
 	free(m);
 }

@@ -35,6 +35,8 @@ const struct srv_route srv_routes[] = {
 	{"GET",    "/v1/policy",                      SRV_AUTH_NONE,  0,             false, srv_h_policy,        NULL},
 	{"POST",   "/v1/usage",                       SRV_AUTH_HOST,  SRV_USAGE_MAX, false, srv_h_usage_post,    NULL},
 	{"POST",   "/v1/invites/{code}/redeem",       SRV_AUTH_NONE,  ADMIN_BODY,    true,  srv_h_invite_redeem, NULL},
+	{"POST",   "/v1/hosts/enroll",                SRV_AUTH_NONE,  4096,          true,  srv_h_host_enroll,   NULL},
+	{"POST",   "/v1/events",                      SRV_AUTH_HOST,  ADMIN_BODY,    true,  srv_h_events_post,   NULL},
 
 	/* admin */
 	{"GET",    "/v1/usage",                       SRV_AUTH_READ,  0,             false, srv_h_usage_get,     NULL},
@@ -74,6 +76,11 @@ const struct srv_route srv_routes[] = {
 	{"GET",    "/v1/admin/invites",               SRV_AUTH_READ,  0,             false, srv_h_invite_list,   NULL},
 	{"POST",   "/v1/admin/invites",               SRV_AUTH_ADMIN, ADMIN_BODY,    true,  srv_h_invite_create, NULL},
 	{"DELETE", "/v1/admin/invites/{code}",        SRV_AUTH_ADMIN, 0,             false, srv_h_invite_revoke, NULL},
+
+	{"POST",   "/v1/admin/hosts/enroll",          SRV_AUTH_ADMIN, 4096,          false, srv_h_host_enroll_code, NULL},
+	{"GET",    "/v1/admin/hosts",                 SRV_AUTH_READ,  0,             false, srv_h_host_list,     NULL},
+	{"GET",    "/v1/admin/hosts/{id}",            SRV_AUTH_READ,  0,             false, srv_h_host_get,      NULL},
+	{"DELETE", "/v1/admin/hosts/{id}",            SRV_AUTH_ADMIN, 0,             false, srv_h_host_delete,   NULL},
 
 	{"GET",    "/v1/admin/audit",                 SRV_AUTH_READ,  0,             false, srv_h_audit,         NULL},
 

@@ -39,6 +39,8 @@ struct srv {
 	MDB_dbi db_outbox;   /* u64 big-endian seq -> pending webhook delivery */
 	MDB_dbi db_fired;    /* dedup key -> "1": an event fires once per limit per window */
 	MDB_dbi db_audit;    /* u64 big-endian seq -> {"time","token","call","status","before","after"} */
+	MDB_dbi db_hostcreds; /* host id -> {"hash": hex sha256(secret), "enrolled_at", "label"?, "removed_at"?} */
+	MDB_dbi db_enroll;   /* hex(sha256(enrolment code)) -> {"created_at","expires_at","used_at"?,"host_id"?} */
 	pthread_rwlock_t maplock;  /* shared by every txn, exclusive to grow the map */
 	size_t mapsize;
 	size_t map_initial;        /* 0: 64 MiB (tests set it small to exercise growth) */
@@ -50,7 +52,6 @@ struct srv {
 		unsigned char hash[32];   /* sha256 of the token */
 	} tokens[SRV_MAX_TOKENS];    /* named admin tokens (auth.c) */
 	int ntokens;
-	unsigned char host_hash[32];    /* sha256 of the host token (--host-token-file); zero: none required */
 
 	/* notifier thread */
 	pthread_t notifier;
@@ -140,7 +141,7 @@ void srv_resp_store_error(struct srv_resp *rs, int rc);
 /* Who may call a route. */
 enum srv_auth {
 	SRV_AUTH_NONE,    /* anyone (the handler may check a secret in the path or body itself) */
-	SRV_AUTH_HOST,    /* the host token when one is configured (srv_host_ok) */
+	SRV_AUTH_HOST,    /* an enrolled host's own credential (srv_host_auth): c->host is its id */
 	SRV_AUTH_READ,    /* an admin token; reads only */
 	SRV_AUTH_ADMIN,   /* an admin token allowed to change things */
 };
@@ -164,6 +165,7 @@ struct srv_match {
 	const struct srv_route *route;
 	const char *param[SRV_MAX_PARAMS];   /* captures in pattern order, pointing into buf */
 	char buf[SRV_PATH_MAX];
+	char host[SRV_ID_MAX + 1];           /* SRV_AUTH_HOST: the host the credential names */
 };
 struct srv_call {
 	struct srv *s;
@@ -174,11 +176,12 @@ struct srv_call {
 	const char *id;             /* the {id} capture, or NULL */
 	json_t *body;               /* route->json: the parsed body (borrowed) */
 	const struct srv_token *token;   /* the admin token that called, or NULL */
+	const char *host;                /* SRV_AUTH_HOST: the calling host's id */
 };
 /* 0 and m filled; -1: rs holds the 404/405/400 */
 int srv_route_match(const char *method, const char *path, struct srv_match *m, struct srv_resp *rs);
 /* The caller's token allows the route; false: rs holds the 401 */
-bool srv_route_auth(struct srv *s, const struct srv_route *r, const struct srv_req *rq, struct srv_resp *rs);
+bool srv_route_auth(struct srv *s, struct srv_match *m, const struct srv_req *rq, struct srv_resp *rs);
 /* Run a matched, authorised route on the whole request. */
 void srv_route_run(struct srv *s, const struct srv_match *m, const struct srv_req *rq, struct srv_resp *rs);
 /* All three: the HTTP API as a function of a request (unit tests drive this). */
@@ -199,9 +202,17 @@ int srv_load_tokens(struct srv *s, const char *text, size_t len, char *err, size
 /* The admin token the Authorization header carries, or NULL (compared in constant time). */
 const struct srv_token *srv_token_of(const struct srv *s, const char *authorization);
 bool srv_admin_ok(const struct srv *s, const char *authorization);   /* a token with role admin */
-int srv_set_host_token(struct srv *s, const char *token, size_t len);
-/* POST /v1/usage: true when no host token is configured, or the bearer is it (or an admin token). */
-bool srv_host_ok(const struct srv *s, const char *authorization);
+
+/* ---- enrolled hosts (hosts.c) ---- */
+/* The host whose credential ("Bearer <host id>.<secret>") the header carries, into host
+ * (SRV_ID_MAX + 1 bytes); false: rs holds the 401 (none, unknown, wrong secret, removed). */
+bool srv_host_auth(struct srv *s, const char *authorization, char *host, struct srv_resp *rs);
+void srv_h_host_enroll_code(struct srv_call *c);   /* POST /v1/admin/hosts/enroll */
+void srv_h_host_enroll(struct srv_call *c);        /* POST /v1/hosts/enroll {code} */
+void srv_h_host_list(struct srv_call *c);
+void srv_h_host_get(struct srv_call *c);
+void srv_h_host_delete(struct srv_call *c);
+void srv_h_events_post(struct srv_call *c);        /* POST /v1/events: a host's events, to notify */
 
 /* ---- audit log (audit.c) ---- */
 /* What an admin change is about, read before it runs (new ref or NULL). */
@@ -247,7 +258,7 @@ int64_t srv_policy_lifetime(struct srv *s, MDB_txn *txn);
 
 /* ---- usage (usage.c) ---- */
 /* POST /v1/usage: rs gets the org-wide counters. */
-void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp *rs);
+void srv_usage_post(struct srv *s, const char *host, const char *body, size_t len, struct srv_resp *rs);
 /* GET /v1/usage: org-wide usage against every limit (status --json shape); with by and/or window
  * (?by=key|team|org|customer|model|provider&window=minute|hour|day|week|month|lifetime) the usage
  * report of `llmcap usage --json`, org-wide. */
@@ -270,6 +281,10 @@ int64_t srv_total(MDB_txn *txn, struct srv *s, const char *scope, const char *id
  * makes it fire once. Returns 0 (also when deduplicated). */
 int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data /* stolen */,
 		    const char *dedup_key);
+/* The same for an event that happened on a host (POST /v1/events): its own id and time, "source":
+ * "host" and its "host_id" in the body. */
+int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char *event, const char *created_at,
+			 const char *host, json_t *data /* stolen */, const char *dedup_key);
 int srv_notifier_start(struct srv *s);
 void srv_notifier_stop(struct srv *s);
 void srv_notifier_kick(struct srv *s);

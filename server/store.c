@@ -67,7 +67,7 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 		{"meta", &s->db_meta}, {"keys", &s->db_keys}, {"teams", &s->db_teams},
 		{"customers", &s->db_cust}, {"invites", &s->db_invites}, {"hosts", &s->db_hosts},
 		{"totals", &s->db_totals}, {"outbox", &s->db_outbox}, {"fired", &s->db_fired},
-		{"audit", &s->db_audit},
+		{"audit", &s->db_audit}, {"hostcreds", &s->db_hostcreds}, {"enroll", &s->db_enroll},
 	};
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

@@ -5,9 +5,10 @@
  * "counters":[{"scope","id","metric","window","bucket","used"}]}. The server
  * keeps, per (host_id, epoch), the last seq and the last cumulative value of
  * each counter, and per counter the total over every host record. A report
- * whose seq is not greater than the stored one changes nothing (a retry or a
- * late duplicate), and a counter only ever moves forward, so no report is
- * counted twice. A new epoch (a host whose store was recreated) is a new
+ * whose seq is not greater than the stored one changes nothing and is refused
+ * (409: a replay), and a counter only ever moves forward, so no report is
+ * counted twice. A report comes with its host's credential (hosts.c) and
+ * counts only for that host. A new epoch (a host whose store was recreated) is a new
  * record: what the old one counted stays counted.
  */
 #include <inttypes.h>
@@ -145,6 +146,7 @@ struct post_op {
 	int64_t stored_seq;
 	json_t *answer;
 	const char *refuse;      /* with SRV_E_REFUSED: why (a 4xx) */
+	char why[160];
 	int refuse_status;
 };
 
@@ -181,6 +183,16 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	int64_t last = json_integer_value(json_object_get(rec, "seq"));
 	op->duplicate = op->seq <= last;
 	op->stored_seq = op->duplicate ? last : op->seq;
+	/* the agent numbers every report anew (a retry is a new snapshot with the next seq): a seq
+	 * already seen is a replay, refused so that the sender learns it */
+	if (op->duplicate) {
+		json_decref(rec);
+		snprintf(op->why, sizeof op->why, "seq %" PRId64 ": already reported (a replayed report); this host's "
+			 "last seq is %" PRId64, op->seq, last);
+		op->refuse = op->why;
+		op->refuse_status = 409;
+		return SRV_E_REFUSED;
+	}
 	/* a host counts its reports one by one: a seq far ahead of the last is not a report of its
 	 * (it would make the host's genuine reports "duplicates" from then on) */
 	if (last >= 0 && op->seq > last && op->seq - last > SRV_SEQ_STEP_MAX) {
@@ -341,7 +353,7 @@ static const char *counter_bad(json_t *c)
 	return NULL;
 }
 
-void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp *rs)
+void srv_usage_post(struct srv *s, const char *host, const char *body, size_t len, struct srv_resp *rs)
 {
 	static const char *const fields[] = {"host_id", "epoch", "seq", "counters", NULL};
 	json_error_t je;
@@ -369,6 +381,11 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 	}
 	if (!str_field(rep, "epoch", 64)) {
 		srv_resp_error(rs, 400, "invalid_request_error", "epoch: required (string, at most 64 characters)");
+		goto out;
+	}
+	if (!host || strcmp(host, json_string_value(json_object_get(rep, "host_id"))) != 0) {
+		srv_resp_error(rs, 403, "permission_error", "host_id: this credential is host '%s'; a host reports only "
+			       "as itself", host ? host : "(none)");
 		goto out;
 	}
 	json_t *seq = json_object_get(rep, "seq");
@@ -409,7 +426,8 @@ void srv_usage_post(struct srv *s, const char *body, size_t len, struct srv_resp
 	op.seq = json_integer_value(seq);
 	int rc = srv_write(s, post_txn, &op);
 	if (rc == SRV_E_REFUSED) {
-		srv_resp_error(rs, op.refuse_status, "invalid_request_error", "%s", op.refuse);
+		srv_resp_error(rs, op.refuse_status, op.refuse_status == 409 ? "conflict_error" : "invalid_request_error",
+			       "%s", op.refuse);
 		goto out;
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {

@@ -78,3 +78,19 @@ wait_for() {
 	return 1
 }
 month_start() { date -u -d "$(date -u +%Y-%m-01)" +%s; }
+
+# enroll STATEDIR [llmcap agent enroll args...]: a one-time code from the server, exchanged by
+# `llmcap agent enroll` for the host's own credential (kept in STATEDIR)
+enroll() {
+	local dir=$1; shift
+	api POST /v1/admin/hosts/enroll
+	[ "$CODE" = 201 ] || { echo "enroll: POST /v1/admin/hosts/enroll: $CODE $RESP" >&2; return 1; }
+	LLMCAP_STATE_DIR=$dir "$LLMCAP" agent enroll --server "$SRV_URL" --code "$(jget 'j["code"]')" "$@" >/dev/null
+}
+# host_cred HOSTID: enrol a host by hand (HTTP); prints its credential (for curl: Bearer <it>)
+host_cred() {
+	api POST /v1/admin/hosts/enroll
+	curl -s -X POST -H 'content-type: application/json' \
+		-d '{"code":"'"$(jget 'j["code"]')"'","host_id":"'"$1"'"}' "$SRV_URL/v1/hosts/enroll" >"$T/cred.json"
+	jget 'j["credential"]' "$T/cred.json"
+}

@@ -115,13 +115,14 @@ noauth POST "/v1/invites/$CODE_INV/redeem" '{"sha256":"'"$SHA2"'"}'
 expect_code "the invite redeems" 201 '"threshold":5'
 
 # --- usage, hosts, policy, call
-curl -s -o /dev/null -X POST "$SRV_URL/v1/usage" -d '{"host_id":"h-1","epoch":"e1","seq":1,"counters":[{"scope":"team","id":"research","metric":"cost","window":"monthly","bucket":'"$(month_start)"',"used":150000000}]}'
+HCRED=$(host_cred h-1)
+curl -s -o /dev/null -X POST -H "Authorization: Bearer $HCRED" "$SRV_URL/v1/usage" -d '{"host_id":"h-1","epoch":"e1","seq":1,"counters":[{"scope":"team","id":"research","metric":"cost","window":"monthly","bucket":'"$(month_start)"',"used":150000000}]}'
 run_adm usage
 check "usage: a table of limits" grep -qE "^team +research +cost +monthly +\\\$150.00 +\\\$300.00 +50" "$T/out"
 run_adm --json usage
 expect_eq "usage --json" 150 "$(jget '[int(l["used"]) for l in j["limits"] if l["scope"]=="team"][0]' "$T/out")"
 run_adm hosts
-check "hosts: the reporting host" grep -qE "^h-1 +e1 +1 " "$T/out"
+check "hosts: the reporting host, enrolled" grep -qE "^h-1 +e1 +1 .* active$" "$T/out"
 run_adm policy
 expect_eq "policy: the current policy" research "$(jget 'j["keys"]["ci"]["limits"] and j["teams"] and "research"' "$T/out")"
 run_adm call GET /v1/admin/teams/research

@@ -34,7 +34,8 @@ api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_gen"'/h","secret":"s","f
 expect_code "an unknown format is refused, naming the JSON path" 400 "notifications.webhooks[0].format: must be one of generic, slack, teams"
 api PUT /v1/admin/teams/research '{"limits":[{"metric":"cost","window":"monthly","threshold":300,"alert_at":200}]}'
 expect_code "team with an alert level" 201
-curl -s -o /dev/null -X POST "$SRV_URL/v1/usage" -d '{"host_id":"h1","epoch":"e1","seq":1,"counters":[{"scope":"team","id":"research","metric":"cost","window":"monthly","bucket":'"$(month_start)"',"used":250000000}]}'
+HCRED=$(host_cred h1)
+curl -s -o /dev/null -X POST -H "Authorization: Bearer $HCRED" "$SRV_URL/v1/usage" -d '{"host_id":"h1","epoch":"e1","seq":1,"counters":[{"scope":"team","id":"research","metric":"cost","window":"monthly","bucket":'"$(month_start)"',"used":250000000}]}'
 RESET=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01T00:00:00Z)
 for r in gen slack teams; do
 	wait_for 20 test "$(rstat $r 'j["ok"]')" -ge 1 || fail "$r: nothing delivered"

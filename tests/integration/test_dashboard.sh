@@ -67,6 +67,7 @@ CODE=$(curl -s -o /dev/null -w '%{http_code}' "${C[@]}" "$SRV_URL/v1/admin/teams
 expect_eq "the session is gone after signing out" 401 "$CODE"
 
 # --- the browser
+enroll "$LLMCAP_STATE_DIR" || fail "enroll the host"
 cat >"$T/traffic.sh" <<TRAFFIC
 set -e
 export LLMCAP_STATE_DIR=$LLMCAP_STATE_DIR

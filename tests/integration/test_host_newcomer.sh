@@ -53,8 +53,8 @@ wait_for 10 grep -q "server unreachable" "$T/ag2.err"
 kill -TERM "$apid"; wait "$apid" 2>/dev/null
 grep -q "server unreachable, no policy installed yet (provider calls pass)" "$T/ag2.err" &&
 	ok "agent: unreachable and nothing installed is said as such" || fail "agent message: $(head -3 "$T/ag2.err")"
-grep -q "kept until a policy names webhooks" "$T/ag.err" && ! grep -q "not delivered yet" "$T/ag.err" &&
-	ok "agent: events with no webhook to go to are 'kept', not 'not delivered'" || fail "agent events: $(cat "$T/ag.err")"
+grep -q "kept until this host is enrolled" "$T/ag.err" && ! grep -q "not uploaded yet" "$T/ag.err" &&
+	ok "agent: events of a host not enrolled are 'kept', not 'not uploaded'" || fail "agent events: $(cat "$T/ag.err")"
 
 # ---- a host with a local policy version 7 joins a server (version 1) ----
 export LLMCAP_STATE_DIR=$T/host

@@ -30,6 +30,7 @@ scrape() {
 m() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); v=j.get(sys.argv[2]); print("" if v is None else (int(v) if v == int(v) else v))' "$1" "$2"; }
 
 # --- the host
+enroll "$LLMCAP_STATE_DIR" || fail "enroll the host"
 MPORT=$(free_port)
 "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --metrics "127.0.0.1:x" --once >/dev/null 2>"$T/err"
 expect_eq "--metrics with a bad port: exit 2" 2 $?

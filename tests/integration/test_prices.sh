@@ -11,6 +11,7 @@ setup_keys
 start_provider p --usage-in 1000 --usage-cached 200 --usage-out 100
 start_server
 H=$T/host
+enroll "$H" || fail "enroll the host"
 agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --once; }
 chat() { # MODEL [--anthropic] -> the status
 	local m=$1; shift

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # llmcap agent + llmcap-server with real traffic: two hosts (two state directories, two
 # agents) share team and org limits; the org's usage is the sum; each host enforces against
-# the global usage it last learned plus its own since. The server going away, a refused
-# policy, host events delivered by the agent (a receiver that fails, an agent restarted
-# mid-delivery), SIGTERM.
+# the global usage it last learned plus its own since. Each host enrolled with its own
+# credential. The server going away, a refused policy, host events uploaded by the agent and
+# notified by the server (a receiver that fails, an agent killed mid-upload), SIGTERM; the
+# policy hosts download holds no webhook secret.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
@@ -39,9 +40,24 @@ api POST /v1/admin/keys '{"id":"kb","sha256":"'"$(fingerprint sk-host-b)"'","tea
 api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_hook"'/hook","secret":"'"$WHSECRET"'","events":["*"]}]}'
 expect_code "webhooks" 200
 api GET /v1/admin/policy; VER=$(jget 'j["version"]')
+enroll "$HA" --trust "$T/keys/llmcap.pub" --label host-a; expect_eq "host A enrolls with a one-time code" 0 $?
+enroll "$HB"; expect_eq "host B enrolls" 0 $?
+check "the credential is kept 0600 in the state directory" test "$(stat -c %a "$HA/host.credential")" = 600
+check "...with the server's key (--trust) next to it" cmp -s "$HA/server.pub" "$T/keys/llmcap.pub"
+
+# --- secrets stay on the server: the policy hosts download holds no webhook URL or secret
+curl -s "$SRV_URL/v1/policy" >"$T/envelope.json"
+"$PY" -c 'import json,base64,sys; print(base64.b64decode(json.load(open(sys.argv[1]))["payload"]).decode())' \
+	"$T/envelope.json" >"$T/payload.json"
+check "GET /v1/policy: no webhook secret in the envelope or the signed payload" \
+	bash -c '! grep -q "$1" "$2" && ! grep -q "$1" "$3"' _ "$WHSECRET" "$T/envelope.json" "$T/payload.json"
+check "...and no webhook URL" bash -c '! grep -q "/hook" "$1"' _ "$T/payload.json"
+check "...but the admin still reads them" bash -c 'curl -s -H "Authorization: Bearer $1" "$2/v1/admin/webhooks" | grep -q "$3"' \
+	_ "$TOKEN" "$SRV_URL" "$WHSECRET"
 
 # --- first contact
-agent "$HA" --once 2>"$T/a.err"; expect_eq "agent A --once: exit 0" 0 $?
+LLMCAP_STATE_DIR=$HA "$LLMCAP" agent --once 2>"$T/a.err"
+expect_eq "agent A --once with only what enroll kept (no --server, no --trust): exit 0" 0 $?
 check "agent A installed the server's policy" grep -q "policy version $VER" "$T/a.err"
 agent "$HA" --once 2>"$T/a.err"; expect_eq "agent A again: the same version is a no-op, exit 0" 0 $?
 check "...and says nothing about it" test ! -s "$T/a.err"
@@ -146,39 +162,61 @@ check "...cut off as too large" grep -q "larger than" "$T/a.err"
 LLMCAP_STATE_DIR=$HA "$LLMCAP" status --json >"$T/st.json"
 expect_eq "...and the trusted policy stays" "$VER" "$(jget 'j["policy"]["version"]' "$T/st.json")"
 
-# --- host events: a receiver that fails, and an agent restarted mid-delivery
+# --- host events: uploaded by the agent, notified by the server, exactly once, also when the
+# agent dies after the server took them and before it forgot them
 api POST /v1/admin/keys '{"id":"kc","sha256":"'"$(fingerprint sk-host-c)"'","limits":[{"metric":"requests","window":"lifetime","threshold":1}]}'
 agent "$HA" --once 2>>"$T/a.err"
-curl -s -X POST "$RCV_hook/fail?n=1000" >/dev/null
+curl -s -X POST "$RCV_hook/fail?n=3" >/dev/null
 FAILED0=$(rstat hook 'j["failed"]')
 expect_eq "key kc: one request, then refused" "200 429" "$(chat "$HA" sk-host-c 2)"
-(LLMCAP_STATE_DIR=$HA exec "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --interval 1 \
-	2>"$T/loop.err") &
-APID=$!
-wait_for 10 test "$(rstat hook 'j["failed"]')" -gt "$FAILED0"
-kill -TERM "$APID"; wait "$APID"
-check "the agent tried and the receiver failed" test "$(rstat hook 'j["failed"]')" -gt "$FAILED0"
-curl -s -X POST "$RCV_hook/fail?n=0" >/dev/null
+LLMCAP_STATE_DIR=$HA LLMCAP_TEST_AGENT_DIE_AFTER_UPLOAD=1 "$LLMCAP" agent --once 2>>"$T/a.err"
+expect_eq "the agent dies after the upload, before it forgets the events (exit 3)" 3 $?
+agent "$HA" --once 2>>"$T/a.err"; expect_eq "restarted, it uploads them again (exit 0)" 0 $?
 agent "$HA" --once 2>>"$T/a.err"
-agent "$HA" --once 2>>"$T/a.err"
-check "after the restart the key's limit_reached arrives, with the delivery id of the failed tries" "$PY" -c '
+wait_for 20 "$PY" -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if any(r["event"]=="limit_reached" and "key:kc" in r["body"] and r["status"]==200 for r in rows) else 1)' \
+	"$T/receiver-hook.jsonl"
+check "the key's limit_reached reaches the webhook once, from the server, with the delivery id of the failed tries" "$PY" -c '
 import json,sys
 rows=[json.loads(l) for l in open(sys.argv[1])]
 mine=[r for r in rows if r["event"]=="limit_reached" and "key:kc" in r["body"]]
 failed={r["delivery"] for r in mine if r["status"]==500}
-ok=[r["delivery"] for r in mine if r["status"]==200]
-sys.exit(0 if failed and len(ok)==1 and set(ok)==failed else 1)' "$T/receiver-hook.jsonl"
+ok=[r for r in mine if r["status"]==200]
+b=json.loads(ok[0]["body"]) if ok else {}
+sys.exit(0 if failed and len(ok)==1 and {o["delivery"] for o in ok}==failed and b.get("source")=="host" and b.get("host_id") else
+         "failed %r ok %r" % (failed, ok))' "$T/receiver-hook.jsonl"
+check "the receiver failed first (the server retried)" test "$(rstat hook 'j["failed"]')" -gt "$FAILED0"
 
-# --- optional host token for usage reports
+# --- the shared host token is gone: --host-token-file and --token-file are ignored, with a word
 api GET /v1/usage; UBEFORE=$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')
 stop_server
 printf 'host-token-0123456789abcdef\n' >"$T/host.token"
 start_server --host-token-file "$T/host.token"
-agent "$HB" --once 2>"$T/b.err"; expect_eq "with --host-token-file: an agent without the token is refused (exit 1)" 1 $?
-check "...with a 401" grep -q "HTTP 401" "$T/b.err"
-agent "$HB" --once --token-file "$T/host.token" 2>"$T/b.err"; expect_eq "...and with --token-file it reports (exit 0)" 0 $?
+check "--host-token-file: deprecated, said at start" grep -q "host-token-file is deprecated" "$T/server.log"
+agent "$HB" --once --token-file "$T/host.token" 2>"$T/b.err"; expect_eq "an enrolled host reports (exit 0)" 0 $?
+check "...and --token-file is said to be ignored" grep -q "token-file is deprecated" "$T/b.err"
 api GET /v1/usage
 expect_eq "...still nothing double counted" "$UBEFORE" "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer host-token-0123456789abcdef" \
+	--data-binary '{"host_id":"x","epoch":"e","seq":1,"counters":[]}' "$SRV_URL/v1/usage" >"$T/code"
+expect_eq "the old shared token is no credential (401)" 401 "$(cat "$T/code")"
+HC=$T/hostC
+LLMCAP_STATE_DIR=$HC "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --once 2>"$T/c.err"
+expect_eq "a host not enrolled still gets the policy (exit 0)" 0 $?
+check "...and is told its usage waits for enrolment" grep -q "not enrolled" "$T/c.err"
+
+# --- removal: host B's reports are refused from then on; what it reported stays counted
+HBID=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["host_id"])' "$HB/host.credential")
+api DELETE "/v1/admin/hosts/$HBID"; expect_code "DELETE /v1/admin/hosts/B" 200 '"removed"'
+agent "$HB" --once 2>"$T/b.err"
+check "host B's report is refused with a 401" grep -q "HTTP 401" "$T/b.err"
+api GET /v1/usage
+expect_eq "what B reported stays counted" "$UBEFORE" "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+api GET /v1/admin/hosts
+expect_eq "GET /v1/admin/hosts: A active (label host-a), B removed" "active host-a removed" \
+	"$(jget '" ".join([h["status"]+" "+h.get("label","") for h in j["hosts"] if h.get("label")=="host-a"]+[h["status"] for h in j["hosts"] if h["id"]=="'"$HBID"'"])')"
 stop_server
 
 finish

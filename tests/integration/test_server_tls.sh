@@ -26,8 +26,14 @@ curl -s -o /dev/null "$HTTPS/healthz"; RC=$?
 check "a client without the CA refuses the certificate (curl exit $RC)" test "$RC" -ne 0
 CODE=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$SRV_PORT/healthz")
 check "plain HTTP to the HTTPS port gets no answer (got $CODE)" test "$CODE" != 200
+ECODE=$(curl -s --cacert "$T/tls/ca.pem" -X POST -H "Authorization: Bearer $TOKEN" "$HTTPS/v1/admin/hosts/enroll" |
+	jget 'j["code"]' /dev/stdin)
+"$LLMCAP" agent enroll --server "$HTTPS" --cacert "$T/tls/ca.pem" --code "$ECODE" >"$T/enroll.out" 2>&1
+expect_eq "the host enrolls over HTTPS with --cacert" 0 $?
 "$LLMCAP" agent --server "$HTTPS" --trust "$T/keys/llmcap.pub" --cacert "$T/tls/ca.pem" --once >"$T/agent.out" 2>&1
 expect_eq "the agent syncs over HTTPS with --cacert" 0 $?
+check "...and reports as the enrolled host" bash -c 'curl -s --cacert "$1" -H "Authorization: Bearer $2" "$3/v1/admin/hosts" | grep -q "\"seq\""' \
+	_ "$T/tls/ca.pem" "$TOKEN" "$HTTPS"
 check "... and installs the server's policy" bash -c '"$1" status --json | grep -q "\"version\": *2"' _ "$LLMCAP"
 LLMCAP_STATE_DIR=$T/state2 "$LLMCAP" agent --server "$HTTPS" --trust "$T/keys/llmcap.pub" --once >"$T/agent2.out" 2>&1
 expect_eq "without --cacert the agent does not trust the server" 1 $?

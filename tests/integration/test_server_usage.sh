@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# llmcap-server: usage reports (idempotent by host, epoch, seq), org-wide usage, and the
-# server's notifications: once per limit per window, signed, retried, durable across restarts.
+# llmcap-server: usage reports (each host with its own credential, as itself only; idempotent by
+# host, epoch, seq, a replayed seq refused), org-wide usage, and the server's notifications: once
+# per limit per window, signed, retried, durable across restarts.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
@@ -15,11 +16,21 @@ api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","thres
 api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_ok"'/hook","secret":"'"$WHSECRET"'","events":["*"]},{"url":"'"$RCV_flaky"'/hook","secret":"'"$WHSECRET"'","events":["spend_cap_reached","spend_cap_warning_threshold_reached"]}]}'
 expect_code "webhooks set" 200
 
+# every host that reports here is enrolled: its own credential
+declare -A HC
+for h in h1 h2 h3 h cust $(seq -f 'c%g' 1 20); do HC[$h]=$(host_cred "$h"); done
+check "enrolment: a credential per host" test -n "${HC[c20]}"
+# hpost HOST BODY: POST /v1/usage as HOST; sets CODE, RESP
+hpost() {
+	CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X POST -H "Authorization: Bearer ${HC[$1]}" \
+		-H 'content-type: application/json' --data-binary "$2" "$SRV_URL/v1/usage")
+	RESP=$(cat "$T/resp")
+}
 # report HOST EPOCH SEQ ORG_USD TEAM_USD
 report() {
 	local o t
 	o=$("$PY" -c "print(int($4*1000000))"); t=$("$PY" -c "print(int($5*1000000))")
-	noauth POST /v1/usage '{"host_id":"'"$1"'","epoch":"'"$2"'","seq":'"$3"',"counters":[
+	hpost "$1" '{"host_id":"'"$1"'","epoch":"'"$2"'","seq":'"$3"',"counters":[
 		{"scope":"org","id":"org","metric":"cost","window":"monthly","bucket":'"$M"',"used":'"$o"'},
 		{"scope":"team","id":"t","metric":"cost","window":"monthly","bucket":'"$M"',"used":'"$t"'},
 		{"scope":"key","id":"k-'"$1"'","metric":"requests","window":"lifetime","bucket":0,"used":'"$3"'}]}'
@@ -27,14 +38,19 @@ report() {
 orgused() { jget '[c["used"] for c in j["counters"] if c["scope"]=="org"][0]'; }
 
 # --- ingestion
+BODY1='{"host_id":"h1","epoch":"e1","seq":1,"counters":[]}'
+noauth POST /v1/usage "$BODY1"; expect_code "a report without a credential -> 401" 401 "llmcap agent enroll"
+api POST /v1/usage "$BODY1"; expect_code "the admin token is no host credential -> 401" 401
+CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X POST -H "Authorization: Bearer ${HC[h1]%?}0" --data-binary "$BODY1" "$SRV_URL/v1/usage")
+expect_eq "a forged secret -> 401" 401 "$CODE"
+hpost h2 "$BODY1"; expect_code "another host's report (h2's credential, h1's id) -> 403" 403 "only as itself"
 report h1 e1 1 20 20
-expect_code "POST /v1/usage (no admin token) -> 200" 200 '"counters"'
+expect_code "POST /v1/usage with the host's own credential -> 200" 200 '"counters"'
 expect_eq "answer: org-wide org counter" 20000000 "$(orgused)"
 report h1 e1 1 20 20
-expect_eq "a replayed seq is flagged duplicate" true "$(jget 'j["duplicate"]')"
-expect_eq "and is not counted twice" 20000000 "$(orgused)"
+expect_code "a replayed seq is refused" 409 "replayed"
 report h1 e1 0 45 45
-expect_eq "an older seq with more usage changes nothing" 20000000 "$(orgused)"
+expect_code "an older seq is refused too" 409 "replayed"
 report h1 e1 2 25 25
 expect_eq "cumulative: seq 2 moves the total to 25, not 45" 25000000 "$(orgused)"
 report h2 e9 1 10 10
@@ -44,16 +60,16 @@ expect_eq "and this host's own key counter" 1 "$(jget '[c["used"] for c in j["co
 report h2 e10 1 3 3
 expect_eq "a new epoch of a host is a new record (35 + 3)" 38000000 "$(orgused)"
 
-noauth POST /v1/usage '{"epoch":"e","seq":1,"counters":[]}'; expect_code "report without host_id -> 400" 400 host_id
-noauth POST /v1/usage '{"host_id":"h","epoch":"e","seq":-1,"counters":[]}'; expect_code "negative seq -> 400" 400 seq
-noauth POST /v1/usage '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"org","id":"org","metric":"joules","window":"monthly","bucket":0,"used":1}]}'
+hpost h '{"epoch":"e","seq":1,"counters":[]}'; expect_code "report without host_id -> 400" 400 host_id
+hpost h '{"host_id":"h","epoch":"e","seq":-1,"counters":[]}'; expect_code "negative seq -> 400" 400 seq
+hpost h '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"org","id":"org","metric":"joules","window":"monthly","bucket":0,"used":1}]}'
 expect_code "bad metric -> 400 naming the counter" 400 "counters[0].metric"
-noauth POST /v1/usage '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"org","id":"org","metric":"cost","window":"monthly","bucket":0,"used":-5}]}'
+hpost h '{"host_id":"h","epoch":"e","seq":1,"counters":[{"scope":"org","id":"org","metric":"cost","window":"monthly","bucket":0,"used":-5}]}'
 expect_code "negative usage -> 400" 400 "counters[0].used"
-noauth POST /v1/usage '{"host_id":"cust","epoch":"e","seq":1,"counters":[{"scope":"customer","id":"user|7","metric":"requests","window":"lifetime","bucket":0,"used":2}]}'
+hpost cust '{"host_id":"cust","epoch":"e","seq":1,"counters":[{"scope":"customer","id":"user|7","metric":"requests","window":"lifetime","bucket":0,"used":2}]}'
 expect_code "a customer id with any characters is accepted" 200 '"user|7"'
-noauth POST /v1/usage '{"host_id":"h",'; expect_code "malformed report -> 400" 400 malformed
-noauth POST /v1/usage; expect_code "empty report -> 400" 400
+hpost h '{"host_id":"h",'; expect_code "malformed report -> 400" 400 malformed
+hpost h ''; expect_code "empty report -> 400" 400
 
 # --- GET /v1/usage: org-wide, status --json shape
 noauth GET /v1/usage; expect_code "GET /v1/usage needs the admin token" 401
@@ -103,7 +119,7 @@ sys.exit(0 if failed and failed <= okd else 1)' "$T/receiver-flaky.jsonl"
 # --- durability: events queued while the receiver is down survive a server restart
 curl -s -X POST "$RCV_ok/fail?n=1000" >/dev/null
 api PUT /v1/admin/teams/u '{"limits":[{"metric":"requests","window":"lifetime","threshold":5}]}'
-noauth POST /v1/usage '{"host_id":"h3","epoch":"e","seq":1,"counters":[{"scope":"team","id":"u","metric":"requests","window":"lifetime","bucket":0,"used":7}]}'
+hpost h3 '{"host_id":"h3","epoch":"e","seq":1,"counters":[{"scope":"team","id":"u","metric":"requests","window":"lifetime","bucket":0,"used":7}]}'
 wait_for 10 test "$(rstat ok 'j["failed"]')" -ge 1
 stop_server
 POSTS=$(rstat ok 'j["ok"]')
@@ -115,7 +131,8 @@ expect_eq "and delivered once" $((POSTS + 1)) "$(rstat ok 'j["ok"]')"
 
 # --- usage survives the restart; a replay after the restart is still a duplicate
 report h1 e1 4 90 90
-expect_eq "after a restart: replayed seq is a duplicate" true "$(jget 'j["duplicate"]')"
+expect_code "after a restart: a replayed seq is still refused" 409 "replayed"
+report h1 e1 5 90 90
 expect_eq "after a restart: totals kept" 133000000 "$(orgused)"
 api GET /v1/usage
 expect_eq "after a restart: GET /v1/usage" 133.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
@@ -125,12 +142,22 @@ expect_eq "after a restart: no event fired again" 1 "$(rstat ok 'j["events"].get
 # --- concurrent reports from many hosts add up exactly
 cpids=()
 for h in $(seq 1 20); do
-	curl -s -o /dev/null -X POST --data-binary '{"host_id":"c'"$h"'","epoch":"e","seq":1,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":5}]}' "$SRV_URL/v1/usage" &
+	curl -s -o /dev/null -X POST -H "Authorization: Bearer ${HC[c$h]}" --data-binary '{"host_id":"c'"$h"'","epoch":"e","seq":1,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":5}]}' "$SRV_URL/v1/usage" &
 	cpids+=($!)
 done
 wait "${cpids[@]}"
-noauth POST /v1/usage '{"host_id":"c1","epoch":"e","seq":1,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":5}]}'
+hpost c1 '{"host_id":"c1","epoch":"e","seq":2,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":5}]}'
 expect_eq "20 hosts in parallel: 100, each counted once" 100 "$(jget '[c["used"] for c in j["counters"] if c["id"]=="shared"][0]')"
+
+# --- a removed host: its reports are refused from then on, what it reported stays counted
+api DELETE /v1/admin/hosts/c1; expect_code "DELETE /v1/admin/hosts/c1" 200 '"removed"'
+hpost c1 '{"host_id":"c1","epoch":"e","seq":3,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":50}]}'
+expect_code "the removed host's report -> 401" 401 "was removed"
+hpost c2 '{"host_id":"c2","epoch":"e","seq":2,"counters":[{"scope":"key","id":"shared","metric":"requests","window":"lifetime","bucket":0,"used":5}]}'
+expect_eq "what it reported before stays counted (100)" 100 "$(jget '[c["used"] for c in j["counters"] if c["id"]=="shared"][0]')"
+api GET /v1/admin/hosts
+expect_eq "GET /v1/admin/hosts: 25 hosts, c1 removed" "25 removed" "$(jget 'str(len(j["hosts"]))+" "+[h["status"] for h in j["hosts"] if h["id"]=="c1"][0]')"
+api DELETE /v1/admin/hosts/nobody; expect_code "DELETE an unknown host -> 404" 404
 stop_server
 
 finish

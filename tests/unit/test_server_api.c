@@ -29,6 +29,10 @@
 #define SHA_A "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define SHA_B "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
 
+/* enrolled hosts of the current fixture (host_auth) */
+static struct { char host[64]; char auth[200]; } creds[64];
+static int ncreds;
+
 struct fx {
 	char dir[128];
 	struct srv s;
@@ -76,6 +80,7 @@ static int setup_map(void **state, size_t map_initial)
 		return -1;
 	if (open_fx(fx, map_initial) != 0)
 		return -1;
+	ncreds = 0;
 	*state = fx;
 	return 0;
 }
@@ -108,6 +113,43 @@ static int req(struct fx *fx, const char *method, const char *path, const char *
 	else
 		srv_resp_free(&rs);
 	return st;
+}
+
+/* ---- enrolled hosts: every usage report carries its host's own credential ---- */
+
+/* "Bearer <id>.<secret>" for host (enrolled on first use, through the API) */
+static const char *host_auth(struct fx *fx, const char *host)
+{
+	for (int i = 0; i < ncreds; i++)
+		if (!strcmp(creds[i].host, host))
+			return creds[i].auth;
+	json_t *j;
+	char body[256];
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", AUTH, NULL, &j, NULL), 201);
+	snprintf(body, sizeof body, "{\"code\":\"%s\",\"host_id\":\"%s\"}", json_string_value(json_object_get(j, "code")),
+		 host);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, body, &j, NULL), 201);
+	assert_string_equal(json_string_value(json_object_get(j, "host_id")), host);
+	assert_true(ncreds < 64);
+	snprintf(creds[ncreds].host, sizeof creds[ncreds].host, "%s", host);
+	snprintf(creds[ncreds].auth, sizeof creds[ncreds].auth, "Bearer %s",
+		 json_string_value(json_object_get(j, "credential")));
+	json_decref(j);
+	return creds[ncreds++].auth;
+}
+
+/* POST /v1/usage as the host the report names (h when it names none) */
+static int report(struct fx *fx, const char *body, json_t **out, struct srv_resp *keep)
+{
+	char host[64] = "h";
+	const char *p = strstr(body, "\"host_id\":\"");
+	if (p) {
+		p += 11;
+		size_t n = strcspn(p, "\"");
+		snprintf(host, sizeof host, "%.*s", (int)(n < 63 ? n : 63), p);
+	}
+	return req(fx, "POST", "/v1/usage", host_auth(fx, host), body, out, keep);
 }
 
 static int64_t version(struct fx *fx)
@@ -263,7 +305,7 @@ static int post_usage(struct fx *fx, const char *host, int64_t seq, int64_t used
 		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":%" PRId64 ",\"counters\":[{\"scope\":\"org\",\"id\":\"org\","
 		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%" PRId64 ",\"used\":%" PRId64 "}]}",
 		 host, seq, month(), used_micro);
-	int st = req(fx, "POST", "/v1/usage", NULL, body, &j, NULL);
+	int st = report(fx, body, &j, NULL);
 	if (st == 200 && total) {
 		json_t *c = json_array_get(json_object_get(j, "counters"), 0);
 		*total = json_integer_value(json_object_get(c, "used"));
@@ -301,7 +343,7 @@ static void test_usage_idempotent_and_events_once(void **state)
 	assert_int_equal(post_usage(fx, "h1", 1, 3000000, &total), 200);
 	assert_int_equal(total, 3000000);
 	assert_int_equal(outbox(fx), 0);
-	assert_int_equal(post_usage(fx, "h1", 1, 9000000, &total), 200);   /* replayed seq: ignored */
+	assert_int_equal(post_usage(fx, "h1", 1, 9000000, &total), 409);   /* replayed seq: refused, ignored */
 	assert_int_equal(total, 3000000);
 	assert_int_equal(post_usage(fx, "h2", 5, 3000000, &total), 200);
 	assert_int_equal(total, 6000000);
@@ -331,7 +373,7 @@ static void test_usage_idempotent_and_events_once(void **state)
 	}
 	assert_true(seen);
 	json_decref(j);
-	assert_int_equal(req(fx, "POST", "/v1/usage", NULL, "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":1}", &j, NULL), 400);
+	assert_int_equal(report(fx, "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":1}", &j, NULL), 400);
 	assert_error(j, "invalid_request_error", "counters");
 	json_decref(j);
 
@@ -339,7 +381,7 @@ static void test_usage_idempotent_and_events_once(void **state)
 	srv_store_close(&fx->s);
 	assert_int_equal(open_fx(fx, 0), 0);
 	assert_int_equal(outbox(fx), 3);
-	assert_int_equal(post_usage(fx, "h1", 3, 9000000, &total), 200);
+	assert_int_equal(post_usage(fx, "h1", 4, 9000000, &total), 200);
 	assert_int_equal(total, 13000000);
 }
 
@@ -371,12 +413,12 @@ static void test_map_grows(void **state)
 						i ? "," : "", h, i, i + 1);
 		snprintf(body + off, 200000 - off, "]}");
 		json_t *j;
-		assert_int_equal(req(fx, "POST", "/v1/usage", NULL, body, &j, NULL), 200);
+		assert_int_equal(report(fx, body, &j, NULL), 200);
 		json_decref(j);
 	}
 	free(body);
 	assert_true(fx->s.mapsize > 256 * 1024);
-	assert_int_equal(post_usage(fx, "h1", 1, 1, &total), 200);
+	assert_int_equal(post_usage(fx, "h1", 2, 1, &total), 200);
 }
 
 static int64_t fake_ms;
@@ -425,7 +467,7 @@ static void test_event_once_per_window(void **state)
 				 "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":%d,\"counters\":[{\"scope\":\"team\",\"id\":\"t\","
 				 "\"metric\":\"requests\",\"window\":\"daily\",\"bucket\":%" PRId64 ",\"used\":%d}]}",
 				 day * 10 + seq, b, 4 + seq);
-			assert_int_equal(req(fx, "POST", "/v1/usage", NULL, body, NULL, NULL), 200);
+			assert_int_equal(report(fx, body, NULL, NULL), 200);
 		}
 		assert_int_equal(outbox(fx), (size_t)day + 1);   /* once in this window */
 		fake_ms += 86400 * 1000;
@@ -442,7 +484,7 @@ static int post_raw(struct fx *fx, const char *host, const char *seq, const char
 		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":%s,\"counters\":[{\"scope\":\"%s\",\"id\":\"org\","
 		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%s,\"used\":%s%s}]}",
 		 host, seq, scope, bucket, used, extra);
-	return req(fx, "POST", "/v1/usage", NULL, body, NULL, NULL);
+	return report(fx, body, NULL, NULL);
 }
 
 /* issue 12: no report can wrap a total, overflow a window, freeze a host or carry unknown things */
@@ -472,7 +514,7 @@ static void test_usage_report_bounds(void **state)
 	/* unknown scope, unknown fields */
 	assert_int_equal(post_raw(fx, "h2", "1", "everything", b, "1", ""), 400);
 	assert_int_equal(post_raw(fx, "h2", "1", "org", b, "1", ",\"extra\":1"), 400);
-	assert_int_equal(req(fx, "POST", "/v1/usage", NULL,
+	assert_int_equal(report(fx,
 			     "{\"host_id\":\"h2\",\"epoch\":\"e\",\"seq\":1,\"counters\":[],\"admin\":true}", NULL, NULL),
 			 400);
 	/* seq: 2^63-1 would freeze the host's record (its genuine reports all "duplicates") */
@@ -489,7 +531,7 @@ static void test_usage_report_bounds(void **state)
 			lc_buf_printf(&big, "%s{\"scope\":\"customer\",\"id\":\"c%d\",\"metric\":\"cost\","
 				      "\"window\":\"lifetime\",\"bucket\":0,\"used\":1}", i ? "," : "", i);
 		lc_buf_addstr(&big, "]}");
-		assert_int_equal(req(fx, "POST", "/v1/usage", NULL, big.data, NULL, NULL), 413);
+		assert_int_equal(report(fx, big.data, NULL, NULL), 413);
 		lc_buf_free(&big);
 	}
 }
@@ -828,6 +870,187 @@ static void test_tokens_and_audit(void **state)
 	srv_resp_free(&keep);
 }
 
+/* issue 9: every host has its own credential; a forged, replayed or other-host report is refused */
+static int find_secret(struct srv *s, MDB_txn *txn, void *ctx)
+{
+	const char *secret = ctx;
+	MDB_dbi dbs[] = {s->db_hostcreds, s->db_enroll, s->db_meta, s->db_hosts, s->db_audit};
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		MDB_cursor *c;
+		MDB_val k, v;
+		mdb_cursor_open(txn, dbs[i], &c);
+		for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+			if (memmem(v.mv_data, v.mv_size, secret, strlen(secret))) {
+				mdb_cursor_close(c);
+				return 1;
+			}
+		mdb_cursor_close(c);
+	}
+	return 0;
+}
+
+static void test_host_credentials(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+	char body[512], code[80], cred[200], bearer[220], forged[220];
+	int64_t total = 0;
+
+	/* a one-time code, exchanged once for a host id and a secret */
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", AUTH, "{\"label\":\"web-1\",\"expires_in_s\":600}",
+			     &j, NULL), 201);
+	snprintf(code, sizeof code, "%s", json_string_value(json_object_get(j, "code")));
+	assert_int_equal(strlen(code), 48);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", NULL, NULL, NULL, NULL), 401);
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", AUTH, "{\"expires_in_s\":5}", NULL, NULL), 400);
+	snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, body, &j, NULL), 201);
+	const char *hid = json_string_value(json_object_get(j, "host_id"));
+	assert_non_null(hid);
+	snprintf(cred, sizeof cred, "%s", json_string_value(json_object_get(j, "credential")));
+	char host[64];
+	snprintf(host, sizeof host, "%s", hid);
+	json_decref(j);
+	assert_int_equal(strncmp(cred, host, strlen(host)), 0);
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, body, &j, NULL), 410);   /* one time */
+	assert_error(j, "gone", "already used");
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, "{\"code\":\"00112233\"}", NULL, NULL), 404);
+	/* the store keeps only hashes: neither the secret nor the code is in it */
+	assert_int_equal(srv_read(&fx->s, find_secret, strchr(cred, '.') + 1), 0);
+	assert_int_equal(srv_read(&fx->s, find_secret, code), 0);
+
+	snprintf(bearer, sizeof bearer, "Bearer %s", cred);
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":1,\"counters\":[{\"scope\":\"org\",\"id\":\"org\","
+		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%" PRId64 ",\"used\":5}]}", host, month());
+	/* no credential, the admin token, a wrong secret: refused */
+	assert_int_equal(req(fx, "POST", "/v1/usage", NULL, body, &j, NULL), 401);
+	assert_error(j, "authentication_error", "llmcap agent enroll");
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/usage", AUTH, body, NULL, NULL), 401);
+	snprintf(forged, sizeof forged, "%s", bearer);
+	forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == '0' ? '1' : '0';
+	assert_int_equal(req(fx, "POST", "/v1/usage", forged, body, NULL, NULL), 401);
+	/* its own report: accepted; the same seq again (a replay): refused */
+	assert_int_equal(req(fx, "POST", "/v1/usage", bearer, body, NULL, NULL), 200);
+	assert_int_equal(req(fx, "POST", "/v1/usage", bearer, body, &j, NULL), 409);
+	assert_error(j, "conflict_error", "replayed");
+	json_decref(j);
+	/* reporting as another host: refused, also for an enrolled one */
+	host_auth(fx, "other");
+	assert_int_equal(req(fx, "POST", "/v1/usage", host_auth(fx, "other"), body, &j, NULL), 403);
+	assert_error(j, "permission_error", "only as itself");
+	json_decref(j);
+	assert_int_equal(post_usage(fx, "other", 1, 7, &total), 200);
+	assert_int_equal(total, 12);
+	/* a host id already enrolled cannot be claimed with a new code */
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", AUTH, NULL, &j, NULL), 201);
+	snprintf(body, sizeof body, "{\"code\":\"%s\",\"host_id\":\"other\"}", json_string_value(json_object_get(j, "code")));
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, body, NULL, NULL), 409);
+
+	/* the list; removal refuses its reports from then on, and what it reported stays counted */
+	assert_int_equal(req(fx, "GET", "/v1/admin/hosts", AUTH, NULL, &j, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(j, "hosts")), 2);
+	json_decref(j);
+	snprintf(body, sizeof body, "/v1/admin/hosts/%s", host);
+	assert_int_equal(req(fx, "GET", body, AUTH, NULL, &j, NULL), 200);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "active");
+	assert_string_equal(json_string_value(json_object_get(j, "label")), "web-1");
+	assert_int_equal(json_integer_value(json_object_get(j, "seq")), 1);
+	json_decref(j);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/hosts/other", AUTH, NULL, &j, NULL), 200);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "removed");
+	json_decref(j);
+	assert_int_equal(post_usage(fx, "other", 2, 100, &total), 401);
+	assert_int_equal(req(fx, "DELETE", "/v1/admin/hosts/nope", AUTH, NULL, NULL, NULL), 404);
+	/* the org total still holds what "other" reported before it was removed */
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":2,\"counters\":[{\"scope\":\"org\",\"id\":\"org\","
+		 "\"metric\":\"cost\",\"window\":\"monthly\",\"bucket\":%" PRId64 ",\"used\":5}]}", host, month());
+	assert_int_equal(req(fx, "POST", "/v1/usage", bearer, body, &j, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "counters"), 0), "used")), 12);
+	json_decref(j);
+	/* the admin answers carry the code, the audit log does not */
+	assert_int_equal(req(fx, "GET", "/v1/admin/audit", AUTH, NULL, &j, NULL), 200);
+	char *dump = json_dumps(j, 0);
+	assert_null(strstr(dump, code));
+	free(dump);
+	json_decref(j);
+}
+
+/* an expired code enrols nobody */
+static void test_enroll_code_expires(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+	char body[256];
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	assert_int_equal(req(fx, "POST", "/v1/admin/hosts/enroll", AUTH, "{\"expires_in_s\":60}", &j, NULL), 201);
+	snprintf(body, sizeof body, "{\"code\":\"%s\"}", json_string_value(json_object_get(j, "code")));
+	json_decref(j);
+	fake_ms += 61 * 1000;
+	assert_int_equal(req(fx, "POST", "/v1/hosts/enroll", NULL, body, &j, NULL), 410);
+	assert_error(j, "gone", "expired");
+	json_decref(j);
+	lc_clock_hook = NULL;
+}
+
+/* issue 9: the policy hosts download holds no webhook secret; host events are notified by the
+ * server once per (host, event id) */
+static void test_secrets_stay_and_host_events(void **state)
+{
+	struct fx *fx = *state;
+	struct srv_resp rs;
+	json_t *j;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", AUTH,
+			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/hook-path-secret\",\"secret\":\"whsec_topsecret\","
+			     "\"events\":[\"*\"]}]}", NULL, NULL), 200);
+	/* still validated: a bad webhook is a 400 naming it */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", AUTH, "{\"webhooks\":[{\"url\":\"ftp://x\",\"secret\":\"s\"}]}",
+			     &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "notifications.webhooks[0].url");
+	json_decref(j);
+	assert_int_equal(req(fx, "GET", "/v1/policy", NULL, NULL, NULL, &rs), 200);
+	assert_null(memmem(rs.body, rs.body_len, "whsec_topsecret", 15));
+	unsigned char *payload = NULL;
+	size_t plen;
+	char err[256];
+	assert_int_equal(lc_dsse_verify(&fx->trust, rs.body, rs.body_len, &payload, &plen, NULL, err, sizeof err), 0);
+	assert_null(memmem(payload, plen, "whsec_topsecret", 15));
+	assert_null(memmem(payload, plen, "hook-path-secret", 16));
+	struct lc_policy *p;
+	assert_int_equal(lc_policy_parse(payload, plen, &p, err, sizeof err), 0);   /* the host's parser takes it */
+	lc_policy_free(p);
+	free(payload);
+	srv_resp_free(&rs);
+
+	const char *ev = "{\"events\":[{\"id\":\"0123abcd\",\"event\":\"key_expired\",\"created_at\":\"2026-01-01T00:00:00Z\","
+			 "\"data\":{\"key\":\"ci\"}}]}";
+	assert_int_equal(req(fx, "POST", "/v1/events", NULL, ev, NULL, NULL), 401);
+	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h1"), ev, &j, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
+	json_decref(j);
+	assert_int_equal(outbox(fx), 1);
+	/* uploaded again (an agent killed before it forgot them): notified once */
+	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h1"), ev, &j, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(j, "duplicates")), 1);
+	json_decref(j);
+	assert_int_equal(outbox(fx), 1);
+	/* another host's event with the same id is its own */
+	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h2"), ev, NULL, NULL), 200);
+	assert_int_equal(outbox(fx), 2);
+	/* a host cannot send events as another */
+	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h2"),
+			     "{\"events\":[{\"id\":\"x1\",\"event\":\"key_expired\",\"created_at\":\"2026-01-01T00:00:00Z\","
+			     "\"host_id\":\"h1\"}]}", NULL, NULL), 403);
+	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h2"), "{\"events\":[{\"id\":\"x1\"}]}", NULL, NULL),
+			 400);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -849,6 +1072,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enroll_code_expires, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secrets_stay_and_host_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
