@@ -41,7 +41,7 @@ orgused() { jget '[c["used"] for c in j["counters"] if c["scope"]=="org"][0]'; }
 BODY1='{"host_id":"h1","epoch":"e1","seq":1,"counters":[]}'
 noauth POST /v1/usage "$BODY1"; expect_code "a report without a credential -> 401" 401 "llmcap agent enroll"
 api POST /v1/usage "$BODY1"; expect_code "the admin token is no host credential -> 401" 401
-CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X POST -H "Authorization: Bearer ${HC[h1]%?}0" --data-binary "$BODY1" "$SRV_URL/v1/usage")
+CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -X POST -H "Authorization: Bearer ${HC[h1]%?}$([ "${HC[h1]: -1}" = 0 ] && echo 1 || echo 0)" --data-binary "$BODY1" "$SRV_URL/v1/usage")
 expect_eq "a forged secret -> 401" 401 "$CODE"
 hpost h2 "$BODY1"; expect_code "another host's report (h2's credential, h1's id) -> 403" 403 "only as itself"
 report h1 e1 1 20 20
