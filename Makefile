@@ -25,10 +25,11 @@ includedir = $(PREFIX)/include
 pkgconfigdir = $(libdir)/pkgconfig
 
 CC      ?= cc
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 OPT     ?= -O2 -g
 WARN    = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-truncation -Wno-format-nonliteral
 CFLAGS_BASE = -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
-	-Ishared-state -Isdk/include -Ipreload -Iserver
+	-Ishared-state -Isdk/include -Ipreload -Iserver $(PQ_CFLAGS)
 ifeq ($(SANITIZE),1)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif

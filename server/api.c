@@ -131,7 +131,7 @@ static bool fields_ok(json_t *obj, const char *path, const char *const *allowed,
 }
 
 /* publish from inside a write txn: SRV_COMMIT, SRV_REFUSED (rs says why) or the store's code */
-static int publish(struct srv *s, MDB_txn *txn, struct srv_resp *rs)
+static int publish(struct srv *s, srv_txn *txn, struct srv_resp *rs)
 {
 	char err[1024];
 	int rc = srv_publish(s, txn, err, sizeof err);
@@ -146,7 +146,7 @@ static int publish(struct srv *s, MDB_txn *txn, struct srv_resp *rs)
 	return rc;
 }
 
-static json_t *with_version(struct srv *s, MDB_txn *txn, json_t *obj /* stolen */)
+static json_t *with_version(struct srv *s, srv_txn *txn, json_t *obj /* stolen */)
 {
 	json_object_set_new(obj, "policy_version", json_integer(srv_get_int(txn, s->db_meta, "version", 0)));
 	return obj;
@@ -160,7 +160,7 @@ static json_t *with_id(const char *id, json_t *obj /* borrowed */)
 	return o;
 }
 
-static MDB_dbi dbi_of(struct srv *s, const char *piece)
+static srv_dbi dbi_of(struct srv *s, const char *piece)
 {
 	return strcmp(piece, "keys") == 0 ? s->db_keys : strcmp(piece, "teams") == 0 ? s->db_teams : s->db_cust;
 }
@@ -174,14 +174,14 @@ static const char *const key_fields[] = {"sha256", "team", "expires_at", "revoke
 static const char *const team_fields[] = {"limits", NULL};
 
 /* another key holding this sha256? copies its id into other */
-static bool sha_taken(struct srv *s, MDB_txn *txn, const char *sha, const char *except, char *other, size_t olen)
+static bool sha_taken(struct srv *s, srv_txn *txn, const char *sha, const char *except, char *other, size_t olen)
 {
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
 	bool found = false;
-	if (mdb_cursor_open(txn, s->db_keys, &c) != 0)
+	if (srv_cursor_open(txn, s->db_keys, &c) != 0)
 		return false;
-	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		const char *h = json_string_value(json_object_get(o, "sha256"));
 		if (h && strcmp(h, sha) == 0 &&
@@ -191,7 +191,7 @@ static bool sha_taken(struct srv *s, MDB_txn *txn, const char *sha, const char *
 		}
 		json_decref(o);
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	return found;
 }
 
@@ -216,7 +216,7 @@ static bool id_field_ok(json_t *body, bool required, struct srv_resp *rs)
 
 /* ---- keys, teams, customer overrides: one record per id ---- */
 
-static int key_create_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int key_create_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *key = json_deep_copy(c->body);
@@ -251,7 +251,7 @@ void srv_h_key_create(struct srv_call *c)
 		run_write(c, key_create_txn, c);
 }
 
-static int obj_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int obj_get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
@@ -268,25 +268,25 @@ static int obj_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 void srv_h_obj_get(struct srv_call *c) { run_read(c, obj_get_txn, c); }
 
 /* every record of dbi as an object id -> value */
-static json_t *all_records(MDB_txn *txn, MDB_dbi dbi)
+static json_t *all_records(srv_txn *txn, srv_dbi dbi)
 {
 	json_t *all = json_object();
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
-	if (mdb_cursor_open(txn, dbi, &cur) != 0)
+	if (srv_cursor_open(txn, dbi, &cur) != 0)
 		return all;
-	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (int rc = srv_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		char id[SRV_ID_MAX + 1];
 		json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 		if (o)
 			json_object_set_new(all, id, o);
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	return all;
 }
 
-static int obj_list_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int obj_list_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
@@ -356,11 +356,11 @@ static bool patch_apply(json_t *obj, json_t *patch, struct srv_resp *rs)
 	return true;
 }
 
-static int obj_patch_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int obj_patch_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
-	MDB_dbi dbi = dbi_of(s, piece);
+	srv_dbi dbi = dbi_of(s, piece);
 	json_t *o = srv_get_json(txn, dbi, c->id);
 	char other[SRV_ID_MAX + 1];
 	int rc = SRV_REFUSED;
@@ -390,7 +390,7 @@ void srv_h_obj_patch(struct srv_call *c)
 		run_write(c, obj_patch_txn, c);
 }
 
-static int key_revoke_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int key_revoke_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *key = srv_get_json(txn, s->db_keys, c->id);
@@ -409,10 +409,10 @@ static int key_revoke_txn(struct srv *s, MDB_txn *txn, void *ctx)
 void srv_h_key_revoke(struct srv_call *c) { run_write(c, key_revoke_txn, c); }
 
 /* PUT replaces a team or a customer override */
-static int obj_put_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int obj_put_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
-	MDB_dbi dbi = dbi_of(s, c->route->data);
+	srv_dbi dbi = dbi_of(s, c->route->data);
 	MDB_val v;
 	bool existed = srv_get_raw(txn, dbi, c->id, &v) == 0;
 	int rc;
@@ -425,25 +425,25 @@ static int obj_put_txn(struct srv *s, MDB_txn *txn, void *ctx)
 void srv_h_obj_put(struct srv_call *c) { run_write(c, obj_put_txn, c); }
 
 /* the first key naming team, into key (refuse deleting a team in use: clearer than the parser) */
-static bool team_in_use(struct srv *s, MDB_txn *txn, const char *team, char *key, size_t keylen)
+static bool team_in_use(struct srv *s, srv_txn *txn, const char *team, char *key, size_t keylen)
 {
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	bool uses = false;
-	if (mdb_cursor_open(txn, s->db_keys, &cur) != 0)
+	if (srv_cursor_open(txn, s->db_keys, &cur) != 0)
 		return false;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0 && !uses; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (int r = srv_cursor_get(cur, &k, &v, MDB_FIRST); r == 0 && !uses; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		const char *t = json_string_value(json_object_get(o, "team"));
 		if ((uses = t && strcmp(t, team) == 0))
 			snprintf(key, keylen, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 		json_decref(o);
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	return uses;
 }
 
-static int obj_del_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int obj_del_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
@@ -475,7 +475,7 @@ static bool wrapped(const char *piece)
 	return strcmp(piece, "webhooks") == 0 || strcmp(piece, "providers") == 0 || strcmp(piece, "prices") == 0;
 }
 
-static int piece_put_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int piece_put_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
@@ -516,7 +516,7 @@ void srv_h_piece_put(struct srv_call *c)
 	run_write(c, piece_put_txn, c);
 }
 
-static int piece_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int piece_get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	const char *piece = c->route->data;
@@ -579,7 +579,7 @@ static json_t *invite_view(const char *hash, json_t *inv, int64_t now)
 	return o;
 }
 
-static int invite_create_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int invite_create_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct invite_op *op = ctx;
 	struct srv_call *c = op->c;
@@ -662,19 +662,19 @@ void srv_h_invite_create(struct srv_call *c)
 	run_write(c, invite_create_txn, &op);
 }
 
-static int invite_list_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int invite_list_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *arr = json_array();
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	int64_t now = lc_now();
 	int rc;
-	if ((rc = mdb_cursor_open(txn, s->db_invites, &cur)) != 0) {
+	if ((rc = srv_cursor_open(txn, s->db_invites, &cur)) != 0) {
 		json_decref(arr);
 		return rc;
 	}
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (int r = srv_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		char hash[65];
 		json_t *inv = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		snprintf(hash, sizeof hash, "%.*s", (int)k.mv_size, (char *)k.mv_data);
@@ -682,7 +682,7 @@ static int invite_list_txn(struct srv *s, MDB_txn *txn, void *ctx)
 			json_array_append_new(arr, invite_view(hash, inv, now));
 		json_decref(inv);
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	srv_resp_json(c->rs, 200, json_pack("{s:o}", "invites", arr));
 	return SRV_COMMIT;
 }
@@ -690,21 +690,21 @@ static int invite_list_txn(struct srv *s, MDB_txn *txn, void *ctx)
 void srv_h_invite_list(struct srv_call *c) { run_read(c, invite_list_txn, c); }
 
 /* the stored invite for a code or an invite id; its hash into op->hash */
-static json_t *invite_find(struct srv *s, MDB_txn *txn, const char *code_or_id, struct invite_op *op)
+static json_t *invite_find(struct srv *s, srv_txn *txn, const char *code_or_id, struct invite_op *op)
 {
 	size_t n = strlen(code_or_id);
 	if (n == INVITE_ID_LEN) {
-		MDB_cursor *cur;
+		srv_cursor *cur;
 		MDB_val k = {n, (void *)code_or_id}, v;
 		json_t *inv = NULL;
-		if (mdb_cursor_open(txn, s->db_invites, &cur) != 0)
+		if (srv_cursor_open(txn, s->db_invites, &cur) != 0)
 			return NULL;
-		if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size == 64 &&
+		if (srv_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size == 64 &&
 		    memcmp(k.mv_data, code_or_id, n) == 0) {
 			snprintf(op->hash, sizeof op->hash, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 			inv = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		}
-		mdb_cursor_close(cur);
+		srv_cursor_close(cur);
 		return inv;
 	}
 	unsigned char h[32];
@@ -713,7 +713,7 @@ static json_t *invite_find(struct srv *s, MDB_txn *txn, const char *code_or_id, 
 	return srv_get_json(txn, s->db_invites, op->hash);
 }
 
-static int invite_revoke_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int invite_revoke_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct invite_op *op = ctx;
 	struct srv_call *c = op->c;
@@ -743,7 +743,7 @@ void srv_h_invite_revoke(struct srv_call *c)
 	run_write(c, invite_revoke_txn, &op);
 }
 
-static int invite_redeem_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int invite_redeem_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct invite_op *op = ctx;
 	struct srv_call *c = op->c;
@@ -819,7 +819,7 @@ static bool etag_match(const char *inm, const char *etag)
 	return strstr(inm, etag) != NULL;   /* a list of tags, possibly weak (W/"...") */
 }
 
-static int policy_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int policy_get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	struct srv_resp *rs = c->rs;
@@ -874,7 +874,7 @@ void srv_h_policy(struct srv_call *c)
 	}
 }
 
-static int admin_policy_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int admin_policy_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	MDB_val p;

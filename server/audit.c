@@ -45,7 +45,7 @@ struct before_op {
 	json_t *out;
 };
 
-static int before_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int before_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct before_op *op = ctx;
 	const char *piece = op->c->route->data;
@@ -70,17 +70,17 @@ struct record_op {
 	json_t *rec;
 };
 
-static int record_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int record_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct record_op *op = ctx;
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	unsigned char key[8];
 	uint64_t seq = 1;
 	int rc;
-	if ((rc = mdb_cursor_open(txn, s->db_audit, &cur)) != 0)
+	if ((rc = srv_cursor_open(txn, s->db_audit, &cur)) != 0)
 		return rc;
-	if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
+	if (srv_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
 		seq = 0;
 		for (int i = 0; i < 8; i++)
 			seq = seq << 8 | ((unsigned char *)k.mv_data)[i];
@@ -92,13 +92,13 @@ static int record_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	char *txt = json_dumps(op->rec, JSON_COMPACT);
 	k = (MDB_val){8, key};
 	v = (MDB_val){txt ? strlen(txt) : 0, txt};
-	rc = txt ? mdb_cursor_put(cur, &k, &v, MDB_APPEND) : ENOMEM;
+	rc = txt ? srv_cursor_put(cur, &k, &v, MDB_APPEND) : ENOMEM;
 	free(txt);
 	MDB_stat st;
-	if (rc == 0 && mdb_stat(txn, s->db_audit, &st) == 0 && st.ms_entries > AUDIT_KEEP &&
-	    mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0)
-		rc = mdb_cursor_del(cur, 0);
-	mdb_cursor_close(cur);
+	if (rc == 0 && srv_kv_stat(txn, s->db_audit, &st) == 0 && st.ms_entries > AUDIT_KEEP &&
+	    srv_cursor_get(cur, &k, &v, MDB_FIRST) == 0)
+		rc = srv_cursor_del(cur, 0);
+	srv_cursor_close(cur);
 	return rc;
 }
 
@@ -125,25 +125,25 @@ struct list_op {
 	long limit;
 };
 
-static int list_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int list_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct list_op *op = ctx;
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	int rc;
 	json_t *arr = json_array();
-	if ((rc = mdb_cursor_open(txn, s->db_audit, &cur)) != 0) {
+	if ((rc = srv_cursor_open(txn, s->db_audit, &cur)) != 0) {
 		json_decref(arr);
 		return rc;
 	}
 	long n = 0;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_LAST); r == 0 && n < op->limit;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_PREV), n++) {
+	for (int r = srv_cursor_get(cur, &k, &v, MDB_LAST); r == 0 && n < op->limit;
+	     r = srv_cursor_get(cur, &k, &v, MDB_PREV), n++) {
 		json_t *e = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		if (e)
 			json_array_append_new(arr, e);
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	srv_resp_json(op->c->rs, 200, json_pack("{s:o}", "entries", arr));
 	return SRV_COMMIT;
 }

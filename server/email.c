@@ -102,7 +102,7 @@ static bool address_ok(const char *a)
 	return at && at != a && at[1] && strlen(a) < 254 && !strpbrk(a, "\r\n<>, \t\"");
 }
 
-static int emails_put_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int emails_put_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	int rc = srv_put_json(txn, s->db_meta, "emails", json_object_get(c->body, "emails"));
@@ -152,7 +152,7 @@ void srv_h_emails_put(struct srv_call *c)
 		srv_resp_store_error(c->rs, rc);
 }
 
-static int emails_get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int emails_get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *v = srv_get_json(txn, s->db_meta, "emails");

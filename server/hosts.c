@@ -48,7 +48,7 @@ struct auth_op {
 	int verdict;               /* 0 ok, 1 unknown, 2 wrong secret, 3 removed */
 };
 
-static int auth_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int auth_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct auth_op *op = ctx;
 	json_t *rec = srv_get_json(txn, s->db_hostcreds, op->host);
@@ -127,7 +127,7 @@ struct enroll_op {
 	char secret[SECRET_HEX + 1];
 };
 
-static int code_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int code_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct enroll_op *op = ctx;
 	int64_t now = lc_now();
@@ -202,7 +202,7 @@ out:
 	json_decref(body);
 }
 
-static int enroll_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int enroll_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct enroll_op *op = ctx;
 	struct srv_resp *rs = op->c->rs;
@@ -300,7 +300,7 @@ void srv_h_host_enroll(struct srv_call *c)
 
 /* ---- listing and removal ---- */
 
-static json_t *host_view(struct srv *s, MDB_txn *txn, const char *id, json_t *rec)
+static json_t *host_view(struct srv *s, srv_txn *txn, const char *id, json_t *rec)
 {
 	char t[32], pre[SRV_ID_MAX + 2];
 	json_t *o = json_pack("{s:s}", "id", id);
@@ -320,18 +320,18 @@ static json_t *host_view(struct srv *s, MDB_txn *txn, const char *id, json_t *re
 		}
 	}
 	/* its usage records (one per epoch): the newest report */
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	int64_t last = 0;
 	json_int_t seq = -1;
 	char epoch[80] = "";
 	snprintf(pre, sizeof pre, "%s|", id);
-	if (mdb_cursor_open(txn, s->db_hosts, &cur) == 0) {
+	if (srv_cursor_open(txn, s->db_hosts, &cur) == 0) {
 		k.mv_data = pre;
 		k.mv_size = strlen(pre);
-		for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		for (int rc = srv_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 		     rc == 0 && k.mv_size >= strlen(pre) && !memcmp(k.mv_data, pre, strlen(pre));
-		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		     rc = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			json_t *hr = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 			int64_t at = json_integer_value(json_object_get(hr, "last_at"));
 			if (at >= last) {
@@ -343,7 +343,7 @@ static json_t *host_view(struct srv *s, MDB_txn *txn, const char *id, json_t *re
 			}
 			json_decref(hr);
 		}
-		mdb_cursor_close(cur);
+		srv_cursor_close(cur);
 	}
 	if (last > 0) {
 		lc_time_format(last, t);
@@ -354,16 +354,16 @@ static json_t *host_view(struct srv *s, MDB_txn *txn, const char *id, json_t *re
 	return o;
 }
 
-static int list_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int list_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *arr = json_array(), *seen = json_object();
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	int rc;
-	if ((rc = mdb_cursor_open(txn, s->db_hostcreds, &cur)) != 0)
+	if ((rc = srv_cursor_open(txn, s->db_hostcreds, &cur)) != 0)
 		goto fail;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (int r = srv_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		char id[SRV_ID_MAX + 1];
 		snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
@@ -371,11 +371,11 @@ static int list_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		json_object_set_new(seen, id, json_true());
 		json_decref(rec);
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	/* hosts that reported before enrolment existed (or without it): listed, and removable */
-	if ((rc = mdb_cursor_open(txn, s->db_hosts, &cur)) != 0)
+	if ((rc = srv_cursor_open(txn, s->db_hosts, &cur)) != 0)
 		goto fail;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (int r = srv_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		char id[SRV_ID_MAX + 2];
 		snprintf(id, sizeof id, "%.*s", (int)(k.mv_size < SRV_ID_MAX + 1 ? k.mv_size : SRV_ID_MAX + 1),
 			 (char *)k.mv_data);
@@ -385,7 +385,7 @@ static int list_txn(struct srv *s, MDB_txn *txn, void *ctx)
 			json_object_set_new(seen, id, json_true());
 		}
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	json_decref(seen);
 	srv_resp_json(c->rs, 200, json_pack("{s:o}", "hosts", arr));
 	return SRV_COMMIT;
@@ -402,25 +402,25 @@ void srv_h_host_list(struct srv_call *c)
 		srv_resp_store_error(c->rs, rc);
 }
 
-static bool has_usage(struct srv *s, MDB_txn *txn, const char *id)
+static bool has_usage(struct srv *s, srv_txn *txn, const char *id)
 {
 	char pre[SRV_ID_MAX + 2];
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
 	bool found = false;
 	snprintf(pre, sizeof pre, "%s|", id);
-	if (mdb_cursor_open(txn, s->db_hosts, &cur) != 0)
+	if (srv_cursor_open(txn, s->db_hosts, &cur) != 0)
 		return false;
 	k.mv_data = pre;
 	k.mv_size = strlen(pre);
-	if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size >= strlen(pre) &&
+	if (srv_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size >= strlen(pre) &&
 	    !memcmp(k.mv_data, pre, strlen(pre)))
 		found = true;
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	return found;
 }
 
-static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *rec = srv_get_json(txn, s->db_hostcreds, c->id);
@@ -439,7 +439,7 @@ void srv_h_host_get(struct srv_call *c)
 		srv_resp_store_error(c->rs, rc);
 }
 
-static int delete_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int delete_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct srv_call *c = ctx;
 	json_t *rec = srv_get_json(txn, s->db_hostcreds, c->id);
@@ -473,7 +473,7 @@ struct events_op {
 	int queued, duplicates;
 };
 
-static int events_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int events_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct events_op *op = ctx;
 	size_t i;

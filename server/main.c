@@ -1,6 +1,6 @@
 /* main.c - llmcap-server: the command line (http.c is the libmicrohttpd glue).
  *
- *   llmcap-server --listen ADDR:PORT --data DIR --signing-key KEYFILE --admin-token-file FILE
+ *   llmcap-server --listen ADDR:PORT --data DIR | --db postgresql://... --signing-key KEYFILE --admin-token-file FILE
  *
  * Everything else lives in the logic modules (api.c, usage.c, notify.c,
  * policy_doc.c, store.c), which unit tests link directly.
@@ -28,10 +28,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: llmcap-server --listen ADDR:PORT --data DIR --signing-key KEYFILE --admin-token-file FILE [options]\n"
+		"usage: llmcap-server --listen ADDR:PORT (--data DIR | --db URL) --signing-key KEYFILE --admin-token-file FILE\n"
+		"                     [options]\n"
 		"\n"
 		"  --listen ADDR:PORT        address to serve HTTP on (e.g. 127.0.0.1:8787, [::1]:8787, 0.0.0.0:8787)\n"
 		"  --data DIR                the server's LMDB store (created if missing; one server per DIR)\n"
+		"  --db URL                  instead: a PostgreSQL store (postgresql://USER@HOST:PORT/DB), which\n"
+		"                            several servers can share (behind one address)\n"
 		"  --signing-key KEYFILE     Ed25519 secret key from `llmcap keygen` (hosts trust its .pub)\n"
 		"  --admin-token-file FILE   the admin bearer token (at least 16 characters)\n"
 		"  --admin-tokens-file FILE  named admin tokens, one \"NAME ROLE TOKEN\" a line (ROLE admin or read);\n"
@@ -193,6 +196,7 @@ int main(int argc, char **argv)
 	static struct option opts[] = {
 		{"listen", required_argument, 0, 'l'},
 		{"data", required_argument, 0, 'd'},
+		{"db", required_argument, 0, 'D'},
 		{"signing-key", required_argument, 0, 'k'},
 		{"admin-token-file", required_argument, 0, 't'},
 		{"threads", required_argument, 0, 'n'},
@@ -212,6 +216,7 @@ int main(int argc, char **argv)
 		{0, 0, 0, 0},
 	};
 	const char *smtp_relay = NULL, *smtp_from = NULL;
+	const char *dburl = NULL;
 	const char *listen_arg = NULL, *data = NULL, *keyfile = NULL, *tokfile = NULL, *hostfile = NULL;
 	const char *certfile = NULL, *tlskeyfile = NULL, *tokensfile = NULL;
 	struct srv_http_opts ho = {.threads = 4, .max_connections = 1000, .max_connections_per_ip = 64,
@@ -226,6 +231,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'l': listen_arg = optarg; break;
 		case 'd': data = optarg; break;
+		case 'D': dburl = optarg; break;
 		case 'k': keyfile = optarg; break;
 		case 't': tokfile = optarg; break;
 		case 'H': hostfile = optarg; break;
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
 	}
 	const struct { const char *val, *flag, *what; } required[] = {
 		{listen_arg, "--listen ADDR:PORT", "the address to serve on"},
-		{data, "--data DIR", "the server's store directory"},
+		{data ? data : dburl, "--data DIR", "the server's store directory"},
 		{keyfile, "--signing-key KEYFILE", "the Ed25519 key from `llmcap keygen`"},
 		{tokfile ? tokfile : tokensfile, "--admin-token-file FILE", "the admin bearer token"},
 	};
@@ -269,6 +275,14 @@ int main(int argc, char **argv)
 				required[i].flag, required[i].what);
 			return 2;
 		}
+	if (data && dburl) {
+		fprintf(stderr, "llmcap-server: --data and --db: one store or the other\n");
+		return 2;
+	}
+	if (dburl && !srv_store_is_url(dburl)) {
+		fprintf(stderr, "llmcap-server: --db %s: expected a postgresql:// URL\n", dburl);
+		return 2;
+	}
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	if (parse_listen(listen_arg, &ss, &sslen) != 0) {
@@ -308,8 +322,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmcap-server: warning: plain HTTP on %s, which is not a loopback address: tokens and "
 			"usage cross the network in clear; use --tls-cert/--tls-key (or a TLS proxy in front)\n",
 			listen_arg);
-	if (srv_store_open(&s, data, err, sizeof err) != 0) {
-		fprintf(stderr, "llmcap-server: --data: %s\n", err);
+	if (srv_store_open(&s, dburl ? dburl : data, err, sizeof err) != 0) {
+		fprintf(stderr, "llmcap-server: %s: %s\n", dburl ? "--db" : "--data", err);
 		return 1;
 	}
 	if ((ho.listen_fd = listen_on(listen_arg, &ss, sslen)) < 0) {
@@ -343,7 +357,8 @@ int main(int argc, char **argv)
 		srv_store_close(&s);
 		return 1;
 	}
-	fprintf(stderr, "llmcap-server: listening on %s, data %s, signing key %.16s\n", listen_arg, data, s.key.keyid);
+	fprintf(stderr, "llmcap-server: listening on %s, %s %s, signing key %.16s\n", listen_arg, data ? "data" : "store",
+		data ? data : "PostgreSQL (--db)", s.key.keyid);
 
 	int sig = 0;
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)

@@ -49,10 +49,10 @@ static void hosts_families(struct lc_buf *b, json_t *hosts)
 	host_family(b, hosts, "llmcap_host_last_report_age_seconds", "Seconds since the host's last report.", true);
 }
 
-static int outbox_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int outbox_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	MDB_stat st;
-	int rc = mdb_stat(txn, s->db_outbox, &st);
+	int rc = srv_kv_stat(txn, s->db_outbox, &st);
 	if (rc == 0)
 		*(size_t *)ctx = st.ms_entries;
 	return rc;

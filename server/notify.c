@@ -32,12 +32,12 @@ static void seq_key(uint64_t seq, unsigned char k[8])
 	}
 }
 
-int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data, const char *dedup_key)
+int srv_event_queue(struct srv *s, srv_txn *txn, const char *event, json_t *data, const char *dedup_key)
 {
 	return srv_event_queue_from(s, txn, NULL, event, NULL, NULL, data, dedup_key);
 }
 
-int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char *event, const char *created_at,
+int srv_event_queue_from(struct srv *s, srv_txn *txn, const char *id, const char *event, const char *created_at,
 			 const char *host, json_t *data, const char *dedup_key)
 {
 	MDB_val v;
@@ -93,7 +93,7 @@ int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char
 		unsigned char kb[8];
 		seq_key(++seq, kb);
 		MDB_val k = {8, kb}, val = {strlen(etext), etext};
-		rc = mdb_put(txn, s->db_outbox, &k, &val, 0);
+		rc = srv_kv_put(txn, s->db_outbox, &k, &val, 0);
 		free(etext);
 		if (rc)
 			break;
@@ -113,7 +113,7 @@ int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char
 		unsigned char kb[8];
 		seq_key(++seq, kb);
 		MDB_val k = {8, kb}, val = {strlen(etext), etext};
-		rc = mdb_put(txn, s->db_outbox, &k, &val, 0);
+		rc = srv_kv_put(txn, s->db_outbox, &k, &val, 0);
 		free(etext);
 		if (rc)
 			break;
@@ -141,15 +141,15 @@ struct scan_ctx {
 	int64_t now_ms, next_ms;
 };
 
-static int scan_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int scan_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct scan_ctx *sc = ctx;
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
-	int rc = mdb_cursor_open(txn, s->db_outbox, &c);
+	int rc = srv_cursor_open(txn, s->db_outbox, &c);
 	if (rc)
 		return rc;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 8)
 			continue;
 		json_t *e = json_loadb(v.mv_data, v.mv_size, 0, NULL);
@@ -165,7 +165,7 @@ static int scan_txn(struct srv *s, MDB_txn *txn, void *ctx)
 			sc->next_ms = at;
 		json_decref(e);
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	return 0;
 }
 
@@ -234,17 +234,17 @@ struct done_ctx {
 	json_t *ent;
 };
 
-static int done_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int done_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct done_ctx *dc = ctx;
 	MDB_val k = {8, dc->key};
 	if (dc->ok) {
-		int rc = mdb_del(txn, s->db_outbox, &k, NULL);
+		int rc = srv_kv_del(txn, s->db_outbox, &k, NULL);
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	}
 	char *t = json_dumps(dc->ent, JSON_COMPACT);
 	MDB_val v = {strlen(t), t};
-	int rc = mdb_put(txn, s->db_outbox, &k, &v, 0);
+	int rc = srv_kv_put(txn, s->db_outbox, &k, &v, 0);
 	free(t);
 	return rc;
 }
@@ -253,6 +253,10 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 {
 	struct scan_ctx sc = {.now_ms = lc_now_ms()};
 	int delivered = 0;
+	if (next_due_ms)
+		*next_due_ms = 0;
+	if (!srv_store_notifier_turn(s))   /* another server on the same database delivers */
+		return 0;
 	if (srv_read(s, scan_txn, &sc) != 0)
 		return 0;
 	for (int i = 0; i < sc.n; i++) {
@@ -315,7 +319,7 @@ int srv_deliver_due(struct srv *s, int64_t *next_due_ms)
 
 /* ---- the thread ---- */
 
-static int eval_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int eval_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	(void)ctx;
 	return srv_usage_evaluate(s, txn, lc_now()) > 0 ? 0 : MDB_NOTFOUND;

@@ -17,7 +17,7 @@ static json_t *default_providers(void)
 			 "name", "anthropic", "format", "anthropic", "hosts", "api.anthropic.com");
 }
 
-int64_t srv_policy_lifetime(struct srv *s, MDB_txn *txn)
+int64_t srv_policy_lifetime(struct srv *s, srv_txn *txn)
 {
 	json_t *set = srv_get_json(txn, s->db_meta, "settings");
 	int64_t life = SRV_DEFAULT_LIFETIME_S;
@@ -31,14 +31,14 @@ int64_t srv_policy_lifetime(struct srv *s, MDB_txn *txn)
 }
 
 /* every record of dbi as an object id -> value */
-static json_t *collect(MDB_txn *txn, MDB_dbi dbi)
+static json_t *collect(srv_txn *txn, srv_dbi dbi)
 {
 	json_t *obj = json_object();
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
-	if (mdb_cursor_open(txn, dbi, &c) != 0)
+	if (srv_cursor_open(txn, dbi, &c) != 0)
 		return obj;
-	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char id[SRV_ID_MAX + 1];
 		if (k.mv_size > SRV_ID_MAX)
 			continue;
@@ -48,11 +48,11 @@ static json_t *collect(MDB_txn *txn, MDB_dbi dbi)
 		if (val)
 			json_object_set_new(obj, id, val);
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	return obj;
 }
 
-json_t *srv_policy_build(struct srv *s, MDB_txn *txn, int64_t version, int64_t now, char *err, size_t errlen)
+json_t *srv_policy_build(struct srv *s, srv_txn *txn, int64_t version, int64_t now, char *err, size_t errlen)
 {
 	json_t *doc = json_object();
 	char t[32];
@@ -104,7 +104,7 @@ json_t *srv_policy_build(struct srv *s, MDB_txn *txn, int64_t version, int64_t n
 	return doc;
 }
 
-int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen)
+int srv_publish(struct srv *s, srv_txn *txn, char *err, size_t errlen)
 {
 	int64_t now = lc_now();
 	int64_t version = srv_get_int(txn, s->db_meta, "version", 0) + 1;
@@ -174,7 +174,7 @@ out:
 	return rc;
 }
 
-static int maintain_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int maintain_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	char *why = ctx;
 	int64_t version = srv_get_int(txn, s->db_meta, "version", 0);

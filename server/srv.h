@@ -26,21 +26,36 @@
 #define SRV_MAX_TOKENS 64                      /* named admin tokens */
 #define SRV_DEFAULT_LIFETIME_S (30 * 86400)    /* policy lifetime unless settings say otherwise */
 
+/* The server's store: key-value tables ("dbs") behind one small interface, on LMDB (--data DIR,
+ * the default) or on PostgreSQL (--db postgresql://..., several servers sharing one database).
+ * Keys and values are bytes (MDB_val); keys sort bytewise on both. store.c has the LMDB side and
+ * the dispatch, store_pg.c PostgreSQL's. */
+typedef struct srv_txn srv_txn;        /* one transaction, read or write */
+typedef struct srv_cursor srv_cursor;  /* a walk over one table in key order */
+typedef unsigned int srv_dbi;          /* a table */
+enum srv_db {
+	SRV_DB_META, SRV_DB_KEYS, SRV_DB_TEAMS, SRV_DB_CUST, SRV_DB_INVITES, SRV_DB_HOSTS, SRV_DB_TOTALS,
+	SRV_DB_OUTBOX, SRV_DB_FIRED, SRV_DB_AUDIT, SRV_DB_HOSTCREDS, SRV_DB_ENROLL, SRV_DB_COUNT
+};
+extern const char *const srv_db_names[SRV_DB_COUNT];
+struct srv_pg;                         /* store_pg.c */
+
 struct srv {
+	struct srv_pg *pg;   /* PostgreSQL store (--db); NULL: LMDB */
 	MDB_env *env;
 	int lock_fd;         /* DIR/server.lock, flock()ed while open */
-	MDB_dbi db_meta;     /* "version", "envelope", "etag", "issued_at", "org", "settings", ... */
-	MDB_dbi db_keys;     /* key id -> key object (policy shape, no "id") */
-	MDB_dbi db_teams;    /* team id -> team object */
-	MDB_dbi db_cust;     /* customer id -> override object */
-	MDB_dbi db_invites;  /* hex(sha256(code)) -> invite */
-	MDB_dbi db_hosts;    /* host_id|epoch -> {"seq": N, "counters": {ckey: used}} */
-	MDB_dbi db_totals;   /* ckey -> int64 (decimal text): sum over every host record */
-	MDB_dbi db_outbox;   /* u64 big-endian seq -> pending webhook delivery */
-	MDB_dbi db_fired;    /* dedup key -> "1": an event fires once per limit per window */
-	MDB_dbi db_audit;    /* u64 big-endian seq -> {"time","token","call","status","before","after"} */
-	MDB_dbi db_hostcreds; /* host id -> {"hash": hex sha256(secret), "enrolled_at", "label"?, "removed_at"?} */
-	MDB_dbi db_enroll;   /* hex(sha256(enrolment code)) -> {"created_at","expires_at","used_at"?,"host_id"?} */
+	srv_dbi db_meta;     /* "version", "envelope", "etag", "issued_at", "org", "settings", ... */
+	srv_dbi db_keys;     /* key id -> key object (policy shape, no "id") */
+	srv_dbi db_teams;    /* team id -> team object */
+	srv_dbi db_cust;     /* customer id -> override object */
+	srv_dbi db_invites;  /* hex(sha256(code)) -> invite */
+	srv_dbi db_hosts;    /* host_id|epoch -> {"seq": N, "counters": {ckey: used}} */
+	srv_dbi db_totals;   /* ckey -> int64 (decimal text): sum over every host record */
+	srv_dbi db_outbox;   /* u64 big-endian seq -> pending webhook delivery */
+	srv_dbi db_fired;    /* dedup key -> "1": an event fires once per limit per window */
+	srv_dbi db_audit;    /* u64 big-endian seq -> {"time","token","call","status","before","after"} */
+	srv_dbi db_hostcreds; /* host id -> {"hash": hex sha256(secret), "enrolled_at", "label"?, "removed_at"?} */
+	srv_dbi db_enroll;   /* hex(sha256(enrolment code)) -> {"created_at","expires_at","used_at"?,"host_id"?} */
 	pthread_rwlock_t maplock;  /* shared by every txn, exclusive to grow the map */
 	size_t mapsize;
 	size_t map_initial;        /* 0: 64 MiB (tests set it small to exercise growth) */
@@ -72,7 +87,9 @@ struct srv {
 };
 
 /* ---- store.c ---- */
-int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen);
+/* where: a directory (LMDB) or a postgresql:// or postgres:// URL (PostgreSQL) */
+int srv_store_open(struct srv *s, const char *where, char *err, size_t errlen);
+bool srv_store_is_url(const char *where);
 void srv_store_close(struct srv *s);
 /* Run fn in a write (or read) transaction. fn returns SRV_COMMIT (0) to commit,
  * SRV_REFUSED to abort because it refused the request (it has set the answer),
@@ -82,22 +99,40 @@ void srv_store_close(struct srv *s);
  * again, so fn must be safe to repeat. SRV_REFUSED lies outside both the LMDB
  * range and errno's, so no store error can pass for a refusal. */
 enum { SRV_COMMIT = 0, SRV_REFUSED = -0x7fff0001 };
-typedef int (*srv_txn_fn)(struct srv *s, MDB_txn *txn, void *ctx);
+typedef int (*srv_txn_fn)(struct srv *s, srv_txn *txn, void *ctx);
 int srv_write(struct srv *s, srv_txn_fn fn, void *ctx);
 int srv_read(struct srv *s, srv_txn_fn fn, void *ctx);
-/* A store failure as text (LMDB's message, or strerror for an errno). */
+/* A store failure as text (LMDB's message, PostgreSQL's, or strerror for an errno). */
 const char *srv_strerror(int rc);
+enum { SRV_E_PG = -0x7fff0010 };   /* a PostgreSQL statement failed (srv_strerror has its message) */
+/* The table primitives, with LMDB's meaning on both stores: 0, MDB_NOTFOUND, or a failure. A value
+ * read stays valid until the transaction ends. */
+int srv_kv_get(srv_txn *txn, srv_dbi dbi, MDB_val *k, MDB_val *v);
+int srv_kv_put(srv_txn *txn, srv_dbi dbi, MDB_val *k, MDB_val *v, unsigned flags);
+int srv_kv_del(srv_txn *txn, srv_dbi dbi, MDB_val *k, MDB_val *v /* NULL */);
+int srv_kv_stat(srv_txn *txn, srv_dbi dbi, MDB_stat *st);   /* ms_entries only */
+int srv_cursor_open(srv_txn *txn, srv_dbi dbi, srv_cursor **c);
+/* op: MDB_FIRST, MDB_LAST, MDB_NEXT, MDB_PREV, MDB_SET_RANGE (k in: the first key >= it) */
+int srv_cursor_get(srv_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op);
+int srv_cursor_put(srv_cursor *c, MDB_val *k, MDB_val *v, unsigned flags);
+int srv_cursor_del(srv_cursor *c, unsigned flags);   /* the entry the cursor is on */
+void srv_cursor_close(srv_cursor *c);
+/* Several servers on one store: true when this process may deliver the outbox now (always on
+ * LMDB; on PostgreSQL the instance holding an advisory lock). */
+bool srv_store_notifier_turn(struct srv *s);
 /* Called by srv_publish inside a write transaction: once that transaction
  * commits, pub_gen moves and pub_cv is broadcast (long-polls answer). */
 void srv_note_publish(void);
+bool srv_take_published(void);              /* store_pg.c: did this transaction publish? (resets) */
+void srv_publish_done(struct srv *s);       /* pub_gen moves, long-polls wake */
 /* value helpers; keys are NUL-terminated strings */
-json_t *srv_get_json(MDB_txn *txn, MDB_dbi dbi, const char *key);   /* new ref or NULL */
-int srv_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *v);
-int srv_get_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *out); /* 0, MDB_NOTFOUND */
-int srv_put_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, size_t n);
-int srv_del(MDB_txn *txn, MDB_dbi dbi, const char *key);   /* 0 or MDB_NOTFOUND */
-int64_t srv_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t dflt);
-int srv_put_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t v);
+json_t *srv_get_json(srv_txn *txn, srv_dbi dbi, const char *key);   /* new ref or NULL */
+int srv_put_json(srv_txn *txn, srv_dbi dbi, const char *key, json_t *v);
+int srv_get_raw(srv_txn *txn, srv_dbi dbi, const char *key, MDB_val *out); /* 0, MDB_NOTFOUND */
+int srv_put_raw(srv_txn *txn, srv_dbi dbi, const char *key, const void *p, size_t n);
+int srv_del(srv_txn *txn, srv_dbi dbi, const char *key);   /* 0 or MDB_NOTFOUND */
+int64_t srv_get_int(srv_txn *txn, srv_dbi dbi, const char *key, int64_t dflt);
+int srv_put_int(srv_txn *txn, srv_dbi dbi, const char *key, int64_t v);
 
 /* ---- HTTP API: requests and answers ---- */
 struct srv_req {
@@ -245,16 +280,16 @@ void srv_h_audit(struct srv_call *c);
 
 /* ---- policy document (policy_doc.c) ---- */
 /* Build the full policy JSON from the stored pieces (new ref; NULL with err). */
-json_t *srv_policy_build(struct srv *s, MDB_txn *txn, int64_t version, int64_t now, char *err, size_t errlen);
+json_t *srv_policy_build(struct srv *s, srv_txn *txn, int64_t version, int64_t now, char *err, size_t errlen);
 /* Build, validate (lc_policy_parse), sign and store the next version. 0 ok;
  * SRV_PUB_INVALID: the policy is invalid (err names the field: a 400);
  * SRV_PUB_FAILED: it cannot be signed; other: the store's code. */
 enum { SRV_PUB_INVALID = -0x7fff0002, SRV_PUB_FAILED = -0x7fff0003 };
-int srv_publish(struct srv *s, MDB_txn *txn, char *err, size_t errlen);
+int srv_publish(struct srv *s, srv_txn *txn, char *err, size_t errlen);
 /* Publish an initial policy when there is none, or re-sign when the stored
  * envelope is by another key or half its lifetime has passed. */
 int srv_policy_maintain(struct srv *s);
-int64_t srv_policy_lifetime(struct srv *s, MDB_txn *txn);
+int64_t srv_policy_lifetime(struct srv *s, srv_txn *txn);
 
 /* ---- usage (usage.c) ---- */
 /* POST /v1/usage: rs gets the org-wide counters. */
@@ -264,26 +299,26 @@ void srv_usage_post(struct srv *s, const char *host, const char *body, size_t le
  * report of `llmcap usage --json`, org-wide. */
 void srv_usage_get(struct srv *s, const char *by, const char *window, struct srv_resp *rs);
 /* Evaluate org and team rules (rules.h) on the summed usage; queue their events once (txn). */
-int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now);
+int srv_usage_evaluate(struct srv *s, srv_txn *txn, int64_t now);
 /* A rule's summed usage over every host in its current bucket (tokens: input + cached + output). */
 struct lc_rule;
-int64_t srv_rule_used(MDB_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now);
+int64_t srv_rule_used(srv_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now);
 /* Counter key "scope\x1fid\x1fmetric\x1fwindow\x1fbucket". */
 int srv_ckey(char *out, size_t outlen, const char *scope, const char *id, const char *metric,
 	     const char *window, int64_t bucket);
 /* Drop totals of buckets long over and old fired-once markers. */
 int srv_prune(struct srv *s);
-int64_t srv_total(MDB_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
+int64_t srv_total(srv_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
 		  const char *window, int64_t bucket);
 
 /* ---- notifications (notify.c) ---- */
 /* Queue an event for every webhook that wants it; dedup_key (may be NULL)
  * makes it fire once. Returns 0 (also when deduplicated). */
-int srv_event_queue(struct srv *s, MDB_txn *txn, const char *event, json_t *data /* stolen */,
+int srv_event_queue(struct srv *s, srv_txn *txn, const char *event, json_t *data /* stolen */,
 		    const char *dedup_key);
 /* The same for an event that happened on a host (POST /v1/events): its own id and time, "source":
  * "host" and its "host_id" in the body. */
-int srv_event_queue_from(struct srv *s, MDB_txn *txn, const char *id, const char *event, const char *created_at,
+int srv_event_queue_from(struct srv *s, srv_txn *txn, const char *id, const char *event, const char *created_at,
 			 const char *host, json_t *data /* stolen */, const char *dedup_key);
 int srv_notifier_start(struct srv *s);
 void srv_notifier_stop(struct srv *s);

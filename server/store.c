@@ -1,4 +1,6 @@
-/* store.c - the server's embedded LMDB store.
+/* store.c - the server's store: the table primitives (srv_kv_*, srv_cursor_*)
+ * dispatched to LMDB (here) or PostgreSQL (store_pg.c), and the embedded LMDB
+ * store itself.
  *
  * One environment in the data directory, MDB_NOTLS (libmicrohttpd threads
  * come and go), never MDB_WRITEMAP. The map grows on MDB_MAP_FULL: every
@@ -17,10 +19,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "srv.h"
+#include "store_int.h"
 #include "util.h"
 
 #define SRV_MAP_INITIAL ((size_t)64 << 20)
+
+const char *const srv_db_names[SRV_DB_COUNT] = {
+	"meta", "keys", "teams", "customers", "invites", "hosts", "totals", "outbox", "fired", "audit",
+	"hostcreds", "enroll",
+};
+
+bool srv_store_is_url(const char *where)
+{
+	return !strncmp(where, "postgresql://", 13) || !strncmp(where, "postgres://", 11);
+}
 
 /* One server per data directory: an flock on DIR/server.lock, held while the
  * store is open (the kernel drops it when the process dies). */
@@ -63,13 +75,23 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 {
 	MDB_txn *txn = NULL;
 	int rc;
-	struct { const char *name; MDB_dbi *dbi; } dbs[] = {
-		{"meta", &s->db_meta}, {"keys", &s->db_keys}, {"teams", &s->db_teams},
-		{"customers", &s->db_cust}, {"invites", &s->db_invites}, {"hosts", &s->db_hosts},
-		{"totals", &s->db_totals}, {"outbox", &s->db_outbox}, {"fired", &s->db_fired},
-		{"audit", &s->db_audit}, {"hostcreds", &s->db_hostcreds}, {"enroll", &s->db_enroll},
+	srv_dbi *dbs[SRV_DB_COUNT] = {
+		&s->db_meta, &s->db_keys, &s->db_teams, &s->db_cust, &s->db_invites, &s->db_hosts,
+		&s->db_totals, &s->db_outbox, &s->db_fired, &s->db_audit, &s->db_hostcreds, &s->db_enroll,
 	};
 
+	pthread_mutex_init(&s->pub_mu, NULL);
+	pthread_cond_init(&s->pub_cv, NULL);
+	if (srv_store_is_url(dir)) {
+		for (int i = 0; i < SRV_DB_COUNT; i++)
+			*dbs[i] = (srv_dbi)i;
+		s->lock_fd = -1;
+		if (srv_pg_open(s, dir, err, errlen) == 0)
+			return 0;
+		pthread_cond_destroy(&s->pub_cv);
+		pthread_mutex_destroy(&s->pub_mu);
+		return -1;
+	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		lc_errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
@@ -77,8 +99,6 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 	if (lock_dir(s, dir, err, errlen) != 0)
 		return -1;
 	pthread_rwlock_init(&s->maplock, NULL);
-	pthread_mutex_init(&s->pub_mu, NULL);
-	pthread_cond_init(&s->pub_cv, NULL);
 	if ((rc = mdb_env_create(&s->env)) != 0)
 		goto fail;
 	mdb_env_set_maxdbs(s->env, 16);
@@ -97,9 +117,12 @@ int srv_store_open(struct srv *s, const char *dir, char *err, size_t errlen)
 	mdb_reader_check(s->env, &dead);
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		goto fail;
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
-		if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
+	for (int i = 0; i < SRV_DB_COUNT; i++) {
+		MDB_dbi d;
+		if ((rc = mdb_dbi_open(txn, srv_db_names[i], MDB_CREATE, &d)) != 0)
 			goto fail;
+		*dbs[i] = d;
+	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		txn = NULL;
 		goto fail;
@@ -118,6 +141,12 @@ fail:
 
 void srv_store_close(struct srv *s)
 {
+	if (s->pg) {
+		srv_pg_close(s);
+		pthread_cond_destroy(&s->pub_cv);
+		pthread_mutex_destroy(&s->pub_mu);
+		return;
+	}
 	if (!s->env)
 		return;
 	mdb_env_sync(s->env, 1);
@@ -133,6 +162,8 @@ const char *srv_strerror(int rc)
 {
 	if (rc == SRV_REFUSED)
 		return "refused";
+	if (rc == SRV_E_PG)
+		return srv_pg_strerror();
 	return rc > 0 ? strerror(rc) : mdb_strerror(rc);   /* mdb_strerror knows errno too, but not every one */
 }
 
@@ -140,8 +171,14 @@ const char *srv_strerror(int rc)
 static __thread bool published;
 
 void srv_note_publish(void) { published = true; }
+bool srv_take_published(void)
+{
+	bool p = published;
+	published = false;
+	return p;
+}
 
-static void publish_done(struct srv *s)
+void srv_publish_done(struct srv *s)
 {
 	pthread_mutex_lock(&s->pub_mu);
 	s->pub_gen++;
@@ -210,7 +247,8 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 			return rc;
 		}
 		published = false;
-		rc = fn(s, txn, ctx);
+		srv_txn t = {.s = s, .mdb = txn, .rdonly = (flags & MDB_RDONLY) != 0};
+		rc = fn(s, &t, ctx);
 		if (rc == SRV_COMMIT) {
 			if (flags & MDB_RDONLY) {
 				mdb_txn_abort(txn);
@@ -222,7 +260,7 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 		}
 		pthread_rwlock_unlock(&s->maplock);
 		if (rc == SRV_COMMIT && published)
-			publish_done(s);
+			srv_publish_done(s);
 		published = false;
 		if (rc == MDB_MAP_FULL && !(flags & MDB_RDONLY)) {
 			if (grow(s, seen) != 0)
@@ -234,28 +272,108 @@ static int run(struct srv *s, srv_txn_fn fn, void *ctx, unsigned flags)
 	return MDB_MAP_FULL;
 }
 
-int srv_write(struct srv *s, srv_txn_fn fn, void *ctx) { return run(s, fn, ctx, 0); }
-int srv_read(struct srv *s, srv_txn_fn fn, void *ctx) { return run(s, fn, ctx, MDB_RDONLY); }
-
-int srv_get_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *out)
+int srv_write(struct srv *s, srv_txn_fn fn, void *ctx)
 {
-	MDB_val k = {strlen(key), (void *)key};
-	return mdb_get(txn, dbi, &k, out);
+	return s->pg ? srv_pg_run(s, fn, ctx, false) : run(s, fn, ctx, 0);
 }
 
-int srv_put_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, size_t n)
+int srv_read(struct srv *s, srv_txn_fn fn, void *ctx)
+{
+	return s->pg ? srv_pg_run(s, fn, ctx, true) : run(s, fn, ctx, MDB_RDONLY);
+}
+
+/* ---- the table primitives ---- */
+
+int srv_kv_get(srv_txn *t, srv_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	return t->mdb ? mdb_get(t->mdb, dbi, k, v) : srv_pg_get(t, dbi, k, v);
+}
+
+int srv_kv_put(srv_txn *t, srv_dbi dbi, MDB_val *k, MDB_val *v, unsigned flags)
+{
+	return t->mdb ? mdb_put(t->mdb, dbi, k, v, flags) : srv_pg_put(t, dbi, k, v);
+}
+
+int srv_kv_del(srv_txn *t, srv_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	return t->mdb ? mdb_del(t->mdb, dbi, k, v) : srv_pg_del(t, dbi, k);
+}
+
+int srv_kv_stat(srv_txn *t, srv_dbi dbi, MDB_stat *st)
+{
+	memset(st, 0, sizeof *st);
+	return t->mdb ? mdb_stat(t->mdb, dbi, st) : srv_pg_count(t, dbi, &st->ms_entries);
+}
+
+int srv_cursor_open(srv_txn *t, srv_dbi dbi, srv_cursor **out)
+{
+	srv_cursor *c = calloc(1, sizeof *c);
+	int rc = 0;
+	if (!c)
+		return ENOMEM;
+	c->t = t;
+	c->dbi = dbi;
+	if (t->mdb && (rc = mdb_cursor_open(t->mdb, dbi, &c->mc)) != 0) {
+		free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+int srv_cursor_get(srv_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	return c->mc ? mdb_cursor_get(c->mc, k, v, op) : srv_pg_cursor_get(c, k, v, op);
+}
+
+int srv_cursor_put(srv_cursor *c, MDB_val *k, MDB_val *v, unsigned flags)
+{
+	return c->mc ? mdb_cursor_put(c->mc, k, v, flags) : srv_pg_put(c->t, c->dbi, k, v);
+}
+
+int srv_cursor_del(srv_cursor *c, unsigned flags)
+{
+	MDB_val k, v;
+	int rc;
+	if (c->mc)
+		return mdb_cursor_del(c->mc, flags);
+	if ((rc = srv_pg_cursor_get(c, &k, &v, MDB_GET_CURRENT)) != 0)
+		return rc;
+	return srv_pg_del(c->t, c->dbi, &k);
+}
+
+void srv_cursor_close(srv_cursor *c)
+{
+	if (!c)
+		return;
+	if (c->mc)
+		mdb_cursor_close(c->mc);
+	else
+		srv_pg_cursor_close(c);
+	free(c);
+}
+
+bool srv_store_notifier_turn(struct srv *s) { return !s->pg || srv_pg_notifier_turn(s); }
+
+int srv_get_raw(srv_txn *txn, srv_dbi dbi, const char *key, MDB_val *out)
+{
+	MDB_val k = {strlen(key), (void *)key};
+	return srv_kv_get(txn, dbi, &k, out);
+}
+
+int srv_put_raw(srv_txn *txn, srv_dbi dbi, const char *key, const void *p, size_t n)
 {
 	MDB_val k = {strlen(key), (void *)key}, v = {n, (void *)p};
-	return mdb_put(txn, dbi, &k, &v, 0);
+	return srv_kv_put(txn, dbi, &k, &v, 0);
 }
 
-int srv_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
+int srv_del(srv_txn *txn, srv_dbi dbi, const char *key)
 {
 	MDB_val k = {strlen(key), (void *)key};
-	return mdb_del(txn, dbi, &k, NULL);
+	return srv_kv_del(txn, dbi, &k, NULL);
 }
 
-json_t *srv_get_json(MDB_txn *txn, MDB_dbi dbi, const char *key)
+json_t *srv_get_json(srv_txn *txn, srv_dbi dbi, const char *key)
 {
 	MDB_val v;
 	if (srv_get_raw(txn, dbi, key, &v) != 0)
@@ -263,7 +381,7 @@ json_t *srv_get_json(MDB_txn *txn, MDB_dbi dbi, const char *key)
 	return json_loadb(v.mv_data, v.mv_size, JSON_DECODE_ANY, NULL);
 }
 
-int srv_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *j)
+int srv_put_json(srv_txn *txn, srv_dbi dbi, const char *key, json_t *j)
 {
 	char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 	int rc;
@@ -274,7 +392,7 @@ int srv_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *j)
 	return rc;
 }
 
-int64_t srv_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t dflt)
+int64_t srv_get_int(srv_txn *txn, srv_dbi dbi, const char *key, int64_t dflt)
 {
 	MDB_val v;
 	char buf[32];
@@ -285,7 +403,7 @@ int64_t srv_get_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t dflt)
 	return strtoll(buf, NULL, 10);
 }
 
-int srv_put_int(MDB_txn *txn, MDB_dbi dbi, const char *key, int64_t val)
+int srv_put_int(srv_txn *txn, srv_dbi dbi, const char *key, int64_t val)
 {
 	char buf[32];
 	int n = snprintf(buf, sizeof buf, "%" PRId64, val);

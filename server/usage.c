@@ -67,12 +67,12 @@ static int ckey_split(const char *k, size_t klen, char *buf, size_t buflen, char
 	return n == 5 ? 0 : -1;
 }
 
-static int64_t get_total_raw(MDB_txn *txn, struct srv *s, const char *ck)
+static int64_t get_total_raw(srv_txn *txn, struct srv *s, const char *ck)
 {
 	return srv_get_int(txn, s->db_totals, ck, 0);
 }
 
-int64_t srv_total(MDB_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
+int64_t srv_total(srv_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
 		  const char *window, int64_t bucket)
 {
 	char ck[512];
@@ -82,17 +82,17 @@ int64_t srv_total(MDB_txn *txn, struct srv *s, const char *scope, const char *id
 }
 
 /* the org's counters: whatever id the host engine uses for the org scope */
-static int64_t org_total(MDB_txn *txn, struct srv *s, const char *metric, const char *window, int64_t bucket)
+static int64_t org_total(srv_txn *txn, struct srv *s, const char *metric, const char *window, int64_t bucket)
 {
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
 	char pre[] = "org" SEP;
 	int64_t sum = 0;
-	if (mdb_cursor_open(txn, s->db_totals, &c) != 0)
+	if (srv_cursor_open(txn, s->db_totals, &c) != 0)
 		return 0;
 	k.mv_data = pre;
 	k.mv_size = strlen(pre);
-	for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (int rc = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char buf[512], *f[5];
 		if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
 			break;
@@ -105,7 +105,7 @@ static int64_t org_total(MDB_txn *txn, struct srv *s, const char *metric, const 
 			sum = lc_sat_add(sum, t > 0 ? t : 0);
 		}
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	return sum;
 }
 
@@ -151,7 +151,7 @@ struct post_op {
 };
 
 /* a total only grows, and never past INT64_MAX (each report's numbers are bounded, but hosts are many) */
-static int add_total(struct srv *s, MDB_txn *txn, const char *ck, int64_t delta)
+static int add_total(struct srv *s, srv_txn *txn, const char *ck, int64_t delta)
 {
 	int64_t t = get_total_raw(txn, s, ck);
 	if (t < 0)
@@ -159,7 +159,7 @@ static int add_total(struct srv *s, MDB_txn *txn, const char *ck, int64_t delta)
 	return srv_put_int(txn, s->db_totals, ck, lc_sat_add(t, delta > 0 ? delta : 0));
 }
 
-static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct post_op *op = ctx;
 	char hkey[HOSTREC_MAX];
@@ -170,7 +170,7 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	json_t *rec = srv_get_json(txn, s->db_hosts, hkey);
 	if (!rec) {
 		MDB_stat st;
-		if ((rc = mdb_stat(txn, s->db_hosts, &st)) != 0)
+		if ((rc = srv_kv_stat(txn, s->db_hosts, &st)) != 0)
 			return rc;
 		if (st.ms_entries >= SRV_HOST_RECORDS_MAX) {
 			op->refuse = "too many host records on this server";
@@ -252,9 +252,9 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	 * it has used that key or customer itself: the answer stays proportional to the host's
 	 * own activity, not to the size of the organisation. */
 	json_t *out = json_array();
-	MDB_cursor *cur;
+	srv_cursor *cur;
 	MDB_val k, v;
-	if ((rc = mdb_cursor_open(txn, s->db_totals, &cur)) != 0) {
+	if ((rc = srv_cursor_open(txn, s->db_totals, &cur)) != 0) {
 		json_decref(out);
 		goto fail;
 	}
@@ -263,7 +263,7 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		size_t pl = strlen(shared[p]);
 		k.mv_data = (void *)shared[p];
 		k.mv_size = pl;
-		for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		for (int r = srv_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
 			char buf[512], *f[5];
 			if (k.mv_size < pl || memcmp(k.mv_data, shared[p], pl) != 0)
 				break;
@@ -275,7 +275,7 @@ static int post_txn(struct srv *s, MDB_txn *txn, void *ctx)
 				json_object_set_new(mine, ck, json_true());
 		}
 	}
-	mdb_cursor_close(cur);
+	srv_cursor_close(cur);
 	const char *ck;
 	json_t *dummy;
 	json_object_foreach(mine, ck, dummy) {
@@ -431,7 +431,7 @@ void srv_usage_post(struct srv *s, const char *host, const char *body, size_t le
 		goto out;
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		srv_resp_error(rs, 500, "api_error", "store: %s", mdb_strerror(rc));
+		srv_resp_error(rs, 500, "api_error", "store: %s", srv_strerror(rc));
 		goto out;
 	}
 	srv_resp_json(rs, 200, json_pack("{s:s,s:s,s:I,s:b,s:o}", "host_id", op.host_id, "epoch", op.epoch, "seq",
@@ -448,7 +448,7 @@ out:
 /* ---- the org's rules, from the stored pieces: the host's limit model (rules.h) ---- */
 
 /* summed usage of a rule's group in its current bucket; tokens = input + cached input + output */
-static int64_t group_total(MDB_txn *txn, struct srv *s, const struct lc_rule *r, const char *metric, int64_t bucket)
+static int64_t group_total(srv_txn *txn, struct srv *s, const struct lc_rule *r, const char *metric, int64_t bucket)
 {
 	const char *window = lc_window_name(r->lim.window);
 	if (r->scope == LC_SCOPE_ORG)
@@ -456,7 +456,7 @@ static int64_t group_total(MDB_txn *txn, struct srv *s, const struct lc_rule *r,
 	return srv_total(txn, s, lc_scope_name(r->scope), r->id, metric, window, bucket);
 }
 
-int64_t srv_rule_used(MDB_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now)
+int64_t srv_rule_used(srv_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now)
 {
 	static const char *const tokens[] = {"input_tokens", "cached_input_tokens", "output_tokens", "tokens"};
 	int64_t bucket = lc_window_start(r->lim.window, now), t = 0;
@@ -473,11 +473,11 @@ int64_t srv_rule_used(MDB_txn *txn, struct srv *s, const struct lc_rule *r, int6
 }
 
 enum { RULES_ORG = 1, RULES_TEAM = 2, RULES_KEY = 4, RULES_CUSTOMER = 8 };
-typedef void (*rule_cb)(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now);
+typedef void (*rule_cb)(struct srv *s, srv_txn *txn, void *ctx, const struct lc_rule *r, int64_t now);
 
 /* The org cap as a rule: the cap itself (none: threshold -1), the warning threshold its alert_at.
  * *org_json (when asked) gets the org object's summary for GET /v1/usage. */
-static bool org_rule(MDB_txn *txn, struct srv *s, struct lc_rule *r)
+static bool org_rule(srv_txn *txn, struct srv *s, struct lc_rule *r)
 {
 	json_t *org = srv_get_json(txn, s->db_meta, "org");
 	const char *period = json_string_value(json_object_get(org, "period"));
@@ -498,13 +498,13 @@ static bool org_rule(MDB_txn *txn, struct srv *s, struct lc_rule *r)
 	return true;
 }
 
-static void table_rules(struct srv *s, MDB_txn *txn, MDB_dbi dbi, int scope, int64_t now, rule_cb cb, void *ctx)
+static void table_rules(struct srv *s, srv_txn *txn, srv_dbi dbi, int scope, int64_t now, rule_cb cb, void *ctx)
 {
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
-	if (mdb_cursor_open(txn, dbi, &c) != 0)
+	if (srv_cursor_open(txn, dbi, &c) != 0)
 		return;
-	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char id[SRV_ID_MAX + 1], err[256];
 		struct lc_limit lim[LC_MAX_LIMITS];
 		int n = 0;
@@ -520,21 +520,21 @@ static void table_rules(struct srv *s, MDB_txn *txn, MDB_dbi dbi, int scope, int
 		}
 		json_decref(o);
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 }
 
 /* customers: every override, and every customer with usage in this month */
-static void customer_rules(struct srv *s, MDB_txn *txn, int64_t now, rule_cb cb, void *ctx)
+static void customer_rules(struct srv *s, srv_txn *txn, int64_t now, rule_cb cb, void *ctx)
 {
 	json_t *cust = srv_get_json(txn, s->db_meta, "customers");
 	json_t *ids = json_object();
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
 	char pre[] = "customer" SEP;
-	if (mdb_cursor_open(txn, s->db_totals, &c) == 0) {
+	if (srv_cursor_open(txn, s->db_totals, &c) == 0) {
 		k.mv_data = pre;
 		k.mv_size = strlen(pre);
-		for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		for (int rc = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 			char buf[512], *f[5];
 			if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
 				break;
@@ -542,15 +542,15 @@ static void customer_rules(struct srv *s, MDB_txn *txn, int64_t now, rule_cb cb,
 			    bucket_current(f[3], strtoll(f[4], NULL, 10), now))
 				json_object_set_new(ids, f[1], json_true());
 		}
-		mdb_cursor_close(c);
+		srv_cursor_close(c);
 	}
-	if (mdb_cursor_open(txn, s->db_cust, &c) == 0) {
-		for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	if (srv_cursor_open(txn, s->db_cust, &c) == 0) {
+		for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 			char id[SRV_ID_MAX + 1];
 			snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 			json_object_set_new(ids, id, json_true());
 		}
-		mdb_cursor_close(c);
+		srv_cursor_close(c);
 	}
 	const char *id;
 	json_t *dummy;
@@ -579,7 +579,7 @@ static void customer_rules(struct srv *s, MDB_txn *txn, int64_t now, rule_cb cb,
 }
 
 /* every rule of the given scopes, sorted by scope then id (the tables' order) */
-static void each_rule(struct srv *s, MDB_txn *txn, int64_t now, unsigned scopes, rule_cb cb, void *ctx)
+static void each_rule(struct srv *s, srv_txn *txn, int64_t now, unsigned scopes, rule_cb cb, void *ctx)
 {
 	struct lc_rule r;
 	if (scopes & RULES_KEY)
@@ -594,13 +594,13 @@ static void each_rule(struct srv *s, MDB_txn *txn, int64_t now, unsigned scopes,
 
 /* ---- GET /v1/usage ---- */
 
-static void status_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
+static void status_cb(struct srv *s, srv_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
 {
 	/* a customer's rpm is a sliding window on the hosts: here the current minute's sum */
 	json_array_append_new(ctx, lc_rule_status_json(r, srv_rule_used(txn, s, r, now), 0, now));
 }
 
-static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int get_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	json_t **out = ctx;
 	int64_t now = lc_now();
@@ -619,10 +619,10 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 	}
 
 	json_t *hosts = json_array();
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
-	if (mdb_cursor_open(txn, s->db_hosts, &c) == 0) {
-		for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	if (srv_cursor_open(txn, s->db_hosts, &c) == 0) {
+		for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 			char hk[HOSTREC_MAX];
 			snprintf(hk, sizeof hk, "%.*s", (int)k.mv_size, (char *)k.mv_data);
 			char *bar = strchr(hk, '|');
@@ -637,7 +637,7 @@ static int get_txn(struct srv *s, MDB_txn *txn, void *ctx)
 							       json_object_get(rec, "seq"), "last_report_at", t));
 			json_decref(rec);
 		}
-		mdb_cursor_close(c);
+		srv_cursor_close(c);
 	}
 	int64_t exp = srv_get_int(txn, s->db_meta, "expires_at", 0);
 	lc_time_format(exp, t);
@@ -655,25 +655,25 @@ struct report_op {
 	json_t *out;
 };
 
-static int report_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int report_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct report_op *op = ctx;
 	int64_t now = lc_now(), bucket = lc_window_start(op->w, now);
 	json_t *byid = json_object(), *rows = json_array();
 	char pre[64], t[32];
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
 	int rc;
 
 	snprintf(pre, sizeof pre, "%s" SEP, lc_scope_name(op->scope));
-	if ((rc = mdb_cursor_open(txn, s->db_totals, &c)) != 0) {
+	if ((rc = srv_cursor_open(txn, s->db_totals, &c)) != 0) {
 		json_decref(byid);
 		json_decref(rows);
 		return rc;
 	}
 	k.mv_data = pre;
 	k.mv_size = strlen(pre);
-	for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (int r = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0; r = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char buf[512], *f[5], num[32];
 		int m;
 		if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
@@ -693,7 +693,7 @@ static int report_txn(struct srv *s, MDB_txn *txn, void *ctx)
 		json_object_set_new(row, lc_lmetric_name(m),
 				    m == LC_LM_COST ? json_real((double)n / 1e6) : json_integer(n));
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	const char *id;
 	json_t *row;
 	json_object_foreach(byid, id, row) {
@@ -730,7 +730,7 @@ void srv_usage_get(struct srv *s, const char *by, const char *window, struct srv
 		rc = srv_read(s, get_txn, &out);
 	}
 	if (rc != 0 || !out) {
-		srv_resp_error(rs, 500, "api_error", "store: %s", mdb_strerror(rc));
+		srv_resp_error(rs, 500, "api_error", "store: %s", srv_strerror(rc));
 		json_decref(out);
 		return;
 	}
@@ -744,7 +744,7 @@ struct eval_ctx {
 	int64_t version;
 };
 
-static void eval_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
+static void eval_cb(struct srv *s, srv_txn *txn, void *ctx, const struct lc_rule *r, int64_t now)
 {
 	struct eval_ctx *ec = ctx;
 	struct lc_crossing cr[LC_MAX_CROSSINGS];
@@ -762,7 +762,7 @@ static void eval_cb(struct srv *s, MDB_txn *txn, void *ctx, const struct lc_rule
 	}
 }
 
-int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now)
+int srv_usage_evaluate(struct srv *s, srv_txn *txn, int64_t now)
 {
 	struct eval_ctx ec = {0, srv_get_int(txn, s->db_meta, "version", 0)};
 	each_rule(s, txn, now, RULES_ORG | RULES_TEAM, eval_cb, &ec);
@@ -771,42 +771,42 @@ int srv_usage_evaluate(struct srv *s, MDB_txn *txn, int64_t now)
 
 /* ---- forgetting what can no longer matter ---- */
 
-static int prune_txn(struct srv *s, MDB_txn *txn, void *ctx)
+static int prune_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	int *n = ctx;
 	int64_t now = lc_now();
-	MDB_cursor *c;
+	srv_cursor *c;
 	MDB_val k, v;
 	int rc;
 
 	*n = 0;
-	if ((rc = mdb_cursor_open(txn, s->db_totals, &c)) != 0)
+	if ((rc = srv_cursor_open(txn, s->db_totals, &c)) != 0)
 		return rc;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char buf[512], *f[5];
 		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) == 0 &&
 		    bucket_stale(f[3], strtoll(f[4], NULL, 10), now)) {
-			if ((rc = mdb_cursor_del(c, 0)) != 0)
+			if ((rc = srv_cursor_del(c, 0)) != 0)
 				break;
 			(*n)++;
 		}
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	if (rc != MDB_NOTFOUND && rc != 0)
 		return rc;
 	/* fired-once markers: the window they name is long over after 62 days */
-	if ((rc = mdb_cursor_open(txn, s->db_fired, &c)) != 0)
+	if ((rc = srv_cursor_open(txn, s->db_fired, &c)) != 0)
 		return rc;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 		char num[32];
 		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
 		if (!memmem(k.mv_data, k.mv_size, "lifetime", 8) && strtoll(num, NULL, 10) < now - 62 * 86400) {
-			if ((rc = mdb_cursor_del(c, 0)) != 0)
+			if ((rc = srv_cursor_del(c, 0)) != 0)
 				break;
 			(*n)++;
 		}
 	}
-	mdb_cursor_close(c);
+	srv_cursor_close(c);
 	if (rc != MDB_NOTFOUND && rc != 0)
 		return rc;
 	return *n ? 0 : MDB_NOTFOUND;

@@ -27,6 +27,7 @@ cleanup() {
 	local p
 	for p in "${_pids[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
+	declare -F _cleanup_extra >/dev/null && _cleanup_extra   # e.g. server_lib.sh's PostgreSQL
 	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT

@@ -5,11 +5,48 @@ TOKEN=test-admin-token-0123456789abcdef
 WHSECRET=whsec_test_secret
 printf '%s\n' "$TOKEN" >"$T/admin.token"
 
+# pg_start: a PostgreSQL cluster of this test's own (Debian's postgresql: initdb in $T/pg as an
+# unprivileged user, a free port, its unix socket in $T/pg); sets PG_URL. Stopped at exit.
+pg_start() {
+	[ -n "${PG_URL:-}" ] && return 0
+	local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	[ -x "$bin/initdb" ] || { echo "pg_start: no PostgreSQL server (apt-get install postgresql)" >&2; return 1; }
+	local as=()
+	mkdir -p "$T/pg"
+	if [ "$(id -u)" = 0 ]; then   # initdb refuses root: run it as postgres (or nobody)
+		local u=postgres; id -u postgres >/dev/null 2>&1 || u=nobody
+		chmod 711 "$T"; chown "$u" "$T/pg"
+		as=(setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups)
+	fi
+	PG_PORT=$(free_port)
+	"${as[@]}" "$bin/initdb" -D "$T/pg/data" -A trust -U llmcap -E UTF8 --no-sync >"$T/pg.init.log" 2>&1 ||
+		{ echo "pg_start: initdb failed: $(tail -3 "$T/pg.init.log")" >&2; return 1; }
+	"${as[@]}" "$bin/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w -t 60 \
+		-o "-p $PG_PORT -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100" start \
+		>"$T/pg.start.log" 2>&1 || { echo "pg_start: pg_ctl start failed: $(tail -3 "$T/pg/log")" >&2; return 1; }
+	PG_AS=("${as[@]}"); PG_BIN=$bin
+	PG_URL="postgresql://llmcap@127.0.0.1:$PG_PORT/postgres"
+}
+_cleanup_extra() {
+	[ -n "${PG_URL:-}" ] && "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$T/pg/data" -m immediate -w stop >/dev/null 2>&1
+	return 0
+}
+# the store start_server uses: LMDB in $T/srvdata, or with LLMCAP_TEST_DB=pg this test's PostgreSQL
+store_args() {
+	if [ "${LLMCAP_TEST_DB:-lmdb}" = pg ]; then
+		pg_start || return 1
+		STORE=(--db "$PG_URL")
+	else
+		STORE=(--data "$T/srvdata")
+	fi
+}
+
 # start_server [extra args...]: (re)start llmcap-server on $SRV_PORT (a free port the first time)
-# with data in $T/srvdata. Sets SRV_PID, SRV_URL.
+# with data in $T/srvdata (LLMCAP_TEST_DB=pg: in a PostgreSQL of the test's own). Sets SRV_PID, SRV_URL.
 start_server() {
 	SRV_PORT=${SRV_PORT:-$(free_port)}
-	"$SERVER" --listen "127.0.0.1:$SRV_PORT" --data "$T/srvdata" --signing-key "$T/keys/llmcap.key" \
+	store_args || return 1
+	"$SERVER" --listen "127.0.0.1:$SRV_PORT" "${STORE[@]}" --signing-key "$T/keys/llmcap.key" \
 		--admin-token-file "$T/admin.token" --webhook-backoff-ms 200 --webhook-backoff-max-ms 1000 "$@" \
 		>>"$T/server.log" 2>&1 &
 	SRV_PID=$!

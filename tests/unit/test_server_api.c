@@ -314,10 +314,10 @@ static int post_usage(struct fx *fx, const char *host, int64_t seq, int64_t used
 	return st;
 }
 
-static int count_outbox(struct srv *s, MDB_txn *txn, void *ctx)
+static int count_outbox(struct srv *s, srv_txn *txn, void *ctx)
 {
 	MDB_stat st;
-	mdb_stat(txn, s->db_outbox, &st);
+	srv_kv_stat(txn, s->db_outbox, &st);
 	*(size_t *)ctx = st.ms_entries;
 	return 0;
 }
@@ -871,20 +871,20 @@ static void test_tokens_and_audit(void **state)
 }
 
 /* issue 9: every host has its own credential; a forged, replayed or other-host report is refused */
-static int find_secret(struct srv *s, MDB_txn *txn, void *ctx)
+static int find_secret(struct srv *s, srv_txn *txn, void *ctx)
 {
 	const char *secret = ctx;
-	MDB_dbi dbs[] = {s->db_hostcreds, s->db_enroll, s->db_meta, s->db_hosts, s->db_audit};
+	srv_dbi dbs[] = {s->db_hostcreds, s->db_enroll, s->db_meta, s->db_hosts, s->db_audit};
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		MDB_cursor *c;
+		srv_cursor *c;
 		MDB_val k, v;
-		mdb_cursor_open(txn, dbs[i], &c);
-		for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+		srv_cursor_open(txn, dbs[i], &c);
+		for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT))
 			if (memmem(v.mv_data, v.mv_size, secret, strlen(secret))) {
-				mdb_cursor_close(c);
+				srv_cursor_close(c);
 				return 1;
 			}
-		mdb_cursor_close(c);
+		srv_cursor_close(c);
 	}
 	return 0;
 }
