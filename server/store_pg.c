@@ -304,7 +304,17 @@ int srv_pg_run(struct srv *s, srv_txn_fn fn, void *ctx, bool rdonly)
 	if (!pc)
 		return SRV_E_PG;
 	srv_txn t = {.s = s, .pc = pc, .rdonly = rdonly};
-	int rc = exec0(pc->c, rdonly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
+	const char *begin = rdonly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN";
+	int rc = exec0(pc->c, begin);
+	if (rc != 0 && PQstatus(pc->c) != CONNECTION_OK) {
+		/* a connection the database dropped (it restarted): once more on a new one */
+		PQfinish(pc->c);
+		if ((pc->c = connect_one(p)) == NULL) {
+			give_back(p, pc);
+			return SRV_E_PG;
+		}
+		rc = exec0(pc->c, begin);
+	}
 	if (rc == 0 && !rdonly)
 		rc = exec0(pc->c, "SELECT pg_advisory_xact_lock(7812730922086401)");
 	if (rc != 0) {

@@ -7,7 +7,8 @@
 . "$(dirname "$0")/server_lib.sh"
 
 DIR=$(cd "$(dirname "$0")" && pwd)
-for suite in test_server_usage test_server_hosts test_admin_cli test_failover; do
+# LLMCAP_PG_SUITES= (empty) runs only the two-server part
+for suite in ${LLMCAP_PG_SUITES-test_server_usage test_server_hosts test_admin_cli test_failover}; do
 	LLMCAP_TEST_DB=pg bash "$DIR/$suite.sh" >"$T/$suite.log" 2>&1
 	rc=$?
 	res=$(grep '^# passed' "$T/$suite.log" | tail -1)
@@ -111,6 +112,20 @@ ERR=$("$SERVER" --listen "127.0.0.1:$PC" --db "postgresql://llmcap@127.0.0.1:1/p
 	--admin-token-file "$T/admin.token" 2>&1); RC=$?
 expect_eq "a database that is not there: exit 1" 1 "$RC"
 check "...one line naming --db" grep -q "^llmcap-server: --db: PostgreSQL:" <<<"$ERR"
+# the database goes away under a running server: changes are refused (503), nothing half-done;
+# back, the server carries on (its connections re-established)
+SRV_URL=http://127.0.0.1:$PA
+"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$T/pg/data" -m fast -w stop >/dev/null 2>&1
+api PUT /v1/admin/org '{"spend_cap_usd":7,"period":"monthly"}'
+expect_code "the database stopped: a change is a 503 naming PostgreSQL" 503 "store: PostgreSQL"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/healthz")
+expect_eq "...and the server itself still answers" 200 "$CODE"
+"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w -t 60 \
+	-o "-p $PG_PORT -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1
+api PUT /v1/admin/org '{"spend_cap_usd":7,"period":"monthly"}'
+expect_code "the database back: the change goes through" 200
+api GET /v1/admin/org; expect_code "...once" 200 '"spend_cap_usd":7'
+
 ERR=$("$SERVER" --listen "127.0.0.1:$PC" --db "$PG_URL" --data "$T/x" --signing-key "$T/keys/llmcap.key" \
 	--admin-token-file "$T/admin.token" 2>&1); RC=$?
 expect_eq "--data and --db together: exit 2" 2 "$RC"
