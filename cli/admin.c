@@ -60,7 +60,8 @@ static void admin_usage(FILE *f)
 		"  webhooks|emails|providers|prices [get] | ... set FILE.json (- for stdin)\n"
 		"  settings [get] | settings set [--unknown-keys allow|block] [--unknown-models allow|block]\n"
 		"                                [--lifetime-days N]\n"
-		"  hosts | usage [--by key|team|model|customer|provider] [--window W] | audit | policy\n"
+		"  hosts | hosts enroll [--expires-in S] [--label TEXT] | hosts get ID | hosts delete ID\n"
+		"  usage [--by key|team|model|customer|provider] [--window W] | audit | policy\n"
 		"  call METHOD PATH [JSON|@FILE]                 any other admin call, answer printed as JSON\n"
 		"\n"
 		"Every create/set/update also takes --body JSON|@FILE: the request body, which the flags extend.\n"
@@ -296,6 +297,7 @@ static const struct flag invite_flags[] = {{"--team", "team", F_STR},
 					   {"--expires-at", "expires_at", F_TIME_NONE},
 					   {"--key-expires-at", "key_expires_at", F_TIME_NONE},
 					   {0}};
+static const struct flag enroll_flags[] = {{"--expires-in", "expires_in_s", F_NUM}, {"--label", "label", F_STR}, {0}};
 static const struct flag no_flags[] = {{0}};
 
 static json_t *flag_value(const struct flag *f, const char *v)
@@ -636,6 +638,12 @@ static void show_invite(json_t *ans)
 	printf("redeem: llmcap key fingerprint < KEYFILE, then POST %s {\"sha256\": ...}\n", str(ans, "redeem"));
 }
 
+static void show_enroll(json_t *ans)
+{
+	printf("enrolment code %s (one use, expires %s)\n", str(ans, "code"), str(ans, "expires_at"));
+	printf("on the host: llmcap agent enroll --server URL --code %s --trust SERVER.pub\n", str(ans, "code"));
+}
+
 static void show_usage(json_t *ans)
 {
 	if (json_object_get(ans, "rows"))
@@ -845,8 +853,20 @@ static int cmd_hosts(struct admin *a, int argc, char **argv)
 {
 	json_t *ans;
 	long st;
+	if (argc > 1 && !strcmp(argv[1], "enroll")) {
+		json_t *body;
+		if (parse_body_flags(argc, argv, 2, enroll_flags, false, &body))
+			return 1;
+		return do_call(a, "POST", "/v1/admin/hosts/enroll", body ? body : json_object(), show_enroll);
+	}
+	if (argc == 3 && (!strcmp(argv[1], "get") || !strcmp(argv[1], "delete"))) {
+		char path[512];
+		obj_path(path, sizeof path, "hosts", argv[2]);
+		return do_call(a, !strcmp(argv[1], "get") ? "GET" : "DELETE", path, NULL, print_fields);
+	}
 	if (argc > 1)
-		return admin_die("hosts: unexpected argument '%s'", argv[1]);
+		return admin_die("hosts: unexpected argument '%s' (hosts, hosts enroll [--expires-in S] [--label TEXT], "
+				 "hosts get ID, hosts delete ID)", argv[1]);
 	/* a 404 here only means a server without host enrollment: ask /v1/usage */
 	st = call_q(a, "GET", "/v1/admin/hosts", NULL, &ans, true);
 	if (st == 404 || st == 405) {

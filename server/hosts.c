@@ -241,7 +241,10 @@ static int enroll_txn(struct srv *s, srv_txn *txn, void *ctx)
 	srv_random_hex(op->secret, SECRET_HEX / 2);
 	hash_hex(op->secret, SECRET_HEX, sh);
 	rec = json_pack("{s:s,s:I}", "hash", sh, "enrolled_at", (json_int_t)now);
-	const char *label = op->label ? op->label : json_string_value(json_object_get(code, "label"));
+	/* the admin's label (on the code) before the host's own (its hostname) */
+	const char *label = json_string_value(json_object_get(code, "label"));
+	if (!label)
+		label = op->label;
 	if (label)
 		json_object_set_new(rec, "label", json_string(label));
 	json_object_set_new(code, "used_at", json_integer(now));

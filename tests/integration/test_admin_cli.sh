@@ -123,6 +123,16 @@ run_adm --json usage
 expect_eq "usage --json" 150 "$(jget '[int(l["used"]) for l in j["limits"] if l["scope"]=="team"][0]' "$T/out")"
 run_adm hosts
 check "hosts: the reporting host, enrolled" grep -qE "^h-1 +e1 +1 .* active$" "$T/out"
+run_adm hosts enroll --label web-9 --expires-in 600
+check "hosts enroll: a one-time code and the command for the host" grep -qE "^enrolment code [0-9a-f]{48} \(one use" "$T/out"
+ECODE=$(sed -n 's/^enrolment code \([0-9a-f]*\).*/\1/p' "$T/out")
+LLMCAP_STATE_DIR=$T/h9 "$LLMCAP" agent enroll --server "$SRV_URL" --code "$ECODE" >/dev/null 2>&1
+run_adm --json hosts
+expect_eq "...which enrols a host labelled web-9" active "$(jget '[h["status"] for h in j["hosts"] if h.get("label")=="web-9"][0]' "$T/out")"
+run_adm hosts delete h-1
+check "hosts delete: the host is removed" grep -qE "^status: +removed|removed" "$T/out"
+run_adm hosts get h-1
+check "hosts get: one host" grep -q "removed" "$T/out"
 run_adm policy
 expect_eq "policy: the current policy" research "$(jget 'j["keys"]["ci"]["limits"] and j["teams"] and "research"' "$T/out")"
 run_adm call GET /v1/admin/teams/research
