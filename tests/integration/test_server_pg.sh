@@ -16,11 +16,21 @@ for suite in ${LLMCAP_PG_SUITES-test_server_usage test_server_hosts test_admin_c
 		fail "$suite on PostgreSQL: ${res#\# } $(grep '^not ok' "$T/$suite.log" | head -3 | tr '\n' ' ')"
 done
 
+pg_start || fail "PostgreSQL did not start"
+PSQL() { "${PG_AS[@]}" "$PG_BIN/psql" -h "$T/pg" -p "$PG_PORT" -U llmcap -d postgres -Atc "$1"; }
+# the server's unit suite (srv_handle over the store) on PostgreSQL
+if [ -x "$B/tests/test_server_api" ]; then
+	LLMCAP_TEST_PG_URL=$PG_URL "$B/tests/test_server_api" >"$T/unit.log" 2>&1
+	expect_eq "test_server_api on PostgreSQL ($(grep -c '^\[       OK' "$T/unit.log") passed; the LMDB map and disk-full tests skipped)" \
+		0 $?
+else
+	ok "# SKIP test_server_api is not built (make build/tests/test_server_api)"
+fi
+PSQL 'SET client_min_messages = warning; DROP TABLE IF EXISTS kv, schema_version' >/dev/null   # a fresh database
+
 # --- two servers, one database
 setup_keys
 start_receiver hook
-pg_start || fail "PostgreSQL did not start"
-PSQL() { "${PG_AS[@]}" "$PG_BIN/psql" -h "$T/pg" -p "$PG_PORT" -U llmcap -d postgres -Atc "$1"; }
 start_server() { :; }   # not the helper's: two of our own
 srv() { # NAME PORT
 	"$SERVER" --listen "127.0.0.1:$2" --db "$PG_URL" --signing-key "$T/keys/llmcap.key" \
