@@ -182,6 +182,11 @@ $(B)/tests/bin/lc_multi_gnutls: tests/bin/lc_multi.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(firstword $(CURL_GNUTLS))
 
+# bench_leases drives the server's lease calls in process (srv_handle, no socket)
+$(B)/bench/bench_leases: bench/bench_leases.c $(SS_OBJ) $(SDK_OBJ) $(SRV_LOGIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
+
 $(B)/bench/%: bench/%.c $(SS_OBJ) $(SDK_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(CORE_LIBS) $(CURL_LIBS)

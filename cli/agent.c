@@ -73,6 +73,7 @@ struct agent {
 	bool refused;   /* the server's policy was refused this round */
 	int kept;       /* events held because this host is not enrolled */
 	char auth[600]; /* "Authorization: Bearer <host id>.<secret>" or "" (not enrolled) */
+	bool lease_down;      /* the last lease call failed (said once per outage) */
 	pthread_mutex_t mu;   /* etag, version, rejected: the round and the long-poll both pull */
 	double interval, max_backoff;
 };
@@ -404,6 +405,76 @@ static int push_usage(struct agent *a)
 		rc = push_usage_once(a, &down);
 	lc_agent_metrics_report(rc == 0);
 	return rc;
+}
+
+/* ---- leases: slices of shared limits (policy "leases": true) ---- */
+
+#define AGENT_LEASE_TICK_MS 200
+
+/* One call when a slice needs one (lc_lease_plan decides: a refused request, less than half left,
+ * a renewal before the TTL, something to give back). 1 called, 0 nothing to ask, -1 failed. */
+static int lease_round(struct agent *a)
+{
+	json_t *req = NULL, *ans = NULL;
+	char url[2200], base[2048], err[1024];
+	struct curl_slist *hd = NULL;
+	struct body bd = {0};
+	int rc = -1, r;
+
+	if (!a->auth[0])
+		return 0;   /* not enrolled: no slices (shared limits refuse) */
+	if ((r = lc_lease_plan(&req)) != LC_OK || !req) {
+		if (r != LC_OK && r != LC_E_NOPOLICY && !a->lease_down)
+			fprintf(stderr, "llmcap agent: leases: %s\n", lc_strerror(r));
+		return r == LC_OK || r == LC_E_NOPOLICY ? 0 : -1;
+	}
+	json_object_set_new(req, "host_id", json_string(a->host_id));   /* the credential's host */
+	char *txt = json_dumps(req, JSON_COMPACT);
+	int64_t sent = lc_now_ms();
+	int si = server_cur(a, base);
+	snprintf(url, sizeof url, "%s/v1/leases", base);
+	hd = curl_slist_append(hd, "Content-Type: application/json");
+	hd = curl_slist_append(hd, a->auth);
+	hd = curl_slist_append(hd, "Expect:");
+	long st = http_t("POST", url, hd, txt, txt ? strlen(txt) : 0, &bd, 4 * 1024 * 1024, NULL, 10000, err, sizeof err);
+	curl_slist_free_all(hd);
+	free(txt);
+	if (server_down(st))
+		server_failed(a, si);
+	if (st != 200 || !bd.b.data) {
+		if (!a->lease_down && !agent_stop) {
+			if (st < 0)
+				fprintf(stderr, "llmcap agent: POST %s: %s (hosts spend at most the slices they hold)\n", url, err);
+			else
+				fprintf(stderr, "llmcap agent: POST %s: HTTP %ld %.300s\n", url, st, bd.b.data ? bd.b.data : "");
+		}
+		a->lease_down = true;
+		goto out;
+	}
+	ans = json_loadb(bd.b.data, bd.b.len, 0, NULL);
+	if ((r = lc_lease_apply(req, ans, sent)) != LC_OK) {
+		fprintf(stderr, "llmcap agent: POST %s: answer not applied: %s\n", url, lc_strerror(r));
+		goto out;
+	}
+	a->lease_down = false;
+	rc = 1;
+out:
+	lc_buf_free(&bd.b);
+	json_decref(ans);
+	json_decref(req);
+	return rc;
+}
+
+/* The lease thread: a refused request gets its slice within a tick plus a round trip. */
+static void *lease_loop(void *arg)
+{
+	struct agent *a = arg;
+
+	while (!agent_stop) {
+		int r = lease_round(a);
+		sleep_ms(r < 0 ? 1000 : r > 0 ? 20 : AGENT_LEASE_TICK_MS);
+	}
+	return NULL;
 }
 
 /* ---- outbox -> the server, which notifies ---- */
@@ -836,6 +907,8 @@ int lc_cmd_agent(int argc, char **argv)
 	a.max_backoff = max_backoff;
 	pthread_t poller;
 	bool polling = !a.once && pthread_create(&poller, NULL, longpoll, &a) == 0;
+	pthread_t leaser;
+	bool leasing = !a.once && pthread_create(&leaser, NULL, lease_loop, &a) == 0;
 	int fails = 0, rc = 0;
 	int64_t next_sync = 0;
 	while (!agent_stop) {
@@ -853,6 +926,8 @@ int lc_cmd_agent(int argc, char **argv)
 			/* not enrolled: the policy is in force all the same (said once at start) */
 			if (ok && !agent_stop && a.auth[0])
 				ok = push_usage(&a) == 0;
+			if (ok && a.once && !agent_stop)
+				ok = lease_round(&a) >= 0;   /* --once: the slices refused requests asked for */
 			int pending = agent_stop ? 0 : upload_events(&a);
 			lc_store_sync();
 			if (a.once) {
@@ -894,6 +969,8 @@ int lc_cmd_agent(int argc, char **argv)
 	agent_stop = 1;
 	if (polling)
 		pthread_join(poller, NULL);
+	if (leasing)
+		pthread_join(leaser, NULL);
 	lc_store_sync();
 	curl_global_cleanup();
 	return rc;

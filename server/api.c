@@ -501,9 +501,18 @@ void srv_h_piece_put(struct srv_call *c)
 		}
 	} else if (strcmp(p, "settings") == 0) {
 		static const char *const allowed[] = {"unknown_keys", "unknown_models", "price_book", "policy_lifetime_days",
-						      NULL};
+						      "leases", "lease_ttl_seconds", NULL};
 		if (!fields_ok(c->body, "settings", allowed, c->rs))
 			return;
+		json_t *l = json_object_get(c->body, "leases"), *t = json_object_get(c->body, "lease_ttl_seconds");
+		if (l && !json_is_boolean(l)) {
+			E400(c->rs, "settings.leases: must be true or false");
+			return;
+		}
+		if (t && (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > SRV_LEASE_TTL_MAX)) {
+			E400(c->rs, "settings.lease_ttl_seconds: an integer from 1 to %d", SRV_LEASE_TTL_MAX);
+			return;
+		}
 		json_t *d = json_object_get(c->body, "policy_lifetime_days");
 		if (d && (!json_is_number(d) || json_number_value(d) * 86400 < 60 || json_number_value(d) > 3650)) {
 			E400(c->rs, "settings.policy_lifetime_days: a number of days, at least 60 seconds' worth, at most 3650");

@@ -34,6 +34,7 @@ const struct srv_route srv_routes[] = {
 	/* hosts */
 	{"GET",    "/v1/policy",                      SRV_AUTH_NONE,  0,             false, srv_h_policy,        NULL},
 	{"POST",   "/v1/usage",                       SRV_AUTH_HOST,  SRV_USAGE_MAX, false, srv_h_usage_post,    NULL},
+	{"POST",   "/v1/leases",                      SRV_AUTH_HOST,  SRV_LEASES_MAX, true, srv_h_leases_post,   NULL},
 	{"POST",   "/v1/invites/{code}/redeem",       SRV_AUTH_NONE,  ADMIN_BODY,    true,  srv_h_invite_redeem, NULL},
 	{"POST",   "/v1/hosts/enroll",                SRV_AUTH_NONE,  4096,          true,  srv_h_host_enroll,   NULL},
 	{"POST",   "/v1/events",                      SRV_AUTH_HOST,  ADMIN_BODY,    true,  srv_h_events_post,   NULL},
@@ -82,6 +83,7 @@ const struct srv_route srv_routes[] = {
 	{"GET",    "/v1/admin/hosts/{id}",            SRV_AUTH_READ,  0,             false, srv_h_host_get,      NULL},
 	{"DELETE", "/v1/admin/hosts/{id}",            SRV_AUTH_ADMIN, 0,             false, srv_h_host_delete,   NULL},
 
+	{"GET",    "/v1/admin/leases",                SRV_AUTH_READ,  0,             false, srv_h_leases_get,    NULL},
 	{"GET",    "/v1/admin/audit",                 SRV_AUTH_READ,  0,             false, srv_h_audit,         NULL},
 
 	{NULL, NULL, 0, 0, false, NULL, NULL},

@@ -311,6 +311,21 @@ int srv_prune(struct srv *s);
 int64_t srv_total(srv_txn *txn, struct srv *s, const char *scope, const char *id, const char *metric,
 		  const char *window, int64_t bucket);
 
+/* A rule by its name ("scope:id:metric:window") from the stored pieces: 0 found (a rule
+ * lc_rule_leased() or not), -1 none. */
+int srv_rule_find(srv_txn *txn, struct srv *s, const char *name, struct lc_rule *out);
+/* One host record's reported usage of rule r in the bucket starting at `bucket`. */
+int64_t srv_host_rule_used(srv_txn *txn, struct srv *s, const char *host_key, const struct lc_rule *r, int64_t bucket);
+
+/* ---- leases (lease.c): slices of shared limits for hosts ---- */
+#define SRV_LEASE_TTL_DEFAULT 30   /* seconds; settings "lease_ttl_seconds" */
+#define SRV_LEASE_TTL_MAX 3600
+#define SRV_LEASES_MAX (1024 * 1024)   /* POST /v1/leases body cap */
+void srv_h_leases_post(struct srv_call *c);
+void srv_h_leases_get(struct srv_call *c);
+/* Drop lease records of windows that are over. */
+int srv_leases_prune(struct srv *s);
+
 /* ---- notifications (notify.c) ---- */
 /* Queue an event for every webhook that wants it; dedup_key (may be NULL)
  * makes it fire once. Returns 0 (also when deduplicated). */

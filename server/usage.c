@@ -456,20 +456,104 @@ static int64_t group_total(srv_txn *txn, struct srv *s, const struct lc_rule *r,
 	return srv_total(txn, s, lc_scope_name(r->scope), r->id, metric, window, bucket);
 }
 
+static size_t metric_parts(enum lc_metric m, const char *const **parts);
+
 int64_t srv_rule_used(srv_txn *txn, struct srv *s, const struct lc_rule *r, int64_t now)
 {
-	static const char *const tokens[] = {"input_tokens", "cached_input_tokens", "output_tokens", "tokens"};
 	int64_t bucket = lc_window_start(r->lim.window, now), t = 0;
+	const char *const *parts;
+	size_t n = metric_parts(r->lim.metric, &parts);
 
-	switch (r->lim.metric) {
-	case LC_METRIC_COST: return group_total(txn, s, r, "cost", bucket);
-	case LC_METRIC_REQUESTS: return group_total(txn, s, r, "requests", bucket);
-	case LC_METRIC_TOKENS:
-		for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
-			t = lc_sat_add(t, group_total(txn, s, r, tokens[i], bucket));
-		return t;
+	for (size_t i = 0; i < n; i++)
+		t = lc_sat_add(t, group_total(txn, s, r, parts[i], bucket));
+	return t;
+}
+
+/* the ledger metrics a limit metric folds (tokens: input + cached input + output, and "tokens" from
+ * older hosts) */
+static size_t metric_parts(enum lc_metric m, const char *const **parts)
+{
+	static const char *const cost[] = {"cost"}, *const requests[] = {"requests"},
+			  *const tokens[] = {"input_tokens", "cached_input_tokens", "output_tokens", "tokens"};
+	switch (m) {
+	case LC_METRIC_COST: *parts = cost; return 1;
+	case LC_METRIC_REQUESTS: *parts = requests; return 1;
+	case LC_METRIC_TOKENS: *parts = tokens; return 4;
 	}
 	return 0;
+}
+
+int64_t srv_host_rule_used(srv_txn *txn, struct srv *s, const char *host_key, const struct lc_rule *r, int64_t bucket)
+{
+	json_t *rec = srv_get_json(txn, s->db_hosts, host_key), *ctrs = json_object_get(rec, "counters");
+	const char *const *parts;
+	size_t n = metric_parts(r->lim.metric, &parts);
+	int64_t t = 0;
+
+	for (size_t i = 0; ctrs && i < n; i++) {
+		char ck[512];
+		if (srv_ckey(ck, sizeof ck, lc_scope_name(r->scope), r->id, parts[i], lc_window_name(r->lim.window),
+			     bucket) == 0)
+			t = lc_sat_add(t, json_integer_value(json_object_get(ctrs, ck)));
+	}
+	json_decref(rec);
+	return t;
+}
+
+static bool org_rule(srv_txn *txn, struct srv *s, struct lc_rule *r);
+
+/* the first leased rule among a key's or team's limits with this metric and window (the tightest
+ * when several are) */
+static int limits_rule(json_t *o, int scope, const char *id, enum lc_metric m, enum lc_window w, struct lc_rule *out)
+{
+	struct lc_limit lim[LC_MAX_LIMITS];
+	char err[256];
+	int n = 0, found = -1;
+
+	if (!o || lc_limits_parse(json_object_get(o, "limits"), "limits", lim, &n, err, sizeof err) != 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		struct lc_rule r;
+		if (lim[i].metric != m || lim[i].window != w)
+			continue;
+		lc_rule_limit(&r, scope, id, &lim[i]);
+		if (lc_rule_leased(&r) && (found < 0 || r.lim.threshold < out->lim.threshold)) {
+			*out = r;
+			found = 0;
+		}
+	}
+	return found;
+}
+
+int srv_rule_find(srv_txn *txn, struct srv *s, const char *name, struct lc_rule *out)
+{
+	enum lc_metric m;
+	enum lc_window w;
+	char id[128];
+	int scope, rc = -1;
+
+	if (lc_rule_name_parse(name, &scope, id, &m, &w) != 0)
+		return -1;
+	if (scope == LC_SCOPE_KEY || scope == LC_SCOPE_TEAM) {
+		json_t *o = srv_get_json(txn, scope == LC_SCOPE_KEY ? s->db_keys : s->db_teams, id);
+		rc = limits_rule(o, scope, id, m, w, out);
+		json_decref(o);
+	} else if (scope == LC_SCOPE_ORG) {
+		rc = strcmp(id, "org") == 0 && org_rule(txn, s, out) && out->lim.metric == m && out->lim.window == w ? 0 : -1;
+	} else if (scope == LC_SCOPE_CUSTOMER && m == LC_METRIC_COST && w == LC_WIN_MONTHLY) {
+		json_t *ovr = srv_get_json(txn, s->db_cust, id), *cust = srv_get_json(txn, s->db_meta, "customers");
+		json_t *b = json_object_get(ovr, "monthly_budget_usd");
+		int64_t budget;
+		if (!b)
+			b = json_object_get(cust, "monthly_budget_usd");
+		if (b && json_is_number(b) && lc_usd_to_micro(json_number_value(b), &budget) == 0) {
+			lc_rule_customer_budget(out, id, budget);
+			rc = 0;
+		}
+		json_decref(ovr);
+		json_decref(cust);
+	}
+	return rc == 0 && lc_rule_leased(out) ? 0 : -1;
 }
 
 enum { RULES_ORG = 1, RULES_TEAM = 2, RULES_KEY = 4, RULES_CUSTOMER = 8 };
@@ -818,5 +902,7 @@ int srv_prune(struct srv *s)
 	int rc = srv_write(s, prune_txn, &n);
 	if (rc == 0 && n)
 		lc_log(LC_LOG_INFO, "llmcap-server: pruned %d stale counters and markers", n);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		rc = srv_leases_prune(s);   /* lease records of windows that are over */
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }

@@ -729,6 +729,30 @@ static int check(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc
 	return GO_ON;
 }
 
+/* 4b. a shared limit under a server's policy with "leases": within this host's slice (engine_lease.c) */
+static int check_leases(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc_decision *d)
+{
+	bool any = false;
+
+	for (int i = 0; i < x->nr && !any; i++)
+		any = lc_rule_leased(&x->rules[i]);
+	if (!any || !lc__lease_mode(s, txn))
+		return GO_ON;
+	for (int i = 0; i < x->nr; i++) {
+		const struct lc_rule *r = &x->rules[i];
+		int rc;
+
+		if (!lc_rule_leased(r))
+			continue;
+		rc = lc__lease_check(s, txn, r, &x->g[r->scope].rec, x->est[r->lim.metric], x->now_ms, d);
+		if (rc == 1)
+			return DECIDED;
+		if (rc)
+			return rc;
+	}
+	return GO_ON;
+}
+
 /* warn rules this request takes past their threshold: it goes through, they tell once per window */
 static int warn_rules(struct lc_store *s, MDB_txn *txn, struct decision *x)
 {
@@ -842,6 +866,7 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	x->nr = 0;
 	if ((rc = identify(s, txn, x, r, keyfp, d, basis)) == GO_ON && (rc = estimate(s, txn, x, d)) == GO_ON &&
 	    (rc = collect_rules(s, txn, x)) == GO_ON && (rc = check(s, txn, x, d)) == GO_ON &&
+	    (rc = check_leases(s, txn, x, d)) == GO_ON &&
 	    (rc = warn_rules(s, txn, x)) == GO_ON && (rc = reserve(s, txn, x, d)) == GO_ON)
 		rc = expired_policy_event(s, txn, x);
 	free(x);

@@ -126,6 +126,15 @@ int lc_usage_snapshot(json_t **out);
  * org and team events to the server. */
 int lc_remote_usage_set(json_t *counters, json_t *own_snapshot_counters);
 
+/* ---- leases (policy "leases": true): slices of shared limits, kept by the agent ----
+ * lc_lease_plan looks at every slice this host holds or needs and answers the body of POST /v1/leases
+ * ({"host_id", "epoch", "leases": [{"limit", "bucket", "used", "held", "want", "gen"}]}), or *out =
+ * NULL when nothing needs asking; a slice it gives back is lowered here first, so the host never
+ * spends what the server may grant elsewhere. lc_lease_apply installs the server's answer to that
+ * body (sent_ms: when it was sent; the slice expires TTL after it, before the server's copy does). */
+int lc_lease_plan(json_t **out);
+int lc_lease_apply(const json_t *request, const json_t *answer, int64_t sent_ms);
+
 /* ---- outbox (events for the agent to deliver) ----
  * Each: {"seq": N, "id": "<delivery id>", "event": "<type>", "created_at": T, "data": {...}} */
 int lc_outbox_list(uint64_t after_seq, size_t max, json_t **out);

@@ -127,6 +127,34 @@ int lc__run_prune(struct lc_store *s, MDB_txn *txn, unsigned *n);
 uint64_t lc__proc_start(int pid);
 bool lc__proc_alive(int32_t pid, uint64_t start);
 
+/* ---- leases (engine_lease.c): this host's slices of shared limits ----
+ * With a policy that says "leases": true, a rule lc_rule_leased() admits only while this host's own
+ * committed usage (settled + reserved, this bucket) plus the request's worst case stays within the
+ * slice llmcap-server granted it, checked in admit's write transaction: no network call. One record
+ * per rule: LC_LEASE_PREFIX, the rule's name. The agent (lc_lease_plan / lc_lease_apply) keeps them. */
+#define LC_LEASE_PREFIX "lease:"  /* in the counters tree, apart from 'L' ledger, "S." stats, "run:" runs */
+struct lc_rec_lease {
+	int64_t bucket;       /* the window bucket the slice is for */
+	int64_t allow;        /* own committed usage in the bucket may reach this */
+	int64_t expires_ms;   /* local clock: when the call that got it was sent + the TTL */
+	int64_t slice;        /* the last grant: allow - own committed then */
+	int64_t base;         /* own committed when the last grant was asked for */
+	int64_t granted_ms;   /* when it was asked for (the rate is measured from here) */
+	int64_t need;         /* the worst case of the last request refused for want of a slice; 0: none */
+	int64_t seen;         /* own committed at the agent's last look */
+	int64_t ttl_ms;       /* the server's lease TTL */
+	int64_t gen;          /* the last call's generation (the server ignores older ones) */
+	int64_t exhausted;    /* 1: the server had nothing left at the last grant */
+};
+bool lc__lease_mode(struct lc_store *s, MDB_txn *txn);
+int lc__lease_mode_set(struct lc_store *s, MDB_txn *txn, bool on);
+/* 0: within the slice; 1: refused (d filled: 429 naming the rule); else a store error */
+int lc__lease_check(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_rec_ledger *rec,
+		    int64_t est, int64_t now_ms, struct lc_decision *d);
+/* the slice of rule r as status shows it, or NULL when none */
+json_t *lc__lease_status(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_rec_ledger *rec,
+			 int64_t now_ms);
+
 /* a customer's admissions in the last 60 seconds */
 int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now_ms, int64_t *used);
 

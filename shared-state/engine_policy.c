@@ -86,6 +86,9 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	}
 	if ((rc = put(txn, s->dbi[LC_DB_META], "cfg", 3, &cfg, sizeof(cfg))))
 		return rc;
+	/* "leases": true (a server's policy): shared block limits are spent within leased slices */
+	if ((rc = lc__lease_mode_set(s, txn, json_is_true(json_object_get(root, "leases")))))
+		return rc;
 
 	json_array_foreach(json_object_get(root, "providers"), i, o) {
 		struct lc_rec_provider p = {0};

@@ -32,7 +32,12 @@ static void rule_row(struct status_ctx *c, const struct lc_rule *r, const struct
 	} else {
 		used = lc__ledger_used(rec, m, r->lim.window);
 	}
-	json_array_append_new(c->limits, lc_rule_status_json(r, used, reserved, c->now));
+	json_t *row = lc_rule_status_json(r, used, reserved, c->now), *lease;
+
+	/* with leases: this host's slice of a shared limit */
+	if (row && (lease = lc__lease_status(c->s, c->txn, r, rec, c->now_ms)))
+		json_object_set_new(row, "lease", lease);
+	json_array_append_new(c->limits, row);
 }
 
 /* every rule of one group, in policy order */

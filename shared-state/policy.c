@@ -633,7 +633,7 @@ int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t er
 {
 	static const char *const fields[] = {"schema", "version", "issued_at", "expires_at", "providers", "prices",
 					     "price_book", "unknown_keys", "unknown_models", "org", "teams", "keys", "customers",
-					     "notifications", NULL};
+					     "notifications", "leases", NULL};
 	json_t *v;
 	bool b;
 
@@ -676,6 +676,9 @@ int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t er
 	v = json_object_get(root, "unknown_models");
 	if (v && want_choice(v, "unknown_models", "allow", "block", &b, err, errlen))
 		return -1;
+	v = json_object_get(root, "leases");
+	if (v && !json_is_boolean(v))
+		FAIL("leases: must be true or false");
 	if (validate_org(json_object_get(root, "org"), err, errlen) ||
 	    validate_teams(json_object_get(root, "teams"), err, errlen) ||
 	    validate_keys(json_object_get(root, "keys"), json_object_get(root, "teams"), err, errlen) ||

@@ -126,6 +126,35 @@ bool lc_rule_warns(const struct lc_rule *r, int64_t committed, int64_t est)
 	return r->lim.enabled && r->lim.warn && r->lim.threshold >= 0 && lc_sat_add(committed, est) > r->lim.threshold;
 }
 
+bool lc_rule_leased(const struct lc_rule *r)
+{
+	return r->lim.enabled && !r->lim.warn && r->lim.threshold >= 0 && r->kind != LC_RULE_CUST_RPM &&
+	       (r->scope == LC_SCOPE_KEY || r->scope == LC_SCOPE_TEAM || r->scope == LC_SCOPE_ORG ||
+		r->scope == LC_SCOPE_CUSTOMER);
+}
+
+int lc_rule_name_parse(const char *name, int *scope, char id[128], enum lc_metric *m, enum lc_window *w)
+{
+	const char *a = name ? strchr(name, ':') : NULL, *z = name ? strrchr(name, ':') : NULL, *y;
+	char sc[16], met[16];
+
+	if (!a || z == a)
+		return -1;
+	for (y = z - 1; y > a && *y != ':'; y--)
+		;
+	if (y == a || (size_t)(a - name) >= sizeof(sc) || (size_t)(z - y - 1) >= sizeof(met) ||
+	    y - a - 1 < 1 || y - a - 1 > 127)
+		return -1;
+	memcpy(sc, name, (size_t)(a - name));
+	sc[a - name] = '\0';
+	memcpy(met, y + 1, (size_t)(z - y - 1));
+	met[z - y - 1] = '\0';
+	memcpy(id, a + 1, (size_t)(y - a - 1));
+	id[y - a - 1] = '\0';
+	*scope = lc_scope_parse(sc);
+	return *scope < 0 || lc_metric_parse(met, m) || lc_window_parse(z + 1, w) ? -1 : 0;
+}
+
 enum lc_event lc_rule_deny_event(const struct lc_rule *r)
 {
 	switch (r->kind) {

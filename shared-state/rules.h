@@ -89,6 +89,12 @@ void lc_rule_name(const struct lc_rule *r, char *out, size_t n);
 bool lc_rule_blocks(const struct lc_rule *r, int64_t committed, int64_t est);
 /* a warn rule that this request takes past its threshold (the request goes through) */
 bool lc_rule_warns(const struct lc_rule *r, int64_t committed, int64_t est);
+/* Spent within leased slices when the policy says "leases": an enabled block rule with a threshold on
+ * a group several hosts can spend against (key, team, org, a customer's budget). A customer's rpm (a
+ * sliding minute) and warn rules stay local. Host and server decide with this one test. */
+bool lc_rule_leased(const struct lc_rule *r);
+/* "scope:id:metric:window" back into scope, id, metric and window (the id may hold ':'). 0 ok. */
+int lc_rule_name_parse(const char *name, int *scope, char id[128], enum lc_metric *m, enum lc_window *w);
 /* the event a refusal by r fires */
 enum lc_event lc_rule_deny_event(const struct lc_rule *r);
 

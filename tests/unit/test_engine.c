@@ -1178,6 +1178,78 @@ static void test_fork_child_reopens(void **st)
 	assert_int_equal(admit("k-fk", req("m", 1, 1, NULL)).verdict, LC_DENY);
 }
 
+/* Leases (policy "leases": true): a shared limit admits only within the slice granted to this
+ * host, checked in admit's transaction; the plan asks for what a refused request needed; an
+ * answer for an older call is ignored; a slice expires after its TTL. */
+static void test_leases_slice(void **st)
+{
+	struct lc_decision d;
+	json_t *plan = NULL, *e, *ans;
+	int allowed = 0;
+
+	set_time("2026-12-01T10:00:00Z");
+	install("\"leases\":true,\"teams\":{\"t\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100}]}},\"keys\":{\"ci\":{\"sha256\":\"%s\",\"team\":\"t\",\"limits\":[{\"metric\":\"cost\","
+		"\"window\":\"daily\",\"threshold\":5,\"action\":\"warn\"}]}}", fp("k-lease"));
+	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_null(plan);   /* nothing held, nothing needed: no call */
+	d = admit("k-lease", req("m", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_int_equal(d.status, 429);
+	assert_string_equal(d.limit, "team:t:requests:daily");
+	assert_non_null(strstr(d.message, "this host's share of the daily requests limit of 100 for team 't' is not granted yet"));
+	assert_true(d.should_retry);
+	assert_int_equal(d.retry_after, 1);
+	/* the plan asks for the team's limit only (the key's warn limit is not shared) */
+	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_non_null(plan);
+	assert_int_equal(json_array_size(json_object_get(plan, "leases")), 1);
+	e = json_array_get(json_object_get(plan, "leases"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "limit")), "team:t:requests:daily");
+	assert_int_equal(json_integer_value(json_object_get(e, "used")), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "held")), 0);
+	assert_true(json_integer_value(json_object_get(e, "want")) >= 1);
+	assert_int_equal(json_integer_value(json_object_get(e, "need")), 1);
+	ans = json_pack("{s:i,s:[{s:s,s:O,s:i,s:b}]}", "ttl_seconds", 30, "grants", "limit", "team:t:requests:daily",
+			"bucket", json_object_get(e, "bucket"), "allow", 3, "exhausted", 0);
+	assert_int_equal(lc_lease_apply(plan, ans, fake_now_ms), LC_OK);
+	for (int i = 0; i < 5; i++) {
+		d = admit("k-lease", req("m", 10, 10, NULL));
+		if (d.verdict == LC_ALLOW) {
+			allowed++;
+			settle_usage(d.ticket, 1, 0, 1);
+		}
+	}
+	assert_int_equal(allowed, 3);   /* exactly the slice */
+	assert_non_null(strstr(d.message, "is used up (3 used here + 1 this request"));
+	/* an answer to an older call changes nothing */
+	json_t *old = plan;
+	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_non_null(plan);
+	json_object_set_new(json_array_get(json_object_get(ans, "grants"), 0), "allow", json_integer(50));
+	assert_int_equal(lc_lease_apply(old, ans, fake_now_ms), LC_OK);
+	assert_int_equal(admit("k-lease", req("m", 10, 10, NULL)).verdict, LC_DENY);
+	/* the current one does; the slice ends with its TTL */
+	json_object_set_new(json_array_get(json_object_get(ans, "grants"), 0), "bucket",
+			    json_incref(json_object_get(json_array_get(json_object_get(plan, "leases"), 0), "bucket")));
+	assert_int_equal(lc_lease_apply(plan, ans, fake_now_ms), LC_OK);
+	d = admit("k-lease", req("m", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+	fake_now_ms += 31000;
+	assert_int_equal(admit("k-lease", req("m", 10, 10, NULL)).verdict, LC_DENY);
+	json_decref(old);
+	json_decref(plan);
+	json_decref(ans);
+	/* a policy without "leases": the same limit is enforced locally, as a standalone host does */
+	install("\"teams\":{\"t\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":100}]}},"
+		"\"keys\":{\"ci\":{\"sha256\":\"%s\",\"team\":\"t\"}}", fp("k-lease"));
+	assert_int_equal(admit("k-lease", req("m", 10, 10, NULL)).verdict, LC_ALLOW);
+	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_null(plan);
+	lc_clock_hook = NULL;
+}
+
 static int setup(void **st)
 {
 	char err[256];
@@ -1376,6 +1448,7 @@ int main(void)
 		cmocka_unit_test(test_store_missing_passes_and_corrupt_fails_closed),
 		cmocka_unit_test(test_fork_child_reopens),
 		cmocka_unit_test(test_decision_stats_carry_over),
+		cmocka_unit_test(test_leases_slice),
 		/* these move the test clock to 2031: last */
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),

@@ -479,6 +479,106 @@ static void test_resign_at_half_life(void **state)
 	lc_clock_hook = NULL;
 }
 
+/* ---- leases: slices of a shared limit never add up past its threshold ---- */
+
+/* one lease call of host `host` for team t's lifetime requests limit: the new allowance (-1: refused);
+ * *flag gets "exhausted", "stale" or "unknown" when the answer says so */
+static int64_t lease(struct fx *fx, const char *host, int64_t used, int64_t held, int64_t want, int64_t gen,
+		     const char **flag)
+{
+	char body[1024];
+	json_t *j;
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:t:requests:lifetime\",\"bucket\":0,"
+		 "\"used\":%" PRId64 ",\"held\":%" PRId64 ",\"want\":%" PRId64 ",\"gen\":%" PRId64 "}]}",
+		 host, used, held, want, gen);
+	if (req(fx, "POST", "/v1/leases", host_auth(fx, host), body, &j, NULL) != 200) {
+		json_decref(j);
+		return -1;
+	}
+	json_t *g = json_array_get(json_object_get(j, "grants"), 0);
+	int64_t allow = json_integer_value(json_object_get(g, "allow"));
+	if (flag)
+		*flag = json_is_true(json_object_get(g, "stale"))       ? "stale"
+			: json_is_true(json_object_get(g, "unknown"))   ? "unknown"
+			: json_is_true(json_object_get(g, "exhausted")) ? "exhausted"
+									: "";
+	assert_int_equal(json_integer_value(json_object_get(j, "ttl_seconds")), 5);
+	json_decref(j);
+	return allow;
+}
+
+static void test_leases(void **state)
+{
+	struct fx *fx = *state;
+	const char *flag;
+	json_t *j;
+
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
+			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":10}]}", NULL,
+			     NULL), 201);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"lease_ttl_seconds\": 5}", NULL, NULL), 200);
+	/* leases off: nothing beyond what the host holds */
+	assert_int_equal(lease(fx, "a", 0, 0, 4, 1, &flag), 0);
+	assert_string_equal(flag, "unknown");
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": true, \"lease_ttl_seconds\": 5}",
+			     NULL, NULL), 200);
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	assert_true(json_is_true(json_object_get(j, "leases")));
+	json_decref(j);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": 1}", &j, NULL), 400);
+	json_decref(j);
+
+	/* three hosts each want everything: at most half of what is left per call, never more in all */
+	assert_int_equal(lease(fx, "a", 0, 0, 100, 10, &flag), 5);
+	assert_string_equal(flag, "exhausted");
+	assert_int_equal(lease(fx, "b", 0, 0, 100, 10, NULL), 3);
+	assert_int_equal(lease(fx, "c", 0, 0, 100, 10, NULL), 1);
+	assert_int_equal(lease(fx, "c", 0, 1, 100, 11, NULL), 2);
+	assert_int_equal(lease(fx, "c", 0, 2, 100, 12, NULL), 2);   /* nothing left: 5 + 3 + 2 = 10 */
+	/* a call older than one already seen changes nothing */
+	assert_int_equal(lease(fx, "a", 0, 0, 100, 9, &flag), 0);
+	assert_string_equal(flag, "stale");
+	/* a returns 3 of its 5 (it has spent 2): b can have them */
+	assert_int_equal(lease(fx, "a", 2, 2, 0, 11, NULL), 2);
+	assert_int_equal(lease(fx, "b", 0, 3, 100, 11, NULL), 5);   /* half of the 3 left, rounded up */
+	/* a host that vanishes: its slice comes back after the TTL, what it committed stays counted */
+	assert_int_equal(lease(fx, "c", 1, 2, 0, 13, NULL), 2);
+	assert_int_equal(lease(fx, "b", 0, 5, 100, 12, NULL), 6);   /* a: 2, b: 6, c: 2 */
+	fake_ms += 4000;
+	assert_int_equal(lease(fx, "b", 0, 6, 100, 13, NULL), 6);   /* c's slice still live */
+	fake_ms += 2000;
+	assert_int_equal(lease(fx, "b", 0, 6, 100, 14, NULL), 7);   /* c's TTL passed: its unspent 1 is back */
+	/* usage reported by a host without a lease counts too */
+	assert_int_equal(req(fx, "GET", "/v1/admin/leases", AUTH, NULL, &j, NULL), 200);
+	json_t *l = json_array_get(json_object_get(j, "leases"), 0);
+	assert_string_equal(json_string_value(json_object_get(l, "limit")), "team:t:requests:lifetime");
+	assert_int_equal(json_integer_value(json_object_get(l, "outstanding")), 10);
+	json_decref(j);
+	/* bodies are checked where they enter */
+	assert_int_equal(req(fx, "POST", "/v1/leases", host_auth(fx, "a"),
+			     "{\"host_id\":\"a\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:t:requests:lifetime\","
+			     "\"bucket\":0,\"used\":-1,\"held\":0,\"want\":1,\"gen\":1}]}", &j, NULL), 400);
+	assert_error(j, "invalid_request_error", "leases[0].used");
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/leases", host_auth(fx, "a"), "{\"host_id\":\"a|b\",\"epoch\":\"e\",\"leases\":[]}", &j,
+			     NULL), 400);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/leases", host_auth(fx, "a"), "{\"host_id\":\"a\",\"epoch\":\"e\",\"leases\":[],\"x\":1}",
+			     &j, NULL), 400);
+	json_decref(j);
+	/* a host leases only as itself */
+	assert_int_equal(req(fx, "POST", "/v1/leases", host_auth(fx, "b"), "{\"host_id\":\"a\",\"epoch\":\"e\",\"leases\":[]}",
+			     &j, NULL), 403);
+	json_decref(j);
+	assert_int_equal(req(fx, "POST", "/v1/leases", NULL, "{\"host_id\":\"a\",\"epoch\":\"e\",\"leases\":[]}", &j, NULL),
+			 401);
+	json_decref(j);
+	lc_clock_hook = NULL;
+}
+
 static void test_event_once_per_window(void **state)
 {
 	struct fx *fx = *state;
@@ -1104,6 +1204,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enroll_code_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secrets_stay_and_host_events, setup, teardown),

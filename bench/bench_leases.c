@@ -1,0 +1,263 @@
+/* bench_leases - leases (docs/server.md "Leases"), figures not tests:
+ *   - lease grants per second on the server's store (POST /v1/leases through srv_handle, no socket:
+ *     one durable LMDB write transaction per call), 8 hosts taking turns on one team limit;
+ *   - a refill's own cost on a host: plan (store) + grant (server) + apply (store), in one process;
+ *     the agent adds its tick (200 ms at most) and the network round trip;
+ *   - decisions (admit + settle) per second on a host holding a slice of a shared team limit, and
+ *     the same policy without leases, in the same run. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "sign.h"
+#include "srv.h"
+#include "util.h"
+
+#define AUTH "Bearer bench-admin-token-0123456789"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *m)
+{
+	fprintf(stderr, "bench_leases: %s\n", m);
+	exit(1);
+}
+
+static int call(struct srv *s, const char *method, const char *path, const char *auth, const char *body, json_t **out)
+{
+	struct srv_req rq = {.method = method, .path = path, .authorization = auth, .body = body,
+			     .body_len = body ? strlen(body) : 0};
+	struct srv_resp rs;
+
+	srv_handle(s, &rq, &rs);
+	if (out)
+		*out = rs.body ? json_loads(rs.body, 0, NULL) : NULL;
+	int st = rs.status;
+	srv_resp_free(&rs);
+	return st;
+}
+
+static void server_open(struct srv *s, const char *dir)
+{
+	char err[512], path[600];
+
+	memset(s, 0, sizeof(*s));
+	if (srv_store_open(s, dir, err, sizeof err))
+		die(err);
+	snprintf(path, sizeof path, "%s/keys", dir);
+	if (lc_keygen(path, err, sizeof err))
+		die(err);
+	snprintf(path, sizeof path, "%s/keys/llmcap.key", dir);
+	if (lc_signkey_load(path, &s->key, err, sizeof err))
+		die(err);
+	if (srv_set_admin_token(s, AUTH + 7, strlen(AUTH + 7)))
+		die("admin token");
+	if (call(s, "PUT", "/v1/admin/settings", AUTH, "{\"leases\":true}", NULL) != 200 ||
+	    call(s, "PUT", "/v1/admin/teams/t", AUTH,
+		 "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":1000000000000}]}", NULL) != 201)
+		die("server setup");
+}
+
+static void grants_per_second(const char *base)
+{
+	struct srv s;
+	char dir[600], body[512];
+	int64_t held[8] = {0};
+	long n = 0;
+	double t0, el;
+
+	snprintf(dir, sizeof dir, "%s/srv-grants", base);
+	server_open(&s, dir);
+	t0 = now_s();
+	while ((el = now_s() - t0) < 2.0) {
+		int h = (int)(n % 8);
+		json_t *a = NULL;
+
+		snprintf(body, sizeof body,
+			 "{\"host_id\":\"host%d\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:t:requests:lifetime\","
+			 "\"bucket\":0,\"used\":%" PRId64 ",\"held\":%" PRId64 ",\"want\":10,\"gen\":%ld}]}",
+			 h, held[h], held[h], n + 1);
+		if (call(&s, "POST", "/v1/leases", NULL, body, &a) != 200)
+			die("lease call refused");
+		held[h] = json_integer_value(json_object_get(json_array_get(json_object_get(a, "grants"), 0), "allow"));
+		json_decref(a);
+		n++;
+	}
+	printf("server: %8.0f lease grants/s (LMDB store, durable commits, 8 hosts on one team limit, %ld calls)\n",
+	       n / el, n);
+	srv_store_close(&s);
+}
+
+static void make_host_policy(const char *dir, struct srv *s, bool leases)
+{
+	struct lc_trust t = {0};
+	char err[512], path[600], *env;
+	size_t envlen;
+	struct lc_buf b;
+	unsigned char d[32];
+	char hex[65];
+
+	(void)s;
+	snprintf(path, sizeof path, "%s/hk", dir);
+	if (lc_keygen(path, err, sizeof err))
+		die(err);
+	struct lc_signkey sk;
+	snprintf(path, sizeof path, "%s/hk/llmcap.key", dir);
+	if (lc_signkey_load(path, &sk, err, sizeof err))
+		die(err);
+	snprintf(path, sizeof path, "%s/hk/llmcap.pub", dir);
+	if (lc_trust_load(path, &t, err, sizeof err))
+		die(err);
+	lc_sha256("sk-bench", 8, d);
+	lc_hex(d, 32, hex);
+	lc_buf_init(&b, 1 << 20);
+	lc_buf_printf(&b, "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\","
+			  "\"expires_at\":\"2099-01-01T00:00:00Z\",%s"
+			  "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]}],"
+			  "\"prices\":{\"gpt-4o-mini\":{\"input\":0.15,\"output\":0.6}},"
+			  "\"teams\":{\"t\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":1000000000000}]}},"
+			  "\"keys\":{\"k\":{\"sha256\":\"%s\",\"team\":\"t\"}}}",
+		      leases ? "\"leases\":true," : "", hex);
+	if (lc_dsse_sign(&sk, b.data, b.len, &env, &envlen, err, sizeof err))
+		die(err);
+	if (lc_apply_envelope(&t, env, envlen, NULL, err, sizeof err))
+		die(err);
+	free(env);
+	lc_buf_free(&b);
+}
+
+/* one refill: plan, grant, apply; false when the plan had nothing to ask */
+static bool refill(struct srv *s)
+{
+	json_t *plan = NULL, *ans = NULL;
+	int64_t sent = lc_now_ms();
+	char *txt;
+
+	if (lc_lease_plan(&plan) != LC_OK)
+		die("plan");
+	if (!plan)
+		return false;
+	txt = json_dumps(plan, JSON_COMPACT);
+	if (call(s, "POST", "/v1/leases", NULL, txt, &ans) != 200 || lc_lease_apply(plan, ans, sent) != LC_OK)
+		die("refill");
+	free(txt);
+	json_decref(plan);
+	json_decref(ans);
+	return true;
+}
+
+static struct lc_decision decide(void)
+{
+	struct lc_reqinfo info = {.api = LC_API_CHAT, .model = "gpt-4o-mini", .input_estimate = 1024, .output_cap = 256};
+	struct lc_admit_req r = {.host = "api.openai.com", .port = 443, .api_key = "sk-bench", .api_key_len = 8,
+				 .info = &info};
+	struct lc_decision d;
+
+	lc_admit(&r, &d);
+	return d;
+}
+
+static double pairs_per_s(long n)
+{
+	struct lc_usage u = {.present = true, .input = 200, .output = 100};
+	double t0 = now_s();
+
+	for (long i = 0; i < n; i++) {
+		struct lc_decision d = decide();
+
+		if (d.verdict != LC_ALLOW)
+			die("unexpected denial (the slice ran out: raise the threshold)");
+		lc_settle(d.ticket, &u, 200);
+	}
+	return n / (now_s() - t0);
+}
+
+static void host_run(const char *base, int run, bool leases, long n)
+{
+	struct srv s;
+	char dir[600], sd[700];
+
+	snprintf(dir, sizeof dir, "%s/host-%d", base, run);
+	mkdir(dir, 0755);
+	snprintf(sd, sizeof sd, "%s/state", dir);
+	lc_state_dir_set(sd);
+	server_open(&s, dir);
+	make_host_policy(dir, &s, leases);
+	if (leases) {
+		/* the first request is refused and asks; time the refills it takes to get going */
+		double t0, tot = 0;
+		int k = 0;
+
+		if (decide().verdict != LC_DENY)
+			die("no refusal before the first slice");
+		for (; k < 20; k++) {
+			t0 = now_s();
+			if (!refill(&s))
+				break;
+			tot += now_s() - t0;
+			if (decide().verdict != LC_ALLOW)
+				die("refused after a refill");
+		}
+		printf("host:   refill (plan + grant + apply, in process) %.3f ms on average over %d; the agent adds at "
+		       "most its 200 ms tick and one round trip\n",
+		       k ? tot / k * 1e3 : 0.0, k);
+		for (int i = 0; i < 40 && refill(&s); i++)   /* a slice for the run */
+			;
+	}
+	/* a store in use holds many groups: 300 other keys' ledger records, so that both runs write a
+	 * B-tree of the same shape (a nearly empty store would make one extra record look costly) */
+	for (int i = 0; i < 300; i++) {
+		char key[32];
+		struct lc_reqinfo info = {.api = LC_API_CHAT, .model = "gpt-4o-mini", .input_estimate = 10, .output_cap = 10};
+		struct lc_admit_req r = {.host = "api.openai.com", .port = 443, .api_key = key, .info = &info};
+		struct lc_usage u = {.present = true, .input = 1, .output = 1};
+		struct lc_decision d;
+
+		snprintf(key, sizeof key, "sk-other-%d", i);
+		r.api_key_len = strlen(key);
+		lc_admit(&r, &d);
+		lc_settle(d.ticket, &u, 200);
+	}
+	pairs_per_s(n / 10);   /* warm up */
+	printf("host:   %8.0f admit+settle pairs/s %s\n", pairs_per_s(n),
+	       leases ? "holding a slice of a shared team limit (leases)" : "same team limit, no leases");
+	fflush(stdout);
+	srv_store_close(&s);
+}
+
+int main(int argc, char **argv)
+{
+	char base[] = "/tmp/llmcap-bench-leases.XXXXXX", cmd[300];
+	long n = argc > 1 ? atol(argv[1]) : 100000;
+
+	if (!mkdtemp(base))
+		die("mkdtemp");
+	setenv("LLMCAP_LOG", "off", 1);
+	grants_per_second(base);
+	fflush(stdout);
+	/* one host store per process; with and without leases twice, alternating */
+	for (int i = 0; i < 4; i++) {
+		int leases = i % 2 == 0;
+		pid_t p = fork();
+
+		if (p == 0) {
+			host_run(base, i, leases, n);
+			_exit(0);
+		}
+		waitpid(p, NULL, 0);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", base);
+	return system(cmd) != 0;
+}
