@@ -30,7 +30,8 @@
 
 #define LEASE_PER_CALL_MAX 256
 #define LEASE_AMOUNT_MAX 1000000000000000LL   /* 10^15, as usage reports */
-#define LEASE_SKEW_S 120                      /* a host's bucket may be this far from ours */
+#define LEASE_SKEW_S 120
+#define LEASE_HOSTS_MAX 4096                  /* host records (host_id|epoch) per limit and window */                      /* a host's bucket may be this far from ours */
 #define E400(rs, ...) srv_resp_error(rs, 400, "invalid_request_error", __VA_ARGS__)
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -121,6 +122,10 @@ static int grant_one(struct srv *s, srv_txn *txn, struct lease_op *op, const cha
 	}
 	hosts = json_object_get(doc, "hosts");
 	me = json_object_get(hosts, hk);
+	if (!me && json_object_size(hosts) >= LEASE_HOSTS_MAX) {
+		json_decref(doc);   /* a record stays small: a host past this many gets nothing more */
+		return 0;
+	}
 	if (me && gen <= json_integer_value(json_object_get(me, "g"))) {
 		json_object_set_new(g, "stale", json_true());   /* a newer call of this host was seen */
 		json_decref(doc);
