@@ -70,6 +70,23 @@ static void server_open(struct srv *s, const char *dir)
 		die("server setup");
 }
 
+/* an enrolled host's "Bearer <credential>" (out: 600 bytes) */
+static void enroll(struct srv *s, const char *host, char *out)
+{
+	char body[256];
+	json_t *j = NULL;
+
+	if (call(s, "POST", "/v1/admin/hosts/enroll", AUTH, NULL, &j) != 201)
+		die("enroll code");
+	snprintf(body, sizeof body, "{\"code\":\"%s\",\"host_id\":\"%s\"}", json_string_value(json_object_get(j, "code")),
+		 host);
+	json_decref(j);
+	if (call(s, "POST", "/v1/hosts/enroll", NULL, body, &j) != 201)
+		die("enroll");
+	snprintf(out, 600, "Bearer %s", json_string_value(json_object_get(j, "credential")));
+	json_decref(j);
+}
+
 static void grants_per_second(const char *base)
 {
 	struct srv s;
@@ -80,6 +97,12 @@ static void grants_per_second(const char *base)
 
 	snprintf(dir, sizeof dir, "%s/srv-grants", base);
 	server_open(&s, dir);
+	static char auth[8][600];
+	for (int h = 0; h < 8; h++) {
+		char id[16];
+		snprintf(id, sizeof id, "host%d", h);
+		enroll(&s, id, auth[h]);
+	}
 	t0 = now_s();
 	while ((el = now_s() - t0) < 2.0) {
 		int h = (int)(n % 8);
@@ -89,7 +112,7 @@ static void grants_per_second(const char *base)
 			 "{\"host_id\":\"host%d\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:t:requests:lifetime\","
 			 "\"bucket\":0,\"used\":%" PRId64 ",\"held\":%" PRId64 ",\"want\":10,\"gen\":%ld}]}",
 			 h, held[h], held[h], n + 1);
-		if (call(&s, "POST", "/v1/leases", NULL, body, &a) != 200)
+		if (call(&s, "POST", "/v1/leases", auth[h], body, &a) != 200)
 			die("lease call refused");
 		held[h] = json_integer_value(json_object_get(json_array_get(json_object_get(a, "grants"), 0), "allow"));
 		json_decref(a);
@@ -139,6 +162,8 @@ static void make_host_policy(const char *dir, struct srv *s, bool leases)
 }
 
 /* one refill: plan, grant, apply; false when the plan had nothing to ask */
+static char host_auth[600];
+
 static bool refill(struct srv *s)
 {
 	json_t *plan = NULL, *ans = NULL;
@@ -149,8 +174,9 @@ static bool refill(struct srv *s)
 		die("plan");
 	if (!plan)
 		return false;
+	json_object_set_new(plan, "host_id", json_string("bench-host"));   /* the credential's host */
 	txt = json_dumps(plan, JSON_COMPACT);
-	if (call(s, "POST", "/v1/leases", NULL, txt, &ans) != 200 || lc_lease_apply(plan, ans, sent) != LC_OK)
+	if (call(s, "POST", "/v1/leases", host_auth, txt, &ans) != 200 || lc_lease_apply(plan, ans, sent) != LC_OK)
 		die("refill");
 	free(txt);
 	json_decref(plan);
@@ -195,6 +221,7 @@ static void host_run(const char *base, int run, bool leases, long n)
 	lc_state_dir_set(sd);
 	server_open(&s, dir);
 	make_host_policy(dir, &s, leases);
+	enroll(&s, "bench-host", host_auth);
 	if (leases) {
 		/* the first request is refused and asks; time the refills it takes to get going */
 		double t0, tot = 0;

@@ -27,6 +27,8 @@ api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","ho
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1,"max_output_tokens":64}}}'
 api PUT /v1/admin/settings '{"leases":true}'
 export LLMCAP_STATE_DIR=$T/host LLMCAP_LOG=error
+code=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" "$S/v1/admin/hosts/enroll" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["code"])')
+"$B/llmcap" agent enroll --server "$S" --code "$code" --trust "$T/keys/llmcap.pub" >/dev/null || { echo "bench_leases_refill: enroll failed"; exit 1; }
 "$B/llmcap" agent --server "$S" --trust "$T/keys/llmcap.pub" --interval 5 2>/dev/null & pids+=($!)
 times=()
 for i in 1 2 3 4 5 6; do
