@@ -13,7 +13,8 @@ start_receiver hook
 start_server
 PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 H=$T/host
-agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" "$@"; }
+enroll "$H" --trust "$T/keys/llmcap.pub" || fail "the host enrols"
+agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent "$@"; }
 chat() { # KEY COUNT -> the statuses, space-separated
 	LLMCAP_STATE_DIR=$H "$CHAT" --url "$PURL" --key "$1" --max-tokens 20 --count "$2" 2>>"$T/chat.err" | tr '\n' ' ' |
 		sed 's/ $//'
@@ -31,8 +32,9 @@ for l in open(sys.argv[1]):
     out.append(b["data"])
 print(json.dumps(out))' "$T/receiver-hook.jsonl" "$@"
 }
+HCRED=$(host_cred h1)
 report() { # SEQ TEAM WINDOW BUCKET USED_MICRO
-	curl -s -o /dev/null -w '%{http_code}' -X POST "$SRV_URL/v1/usage" --data-binary \
+	curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $HCRED" "$SRV_URL/v1/usage" --data-binary \
 		'{"host_id":"h1","epoch":"e1","seq":'"$1"',"counters":[{"scope":"team","id":"'"$2"'","metric":"cost","window":"'"$3"'","bucket":'"$4"',"used":'"$5"'}]}'
 }
 
