@@ -172,6 +172,10 @@ $(B)/tests/%: tests/unit/%.c $(SS_OBJ) $(SDK_OBJ) $(PRE_LOGIC_OBJ) $(SRV_LOGIC_O
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $^ $(LDFLAGS_ALL) -lcmocka $(CORE_LIBS) $(CURL_LIBS) $(SRV_LIBS)
 
+# test_sdk makes allocations fail for real: llmcap's own malloc/calloc/realloc calls are routed
+# through the test's wrappers at link time (nothing in the library knows)
+$(B)/tests/test_sdk: LDFLAGS_ALL += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+
 # client programs the integration tests drive under the preload (e.g. a libcurl multi client):
 # built like any client, never with sanitizers
 $(B)/tests/bin/%: tests/bin/%.c

@@ -113,7 +113,8 @@ static void add_host(const char *entry)
 	snprintf(host, sizeof(host), "%s", entry);
 	colon = strrchr(host, ':');
 	if (colon && !strchr(colon + 1, ']') && strchr(host, ':') == colon) {    /* host:port */
-		port = atoi(colon + 1);
+		if (lc_parse_port(colon + 1, strlen(colon + 1), &port))
+			return;  /* the policy check refuses such an entry; never a wrapped port */
 		*colon = 0;
 	}
 	if (host[0] == '[') {

@@ -124,6 +124,13 @@ bool lc_cls_is_http_request(const void *buf, size_t n)
 	return false;
 }
 
+/* the digits after "host:": none leaves the port unknown (0), as RFC 3986 allows; anything but
+ * 1..65535 makes the whole authority unreadable */
+static int port_part(const char *p, size_t n, int *port)
+{
+	return n == 0 ? 0 : lc_parse_port(p, n, port);
+}
+
 /* split "host:port", "[v6]:port", "host" */
 static int split_hostport(const char *s, size_t len, char *host, size_t hostlen, int *port)
 {
@@ -143,7 +150,7 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hostlen,
 		memcpy(host, s + 1, hl);
 		host[hl] = 0;
 		if ((size_t)(rb - s + 1) < len && rb[1] == ':')
-			*port = atoi(rb + 2);
+			return port_part(rb + 2, (size_t)(s + len - rb - 2), port);
 		return 0;
 	}
 	for (i = 0; i < len; i++)
@@ -157,7 +164,7 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hostlen,
 	for (i = 0; i < hl; i++)
 		host[i] = (char)tolower((unsigned char)host[i]);
 	if (colon)
-		*port = atoi(colon + 1);
+		return port_part(colon + 1, (size_t)(s + len - colon - 1), port);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "llmcap.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,9 @@ static int split_url(const char *url, char *host, size_t hn, int *port, char *pa
 	    curl_url_get(u, CURLUPART_PATH, &p, 0))
 		goto out;
 	curl_url_get(u, CURLUPART_QUERY, &q, 0);
-	if (curl_url_get(u, CURLUPART_PORT, &portstr, CURLU_DEFAULT_PORT) == 0)
-		*port = atoi(portstr);
+	if (curl_url_get(u, CURLUPART_PORT, &portstr, CURLU_DEFAULT_PORT) == 0 &&
+	    lc_parse_port(portstr, strlen(portstr), port))
+		goto out;
 	/* IPv6 literals come back bracketed; the policy names them bare */
 	if (h[0] == '[') {
 		size_t n = strlen(h);
@@ -123,6 +125,7 @@ LLMCAP_EXPORT llmcap_err llmcap_admit(llmcap *lc, const char *url, const char *c
 	/* Present the request to the engine exactly as it goes on the wire, so the SDK and the
 	 * preload identify keys, customers and models by the same code. */
 	lc_buf_init(&raw, LC_WIRE_MAX_HEAD + LC_WIRE_MAX_BODY);
+	errno = 0;  /* a buffer that fails says why: E2BIG (the caller's request is too big) or ENOMEM */
 	rc = lc_buf_printf(&raw, "POST %s HTTP/1.1\r\nHost: %s\r\n", path, host);
 	for (size_t i = 0; headers && headers[i] && !rc; i++) {
 		if (!strncasecmp(headers[i], "content-length:", 15) || !strncasecmp(headers[i], "transfer-encoding:", 18) ||
@@ -137,7 +140,7 @@ LLMCAP_EXPORT llmcap_err llmcap_admit(llmcap *lc, const char *url, const char *c
 	if (rc) {
 		lc_buf_free(&raw);
 		llmcap_call_free(call);
-		return LLMCAP_E_INVAL;
+		return errno == ENOMEM ? LLMCAP_E_NOMEM : LLMCAP_E_INVAL;
 	}
 	lc_reqparse_init(&rp);
 	rc = lc_reqparse_feed(&rp, raw.data, raw.len, &used);
@@ -145,14 +148,19 @@ LLMCAP_EXPORT llmcap_err llmcap_admit(llmcap *lc, const char *url, const char *c
 	if (rc != LC_PARSE_DONE) {
 		lc_reqparse_free(&rp);
 		llmcap_call_free(call);
-		return LLMCAP_E_INVAL;
+		return errno == ENOMEM ? LLMCAP_E_NOMEM : LLMCAP_E_INVAL;
 	}
-	lc_admit_http(host, port, &rp, &call->d);
+	rc = lc_admit_http(host, port, &rp, &call->d);
 	lc_reqparse_free(&rp);
-	if (call->d.verdict == LC_DENY) {
-		lc_synth_body(call->d.format, call->d.status, call->d.message, &call->body);
-		lc_synth_response(call->d.format, call->d.status, call->d.message, call->d.limit, call->d.retry_after,
-				  call->d.should_retry, &call->response);
+	/* Store errors come back as a decision (a 503 DENY when fail-closed); running out of memory
+	 * is the caller's to know, never an empty DENY. */
+	if (rc == ENOMEM ||
+	    (call->d.verdict == LC_DENY &&
+	     (lc_synth_body(call->d.format, call->d.status, call->d.message, &call->body) ||
+	      lc_synth_response(call->d.format, call->d.status, call->d.message, call->d.limit,
+				call->d.retry_after, call->d.should_retry, &call->response)))) {
+		llmcap_call_free(call);
+		return LLMCAP_E_NOMEM;
 	}
 	*out = call;
 	return LLMCAP_OK;
@@ -238,7 +246,7 @@ LLMCAP_EXPORT llmcap_err llmcap_settle_response(llmcap_call *call, int http_stat
 
 	if (!call || (len && !body))
 		return LLMCAP_E_INVAL;
-	if (!content_type && len >= 5 && (!memcmp(body, "data:", 5) || !memcmp(body, "event:", 6)))
+	if (!content_type && ((len >= 5 && !memcmp(body, "data:", 5)) || (len >= 6 && !memcmp(body, "event:", 6))))
 		sse = true;
 	if (sse) {
 		struct lc_sse s;
@@ -332,8 +340,14 @@ LLMCAP_EXPORT llmcap_err llmcap_curl_post(llmcap *lc, void *curl_easy, const cha
 	s.ctype[0] = '\0';
 	if (call->d.verdict == LC_DENY) {
 		*status = call->d.status;
-		lc_buf_add(&s.body, call->body.data ? call->body.data : "", call->body.len);
-		goto done;
+		if (response && lc_buf_add(&s.body, call->body.data ? call->body.data : "", call->body.len)) {
+			llmcap_call_free(call);
+			return LLMCAP_E_NOMEM;
+		}
+		if (response_len)
+			*response_len = call->body.len;
+		llmcap_call_free(call);
+		goto out;
 	}
 	curl_easy_setopt(curl_easy, CURLOPT_URL, url);
 	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, headers);
@@ -344,6 +358,12 @@ LLMCAP_EXPORT llmcap_err llmcap_curl_post(llmcap *lc, void *curl_easy, const cha
 	curl_easy_setopt(curl_easy, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(curl_easy, CURLOPT_HEADERDATA, &s);
 	cc = curl_easy_perform(curl_easy);
+	/* &s dies with this frame: leave the handle's callbacks at libcurl's defaults (libcurl cannot
+	 * tell us what the caller had set), never pointing here */
+	curl_easy_setopt(curl_easy, CURLOPT_WRITEFUNCTION, NULL);
+	curl_easy_setopt(curl_easy, CURLOPT_WRITEDATA, stdout);
+	curl_easy_setopt(curl_easy, CURLOPT_HEADERFUNCTION, NULL);
+	curl_easy_setopt(curl_easy, CURLOPT_HEADERDATA, NULL);
 	if (cc != CURLE_OK) {
 		settle(call, NULL, 599);  /* transport failure: counted, not charged */
 		llmcap_call_free(call);
@@ -353,15 +373,15 @@ LLMCAP_EXPORT llmcap_err llmcap_curl_post(llmcap *lc, void *curl_easy, const cha
 	curl_easy_getinfo(curl_easy, CURLINFO_RESPONSE_CODE, status);
 	if (call->d.verdict == LC_ALLOW)
 		llmcap_settle_response(call, (int)*status, s.ctype[0] ? s.ctype : NULL, s.body.data, s.body.len);
-done:
 	llmcap_call_free(call);
 	if (response_len)
 		*response_len = s.body.len;
-	if (response) {
-		if (!s.body.data)
-			lc_buf_add(&s.body, "", 0);
+out:
+	if (response && !s.body.data && lc_buf_add(&s.body, "", 0))
+		return LLMCAP_E_NOMEM;
+	if (response)
 		*response = s.body.data;
-	} else
+	else
 		lc_buf_free(&s.body);
 	return LLMCAP_OK;
 }

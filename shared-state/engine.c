@@ -1055,6 +1055,17 @@ static void fail_decision(int rc, struct lc_decision *d)
 	pthread_mutex_unlock(&fail_log_mu);
 }
 
+/* Out of memory deciding: no verdict on the request, and nothing wrong with the store. Held with a
+ * 503 worth retrying; callers that can say so (the SDK) report ENOMEM instead. */
+static int nomem_decision(struct lc_decision *d, enum lc_format fmt)
+{
+	memset(d, 0, sizeof(*d));
+	d->format = fmt;
+	set_deny(d, 503, "llmcap: out of memory deciding on this request");
+	d->retry_after = 1;
+	d->should_retry = true;
+	return ENOMEM;
+}
 
 static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis);
 
@@ -1108,6 +1119,8 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 		memset(d, 0, sizeof(*d));
 		return rc;
 	}
+	if (rc == ENOMEM)
+		return nomem_decision(d, basis ? basis->fmt : LC_FMT_OPENAI);
 	if (rc) {
 		fail_decision(rc, d);  /* one stderr line, naming the cause (e.g. "File too large") */
 		return LC_E_STORE;
@@ -1242,8 +1255,11 @@ static int admit_http_on(const char *host, int port, const struct lc_reqparse *r
 	for (int i = 0; i < b->nident; i++)
 		ident[i] = b->ident[i];
 	ident[b->nident] = NULL;
-	if (lc_reqinfo_parse(b->fmt, req->path, req->body.data, req->body.len, ident, hdr_cb, &hc, &info, err,
-			     errlen))
+	rc = lc_reqinfo_parse(b->fmt, req->path, req->body.data, req->body.len, ident, hdr_cb, &hc, &info, err,
+			      errlen);
+	if (rc == ENOMEM)
+		return ENOMEM;
+	if (rc)
 		return -2;
 	key = req_key(req, auth, sizeof(auth));
 	ar.host = host;
@@ -1310,6 +1326,8 @@ int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, str
 			fresh = true;
 		}
 		rc = admit_http_on(host, port, req, d, &b, err, sizeof(err));
+		if (rc == ENOMEM)  /* never a 400 for a request nobody could read */
+			return nomem_decision(d, b.fmt);
 		if (rc == LC__E_REPARSE) {  /* b now holds the store's basis */
 			basis_store(&b);
 			fresh = true;

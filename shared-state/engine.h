@@ -73,7 +73,8 @@ int lc_admit(const struct lc_admit_req *r, struct lc_decision *d);
 
 /* Convenience for HTTP/1.1 requests: credential from Authorization: Bearer, x-api-key or api-key;
  * request fields via lc_reqinfo_parse with the policy's customer identifiers. A body that is not
- * valid JSON on a priced API is denied (400-shaped 429? no: status 400 with message). */
+ * valid JSON on a priced API is denied with status 400 and a message. Out of memory reading the
+ * body returns ENOMEM with a 503 DENY (should_retry): never a 400 for a request nobody read. */
 int lc_admit_http(const char *host, int port, const struct lc_reqparse *req, struct lc_decision *d);
 
 /* Settle a ticket: usage present -> charge it (cached input at its own price);

@@ -30,16 +30,20 @@ static int buf_reserve(struct lc_buf *b, size_t need)
 
 	if (need + 1 <= b->cap)
 		return 0;
-	if (need > b->max)
+	if (need > b->max) {
+		errno = E2BIG;
 		return -1;
+	}
 	ncap = b->cap ? b->cap : 64;
 	while (ncap < need + 1)
 		ncap *= 2;
 	if (ncap > b->max + 1)
 		ncap = b->max + 1;
 	p = realloc(b->data, ncap);
-	if (!p)
+	if (!p) {
+		errno = ENOMEM;
 		return -1;
+	}
 	b->data = p;
 	b->cap = ncap;
 	return 0;
@@ -47,8 +51,10 @@ static int buf_reserve(struct lc_buf *b, size_t need)
 
 int lc_buf_add(struct lc_buf *b, const void *p, size_t n)
 {
-	if (n > b->max || b->len > b->max - n)
+	if (n > b->max || b->len > b->max - n) {
+		errno = E2BIG;
 		return -1;
+	}
 	if (buf_reserve(b, b->len + n))
 		return -1;
 	if (n)
@@ -76,7 +82,11 @@ int lc_buf_printf(struct lc_buf *b, const char *fmt, ...)
 		return -1;
 	if ((size_t)n < sizeof(small))
 		return lc_buf_add(b, small, (size_t)n);
-	if (b->len > b->max || (size_t)n > b->max - b->len || buf_reserve(b, b->len + (size_t)n))
+	if (b->len > b->max || (size_t)n > b->max - b->len) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (buf_reserve(b, b->len + (size_t)n))
 		return -1;
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -160,6 +170,37 @@ int64_t lc_sat_add(int64_t a, int64_t b)
 	if (__builtin_add_overflow(a, b, &r))
 		return b > 0 ? INT64_MAX : INT64_MIN;
 	return r;
+}
+
+int lc_parse_dec(const char *s, size_t n, int64_t lo, int64_t hi, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (!s || n == 0 || lo < 0 || lo > hi)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int d = s[i] - '0';
+
+		if (d < 0 || d > 9)
+			return -1;
+		if (v > hi / 10 || v * 10 > hi - d)  /* v * 10 + d would pass hi (tested without wrapping) */
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v < lo)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int lc_parse_port(const char *s, size_t n, int *port)
+{
+	int64_t v;
+
+	if (lc_parse_dec(s, n, 1, 65535, &v))
+		return -1;
+	*port = (int)v;
+	return 0;
 }
 
 void lc_be64(unsigned char *o, uint64_t v)

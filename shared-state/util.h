@@ -20,7 +20,8 @@ struct lc_buf {
 	size_t max;   /* hard cap; adding past it fails with -1 */
 };
 void lc_buf_init(struct lc_buf *b, size_t max);
-int lc_buf_add(struct lc_buf *b, const void *p, size_t n);        /* 0 ok, -1 too big / ENOMEM */
+/* 0 ok; -1 with errno E2BIG (past max) or ENOMEM (out of memory); so do addstr and printf */
+int lc_buf_add(struct lc_buf *b, const void *p, size_t n);
 int lc_buf_addstr(struct lc_buf *b, const char *s);
 int lc_buf_printf(struct lc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lc_buf_reset(struct lc_buf *b);                                /* len = 0, keeps memory */
@@ -50,6 +51,12 @@ void lc_micro_format(int64_t micro, char out[40]);     /* "$50.02" style (2 deci
 
 /* saturating: never wraps, stays in [INT64_MIN, INT64_MAX] */
 int64_t lc_sat_add(int64_t a, int64_t b);
+
+/* ---- numbers from outside: every one is bounds-checked where it enters ------
+ * lc_parse_dec: exactly n bytes of decimal digits (no sign, no spaces; n >= 1) whose value is in
+ * [lo, hi] (0 <= lo <= hi); 0 and *out, or -1. lc_parse_port: the same for a TCP port, 1..65535. */
+int lc_parse_dec(const char *s, size_t n, int64_t lo, int64_t hi, int64_t *out);
+int lc_parse_port(const char *s, size_t n, int *port);
 
 /* a host name as the provider table keys it: lower case, no trailing dot; returns its length */
 size_t lc_host_norm(char *h);

@@ -95,7 +95,8 @@ enum {
 typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outlen);
 /* identify: NULL-terminated list like {"header:x-customer-id","body:user","body:metadata.user_id",NULL};
  * the first that yields a non-empty string (<=127 bytes) wins.
- * Returns 0 ok; -1 when the body is not valid JSON or a field has the wrong type (err says which).
+ * Returns 0 ok; -1 when the body is not valid JSON or a field has the wrong type (err says which);
+ * ENOMEM when memory ran out reading it (nothing is known about the request then).
  * An empty body (GET) is fine: api from path, model "". On a path we do not price
  * (LC_API_UNKNOWN) a body that is not a JSON object (multipart upload, audio) is fine too.
  * output_cap is clamped to 2^40 (far above any model); out is written only on success. */

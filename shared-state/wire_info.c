@@ -6,6 +6,9 @@
  */
 #include "wire_int.h"
 
+#include <errno.h>
+#include <jansson.h>
+
 /* ---- format / api ---------------------------------------------------------- */
 
 int lc_format_parse(const char *s, enum lc_format *out)
@@ -266,10 +269,15 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 				json_decref(root);
 				root = NULL;
 			} else {
-				if (root)
+				if (root) {
 					lc_errf(err, errlen, "request body is not a JSON object");
-				else
+				} else if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]) {
+					/* jansson leaves the text empty when it could not allocate its lexer */
+					lc_errf(err, errlen, "out of memory reading the request body");
+					rc = ENOMEM;  /* says nothing about the request */
+				} else {
 					lc_errf(err, errlen, "request body is not valid JSON: %s", jerr.text);
+				}
 				goto out;
 			}
 		}

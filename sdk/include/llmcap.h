@@ -106,7 +106,8 @@ LLMCAP_EXPORT void llmcap_close(llmcap *lc);
  * @param[in] headers NULL-terminated array of "Name: value" strings, or NULL. Borrowed.
  * @param[in] body the request body (JSON), may be NULL when body_len is 0. Borrowed.
  * @param[out] out the call, set only on success (even for a DENY); free with llmcap_call_free().
- * @return LLMCAP_OK (look at llmcap_call_verdict()), LLMCAP_E_INVAL, LLMCAP_E_NOMEM.
+ * @return LLMCAP_OK (look at llmcap_call_verdict()), LLMCAP_E_INVAL, LLMCAP_E_NOMEM (memory ran out
+ *   reading the request or writing the DENY: nothing is reserved, *out is not set).
  *   A store failure still returns LLMCAP_OK with a DENY (status 503) when a policy is known.
  */
 LLMCAP_EXPORT llmcap_err llmcap_admit(llmcap *lc, const char *url, const char *const *headers, const void *body,
@@ -158,7 +159,11 @@ LLMCAP_EXPORT void llmcap_call_free(llmcap_call *call);
  * write callback on `curl_easy` (a CURL *), performs, and settles from the
  * response. On a DENY nothing is sent and the synthetic response is returned
  * as if the provider had answered. Other options you set on the handle
- * (timeouts, CA file, ...) are kept.
+ * (timeouts, CA file, ...) are kept. After a transfer the handle's
+ * CURLOPT_WRITEFUNCTION/WRITEDATA and CURLOPT_HEADERFUNCTION/HEADERDATA are
+ * back at libcurl's defaults (libcurl cannot report what you had set): set your
+ * own again before reusing the handle for other transfers. URL, HTTPHEADER and
+ * POSTFIELDS stay set and point at your memory.
  * @param[in] curl_easy a CURL * easy handle. Borrowed.
  * @param[in] headers a struct curl_slist * of request headers, or NULL. Borrowed.
  * @param[out] status the HTTP status (200, 429, ...).

@@ -18,6 +18,7 @@
 #include "sign.h"
 #include "util.h"
 #include "wire.h"
+#include "state_fixture.h"
 
 #define CORPUS "tests/golden/prices"
 
@@ -186,29 +187,12 @@ static void test_golden_corpus(void **st)
 
 static int setup(void **st)
 {
-	char err[256], sd[300], kd[300], f[400];
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-golden.XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
-	snprintf(kd, sizeof(kd), "%s/keys", tmpdir);
-	setenv("LLMCAP_STATE_DIR", sd, 1);
-	if (lc_keygen(kd, err, sizeof(err)))
-		return -1;
-	snprintf(f, sizeof(f), "%s/llmcap.key", kd);
-	if (lc_signkey_load(f, &skey, err, sizeof(err)))
-		return -1;
-	snprintf(f, sizeof(f), "%s/llmcap.pub", kd);
-	return lc_trust_load(f, &trust, err, sizeof(err));
+	return lc_fixture_setup("golden", tmpdir, sizeof(tmpdir), &skey, &trust);
 }
 
 static int teardown(void **st)
 {
-	char cmd[400];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return lc_fixture_teardown(tmpdir);
 }
 
 int main(void)

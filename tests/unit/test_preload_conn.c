@@ -21,6 +21,7 @@
 #include "preload.h"
 #include "sign.h"
 #include "util.h"
+#include "state_fixture.h"
 
 static char tmpdir[256];
 static struct lc_signkey skey;
@@ -134,6 +135,43 @@ static void test_host_header_and_url(void **st)
 	assert_int_equal(port, 11434);
 	assert_false(tls);
 	assert_int_equal(lc_cls_url("ftp://x/", host, sizeof(host), &port, &tls), -1);
+}
+
+/* A port is 1..65535 in decimal digits, checked where it enters: never atoi's wrap (4294967739 would
+ * come out as 443), a sign, or a value past the range. "host:" with no digits is a port left unsaid. */
+static void test_ports_are_bounds_checked(void **st)
+{
+	static const char *const bad[] = {"4294967739", "65536", "0", "-1", "+80", " 80", "8a", "99999999999999999999999"};
+	char req[256], host[64];
+	bool tls = false;
+	int port;
+	int64_t v;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: api.openai.com:%s\r\n\r\n", bad[i]);
+		port = -7;
+		if (lc_cls_host_header(req, strlen(req), host, sizeof(host), &port) != -1)
+			fail_msg("Host port '%s' read as %d", bad[i], port);
+		snprintf(req, sizeof(req), "https://[::1]:%s/v1", bad[i]);
+		assert_int_equal(lc_cls_url(req, host, sizeof(host), &port, &tls), -1);
+		assert_int_equal(lc_parse_port(bad[i], strlen(bad[i]), &port), -1);
+	}
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\r\nHost: a:65535\r\n\r\n", 34, host, sizeof(host), &port), 0);
+	assert_int_equal(port, 65535);
+	assert_int_equal(lc_cls_host_header("GET / HTTP/1.1\r\nHost: a:\r\n\r\n", 29, host, sizeof(host), &port), 0);
+	assert_int_equal(port, 0);
+	assert_int_equal(lc_cls_url("https://a:/v1", host, sizeof(host), &port, &tls), 0);
+	assert_int_equal(port, 443);
+	/* the digits only, not what follows them */
+	assert_int_equal(lc_parse_port("4431", 3, &port), 0);
+	assert_int_equal(port, 443);
+	assert_int_equal(lc_parse_dec("9223372036854775807", 19, 0, INT64_MAX, &v), 0);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(lc_parse_dec("9223372036854775808", 19, 0, INT64_MAX, &v), -1);
+	assert_int_equal(lc_parse_dec("10", 2, 0, 9, &v), -1);
+	assert_int_equal(lc_parse_dec("9", 1, 0, 5, &v), -1);
+	assert_int_equal(lc_parse_dec("3", 1, 4, 5, &v), -1);
+	assert_int_equal(lc_parse_dec("", 0, 0, 5, &v), -1);
 }
 
 static void test_bytes_predicates(void **st)
@@ -469,36 +507,20 @@ static void test_fail_modes(void **st)
 
 static int setup(void **st)
 {
-	char err[256], sd[300], kd[300], p[400];
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-preload.XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
-	snprintf(kd, sizeof(kd), "%s/keys", tmpdir);
-	setenv("LLMCAP_STATE_DIR", sd, 1);
 	setenv("LLMCAP_LOG", "off", 1);
-	if (lc_keygen(kd, err, sizeof(err)))
-		return -1;
-	snprintf(p, sizeof(p), "%s/llmcap.key", kd);
-	if (lc_signkey_load(p, &skey, err, sizeof(err)))
-		return -1;
-	snprintf(p, sizeof(p), "%s/llmcap.pub", kd);
-	return lc_trust_load(p, &trust, err, sizeof(err));
+	return lc_fixture_setup("preload", tmpdir, sizeof(tmpdir), &skey, &trust);
 }
 
 static int teardown(void **st)
 {
-	char cmd[400];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd) < 0;
+	return lc_fixture_teardown(tmpdir);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_host_header_and_url),
+		cmocka_unit_test(test_ports_are_bounds_checked),
 		cmocka_unit_test(test_bytes_predicates),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_table_refs_and_fd_state),
