@@ -645,6 +645,69 @@ static void test_map_full_grows(void **st)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* An event queued inside a decision can be the write that finds the map full: the transaction
+ * must say so (not commit a poisoned transaction, which LMDB refuses with MDB_BAD_TXN), so the one
+ * runner grows the map and decides again. Every refusal below queues a customer_budget event (a new
+ * customer each time) into a store that starts at 64 KiB: the map has to grow during decisions,
+ * every decision is still the 429, and every event is in the outbox. */
+static void test_map_full_in_an_event_grows(void **st)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		char dir[400], doc[1024], err[256], *env = NULL;
+		struct lc_store *s;
+		MDB_envinfo info;
+		size_t envlen, grown = 0, last;
+		json_t *arr, *e;
+		int n = 0, events = 0;
+
+		snprintf(dir, sizeof(dir), "%s/mapfull-event", tmpdir);
+		lc_state_dir_set(dir);
+		setenv("LLMCAP_LOG", "off", 1);
+		lc_store_initial_map = 64 * 1024;
+		snprintf(doc, sizeof(doc),
+			 "{\"schema\":1,\"version\":1,\"issued_at\":\"2026-01-01T00:00:00Z\","
+			 "\"expires_at\":\"2099-01-01T00:00:00Z\",\"providers\":[{\"name\":\"openai\","
+			 "\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]}],\"prices\":{\"m\":{\"input\":1,"
+			 "\"cached_input\":0.5,\"output\":2,\"max_output_tokens\":1000}},"
+			 "\"customers\":{\"monthly_budget_usd\":0.000001}}");
+		if (lc_dsse_sign(&skey, doc, strlen(doc), &env, &envlen, err, sizeof(err)) ||
+		    lc_apply_envelope(&trust, env, envlen, NULL, err, sizeof(err)))
+			_exit(2);
+		free(env);
+		if (lc_store_open(false, &s) || mdb_env_info(s->env, &info))
+			_exit(3);
+		last = info.me_mapsize;
+		for (n = 0; n < 100000 && grown < 3; n++) {
+			char cust[128];
+			struct lc_decision d;
+
+			snprintf(cust, sizeof(cust), "customer-%06d-%0100d", n, 0);
+			d = admit("k-any", req("m", 500, 500, cust));
+			if (d.verdict != LC_DENY || d.status != 429)
+				_exit(4);
+			if (mdb_env_info(s->env, &info))
+				_exit(3);
+			if (info.me_mapsize > last)
+				grown++;
+			last = info.me_mapsize;
+		}
+		if (grown < 3)
+			_exit(5);  /* the test never filled the map */
+		if (lc_outbox_list(0, 1000000, &arr))
+			_exit(6);
+		json_array_foreach(arr, envlen, e)
+			events += !strcmp(json_string_value(json_object_get(e, "event")), "customer_budget_limit_reached");
+		json_decref(arr);
+		_exit(events == n ? 0 : 7);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A full disk (every write to the store fails: RLIMIT_FSIZE 0) refuses provider calls with a 503
  * and no crash; nothing already counted is lost, and the next process decides normally. */
 static void test_full_disk_fails_closed(void **st)
@@ -1438,6 +1501,7 @@ int main(void)
 		cmocka_unit_test(test_threads_race),
 		cmocka_unit_test(test_ledger_does_not_grow),
 		cmocka_unit_test(test_map_full_grows),
+		cmocka_unit_test(test_map_full_in_an_event_grows),
 		cmocka_unit_test(test_full_disk_fails_closed),
 		cmocka_unit_test(test_admit_http),
 		cmocka_unit_test(test_compiled_format_upgrade),
