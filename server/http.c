@@ -4,6 +4,11 @@
  *   first call of the access handler: a refused request is answered before
  *   any of its body is read, and a body is buffered only up to its route's
  *   body_max (Content-Length above it: 413 at once).
+ * - Bodies buffered at once are bounded in all (--max-body-memory): a request
+ *   reserves its Content-Length (its route's body_max when chunked) on the
+ *   head, or is answered 503 with Retry-After before any of its body is read;
+ *   the reservation is the buffer, allocated once, and returns when the
+ *   request ends.
  * - Slow clients cannot hold the server: a connection limit, a per-IP limit,
  *   and a deadline for each request's head and body counted from when the
  *   connection became ready for it (a client trickling bytes cannot extend
@@ -52,6 +57,7 @@ struct conn {
 	int nargs;
 	char peer[INET6_ADDRSTRLEN + 8];
 	struct lc_buf body;
+	size_t reserved;           /* of the body budget, returned in on_done */
 	bool answered;             /* refused on the head */
 	bool too_big;
 	/* long-poll */
@@ -66,8 +72,9 @@ struct srv_http {
 	struct srv *s;
 	struct MHD_Daemon *d;
 	struct srv_http_opts o;
-	pthread_mutex_t mu;        /* tracks */
+	pthread_mutex_t mu;        /* tracks, body_inflight */
 	struct track *tracks;
+	size_t body_inflight;      /* bytes reserved for request bodies, at most o.max_body_memory */
 	struct conn *waiters;      /* under s->pub_mu */
 	pthread_t th;
 	bool th_running;
@@ -242,6 +249,11 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct srv_resp *rs, 
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"llmcap\"");
 	if (rs->set_cookie[0])
 		MHD_add_response_header(r, "Set-Cookie", rs->set_cookie);
+	if (rs->retry_after_s > 0) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", rs->retry_after_s);
+		MHD_add_response_header(r, "Retry-After", ra);
+	}
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (rs->content_type && strncmp(rs->content_type, "text/html", 9) == 0) {
 		/* the dashboard: its own files only, never framed */
@@ -294,6 +306,25 @@ static void peer_of(struct MHD_Connection *c, char *out, size_t outlen)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out, (socklen_t)outlen);
 }
 
+/* take n bytes of the body budget; false when they would pass it */
+static bool body_budget_take(struct srv_http *h, size_t n)
+{
+	bool ok;
+	pthread_mutex_lock(&h->mu);
+	ok = n <= h->o.max_body_memory - h->body_inflight;
+	if (ok)
+		h->body_inflight += n;
+	pthread_mutex_unlock(&h->mu);
+	return ok;
+}
+
+static void body_budget_give(struct srv_http *h, size_t n)
+{
+	pthread_mutex_lock(&h->mu);
+	h->body_inflight -= n;
+	pthread_mutex_unlock(&h->mu);
+}
+
 /* the first call, on the request head: route, token and size, before any body */
 static enum MHD_Result on_head(struct srv_http *h, struct MHD_Connection *c, const char *url, const char *method,
 			       void **con_cls)
@@ -321,11 +352,26 @@ static enum MHD_Result on_head(struct srv_http *h, struct MHD_Connection *c, con
 		return answer(h, c, cn, &rs);
 	size_t cap = cn->m.route->body_max;
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-	if (cl && strtoull(cl, NULL, 10) > cap) {
+	int64_t len = (int64_t)cap;   /* chunked: up to the route's maximum */
+	if (cl && lc_parse_dec(cl, strlen(cl), 0, (int64_t)cap, &len)) {
 		srv_resp_error(&rs, 413, "payload_too_large", "request body over %zu bytes", cap);
 		return answer(h, c, cn, &rs);
 	}
-	lc_buf_init(&cn->body, cap);
+	lc_buf_init(&cn->body, (size_t)len);
+	if (len == 0)
+		return MHD_YES;
+	if (!body_budget_take(h, (size_t)len)) {
+		srv_resp_error(&rs, 503, "overloaded_error",
+			       "request bodies in flight fill the server's memory budget (--max-body-memory): retry later");
+		rs.retry_after_s = 1;
+		return answer(h, c, cn, &rs);
+	}
+	cn->reserved = (size_t)len;
+	if (lc_buf_reserve(&cn->body, (size_t)len)) {
+		srv_resp_error(&rs, 503, "overloaded_error", "out of memory for the request body: retry later");
+		rs.retry_after_s = 1;
+		return answer(h, c, cn, &rs);
+	}
 	return MHD_YES;
 }
 
@@ -375,6 +421,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	(void)toe;
 	if (cn) {
 		lc_buf_free(&cn->body);
+		body_budget_give(h, cn->reserved);
 		free(cn);
 	}
 	*con_cls = NULL;
@@ -409,6 +456,8 @@ struct srv_http *srv_http_start(struct srv *s, const struct srv_http_opts *o, ch
 	}
 	h->s = s;
 	h->o = *o;
+	if (!h->o.max_body_memory)
+		h->o.max_body_memory = SRV_BODY_MEMORY_DEFAULT;
 	pthread_mutex_init(&h->mu, NULL);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	if (o->ipv6)

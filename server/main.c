@@ -45,6 +45,8 @@ static void usage(FILE *f)
 		"  --max-connections N       open connections in all (default 1000)\n"
 		"  --max-connections-per-ip N  open connections from one client address (default 64)\n"
 		"  --request-timeout S       a request's head and body must arrive within S seconds (default 30)\n"
+		"  --max-body-memory MIB     request bodies buffered at once, in all (default 256, at least 16);\n"
+		"                            past it a request gets 503 with Retry-After before its body is read\n"
 		"  --webhook-backoff-ms MS   first webhook retry delay, doubling per attempt (default 1000)\n"
 		"  --webhook-backoff-max-ms MS  cap on the retry delay (default 300000)\n"
 		"  --tls-cert FILE           serve HTTPS with this PEM certificate (chain) ...\n"
@@ -206,6 +208,7 @@ int main(int argc, char **argv)
 		{"max-connections", required_argument, 0, 'C'},
 		{"max-connections-per-ip", required_argument, 0, 'P'},
 		{"request-timeout", required_argument, 0, 'T'},
+		{"max-body-memory", required_argument, 0, 'M'},
 		{"admin-tokens-file", required_argument, 0, 'A'},
 		{"tls-cert", required_argument, 0, 'c'},
 		{"tls-key", required_argument, 0, 'K'},
@@ -242,6 +245,10 @@ int main(int argc, char **argv)
 		case 'C': bad = num_arg("max-connections", optarg, 1, 100000, &v); ho.max_connections = (unsigned)v; break;
 		case 'P': bad = num_arg("max-connections-per-ip", optarg, 1, 100000, &v); ho.max_connections_per_ip = (unsigned)v; break;
 		case 'T': bad = num_arg("request-timeout", optarg, 1, 3600, &v); ho.request_timeout_s = (unsigned)v; break;
+		case 'M': /* at least the largest body a route takes (a usage report: 16 MiB) */
+			bad = num_arg("max-body-memory", optarg, SRV_USAGE_MAX >> 20, 1 << 20, &v);
+			ho.max_body_memory = (size_t)v << 20;
+			break;
 		case 'b': bad = num_arg("webhook-backoff-ms", optarg, 1, 86400000, &v); s.backoff_base_ms = v; break;
 		case 'B': bad = num_arg("webhook-backoff-max-ms", optarg, 1, 86400000, &v); s.backoff_max_ms = v; break;
 		case 'R': smtp_relay = optarg; break;

@@ -19,7 +19,12 @@
 #include "sign.h"
 
 #define SRV_BODY_MAX (4 * 1024 * 1024)        /* admin request bodies above this get 413 */
-#define SRV_USAGE_MAX (64 * 1024 * 1024)      /* POST /v1/usage: a large host reports many counters */
+#define SRV_REPORT_COUNTERS_MAX 65536           /* counters in one usage report (more: 413) */
+/* POST /v1/usage: the largest report the format allows, 65,536 counters of at most 256 bytes each (the
+ * longest compact counter: a 128-character id, "provider", "cached_input_tokens", "lifetime", a 12-digit
+ * bucket and a 16-digit used is 253 bytes and a comma); host_id, epoch and seq fit in the slack: 16 MiB */
+#define SRV_USAGE_MAX (SRV_REPORT_COUNTERS_MAX * 256)
+#define SRV_BODY_MEMORY_DEFAULT (256u << 20)   /* --max-body-memory: request bodies in flight, in all */
 #define SRV_ID_MAX LC_NAME_MAX                 /* key/team/customer ids in paths and bodies: the policy's limit */
 #define SRV_COUNTER_ID_MAX 128                 /* ids in usage reports (a customer id comes from a request) */
 #define SRV_PATH_MAX 1024                      /* longer request paths get 404 */
@@ -161,6 +166,7 @@ struct srv_resp {
 	char allow[64];      /* for 405 */
 	bool www_auth;       /* add WWW-Authenticate on 401 */
 	char set_cookie[192];   /* a Set-Cookie header (the dashboard's session), "" when none */
+	int retry_after_s;   /* > 0: a Retry-After header */
 	/* a long-poll with nothing to say yet: ask again (same srv_req, same start_ms)
 	 * when pub_gen moves or at this time, whichever is first */
 	int64_t retry_at_ms;

@@ -12,6 +12,7 @@ struct srv_http_opts {
 	unsigned max_connections_per_ip;
 	unsigned request_timeout_s;     /* a request's head and body must arrive within this */
 	unsigned idle_timeout_s;        /* no byte either way for this long: closed */
+	size_t max_body_memory;         /* request bodies buffered at once, in all (0: the default) */
 	const char *tls_cert_pem;       /* both set: HTTPS (PEM text, kept until srv_http_stop) */
 	const char *tls_key_pem;
 };

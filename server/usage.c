@@ -29,7 +29,6 @@
 #define SRV_USED_MAX 1000000000000000LL     /* 10^15: $10^9 in micro-USD, or 10^15 tokens */
 #define SRV_SEQ_MAX (1LL << 53)
 #define SRV_SEQ_STEP_MAX (1LL << 20)        /* how far one report may move a host's seq */
-#define SRV_REPORT_COUNTERS_MAX 65536
 #define SRV_HOSTREC_COUNTERS_MAX 131072     /* live counters remembered per (host_id, epoch) */
 #define SRV_HOST_RECORDS_MAX 100000
 #define SRV_E_REFUSED (-29001)              /* post_txn: refused (op->refuse says why) */

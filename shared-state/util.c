@@ -49,6 +49,11 @@ static int buf_reserve(struct lc_buf *b, size_t need)
 	return 0;
 }
 
+int lc_buf_reserve(struct lc_buf *b, size_t need)
+{
+	return buf_reserve(b, need);
+}
+
 int lc_buf_add(struct lc_buf *b, const void *p, size_t n)
 {
 	if (n > b->max || b->len > b->max - n) {

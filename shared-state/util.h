@@ -23,6 +23,8 @@ void lc_buf_init(struct lc_buf *b, size_t max);
 /* 0 ok; -1 with errno E2BIG (past max) or ENOMEM (out of memory); so do addstr and printf */
 int lc_buf_add(struct lc_buf *b, const void *p, size_t n);
 int lc_buf_addstr(struct lc_buf *b, const char *s);
+/* room for `need` bytes in all (and the NUL), allocated now in one piece: a body whose length is known */
+int lc_buf_reserve(struct lc_buf *b, size_t need);
 int lc_buf_printf(struct lc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lc_buf_reset(struct lc_buf *b);                                /* len = 0, keeps memory */
 void lc_buf_consume(struct lc_buf *b, size_t n);                     /* drop n bytes from the front */
