@@ -178,9 +178,9 @@ $(B)/tests/test_sdk: LDFLAGS_ALL += -Wl,--wrap=malloc,--wrap=calloc,--wrap=reall
 
 # client programs the integration tests drive under the preload (e.g. a libcurl multi client):
 # built like any client, never with sanitizers
-$(B)/tests/bin/%: tests/bin/%.c
+$(B)/tests/bin/%: tests/bin/%.c tests/bin/client.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CURL_LIBS)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(LDFLAGS) $(CURL_LIBS)
 
 $(B)/tests/bin/lc_multi_gnutls: tests/bin/lc_multi.c
 	@mkdir -p $(dir $@)

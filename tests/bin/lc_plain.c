@@ -21,13 +21,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static long ms_since(struct timeval *t0)
-{
-	struct timeval t1;
-
-	gettimeofday(&t1, NULL);
-	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_usec - t0->tv_usec) / 1000;
-}
+#include "client.h"
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -48,24 +42,6 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static void hdr(const char *resp, const char *name, char *out, size_t outlen)
-{
-	const char *p = strcasestr(resp, name);
-	size_t i = 0;
-
-	snprintf(out, outlen, "-");
-	if (!p)
-		return;
-	p += strlen(name);
-	while (*p == ' ')
-		p++;
-	while (p[i] && p[i] != '\r' && p[i] != '\n' && i + 1 < outlen) {
-		out[i] = p[i];
-		i++;
-	}
-	out[i] = 0;
-}
-
 int main(int argc, char **argv)
 {
 	int n, stream = 0, i;
@@ -79,32 +55,22 @@ int main(int argc, char **argv)
 		stream = 1;
 	for (i = 0; i < n; i++) {
 		struct sockaddr_in a;
-		char head[1024], body[512], *resp = NULL, ra[64], sr[64];
-		size_t rlen = 0, bl;
+		char head[1024], body[512], *resp = NULL;
+		size_t rlen = 0, bl, hl;
 		struct timeval t0;
 		struct iovec iov[2];
-		int fd, status = 0;
+		int fd;
 
-		memset(&a, 0, sizeof(a));
-		a.sin_family = AF_INET;
-		a.sin_port = htons((unsigned short)atoi(argv[2]));
-		inet_pton(AF_INET, argv[1], &a.sin_addr);
+		ipv4_addr(&a, argv[1], argv[2]);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
 			perror("connect");
 			return 1;
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		bl = (size_t)snprintf(body, sizeof(body),
-				      "{\"model\":\"gpt-4o-mini\",\"max_tokens\":20,%s\"messages\":[{\"role\":"
-				      "\"user\",\"content\":\"hi\"}]}",
-				      stream ? "\"stream\":true,\"stream_options\":{\"include_usage\":true}," : "");
-		snprintf(head, sizeof(head),
-			 "POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-			 argv[1], argv[2], argv[3], bl);
+		bl = chat_request(argv[1], argv[2], argv[3], stream, head, sizeof(head), &hl, body, sizeof(body));
 		gettimeofday(&t0, NULL);
-		if (write_all(fd, head, strlen(head)) != 0) {
+		if (write_all(fd, head, hl) != 0) {
 			printf("status=0 error=write\n");
 			close(fd);
 			continue;
@@ -132,18 +98,9 @@ int main(int argc, char **argv)
 				continue;
 			if (k <= 0)
 				break;
-			resp = realloc(resp, rlen + (size_t)k + 1);
-			memcpy(resp + rlen, buf, (size_t)k);
-			rlen += (size_t)k;
-			resp[rlen] = 0;
+			append(&resp, &rlen, buf, (size_t)k);
 		}
-		if (resp)
-			sscanf(resp, "HTTP/1.1 %d", &status);
-		hdr(resp ? resp : "", "retry-after:", ra, sizeof(ra));
-		hdr(resp ? resp : "", "x-should-retry:", sr, sizeof(sr));
-		printf("status=%d retry_after=%s should_retry=%s ms=%ld bytes=%zu usage=%s\n", status, ra, sr,
-		       ms_since(&t0), rlen, resp && strstr(resp, "\"usage\"") ? "yes" : "no");
-		fflush(stdout);
+		report(resp, rlen, &t0);
 		free(resp);
 		close(fd);
 	}
