@@ -56,24 +56,25 @@ R1=$(rss)
 check "16 unauthenticated 4 MB bodies are refused (got '$OUT')" bash -c '! grep -q "HTTP/1.1 [25]" <<<"$1"' _ "$OUT"
 check "... and memory stays flat (RSS ${R0} -> ${R1} kB)" test $((R1 - R0)) -lt 16000
 
-# --- request bodies in flight are bounded in all: 16 clients post the largest usage report (16 MiB) at
-# once, 1 MB/s each, to a server without a host token and with --max-body-memory 32: two bodies fit, the
-# others are answered 503 with Retry-After on their head, and the server's peak memory stays near 32 MiB
+# --- request bodies in flight are bounded in all: 16 clients of an enrolled host post the largest usage
+# report (16 MiB) at once, 1 MB/s each, to a server with --max-body-memory 32: two bodies fit, the others
+# are answered 503 with Retry-After on their head, and the server's peak memory stays near 32 MiB
 # (without the budget: 16 x 16 MiB)
 stop_server
 check "--max-body-memory below the largest body is refused" bash -c \
 	'"$1" --listen 127.0.0.1:1 --data "$2/x" --signing-key "$2/keys/llmcap.key" --admin-token-file "$2/admin.token" \
 	--max-body-memory 8 2>&1 | grep -q -- "--max-body-memory 8: expected a whole number from 16 to"' _ "$SERVER" "$T"
 start_server --max-body-memory 32 --threads 4
+HCRED=$(host_cred h-big)
 "$PY" -c 'import sys; sys.stdout.write("[" + "," * ((16 << 20) - 1))' >"$T/big16"   # not JSON at its 2nd byte
 CODE=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T/big16" -H 'Content-Type: application/json' \
-	--data-binary x "$SRV_URL/v1/usage")
+	-H "Authorization: Bearer $HCRED" --data-binary x "$SRV_URL/v1/usage")
 expect_eq "a usage report over 16 MiB -> 413" 413 "$CODE"
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$SRV_PID/status"; }
 H0=$(hwm)
 for i in $(seq 16); do
 	curl -s -o /dev/null -D "$T/bh$i" -w '%{http_code}\n' --limit-rate 1M -m 60 -H 'Content-Type: application/json' \
-		--data-binary @"$T/big16" "$SRV_URL/v1/usage" >"$T/bc$i" &
+		-H "Authorization: Bearer $HCRED" --data-binary @"$T/big16" "$SRV_URL/v1/usage" >"$T/bc$i" &
 	_pids+=($!)
 done
 for i in $(seq 16); do wait "${_pids[-1]}" 2>/dev/null; unset '_pids[-1]'; done
@@ -83,7 +84,8 @@ check "16 x 16 MiB at once: some read in full (400: not JSON) ($READ), the rest 
 	test "$READ" -ge 2 -a "$BUSY" -ge 1 -a $((READ + BUSY)) -eq 16
 check "... the 503s say Retry-After" bash -c 'grep -l "^HTTP/1.1 503" "$@" | xargs grep -qi "^retry-after: 1"' _ "$T"/bh*
 check "... and the peak memory grew by less than 64 MiB (VmHWM ${H0} -> ${H1} kB)" test $((H1 - H0)) -lt 65536
-noauth POST /v1/usage '{"host_id":"h-after","epoch":"e","seq":1,"counters":[]}'
+CODE=$(curl -s -o "$T/resp" -w '%{http_code}' -H "Authorization: Bearer $HCRED" -H 'Content-Type: application/json' \
+	--data-binary '{"host_id":"h-big","epoch":"e","seq":1,"counters":[]}' "$SRV_URL/v1/usage"); RESP=$(cat "$T/resp")
 expect_code "the budget is back afterwards: a report is read" 200
 stop_server
 start_server
