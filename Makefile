@@ -217,7 +217,7 @@ bench: deps
 FUZZ_CC = clang
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=gnu11 -O1 -g $(WARN) -Wno-unknown-warning-option -fPIC -D_GNU_SOURCE \
-	-Ishared-state -Iserver $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+	-Ishared-state -Iserver $(PQ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FO = $(B)/obj-fuzz
 FUZZ_SRC = $(sort $(wildcard fuzz/*.c))
 FUZZ_BIN = $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
