@@ -59,6 +59,15 @@ static void print_row(const char *name, json_t *e)
 		printf(" (service tiers)");
 	if (json_object_get(e, "web_search"))
 		printf(" web search $%g", json_number_value(json_object_get(e, "web_search")));
+	if (json_object_get(e, "web_search_tokens"))
+		printf(" + %" JSON_INTEGER_FORMAT " input tokens", json_integer_value(json_object_get(e, "web_search_tokens")));
+	if (json_object_get(e, "web_search_preview"))
+		printf(" web_search_preview $%g", json_number_value(json_object_get(e, "web_search_preview")));
+	if (json_object_get(e, "search_request"))
+		printf(" search a request $%g / %g / %g",
+		       json_number_value(json_object_get(json_object_get(e, "search_request"), "low")),
+		       json_number_value(json_object_get(json_object_get(e, "search_request"), "medium")),
+		       json_number_value(json_object_get(json_object_get(e, "search_request"), "high")));
 	putchar('\n');
 }
 

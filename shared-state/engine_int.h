@@ -13,7 +13,7 @@
 #include "rules.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430005u   /* 5: several alert levels per limit, alert_projected */
+#define LC_REC_FORMAT 0x4c430006u   /* 6: web search fees in the compiled price (preview, token block, search models) */
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
@@ -161,7 +161,7 @@ int lc__rpm_used(struct lc_store *s, MDB_txn *txn, const char *cust, int64_t now
 /* tickets live in the counters tree under 0xff + id (ledger keys start with 'L'), so admit and
  * settle dirty one B-tree */
 #define LC_TICKET_PREFIX 0xff
-#define LC_TICKET_MAGIC 0x4c435431u
+#define LC_TICKET_MAGIC 0x4c435432u   /* 2: struct lc_price grew (format 6) */
 struct lc_rec_ticket_hdr {
 	uint32_t magic;
 	int32_t pid;

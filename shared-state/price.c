@@ -21,6 +21,7 @@ extern const size_t lc_price_book_size;
 #define NANO_PER_USD 1000000000.0
 #define MAX_RATE_USD 1.0e6        /* per million tokens: far above any model */
 #define MAX_FEE_USD 1.0e3         /* per tool call */
+#define MAX_SEARCH_TOKENS 1000000 /* web_search_tokens: a fixed block of input tokens a call */
 #define PPM 1000000
 
 /* JSON name of each token class's rate, in enum lc_tok order */
@@ -153,6 +154,30 @@ static int check_tiers(json_t *v, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* search_request's fields, in search_context_size order (NULL-terminated for check_required) */
+static const char *const ctx_names[4] = {"low", "medium", "high", NULL};
+
+/* {"low", "medium", "high"}: USD a request, each required */
+static int check_search_request(json_t *v, const char *path, char *err, size_t errlen)
+{
+	const char *k;
+	json_t *x;
+	char p[400];
+
+	if (!json_is_object(v))
+		FAIL("%s: must be an object {low, medium, high} (USD a request)", path);
+	if (check_required(v, path, ctx_names, "USD a request at that search_context_size", err, errlen))
+		return -1;
+	json_object_foreach(v, k, x) {
+		snprintf(p, sizeof(p), "%s.%s", path, k);
+		if (strcmp(k, "low") && strcmp(k, "medium") && strcmp(k, "high"))
+			FAIL("%s: unknown field (low, medium or high)", p);
+		if (check_usd(x, p, MAX_FEE_USD, err, errlen))
+			return -1;
+	}
+	return 0;
+}
+
 static int check_aliases(json_t *v, const char *path, char *err, size_t errlen)
 {
 	size_t i;
@@ -170,6 +195,7 @@ static int check_aliases(json_t *v, const char *path, char *err, size_t errlen)
 int lc_price_entry_check(json_t *e, const char *path, char *err, size_t errlen)
 {
 	static const char *const extra[] = {"max_output_tokens", "long_context", "service_tiers", "web_search",
+					    "web_search_preview", "web_search_tokens", "search_request",
 					    "aliases", "source", NULL};
 	static const char *const req[] = {"input", "output", NULL};
 	char p[400];
@@ -191,6 +217,15 @@ int lc_price_entry_check(json_t *e, const char *path, char *err, size_t errlen)
 		return -1;
 	snprintf(p, sizeof(p), "%s.web_search", path);
 	if ((v = json_object_get(e, "web_search")) && check_usd(v, p, MAX_FEE_USD, err, errlen))
+		return -1;
+	snprintf(p, sizeof(p), "%s.web_search_preview", path);
+	if ((v = json_object_get(e, "web_search_preview")) && check_usd(v, p, MAX_FEE_USD, err, errlen))
+		return -1;
+	v = json_object_get(e, "web_search_tokens");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_SEARCH_TOKENS))
+		FAIL("%s.web_search_tokens: must be an integer from 0 to %d (input tokens a call)", path, MAX_SEARCH_TOKENS);
+	snprintf(p, sizeof(p), "%s.search_request", path);
+	if ((v = json_object_get(e, "search_request")) && check_search_request(v, p, err, errlen))
 		return -1;
 	snprintf(p, sizeof(p), "%s.aliases", path);
 	if ((v = json_object_get(e, "aliases")) && check_aliases(v, p, err, errlen))
@@ -288,6 +323,13 @@ void lc_price_compile(json_t *e, struct lc_price *p)
 	p->max_out = v ? json_integer_value(v) : -1;
 	v = json_object_get(e, "web_search");
 	p->web_search = v ? llround(json_number_value(v) * 1e6) : 0;
+	v = json_object_get(e, "web_search_preview");
+	p->web_search_preview = v ? llround(json_number_value(v) * 1e6) : p->web_search;
+	v = json_object_get(e, "web_search_tokens");
+	p->web_search_tokens = v ? json_integer_value(v) : 0;
+	v = json_object_get(e, "search_request");
+	for (int i = 0; i < 3; i++)
+		p->search_request[i] = v ? llround(json_number_value(json_object_get(v, ctx_names[i])) * 1e6) : 0;
 }
 
 /* ---- the built-in book ------------------------------------------------------- */
@@ -543,11 +585,47 @@ static int64_t worst_rate(const int64_t *r, bool output, uint8_t may)
 	return w;
 }
 
+/* p->req_web: the request went to a Chat Completions search model (a fee a request) */
+#define REQ_SEARCH_MODEL 0x80
+
+/* The dearest one web search call may cost at rates r (femto-USD), among the search tools `web`
+ * (LC_WEB_*) names: the web_search tool's fee plus its fixed block of input tokens, or the
+ * web_search_preview tool's fee. A response's calls do not say which tool made them. */
+static __int128 search_call(const struct lc_price *p, const int64_t *r, uint8_t web)
+{
+	__int128 s = (__int128)p->web_search * FEMTO_PER_MICRO + part(p->web_search_tokens, r[LC_TOK_INPUT]);
+	__int128 v = (__int128)p->web_search_preview * FEMTO_PER_MICRO;
+
+	if (!(web & LC_WEB_PREVIEW))
+		return s;
+	if (!(web & LC_WEB_SEARCH))
+		return v;
+	return s > v ? s : v;
+}
+
+/* the request's search fees at rates r: `calls` web search calls plus a search model's request fee */
+static __int128 search_fees(const struct lc_price *p, const int64_t *r, int64_t calls)
+{
+	__int128 c = calls > 0 ? calls * search_call(p, r, p->req_web) : 0;
+
+	if (p->req_web & REQ_SEARCH_MODEL)
+		c += (__int128)p->search_request[p->req_ctx < 3 ? p->req_ctx : 1] * FEMTO_PER_MICRO;
+	return c;
+}
+
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens)
 {
 	int lc = p->lc_threshold >= 0 && in_tokens > p->lc_threshold;
+	uint8_t web = info ? info->web & (LC_WEB_SEARCH | LC_WEB_PREVIEW | LC_WEB_OPTIONS) : 0;
+	/* searches a request may run: its own bound, else the documented default */
+	int64_t calls = !(web & (LC_WEB_SEARCH | LC_WEB_PREVIEW)) ? 0
+			: info->web_max_calls >= 0 ? info->web_max_calls : LC_WEB_DEFAULT_CALLS;
 	__int128 worst = 0;
 
+	p->req_ctx = info && info->search_ctx < 3 ? info->search_ctx : 1;
+	if (info && info->api == LC_API_CHAT && p->search_request[p->req_ctx] > 0)
+		web |= REQ_SEARCH_MODEL;
+	p->req_web = web;
 	p->req_tier = (uint8_t)lc_tier_parse(info ? info->service_tier : NULL, LC_TIER_AUTO);
 	for (int t = 0; t < LC_TIER_N; t++) {
 		const int64_t *r = p->rate[t][lc];
@@ -557,7 +635,8 @@ int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int6
 		/* a request that names no tier may be served at priority (a project default) */
 		if (p->req_tier == LC_TIER_AUTO ? (t != LC_TIER_STANDARD && t != LC_TIER_PRIORITY) : t != p->req_tier)
 			continue;
-		c = part(in_tokens, worst_rate(r, false, may)) + part(out_tokens, worst_rate(r, true, may));
+		c = part(in_tokens, worst_rate(r, false, may)) + part(out_tokens, worst_rate(r, true, may)) +
+		    search_fees(p, r, calls);
 		if (c > worst)
 			worst = c;
 	}
@@ -606,7 +685,6 @@ int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u)
 	r = p->rate[tier][p->lc_threshold >= 0 && in_all > p->lc_threshold];
 	for (int k = 0; k < LC_TOK_N; k++)
 		c += part(n[k], r[k]);
-	if (u->web_search > 0 && p->web_search > 0)
-		c += (__int128)u->web_search * p->web_search * FEMTO_PER_MICRO;
+	c += search_fees(p, r, u->web_search);
 	return to_micro(c);
 }

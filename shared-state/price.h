@@ -53,9 +53,15 @@ struct lc_price {
 	int64_t rate[LC_TIER_N][2][LC_TOK_N];  /* nano-USD per 1M tokens: [tier][long context][class] */
 	int64_t lc_threshold;                  /* input tokens above which [..][1][..] applies; -1 never */
 	int64_t max_out;                       /* max_output_tokens, -1 unknown */
-	int64_t web_search;                    /* micro-USD per web search call */
+	int64_t web_search;                    /* micro-USD per web search call (web_search tool, Anthropic's) */
+	int64_t web_search_preview;            /* micro-USD per call of the web_search_preview tool */
+	int64_t web_search_tokens;             /* input tokens billed per web_search call besides the usage */
+	int64_t search_request[3];             /* Chat Completions search models: micro-USD a request by
+	                                          search_context_size (low, medium, high); 0 none */
 	uint8_t req_tier;                      /* the request's tier (enum lc_tier), set by lc_cost_estimate */
-	uint8_t pad[7];
+	uint8_t req_web;                       /* the request's LC_WEB_* tools, set by lc_cost_estimate */
+	uint8_t req_ctx;                       /* the request's search_context_size, set by lc_cost_estimate */
+	uint8_t pad[5];
 };
 
 /* An unpriced model (unknown_models: "allow"): every rate 0, max_out -1. */
@@ -89,8 +95,9 @@ int lc_price_find(MDB_txn *txn, MDB_dbi dbi, const char *model, struct lc_price 
 json_t *lc_prices_match(json_t *effective, const char *model, const char **matched);
 
 /* ---- cost (micro-USD) ---- */
-/* Worst case for a request of at most in_tokens input and out_tokens output; records the
- * request's tier in p->req_tier for lc_cost_settle. */
+/* Worst case for a request of at most in_tokens input and out_tokens output, web search fees
+ * included (the request's bound on searches, else LC_WEB_DEFAULT_CALLS, at the dearest fee of the
+ * search tools it enables); records the request's tier and search tools in p for lc_cost_settle. */
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens);
 /* What the usage costs: the tier the response names (else the request's, else standard). */
 int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u);

@@ -31,7 +31,7 @@ enum lc_api {
 	LC_API_UNKNOWN = 0,   /* provider host, but a path we do not price (GET /v1/models, ...) */
 	LC_API_CHAT,          /* POST .../chat/completions */
 	LC_API_RESPONSES,     /* POST .../responses */
-	LC_API_EMBEDDINGS,    /* POST .../embeddings */
+	LC_API_EMBEDDINGS,    /* POST .../embeddings, Ollama's .../api/embed */
 	LC_API_MESSAGES,      /* POST .../messages (Anthropic) */
 	LC_API_COMPLETIONS,   /* POST .../completions (legacy) */
 	LC_API_OLLAMA,        /* POST .../api/chat, .../api/generate (Ollama's native API) */
@@ -84,6 +84,10 @@ struct lc_reqinfo {
 	int64_t input_estimate;   /* upper bound on input tokens: body bytes (see README) */
 	char service_tier[16];    /* the service_tier the request asks for, "" when none */
 	uint8_t may;              /* LC_MAY_*: dearer token kinds the request may be billed for */
+	uint8_t web;              /* LC_WEB_*: the web search tools the request enables (a fee a search) */
+	uint8_t search_ctx;       /* web_search_options.search_context_size: 0 low, 1 medium (the default), 2 high */
+	int64_t web_max_calls;    /* the request's bound on searches: Anthropic max_uses (summed over its web
+	                             search tools), Responses max_tool_calls; -1 when it sets none */
 };
 enum {
 	LC_MAY_CACHE_5M = 1,      /* cache_control: cache writes (5-minute TTL) */
@@ -91,6 +95,13 @@ enum {
 	LC_MAY_AUDIO_IN = 4,      /* input_audio content */
 	LC_MAY_AUDIO_OUT = 8,     /* an "audio" output request */
 };
+enum {
+	LC_WEB_SEARCH = 1,        /* a tool of type web_search* (OpenAI web_search, Anthropic web_search_YYYYMMDD) */
+	LC_WEB_PREVIEW = 2,       /* a tool of type web_search_preview* (OpenAI Responses) */
+	LC_WEB_OPTIONS = 4,       /* Chat Completions web_search_options (the search models) */
+};
+/* searches reserved for a request that enables web search and sets no bound (README "Prices") */
+#define LC_WEB_DEFAULT_CALLS 10
 /* Header lookup used by the customer identifiers "header:NAME". */
 typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outlen);
 /* identify: NULL-terminated list like {"header:x-customer-id","body:user","body:metadata.user_id",NULL};

@@ -60,7 +60,8 @@ enum lc_api lc_api_from_path(const char *path)
 		return LC_API_CHAT;
 	if (path_ends(path, n, "/responses"))
 		return LC_API_RESPONSES;
-	if (path_ends(path, n, "/embeddings"))
+	/* OpenAI's, Ollama's legacy /api/embeddings and its /api/embed (prompt_eval_count, no output) */
+	if (path_ends(path, n, "/embeddings") || path_ends(path, n, "/api/embed"))
 		return LC_API_EMBEDDINGS;
 	if (path_ends(path, n, "/v1/messages"))
 		return LC_API_MESSAGES;
@@ -199,7 +200,7 @@ static json_t *reqinfo_subset(const void *body, size_t len, const char *const *i
 {
 	static const char *const fixed[] = {"model", "stream", "stream_options", "max_completion_tokens",
 					    "max_tokens", "n", "best_of", "max_output_tokens", "service_tier",
-					    "audio", "options"};
+					    "audio", "options", "tools", "max_tool_calls", "web_search_options"};
 	struct lc_jpick pk[LC_JPICK_MAX];
 	int np = 0;
 
@@ -236,6 +237,72 @@ static uint8_t reqinfo_may(json_t *root, const void *body, size_t len)
 	return may;
 }
 
+/* The web search a request enables (price.h reserves its fees): tools of type web_search*
+ * (OpenAI web_search, Anthropic web_search_YYYYMMDD, each with an optional max_uses) or
+ * web_search_preview*, and Chat Completions' web_search_options (the search models). */
+static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t errlen)
+{
+	static const char *const ctx[] = {"low", "medium", "high"};
+	json_t *tools = json_object_get(root, "tools"), *t, *wo = json_object_get(root, "web_search_options");
+	int64_t uses = 0, n;
+	bool unbounded = false;
+	size_t i;
+	int rc;
+
+	ri->web_max_calls = -1;
+	ri->search_ctx = 1;
+	if (tools && !json_is_null(tools) && !json_is_array(tools)) {
+		lc_errf(err, errlen, "tools: expected an array");
+		return -1;
+	}
+	json_array_foreach(tools, i, t) {
+		const char *type = json_string_value(json_object_get(t, "type"));
+
+		if (!type || strncmp(type, "web_search", 10) != 0)
+			continue;
+		ri->web |= strncmp(type, "web_search_preview", 18) == 0 ? LC_WEB_PREVIEW : LC_WEB_SEARCH;
+		if ((rc = lc_json_count(t, "max_uses", &n)) < 0 || (rc > 0 && n < 1)) {
+			lc_errf(err, errlen, "tools[%zu].max_uses: expected a positive integer", i);
+			return -1;
+		}
+		if (rc > 0)
+			uses += n;   /* each at most 2^40: no overflow over any realistic count of tools */
+		else
+			unbounded = true;
+	}
+	if (ri->web && !unbounded)
+		ri->web_max_calls = uses > LC_TOKENS_MAX ? LC_TOKENS_MAX : uses;
+	if ((rc = lc_json_count(root, "max_tool_calls", &n)) < 0) {
+		lc_errf(err, errlen, "max_tool_calls: expected a non-negative integer");
+		return -1;
+	}
+	if (rc > 0 && (ri->web_max_calls < 0 || n < ri->web_max_calls))
+		ri->web_max_calls = n;   /* Responses: every built-in tool call counts towards it */
+	if (wo && !json_is_null(wo)) {
+		json_t *sz;
+
+		if (!json_is_object(wo)) {
+			lc_errf(err, errlen, "web_search_options: expected an object");
+			return -1;
+		}
+		ri->web |= LC_WEB_OPTIONS;
+		sz = json_object_get(wo, "search_context_size");
+		if (sz && !json_is_null(sz)) {
+			int k = -1;
+
+			for (int j = 0; j < 3; j++)
+				if (json_is_string(sz) && !strcmp(json_string_value(sz), ctx[j]))
+					k = j;
+			if (k < 0) {
+				lc_errf(err, errlen, "web_search_options.search_context_size: expected low, medium or high");
+				return -1;
+			}
+			ri->search_ctx = (uint8_t)k;
+		}
+	}
+	return 0;
+}
+
 int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, size_t len,
 		     const char *const *identify, lc_header_fn hdr, void *hdr_ctx,
 		     struct lc_reqinfo *out, char *err, size_t errlen)
@@ -249,6 +316,8 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 	memset(&ri, 0, sizeof(ri));
 	ri.api = lc_api_from_path(path);
 	ri.output_cap = -1;
+	ri.web_max_calls = -1;
+	ri.search_ctx = 1;
 	ri.input_estimate = (int64_t)len;
 	ri.stream = ri.api == LC_API_OLLAMA;   /* Ollama streams unless "stream": false */
 	if (ri.api == LC_API_EMBEDDINGS)
@@ -311,6 +380,8 @@ int lc_reqinfo_parse(enum lc_format fmt, const char *path, const void *body, siz
 		if (json_is_string(so) && json_string_length(so) < sizeof(ri.service_tier))
 			memcpy(ri.service_tier, json_string_value(so), json_string_length(so) + 1);
 		ri.may = reqinfo_may(root, body, len);
+		if (ri.api != LC_API_UNKNOWN && reqinfo_web(root, &ri, err, errlen))
+			goto out;
 	}
 	reqinfo_customer(root, identify, hdr, hdr_ctx, &ri);
 	*out = ri;

@@ -79,7 +79,7 @@ cat >"$T/golden.json" <<EOF
  "providers": [{"name": "openai", "format": "openai", "hosts": ["127.0.0.1:$PORT_g"]},
                {"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_g"]},
                {"name": "ollama", "format": "openai", "hosts": ["127.0.0.1:$PORT_o"]}],
- "prices": {"llama3.2": {"input": 0.10, "output": 0.40}},
+ "prices": {"llama3.2": {"input": 0.10, "output": 0.40}, "nomic-embed-text": {"input": 0.01, "output": 0}},
  "price_book": "builtin", "org": {"spend_cap_usd": 1000}}
 EOF
 apply_policy "$T/golden.json" >/dev/null 2>&1; expect_eq "golden policy applied" 0 $?
@@ -90,7 +90,8 @@ org_used() {
 total=0
 for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-priority openai-11-chat-audio \
 	openai-14-responses-stream anthropic-04-opus-4-1-mixed-ttl anthropic-07-long-context-cache-1h \
-	anthropic-10-stream-cache-web openai-23-responses-web-search-stream ollama-02-generate-stream ollama-04-chat; do
+	anthropic-10-stream-cache-web openai-23-responses-web-search-stream openai-25-responses-web-search-preview-gpt-4o \
+	openai-28-chat-gpt-4o-search-preview ollama-02-generate-stream ollama-04-chat ollama-05-embed; do
 	f=$LC_ROOT/tests/golden/prices/$c.json
 	jget 'j["request"]["body"]' "$f" >"$T/body.json"
 	host=127.0.0.1:$PORT_g
@@ -103,5 +104,31 @@ for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-pr
 	expect_eq "golden $c: 200 through the preload" 200 "$code"
 	expect_eq "golden $c: charged exactly the invoice ($want micro-USD)" "$total" "$(org_used)"
 done
+
+# --- web search fees are part of the worst case: an org cap of $0.01 sits above the token worst case of
+# a claude-3-5-haiku call (a ~250-byte body at $0.80/M + 100 output tokens at $4/M: under 700 micro-USD)
+# but below it plus 5 searches (max_uses 5 x $0.01): refused before the provider sees a byte
+start_provider w --usage-in 1000 --usage-out 100
+export LLMCAP_STATE_DIR=$T/websearch
+cat >"$T/ws.json" <<EOF
+{"schema": 1, "version": 1, "issued_at": "2026-01-01T00:00:00Z", "expires_at": "$(iso_in_days 30)",
+ "providers": [{"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_w"]}],
+ "price_book": "builtin", "org": {"spend_cap_usd": 0.01}}
+EOF
+apply_policy "$T/ws.json" >/dev/null 2>&1; expect_eq "web search policy applied" 0 $?
+messages() { # BODY -> the status
+	"$LLMCAP" run -- curl -s -o "$T/out" -w '%{http_code}' -H 'content-type: application/json' \
+		-H 'x-api-key: sk-ws' -H 'anthropic-version: 2023-06-01' --data-binary "$1" "http://localhost:$PORT_w/v1/messages"
+}
+ws_stat() { "$PY" "$LC_ROOT/tests/provider/logstat.py" "$LOG_w" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+ask='"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": [{"role": "user", "content": "Any news today?"}]'
+expect_eq "a request that may run 5 web searches is refused by the \$0.01 cap" 429 \
+	"$(messages '{'"$ask"', "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]}')"
+for i in $(seq 1 100); do [ "$(ws_stat conns)" = "$(ws_stat conns_closed)" ] && break; sleep 0.1; done
+expect_eq "...before the provider saw a request" 0 "$(ws_stat requests)"
+expect_eq "...or a byte" 0 "$(ws_stat bytes_total)"
+expect_eq "...and nothing is charged" 0 "$(org_used)"
+expect_eq "the same request without the tool fits under the cap" 200 "$(messages '{'"$ask"'}')"
+expect_eq "...charged 1000 x \$0.80/M + 100 x \$4/M = 1200 micro-USD" 1200 "$(org_used)"
 
 finish

@@ -37,7 +37,8 @@ static void install(void)
 		"\"price_book\":\"builtin\",\"unknown_models\":\"block\",\"org\":{\"spend_cap_usd\":100000},"
 		/* self-hosted models: no provider invoice, the operator's own rates (cited in those cases) */
 		"\"prices\":{\"llama3.2\":{\"input\":0.10,\"output\":0.40},"
-		"\"meta-llama/Llama-3.1-8B-Instruct\":{\"input\":0.05,\"cached_input\":0.025,\"output\":0.20}}}";
+		"\"meta-llama/Llama-3.1-8B-Instruct\":{\"input\":0.05,\"cached_input\":0.025,\"output\":0.20},"
+		"\"nomic-embed-text\":{\"input\":0.01,\"output\":0}}}";
 	char err[512], *env = NULL;
 	size_t envlen;
 

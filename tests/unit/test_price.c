@@ -160,6 +160,116 @@ static void test_estimate_is_worst_case(void **st)
 	assert_int_equal(lc_cost_estimate(&p, &ri, 0, 0), 0);
 }
 
+static struct lc_reqinfo req(const char *path, const char *body)
+{
+	struct lc_reqinfo ri;
+	char err[256] = "";
+
+	if (lc_reqinfo_parse(LC_FMT_OPENAI, path, body, strlen(body), NULL, NULL, NULL, &ri, err, sizeof(err)))
+		fail_msg("%s: %s", body, err);
+	return ri;
+}
+
+static void req_invalid(const char *path, const char *body, const char *field)
+{
+	struct lc_reqinfo ri;
+	char err[256] = "";
+
+	assert_int_not_equal(lc_reqinfo_parse(LC_FMT_OPENAI, path, body, strlen(body), NULL, NULL, NULL, &ri, err,
+					      sizeof(err)), 0);
+	if (strncmp(err, field, strlen(field)) || err[strlen(field)] != ':')
+		fail_msg("error for %s names the wrong path: %s (want %s)", body, err, field);
+}
+
+/* A request that enables web search reserves the dearest fees its searches could cost: its own bound
+ * (max_uses, max_tool_calls), else LC_WEB_DEFAULT_CALLS; settle charges the calls the response reports
+ * at the fee of the tool the request named. */
+static void test_estimate_reserves_web_search(void **st)
+{
+	struct lc_reqinfo ri;
+	struct lc_price p;
+	struct lc_usage u = {.present = true, .input = 1000, .output = 100, .web_search = 2};
+
+	/* Anthropic: max_uses 3 at $0.01: 1000 x $1 + 100 x $5 per M + 3 x 10,000 micro-USD */
+	compile("{\"input\": 1, \"output\": 5, \"web_search\": 0.01}", &p);
+	ri = req("/v1/messages", "{\"model\":\"m\",\"max_tokens\":100,\"tools\":[{\"type\":\"web_search_20250305\","
+				 "\"name\":\"web_search\",\"max_uses\":3}]}");
+	assert_true(ri.web & LC_WEB_SEARCH);
+	assert_int_equal(ri.web_max_calls, 3);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1000 + 500 + 30000);
+	assert_int_equal(lc_cost_settle(&p, &u), 1000 + 500 + 20000);
+	/* no max_uses: the documented default bound */
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\",\"name\":\"web_search\"}]}");
+	assert_int_equal(ri.web_max_calls, -1);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1500 + LC_WEB_DEFAULT_CALLS * 10000);
+	/* no web search tool: no fee reserved */
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"name\":\"get_weather\",\"input_schema\":{}}]}");
+	assert_int_equal(ri.web, 0);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1500);
+
+	/* OpenAI gpt-4.1-mini-like: web_search $0.01 + 8,000 input tokens a call at $0.40/M = 13,200 micro-USD a call;
+	 * web_search_preview $0.025 a call, content free */
+	compile("{\"input\": 0.40, \"output\": 1.60, \"web_search\": 0.01, \"web_search_tokens\": 8000,"
+		" \"web_search_preview\": 0.025}", &p);
+	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search\"}],\"max_tool_calls\":2}");
+	assert_int_equal(ri.web_max_calls, 2);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 400 + 160 + 2 * 13200);
+	assert_int_equal(lc_cost_settle(&p, &u), 400 + 160 + 2 * 13200);
+	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_preview\"}]}");
+	assert_true(ri.web == LC_WEB_PREVIEW);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 560 + LC_WEB_DEFAULT_CALLS * 25000);
+	assert_int_equal(lc_cost_settle(&p, &u), 560 + 2 * 25000);
+	/* both tools: a call may be either, so each is charged at the dearer */
+	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search\"},"
+				  "{\"type\":\"web_search_preview_2025_03_11\"}],\"max_tool_calls\":1}");
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 560 + 25000);
+	/* max_tool_calls below the sum of max_uses wins */
+	ri = req("/v1/messages", "{\"tools\":[{\"type\":\"web_search_20250305\",\"max_uses\":4},"
+				 "{\"type\":\"web_search_20260209\",\"max_uses\":5}]}");
+	assert_int_equal(ri.web_max_calls, 9);
+
+	/* a Chat Completions search model: one fee a request by search_context_size (default medium) */
+	compile("{\"input\": 2.50, \"output\": 10, \"search_request\": {\"low\": 0.03, \"medium\": 0.035, \"high\": 0.05}}", &p);
+	ri = req("/v1/chat/completions", "{\"model\":\"m\",\"web_search_options\":{}}");
+	assert_int_equal(ri.search_ctx, 1);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 2500 + 1000 + 35000);
+	u.web_search = 0;
+	assert_int_equal(lc_cost_settle(&p, &u), 2500 + 1000 + 35000);
+	ri = req("/v1/chat/completions", "{\"model\":\"m\",\"web_search_options\":{\"search_context_size\":\"high\"}}");
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 3500 + 50000);
+	assert_int_equal(lc_cost_settle(&p, &u), 3500 + 50000);
+
+	/* numbers from outside are checked, errors name the JSON path */
+	req_invalid("/v1/messages", "{\"tools\":[{\"type\":\"text_editor\"},{\"type\":\"web_search_20250305\",\"max_uses\":0}]}",
+		    "tools[1].max_uses");
+	req_invalid("/v1/messages", "{\"tools\":[{\"type\":\"web_search_20250305\",\"max_uses\":1.5}]}", "tools[0].max_uses");
+	req_invalid("/v1/responses", "{\"tools\":[],\"max_tool_calls\":-1}", "max_tool_calls");
+	req_invalid("/v1/responses", "{\"tools\":{}}", "tools");
+	req_invalid("/v1/chat/completions", "{\"web_search_options\":{\"search_context_size\":\"huge\"}}",
+		    "web_search_options.search_context_size");
+	req_invalid("/v1/chat/completions", "{\"web_search_options\":[]}", "web_search_options");
+}
+
+/* Ollama's /api/embed (and the legacy /api/embeddings) are embeddings: no output reserved, the
+ * input is prompt_eval_count */
+static void test_ollama_embed(void **st)
+{
+	static const char body[] = "{\"model\":\"all-minilm\",\"embeddings\":[[0.1,0.2]],\"total_duration\":14143917,"
+				   "\"load_duration\":1019500,\"prompt_eval_count\":8}";
+	struct lc_reqinfo ri = req("/api/embed", "{\"model\":\"all-minilm\",\"input\":\"Why is the sky blue?\"}");
+	struct lc_usage u;
+
+	assert_int_equal(ri.api, LC_API_EMBEDDINGS);
+	assert_int_equal(ri.output_cap, 0);
+	assert_false(ri.stream);
+	assert_int_equal(lc_api_from_path("/api/embeddings"), LC_API_EMBEDDINGS);
+	assert_int_equal(lc_api_from_path("/api/embedx"), LC_API_UNKNOWN);
+	assert_int_equal(lc_usage_from_json(body, strlen(body), &u), 0);
+	assert_true(u.present);
+	assert_int_equal(u.input, 8);
+	assert_int_equal(u.output, 0);
+}
+
 static void expect_invalid(const char *prices, const char *path)
 {
 	char doc[2048], err[512] = "";
@@ -196,6 +306,20 @@ static void test_validation_names_the_path(void **st)
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"service_tiers\": {\"priority\": {\"input\": -1}}}}",
 		       "prices.m.service_tiers.priority.input");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"web_search\": -0.01}}", "prices.m.web_search");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"web_search_preview\": 2000}}",
+		       "prices.m.web_search_preview");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"web_search_tokens\": -1}}",
+		       "prices.m.web_search_tokens");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"web_search_tokens\": 8000.5}}",
+		       "prices.m.web_search_tokens");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"search_request\": {\"low\": 0.03,"
+		       " \"medium\": 0.035}}}", "prices.m.search_request.high");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"search_request\": {\"low\": 0.03,"
+		       " \"medium\": \"x\", \"high\": 0.05}}}", "prices.m.search_request.medium");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"search_request\": {\"low\": 0.03,"
+		       " \"medium\": 0.035, \"high\": 0.05, \"max\": 1}}}", "prices.m.search_request.max");
+	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"search_request\": 0.03}}",
+		       "prices.m.search_request");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"aliases\": [\"\"]}}", "prices.m.aliases[0]");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"input_audio\": 1}}", "prices.m.input_audio");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1e300, \"output\": 2}}", "prices.m.input");
@@ -348,6 +472,8 @@ int main(void)
 		cmocka_unit_test(test_snapshot_rule),
 		cmocka_unit_test(test_defaults_and_tiers),
 		cmocka_unit_test(test_estimate_is_worst_case),
+		cmocka_unit_test(test_estimate_reserves_web_search),
+		cmocka_unit_test(test_ollama_embed),
 		cmocka_unit_test(test_validation_names_the_path),
 		cmocka_unit_test(test_compatible_usage_shapes),
 		cmocka_unit_test(test_policy_uses_the_book),
