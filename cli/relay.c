@@ -274,20 +274,30 @@ out:
 	return rc;
 }
 
+static int lfd4 = -1, lfd6 = -1;
+static struct sockaddr_in addr4;
+static struct sockaddr_in6 addr6;
+
 void lc_relay_child_env(void)
 {
+	char a4[INET_ADDRSTRLEN], a6[INET6_ADDRSTRLEN], v[160];
 	size_t i;
 
 	for (i = 0; i < NVARS; i++)
 		if (trust_vals[i][0])
 			setenv(trust_vars[i], trust_vals[i], 1);
+	/* the relay's addresses: the preload leaves connections to them alone (the relay holds them) */
+	inet_ntop(AF_INET, &addr4.sin_addr, a4, sizeof(a4));
+	inet_ntop(AF_INET6, &addr6.sin6_addr, a6, sizeof(a6));
+	if (lfd6 >= 0)
+		snprintf(v, sizeof(v), "%s:%d [%s]:%d", a4, ntohs(addr4.sin_port), a6, ntohs(addr6.sin6_port));
+	else
+		snprintf(v, sizeof(v), "%s:%d", a4, ntohs(addr4.sin_port));
+	setenv("LLMCAP_RELAY", v, 1);
 }
 
 /* ---- listeners and the table of connections on their way ---- */
 
-static int lfd4 = -1, lfd6 = -1;
-static struct sockaddr_in addr4;
-static struct sockaddr_in6 addr6;
 static SSL_CTX *sctx, *uctx;
 
 struct pending {

@@ -6,10 +6,10 @@
  * dynamic loader runs those in secure-execution mode and drops a preload given by path, so the
  * program would run without limits.
  *
- * A program the preload cannot hold (statically linked, or Go: lc_exec_kind) runs under the
- * connect() supervisor of supervise.c instead: its connections to providers are held by the
- * supervisor's relay (relay.c), everything else passes. LD_PRELOAD is set for it as well, so its dynamically linked children
- * are held by the preload as usual.
+ * Every program runs under the connect() supervisor of supervise.c as well (when a policy is
+ * installed), so that whatever it starts is seen too: the provider connections of processes the
+ * preload cannot hold (static, Go, TLS linked in) are held by the supervisor's relay (relay.c),
+ * everything else passes (the preload holds the rest).
  *
  * --budget USD / --max-requests N: an ephemeral cap on this one run (engine_run.c). llmcap run
  * records the run in the store, exports LLMCAP_RUN_ID to the program, stays as its parent, and
@@ -50,8 +50,9 @@ static void run_usage(FILE *f)
 		"an existing LD_PRELOAD is kept (after it). Setuid, setgid and file-capability programs are\n"
 		"refused: the dynamic loader would drop the library and the program would run without limits.\n"
 		"\n"
-		"Programs the library cannot hold (statically linked executables, Go programs) run under a\n"
-		"supervisor that sees every connect(): their connections to providers are held by its\n"
+		"CMD and every process it starts run under a supervisor that sees every connect(). The\n"
+		"provider connections of processes the library cannot hold (statically linked executables,\n"
+		"Go programs, programs with their TLS linked in such as the nodesource node) are held by its\n"
 		"loopback relay (TLS terminated with the llmcap CA of this host, which the program trusts\n"
 		"through SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and NODE_EXTRA_CA_CERTS, set for\n"
 		"it), or refused at once when they cannot be held; every other connection passes untouched.\n"
@@ -219,11 +220,7 @@ static int exec_program(void *p)
 {
 	struct exec_args *a = p;
 
-	if (a->kind != LC_EXEC_DYNAMIC)
-		return lc_supervise_exec(a->file, a->argv, a->kwhy);
-	execv(a->file, a->argv);
-	fprintf(stderr, "llmcap run: %s: %s\n", a->file, strerror(errno));
-	return errno == ENOENT ? 127 : 126;
+	return lc_supervise_exec(a->file, a->argv, a->kind, a->kwhy);
 }
 
 int lc_cmd_run(int argc, char **argv)

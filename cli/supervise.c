@@ -211,26 +211,46 @@ static const char *provider_of(const struct sockaddr_storage *ss, socklen_t len,
 	return NULL;
 }
 
-/* Is process pid held by the preload: a dynamically linked program (not Go) with the library
- * mapped? (A Go program built with cgo maps it too, but its network calls bypass it.) */
-static bool has_preload(pid_t pid)
+/* Which TLS and preload libraries process pid has mapped (/proc/PID/maps) */
+static void mapped_libs(pid_t pid, bool *preload, bool *tls)
 {
-	char path[64], line[1024], why[128];
+	char path[64], line[1024];
 	FILE *f;
-	bool found = false;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	if (lc_exec_kind(path, why, sizeof(why)) != LC_EXEC_DYNAMIC)
-		return false;
-
+	*preload = *tls = false;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, "/libllmcap_preload.so") != NULL;
+		return;
+	while (!(*preload && *tls) && fgets(line, sizeof(line), f)) {
+		if (strstr(line, "/libllmcap_preload.so"))
+			*preload = true;
+		if (strstr(line, "/libssl.so") || strstr(line, "/libgnutls.so"))
+			*tls = true;
+	}
 	fclose(f);
-	return found;
+}
+
+/* Is process pid held by the preload: a dynamically linked program (not Go) with the library
+ * mapped, and a TLS library its hooks hold (libssl, GnuTLS) mapped too? A program with its TLS
+ * linked in (the nodesource node, uv's Python, Bun) maps neither, whatever it speaks: the relay
+ * holds all its provider connections (plain HTTP too: one rule per process, one decision per
+ * request, the preload stepping aside on relay connections). A Go program built with cgo maps the
+ * preload, but its network calls bypass it. why: what the process is, for a refusal. */
+static bool preload_holds(pid_t pid, char *why, size_t wl)
+{
+	char path[64];
+	bool pre, tls;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (lc_exec_kind(path, why, wl) != LC_EXEC_DYNAMIC)
+		return false;
+	mapped_libs(pid, &pre, &tls);
+	if (!pre)
+		snprintf(why, wl, "a process without the llmcap preload (LD_PRELOAD cleared)");
+	else if (!tls)
+		snprintf(why, wl, "a program with its TLS linked in or without TLS (no libssl or GnuTLS loaded)");
+	return pre && tls;
 }
 
 /* ---- the filter and the supervisor loop ---- */
@@ -345,8 +365,9 @@ static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_
 }
 
 /* one notification: fill resp */
-static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_notif_resp *resp, const char *why)
+static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_notif_resp *resp)
 {
+	char pwhy[160];
 	struct sockaddr_storage ss;
 	socklen_t len = (socklen_t)req->data.args[2];
 	char path[64], ip[64];
@@ -372,7 +393,7 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	if (k != (ssize_t)len || ioctl(lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) != 0)
 		return;
 	prov = provider_of(&ss, len, &port);
-	if (!prov || has_preload((pid_t)req->pid))
+	if (!prov || preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
 		return;
 	held = hold(lfd, req, &ss, len, prov, port, hwhy, sizeof(hwhy));
 	if (held >= 0) {
@@ -385,7 +406,7 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
 	fprintf(stderr, "llmcap: refused a connection to provider %s (%s port %d) from pid %d: the program is %s, "
-			"and llmcap cannot hold its calls (%s)\n", prov, ip, port, (int)req->pid, why, hwhy);
+			"and llmcap cannot hold its calls (%s)\n", prov, ip, port, (int)req->pid, pwhy, hwhy);
 	resp->flags = 0;
 	resp->error = -ECONNREFUSED;
 }
@@ -397,29 +418,67 @@ static void forward(int sig)
 		kill(child_pid, sig);
 }
 
-int lc_supervise_exec(const char *file, char *const argv[], const char *why)
+/* Is this process already under the connect() filter of an `llmcap run` supervisor (a nested
+ * `llmcap run`)? A second listener cannot be stacked on it (EBUSY), and the outer supervisor
+ * already sees every connect() of this subtree. */
+static bool already_supervised(void)
+{
+	char line[256];
+	FILE *f;
+	int mode = 0;
+
+	if (!getenv("LLMCAP_SUPERVISOR"))
+		return false;
+	f = fopen("/proc/self/status", "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+			break;
+	fclose(f);
+	return mode == 2;
+}
+
+static int exec_plain(const char *file, char *const argv[])
+{
+	execv(file, argv);
+	fprintf(stderr, "llmcap run: %s: %s\n", file, strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}
+
+int lc_supervise_exec(const char *file, char *const argv[], int kind, const char *why)
 {
 	struct seccomp_notif_sizes sz;
 	struct seccomp_notif *req;
 	struct seccomp_notif_resp *resp;
 	int sp[2], lfd, st = 0, pol;
+	char me[32];
 
+	if (already_supervised())    /* the outer supervisor holds this subtree */
+		return exec_plain(file, argv);
 	pol = load_providers();
+	if (pol < 0 && kind == LC_EXEC_DYNAMIC)    /* the preload answers provider calls with 503 */
+		return exec_plain(file, argv);
 	if (pol < 0) {
 		fprintf(stderr, "llmcap run: the store is unusable (%s): refusing to run %s unheld\n",
 			lc_store_error(), file);
 		return 1;
 	}
-	if (pol == 0) {    /* llmcap is not configured: nothing to hold, as with the preload */
-		execv(file, argv);
-		return errno == ENOENT ? 127 : 126;
-	}
+	if (pol == 0)    /* llmcap is not configured: nothing to hold, as with the preload */
+		return exec_plain(file, argv);
 	if (syscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) != 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		if (kind == LC_EXEC_DYNAMIC) {
+			fprintf(stderr, "llmcap run: seccomp user notification unavailable (%s): %s runs with the preload "
+					"alone (programs it starts that the preload cannot hold are not supervised)\n",
+				strerror(errno), file);
+			return exec_plain(file, argv);
+		}
 		fprintf(stderr, "llmcap run: seccomp user notification unavailable (%s): refusing to run %s, which "
 				"is %s\n", strerror(errno), file, why);
 		return 1;
 	}
+	snprintf(me, sizeof(me), "%d", (int)getpid());
 	if (lc_relay_prepare(relay_off, sizeof(relay_off)) == 0)
 		relay_off[0] = 0;
 	else if (!relay_off[0])
@@ -432,6 +491,7 @@ int lc_supervise_exec(const char *file, char *const argv[], const char *why)
 	}
 	if (child_pid == 0) {
 		close(sp[0]);
+		setenv("LLMCAP_SUPERVISOR", me, 1);
 		if (!relay_off[0])
 			lc_relay_child_env();
 		lfd = install_filter();
@@ -472,7 +532,7 @@ int lc_supervise_exec(const char *file, char *const argv[], const char *why)
 		memset(req, 0, sz.seccomp_notif);
 		if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0)
 			continue;    /* the caller died meanwhile (ENOENT), or EINTR */
-		decide(lfd, req, resp, why);
+		decide(lfd, req, resp);
 		(void)ioctl(lfd, SECCOMP_IOCTL_NOTIF_SEND, resp);
 	}
 	while (waitpid(child_pid, &st, 0) < 0 && errno == EINTR)

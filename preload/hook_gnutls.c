@@ -135,6 +135,8 @@ static int sess_classify(gnutls_session_t s, struct lc_conn *c, int fd, const vo
 	bool dead = false;
 
 	fd = sess_fd(s, fd);
+	if (lc_pl_relayed(fd))    /* the supervisor's relay holds it */
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	if (fd >= 0)
 		lc_conn_set_fd(c, fd);
 	memset(&t, 0, sizeof(t));

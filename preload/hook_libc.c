@@ -261,6 +261,11 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 	if (lc_fd_state(fd) == LC_FD_CANDIDATE) {
 		if (n == 0)
 			return 0;
+		if (lc_pl_relayed(fd)) {    /* the supervisor's relay holds it */
+			fd_forget(fd);
+			errno = saved;
+			return 0;
+		}
 		if (first_write(fd, buf, n) < 0) {
 			*ret = -1;
 			errno = EACCES;
@@ -277,6 +282,12 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		return 0;
 	}
 	lc_conn_view(c, &v);
+	if (v.nreq == 0 && v.st == LC_ST_IDLE && n > 0 && lc_pl_relayed(fd)) {    /* the relay holds it */
+		lc_conn_put(c);
+		fd_forget(fd);
+		errno = saved;
+		return 0;
+	}
 	if (v.nreq == 0 && v.st == LC_ST_IDLE && lc_cls_client_hello(buf, n, cr)) {
 		/* TLS to a provider listed by address: the TLS layer holds it */
 		lc_cr_record(fd, cr);

@@ -125,6 +125,8 @@ static int ssl_classify(SSL *ssl, struct lc_conn *c, int fd, const void *buf, si
 	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl))    /* a TLS server in this process */
 		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	fd = ssl_fd(ssl, fd);
+	if (lc_pl_relayed(fd))    /* the supervisor's relay holds it */
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
 	if (fd >= 0)
 		lc_conn_set_fd(c, fd);
 	memset(&t, 0, sizeof(t));

@@ -72,6 +72,11 @@ extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec
  * layer can hold its connections? */
 bool lc_pl_have_held_tls(void);
 
+/* Is socket fd connected to the loopback relay of the `llmcap run` supervisor this process runs
+ * under (LLMCAP_RELAY)? Such a connection is held by the relay (it decides every request on it),
+ * so the shim leaves it alone: one decision per request, never two. */
+bool lc_pl_relayed(int fd);
+
 /* Fork generation: bumped in the child; conns of an older generation are never settled there. */
 extern atomic_uint lc_pl_forkgen __attribute__((visibility("default")));
 

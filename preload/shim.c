@@ -3,6 +3,7 @@
  * Nothing here opens the store: the engine opens LMDB lazily, on the first provider
  * lookup, so a program that never connects anywhere pays for one pthread_once.
  */
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -10,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "preload.h"
 
@@ -136,4 +138,91 @@ bool lc_pl_have_held_tls(void)
 	if (found)
 		atomic_store(&seen, true);
 	return found;
+}
+
+/* ---- the relay of `llmcap run`'s supervisor ---- */
+
+/* LLMCAP_RELAY="IP:PORT [IP6]:PORT", set by the supervisor for the programs it runs: the loopback
+ * addresses of its relay. Parsed once; 1 parsed, -1 absent or unreadable. */
+static struct sockaddr_storage relay_addr[2];
+static int relay_n;
+static pthread_once_t relay_once = PTHREAD_ONCE_INIT;
+
+static void relay_parse(void)
+{
+	const char *v = getenv("LLMCAP_RELAY");
+	char tok[80];
+
+	while (v && *v && relay_n < 2) {
+		size_t l = strcspn(v, " ");
+		char *colon;
+		long port;
+
+		if (l > 0 && l < sizeof(tok)) {
+			memcpy(tok, v, l);
+			tok[l] = 0;
+			colon = strrchr(tok, ':');
+			port = colon ? strtol(colon + 1, NULL, 10) : 0;
+			if (colon && port > 0 && port < 65536) {
+				struct sockaddr_storage *ss = &relay_addr[relay_n];
+
+				*colon = 0;
+				if (tok[0] == '[' && colon > tok + 1 && colon[-1] == ']') {
+					struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+					colon[-1] = 0;
+					if (inet_pton(AF_INET6, tok + 1, &a->sin6_addr) == 1) {
+						a->sin6_family = AF_INET6;
+						a->sin6_port = htons((uint16_t)port);
+						relay_n++;
+					}
+				} else {
+					struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+					if (inet_pton(AF_INET, tok, &a->sin_addr) == 1) {
+						a->sin_family = AF_INET;
+						a->sin_port = htons((uint16_t)port);
+						relay_n++;
+					}
+				}
+			}
+		}
+		v += l;
+		v += strspn(v, " ");
+	}
+}
+
+bool lc_pl_relayed(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int i, saved = errno;
+	bool r = false;
+
+	pthread_once(&relay_once, relay_parse);
+	if (relay_n == 0 || fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		errno = saved;
+		return false;
+	}
+	for (i = 0; i < relay_n && !r; i++) {
+		const struct sockaddr_storage *ra = &relay_addr[i];
+
+		if (ra->ss_family == AF_INET && ss.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)ra, *b = (const struct sockaddr_in *)&ss;
+
+			r = a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+		} else if (ra->ss_family == AF_INET && ss.ss_family == AF_INET6) {    /* v4-mapped */
+			const struct sockaddr_in *a = (const struct sockaddr_in *)ra;
+			const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&ss;
+
+			r = a->sin_port == b->sin6_port && IN6_IS_ADDR_V4MAPPED(&b->sin6_addr) &&
+			    memcmp(&b->sin6_addr.s6_addr[12], &a->sin_addr, 4) == 0;
+		} else if (ra->ss_family == AF_INET6 && ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ra, *b = (const struct sockaddr_in6 *)&ss;
+
+			r = a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0;
+		}
+	}
+	errno = saved;
+	return r;
 }

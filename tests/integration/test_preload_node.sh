@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# The machine's nodesource `node` (OpenSSL linked in: the preload cannot hold its TLS) under
-# `llmcap run`: a call to a provider over TLS is refused at once, never a timeout or a hang.
+# The machine's nodesource `node` (OpenSSL linked in: the preload cannot hold its TLS) with the
+# preload alone (LD_PRELOAD set by hand, no `llmcap run` supervisor): a call to a provider over TLS
+# is refused at once, never a timeout or a hang. (Under `llmcap run` it is held: test_run_node.sh.)
 # fetch, the `https` module and the `openai` npm SDK (installed into build/tests/npm when the npm
 # registry answers; skipped with a note otherwise) each get an error within 100 ms of the call
 # (timed after a warm-up call to a host that is not a provider, so the figure is the refusal, not
 # node loading undici or TLS), one stderr line names why, and the provider gets 0 bytes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
-NODE=$(command -v node || true)
-if [ -z "$NODE" ] || ldd "$NODE" | grep -q 'libssl\.so'; then
-	echo "# no node with OpenSSL linked in on this machine (nodesource build); nothing to test"
-	ok "skipped: no nodesource node"; finish; exit 0
-fi
+pl_need_nodesource_node    # sets NODE, or skips the suite
 pl_init
 pl_provider tls13 $(pl_tls_args 1.3)
 pl_provider other $(pl_tls_args 1.3)          # not in the policy: the warm-up call goes there
@@ -72,7 +69,7 @@ else echo "# the openai npm SDK could not be installed (no npm registry): its su
 for kind in $kinds; do
 	pl_policy "node-$kind" "localhost:$PORT_tls13"
 	pl_wait_closed "$LOG_tls13"; : >"$LOG_tls13"
-	KEY=$PL_KEY OPENAI_DIR=$OPENAI_DIR timeout 60 "$LLMCAP" run -- "$NODE" "$T/client.js" "$kind" "$P" "$O" \
+	KEY=$PL_KEY OPENAI_DIR=$OPENAI_DIR LD_PRELOAD=$PRELOAD timeout 60 "$NODE" "$T/client.js" "$kind" "$P" "$O" \
 		>"$T/node-$kind.out" 2>"$T/node-$kind.err"; rc=$?
 	# "at once": under 100 ms, or (on a loaded machine) no longer than a whole warm call to the
 	# other host plus 100 ms; a timeout or a hang is seconds
