@@ -170,7 +170,7 @@ static bool refill(struct srv *s)
 	int64_t sent = lc_now_ms();
 	char *txt;
 
-	if (lc_lease_plan(&plan) != LC_OK)
+	if (lc_lease_plan(0, &plan) != LC_OK)
 		die("plan");
 	if (!plan)
 		return false;

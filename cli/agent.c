@@ -74,6 +74,7 @@ struct agent {
 	int kept;       /* events held because this host is not enrolled */
 	char auth[600]; /* "Authorization: Bearer <host id>.<secret>" or "" (not enrolled) */
 	bool lease_down;      /* the last lease call failed (said once per outage) */
+	bool lease_started;   /* the first lease round (a slice of every shared limit) was planned */
 	pthread_mutex_t mu;   /* etag, version, rejected: the round and the long-poll both pull */
 	double interval, max_backoff;
 };
@@ -410,6 +411,7 @@ static int push_usage(struct agent *a)
 /* ---- leases: slices of shared limits (policy "leases": true) ---- */
 
 #define AGENT_LEASE_TICK_MS 200
+#define AGENT_LEASE_POLL_MS 10
 
 /* One call when a slice needs one (lc_lease_plan decides: a refused request, less than half left,
  * a renewal before the TTL, something to give back). 1 called, 0 nothing to ask, -1 failed. */
@@ -423,11 +425,17 @@ static int lease_round(struct agent *a)
 
 	if (!a->auth[0])
 		return 0;   /* not enrolled: no slices (shared limits refuse) */
-	if ((r = lc_lease_plan(&req)) != LC_OK || !req) {
+	/* requests refused for want of a slice wait for this thread (lc_admit) unless the last call
+	 * failed; the first round asks for a slice of every shared limit the policy names */
+	if ((r = lc_lease_plan((a->lease_down || a->once ? 0 : LC_LEASE_UP) | (a->lease_started ? 0 : LC_LEASE_PREFETCH), &req)) !=
+		    LC_OK ||
+	    !req) {
+		a->lease_started = r == LC_OK || a->lease_started;
 		if (r != LC_OK && r != LC_E_NOPOLICY && !a->lease_down)
 			fprintf(stderr, "llmcap agent: leases: %s\n", lc_strerror(r));
 		return r == LC_OK || r == LC_E_NOPOLICY ? 0 : -1;
 	}
+	a->lease_started = true;
 	json_object_set_new(req, "host_id", json_string(a->host_id));   /* the credential's host */
 	char *txt = json_dumps(req, JSON_COMPACT);
 	int64_t sent = lc_now_ms();
@@ -465,14 +473,17 @@ out:
 	return rc;
 }
 
-/* The lease thread: a refused request gets its slice within a tick plus a round trip. */
+/* The lease thread: a round every tick (refills, renewals, give-backs); a refused request or a new
+ * policy is seen within AGENT_LEASE_POLL_MS (a read of the store) and asked for at once. */
 static void *lease_loop(void *arg)
 {
 	struct agent *a = arg;
 
 	while (!agent_stop) {
 		int r = lease_round(a);
-		sleep_ms(r < 0 ? 1000 : r > 0 ? 20 : AGENT_LEASE_TICK_MS);
+		int64_t until = lc_now_ms() + (r < 0 ? 1000 : r > 0 ? 20 : AGENT_LEASE_TICK_MS);
+		while (!agent_stop && lc_now_ms() < until && (r < 0 || !lc_lease_pending()))
+			sleep_ms(AGENT_LEASE_POLL_MS);
 	}
 	return NULL;
 }

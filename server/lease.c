@@ -30,11 +30,16 @@
 
 #define LEASE_PER_CALL_MAX 256
 #define LEASE_AMOUNT_MAX 1000000000000000LL   /* 10^15, as usage reports */
-#define LEASE_SKEW_S 120
-#define LEASE_HOSTS_MAX 4096                  /* host records (host_id|epoch) per limit and window */                      /* a host's bucket may be this far from ours */
+#define LEASE_SKEW_S 120                      /* a host's bucket may be this far from ours */
+#define LEASE_HOSTS_MAX 4096                  /* host records (host_id|epoch) per limit and window */
 #define E400(rs, ...) srv_resp_error(rs, 400, "invalid_request_error", __VA_ARGS__)
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+bool srv_leases_on(const json_t *settings)
+{
+	return !json_is_false(json_object_get(settings, "leases"));   /* on unless said off */
+}
 
 static int64_t lease_ttl(srv_txn *txn, struct srv *s, bool *on)
 {
@@ -42,7 +47,7 @@ static int64_t lease_ttl(srv_txn *txn, struct srv *s, bool *on)
 	int64_t ttl = json_is_integer(t) ? json_integer_value(t) : SRV_LEASE_TTL_DEFAULT;
 
 	if (on)
-		*on = json_is_true(json_object_get(set, "leases"));
+		*on = srv_leases_on(set);
 	json_decref(set);
 	return ttl >= 1 && ttl <= SRV_LEASE_TTL_MAX ? ttl : SRV_LEASE_TTL_DEFAULT;
 }

@@ -79,11 +79,12 @@ json_t *srv_policy_build(struct srv *s, srv_txn *txn, int64_t version, int64_t n
 		for (size_t i = 0; i < 3; i++)
 			if ((p = json_object_get(set, f[i])))
 				json_object_set(doc, f[i], p);
-		/* hosts spend shared limits within slices this server leases them (lease.c) */
-		if (json_is_true(json_object_get(set, "leases")))
-			json_object_set_new(doc, "leases", json_true());
-		json_decref(set);
 	}
+	/* hosts spend shared limits within slices this server leases them (lease.c), unless the
+	 * settings say "leases": false */
+	if (srv_leases_on(set))
+		json_object_set_new(doc, "leases", json_true());
+	json_decref(set);
 	if ((p = srv_get_json(txn, s->db_meta, "org")))
 		json_object_set_new(doc, "org", p);
 	json_object_set_new(doc, "teams", collect(txn, s->db_teams));

@@ -327,6 +327,8 @@ int64_t srv_host_rule_used(srv_txn *txn, struct srv *s, const char *host_key, co
 #define SRV_LEASE_TTL_DEFAULT 30   /* seconds; settings "lease_ttl_seconds" */
 #define SRV_LEASE_TTL_MAX 3600
 #define SRV_LEASES_MAX (1024 * 1024)   /* POST /v1/leases body cap */
+/* leases are on unless the settings say "leases": false */
+bool srv_leases_on(const json_t *settings);
 void srv_h_leases_post(struct srv_call *c);
 void srv_h_leases_get(struct srv_call *c);
 /* Drop lease records of windows that are over. */

@@ -469,6 +469,7 @@ struct decision {
 	uint32_t watched;            /* groups some rule watches: loaded at admit, reserved on */
 	struct lc_rule rules[MAX_RULES];
 	int nr;
+	bool lease_asking;           /* refused for a slice the agent is asking for now */
 };
 
 enum { GO_ON = 0, DECIDED = 1 };
@@ -745,7 +746,8 @@ static int check_leases(struct lc_store *s, MDB_txn *txn, struct decision *x, st
 		if (!lc_rule_leased(r))
 			continue;
 		rc = lc__lease_check(s, txn, r, &x->g[r->scope].rec, x->est[r->lim.metric], x->now_ms, d);
-		if (rc == 1)
+		x->lease_asking = rc == 2;
+		if (rc == 1 || rc == 2)
 			return DECIDED;
 		if (rc)
 			return rc;
@@ -850,7 +852,7 @@ static int expired_policy_event(struct lc_store *s, MDB_txn *txn, struct decisio
 }
 
 static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req *r, const unsigned char *keyfp,
-		     struct lc_decision *d, struct parse_basis *basis)
+		     struct lc_decision *d, struct parse_basis *basis, bool *lease_asking)
 {
 	struct decision *x = malloc(sizeof(*x));  /* large; only the counts need zeroing */
 	int rc;
@@ -864,11 +866,13 @@ static int admit_txn(struct lc_store *s, MDB_txn *txn, const struct lc_admit_req
 	x->have_key = false;
 	x->present = x->watched = 0;
 	x->nr = 0;
+	x->lease_asking = false;
 	if ((rc = identify(s, txn, x, r, keyfp, d, basis)) == GO_ON && (rc = estimate(s, txn, x, d)) == GO_ON &&
 	    (rc = collect_rules(s, txn, x)) == GO_ON && (rc = check(s, txn, x, d)) == GO_ON &&
 	    (rc = check_leases(s, txn, x, d)) == GO_ON &&
 	    (rc = warn_rules(s, txn, x)) == GO_ON && (rc = reserve(s, txn, x, d)) == GO_ON)
 		rc = expired_policy_event(s, txn, x);
+	*lease_asking = rc == DECIDED && x->lease_asking;
 	free(x);
 	return rc == DECIDED ? 0 : rc;
 }
@@ -1079,25 +1083,48 @@ struct admit_op {
 	const unsigned char *fp;
 	struct lc_decision *d;
 	struct parse_basis *basis;
+	bool may_wait;       /* a refusal for a slice the agent is asking for may wait for it */
+	bool wait;           /* ... and this one does: decided again after the wait */
 };
 
 static int admit_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 {
 	struct admit_op *op = ctx;
-
+	bool asking = false;
 	int rc;
 
 	memset(op->d, 0, sizeof(*op->d));
 	/* a denial commits too: its events (and reclaimed tickets) must persist */
-	rc = admit_txn(s, txn, op->r, op->fp, op->d, op->basis);
-	return rc ? rc : lc_stats_count(s, txn, op->d);
+	rc = admit_txn(s, txn, op->r, op->fp, op->d, op->basis, &asking);
+	op->wait = rc == 0 && asking && op->may_wait;
+	/* a decision counts once: a request that waits for its slice is counted when decided again */
+	return rc || op->wait ? rc : lc_stats_count(s, txn, op->d);
+}
+
+/* Decide; a request refused only because this host's slice of a shared limit is not granted yet
+ * (or used up) while the agent is asking for it waits for the answer (bounded, no network here),
+ * then is decided again. */
+static int admit_decide(struct lc_store *s, struct admit_op *op)
+{
+	int polls = lc__lease_wait_polls(), rc;
+
+	op->may_wait = true;
+	for (;;) {
+		rc = lc__write(s, admit_fn, op);
+		if (rc || !op->wait)
+			return rc;
+		rc = lc__lease_wait(s, op->d->limit, &polls);
+		if (rc && rc != ETIMEDOUT)
+			return rc;
+		op->may_wait = rc == 0 && polls > 0;
+	}
 }
 
 static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, struct parse_basis *basis)
 {
 	struct lc_store *s;
 	unsigned char fp[32];
-	struct admit_op op = {r, NULL, d, basis};
+	struct admit_op op = {r, NULL, d, basis, false, false};
 	int rc;
 
 	memset(d, 0, sizeof(*d));
@@ -1114,7 +1141,7 @@ static int admit_common(const struct lc_admit_req *r, struct lc_decision *d, str
 		fail_decision(rc, d);
 		return rc;
 	}
-	rc = lc__write(s, admit_fn, &op);
+	rc = admit_decide(s, &op);
 	if (rc == LC__E_REPARSE) {
 		memset(d, 0, sizeof(*d));
 		return rc;

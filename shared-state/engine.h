@@ -133,7 +133,11 @@ int lc_remote_usage_set(json_t *counters, json_t *own_snapshot_counters);
  * NULL when nothing needs asking; a slice it gives back is lowered here first, so the host never
  * spends what the server may grant elsewhere. lc_lease_apply installs the server's answer to that
  * body (sent_ms: when it was sent; the slice expires TTL after it, before the server's copy does). */
-int lc_lease_plan(json_t **out);
+#define LC_LEASE_UP 1u         /* the caller reaches a server: refused requests may wait for its answer */
+#define LC_LEASE_PREFETCH 2u   /* ask for a slice of every shared limit the policy names (agent start) */
+int lc_lease_plan(unsigned flags, json_t **out);
+/* a refused request or a new policy waits for a call (a cheap read: the agent polls it often) */
+bool lc_lease_pending(void);
 int lc_lease_apply(const json_t *request, const json_t *answer, int64_t sent_ms);
 
 /* ---- outbox (events for the agent to deliver) ----

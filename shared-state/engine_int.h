@@ -148,9 +148,17 @@ struct lc_rec_lease {
 };
 bool lc__lease_mode(struct lc_store *s, MDB_txn *txn);
 int lc__lease_mode_set(struct lc_store *s, MDB_txn *txn, bool on);
-/* 0: within the slice; 1: refused (d filled: 429 naming the rule); else a store error */
+/* 0: within the slice; 1: refused (d filled: 429 naming the rule); 2: refused, but the agent's lease
+ * thread reaches a server and is asking for this slice now (a caller may lc__lease_wait, then decide
+ * again); else a store error */
 int lc__lease_check(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_rec_ledger *rec,
 		    int64_t est, int64_t now_ms, struct lc_decision *d);
+/* Wait (no network: the agent asks) until the agent applied an answer for the named slice, or it
+ * stops reaching a server, or *polls (each a few ms) run out. 0: decide again; ETIMEDOUT; or a
+ * store error. */
+int lc__lease_wait(struct lc_store *s, const char *name, int *polls);
+/* the polls a request may wait at most for a slice the agent is asking for (2 seconds' worth) */
+int lc__lease_wait_polls(void);
 /* the slice of rule r as status shows it, or NULL when none */
 json_t *lc__lease_status(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_rec_ledger *rec,
 			 int64_t now_ms);

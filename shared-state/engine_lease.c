@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_int.h"
 #include "util.h"
@@ -24,6 +25,9 @@
 #define LEASE_TTL_DEFAULT_MS 30000
 #define LEASE_PLAN_MAX 256         /* limits per call */
 #define LEASE_AMOUNT_MAX 1000000000000000000LL
+#define LEASE_WAIT_MS 2000         /* a request with no slice yet waits this long at most for the agent */
+#define LEASE_ALIVE_MS 2000        /* the agent's lease thread ticks every 200 ms while it reaches a server */
+#define LEASE_POLL_MS 5
 
 bool lc__lease_mode(struct lc_store *s, MDB_txn *txn)
 {
@@ -32,15 +36,36 @@ bool lc__lease_mode(struct lc_store *s, MDB_txn *txn)
 	return mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0;
 }
 
+static int meta_del(struct lc_store *s, MDB_txn *txn, const char *name)
+{
+	MDB_val k = MV(name, strlen(name));
+	int rc = mdb_del(txn, s->dbi[LC_DB_META], &k, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* on: the policy's shared limits are leased, and the agent asks for a slice of each at once
+ * ("lease_prefetch": a policy installed, so limits may be new) */
 int lc__lease_mode_set(struct lc_store *s, MDB_txn *txn, bool on)
 {
-	MDB_val k = MV("leases", 6), v = MV("1", 1);
+	MDB_val k = MV("leases", 6), v = MV("1", 1), pk = MV("lease_prefetch", 14);
 	int rc;
 
 	if (on)
-		return mdb_put(txn, s->dbi[LC_DB_META], &k, &v, 0);
-	rc = mdb_del(txn, s->dbi[LC_DB_META], &k, NULL);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+		return (rc = mdb_put(txn, s->dbi[LC_DB_META], &k, &v, 0)) ? rc
+										: mdb_put(txn, s->dbi[LC_DB_META], &pk, &v, 0);
+	return (rc = meta_del(s, txn, "leases")) ? rc : meta_del(s, txn, "lease_prefetch");
+}
+
+/* when the agent's lease thread last reached a server (ms), 0 never */
+static int64_t agent_tick(struct lc_store *s, MDB_txn *txn)
+{
+	MDB_val k = MV("lease_tick", 10), v;
+	int64_t t = 0;
+
+	if (mdb_get(txn, s->dbi[LC_DB_META], &k, &v) == 0 && v.mv_size == sizeof(t))
+		memcpy(&t, v.mv_data, sizeof(t));
+	return t;
 }
 
 #define PL (sizeof(LC_LEASE_PREFIX) - 1)
@@ -117,10 +142,12 @@ int lc__lease_check(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, c
 	live = rc == 0 && lease_live(&lr, rec, r, now_ms);
 	if (live && lc_sat_add(own, est) <= lr.allow)
 		return 0;
-	/* refused: tell the agent what this request needed (it asks within a fraction of a second) */
+	/* refused: tell the agent what this request needed (it asks within a few milliseconds) */
 	lr.need = est > 0 ? est : 1;
 	if ((rc = lease_put(s, txn, name, &lr)))
 		return rc;
+	int64_t tick = agent_tick(s, txn);
+	bool asking = !(lr.exhausted && live) && tick > 0 && now_ms - tick < LEASE_ALIVE_MS && tick - now_ms < LEASE_ALIVE_MS;
 	d->verdict = LC_DENY;
 	d->status = 429;
 	snprintf(d->limit, sizeof(d->limit), "%s", name);
@@ -140,14 +167,54 @@ int lc__lease_check(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, c
 	} else {
 		snprintf(d->message, sizeof(d->message),
 			 "llmcap: this host's share of the %s %s limit of %s for %s '%s' is %s (%s used here + %s this "
-			 "request (worst case)); the agent is asking llmcap-server for more, retry shortly",
+			 "request (worst case)); %s",
 			 lc_window_name(r->lim.window), lc_metric_name(r->lim.metric), a, lc_scope_name(r->scope), r->id,
-			 live ? "used up" : "not granted yet", b, c);
+			 live ? "used up" : "not granted yet", b, c,
+			 asking ? "the agent is asking llmcap-server for more, retry shortly"
+				: "no running, enrolled `llmcap agent` on this host reaches llmcap-server to ask for more");
 		d->retry_after = 1;
 	}
 	d->should_retry = true;
-	return 1;
+	return asking ? 2 : 1;
 }
+
+static void nap_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	int e = errno;   /* the caller's errno is the host program's */
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	errno = e;
+}
+
+int lc__lease_wait(struct lc_store *s, const char *name, int *polls)
+{
+	struct lc_rec_lease lr;
+	int64_t granted = -1;
+
+	for (;;) {
+		MDB_txn *txn;
+		int rc = lc_store_begin(s, false, &txn), alive;
+
+		if (rc)
+			return rc;
+		rc = lease_get(s, txn, name, &lr);
+		alive = lc_now_ms() - agent_tick(s, txn) < LEASE_ALIVE_MS;
+		lc_store_end(s, txn, false);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		if (rc == MDB_NOTFOUND || lr.need == 0 || (granted >= 0 && lr.granted_ms != granted))
+			return 0;   /* an answer was applied (or the record dropped): decide again */
+		if (!alive || *polls <= 0)
+			return ETIMEDOUT;
+		(*polls)--;   /* counted, not timed: a clock that jumps does not stretch the wait */
+		granted = lr.granted_ms;
+		nap_ms(LEASE_POLL_MS);
+	}
+}
+
+int lc__lease_wait_polls(void) { return LEASE_WAIT_MS / LEASE_POLL_MS; }
 
 json_t *lc__lease_status(struct lc_store *s, MDB_txn *txn, const struct lc_rule *r, const struct lc_rec_ledger *rec,
 			 int64_t now_ms)
@@ -219,6 +286,7 @@ static int64_t lease_target(const struct lc_rule *r, const struct lc_rec_lease *
 struct plan_op {
 	json_t *leases;
 	int64_t now_ms;
+	unsigned flags;
 };
 
 static int plan_one(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg, const char *name,
@@ -307,19 +375,108 @@ static int plan_one(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 		       : 0;
 }
 
+/* a record asking for a slice of each leased rule of a group that has none yet */
+static int prefetch_group(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg, int scope, const char *id,
+			  int *room)
+{
+	struct lc_rule rules[2 * LC_MAX_LIMITS + 4];
+	struct lc_rec_lease lr;
+	char name[200];
+	int n = 0, rc;
+
+	if ((rc = lc__group_rules(s, txn, cfg, scope, id, rules, 2 * LC_MAX_LIMITS + 4, &n)))
+		return rc;
+	for (int i = 0; i < n && *room > 0; i++) {
+		if (!lc_rule_leased(&rules[i]))
+			continue;
+		lc_rule_name(&rules[i], name, sizeof(name));
+		if ((rc = lease_get(s, txn, name, &lr)) == 0)
+			continue;
+		if (rc != MDB_NOTFOUND)
+			return rc;
+		lr.need = 1;   /* ask now, for what the rate needs (no rate yet: threshold / 64) */
+		if ((rc = lease_put(s, txn, name, &lr)))
+			return rc;
+		(*room)--;
+	}
+	return 0;
+}
+
+/* each group of one table of the policy (keys by name, teams, customers with their own limits) */
+static int prefetch_table(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg, int dbi, int scope,
+			  int *room)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	char id[128];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, s->dbi[dbi], &cur)))
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *room > 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size == 0 || k.mv_size >= sizeof(id))
+			continue;
+		memcpy(id, k.mv_data, k.mv_size);
+		id[k.mv_size] = '\0';
+		if (strlen(id) != k.mv_size)
+			continue;
+		if ((rc = prefetch_group(s, txn, cfg, scope, id, room)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* A policy was installed (or the agent started): a slice of every shared limit the policy names is
+ * asked for at once, so a limit's first request on this host finds one. Limits of customers the
+ * policy does not name (the default budget) are asked for on their first request. */
+static int prefetch(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *cfg)
+{
+	int room = LEASE_PLAN_MAX, rc;
+	MDB_cursor *cur;
+	MDB_val k = MV(LC_LEASE_PREFIX, PL), v;
+
+	if ((rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur)))
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && room > 0 && k.mv_size > PL && !memcmp(k.mv_data, LC_LEASE_PREFIX, PL);
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		room--;   /* records already there */
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = prefetch_group(s, txn, cfg, LC_SCOPE_ORG, "org", &room)) ||
+	    (rc = prefetch_table(s, txn, cfg, LC_DB_TEAMS, LC_SCOPE_TEAM, &room)) ||
+	    (rc = prefetch_table(s, txn, cfg, LC_DB_KEYNAMES, LC_SCOPE_KEY, &room)) ||
+	    (rc = prefetch_table(s, txn, cfg, LC_DB_CUSTS, LC_SCOPE_CUSTOMER, &room)))
+		return rc;
+	return meta_del(s, txn, "lease_prefetch");
+}
+
 static int plan_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 {
 	struct plan_op *op = ctx;
 	char names[LEASE_PLAN_MAX][200];
 	struct lc_rec_cfg cfg;
 	MDB_cursor *cur;
-	MDB_val k = MV(LC_LEASE_PREFIX, PL), v;
+	MDB_val k = MV(LC_LEASE_PREFIX, PL), v, pk = MV("lease_prefetch", 14);
 	int n = 0, rc;
 	bool on = lc__lease_mode(s, txn);
 
 	json_array_clear(op->leases);
 	if ((rc = lc__get_cfg(s, txn, &cfg)))
 		return rc == LC_E_NOPOLICY ? 0 : rc;
+	if (op->flags & LC_LEASE_UP) {
+		/* requests refused for want of a slice wait for this thread while it reaches a server */
+		MDB_val tk = MV("lease_tick", 10), tv = MV(&op->now_ms, sizeof(op->now_ms));
+		if ((rc = mdb_put(txn, s->dbi[LC_DB_META], &tk, &tv, 0)))
+			return rc;
+	} else if ((rc = meta_del(s, txn, "lease_tick"))) {
+		return rc;
+	}
+	if (on && ((op->flags & LC_LEASE_PREFETCH) || mdb_get(txn, s->dbi[LC_DB_META], &pk, &v) == 0) &&
+	    (rc = prefetch(s, txn, &cfg)))
+		return rc;
 	if ((rc = mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur)))
 		return rc;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -339,10 +496,10 @@ static int plan_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 	return 0;
 }
 
-int lc_lease_plan(json_t **out)
+int lc_lease_plan(unsigned flags, json_t **out)
 {
 	struct lc_store *s;
-	struct plan_op op = {json_array(), lc_now_ms()};
+	struct plan_op op = {json_array(), lc_now_ms(), flags};
 	char host[33], epoch[33];
 	int rc;
 
@@ -428,4 +585,32 @@ int lc_lease_apply(const json_t *request, const json_t *answer, int64_t sent_ms)
 	if (!json_is_array(json_object_get(answer, "grants")))
 		return LC_E_INVAL;
 	return rc ? rc : lc__write(s, apply_fn, &op);
+}
+
+bool lc_lease_pending(void)
+{
+	struct lc_store *s;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = MV(LC_LEASE_PREFIX, PL), v, pk = MV("lease_prefetch", 14);
+	bool pending = false;
+	int rc;
+
+	if (lc_store_open(false, &s) || lc_store_begin(s, false, &txn))
+		return false;
+	pending = mdb_get(txn, s->dbi[LC_DB_META], &pk, &v) == 0;
+	if (!pending && mdb_cursor_open(txn, s->dbi[LC_DB_COUNTERS], &cur) == 0) {
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		     rc == 0 && !pending && k.mv_size > PL && !memcmp(k.mv_data, LC_LEASE_PREFIX, PL);
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			struct lc_rec_lease lr;
+			if (v.mv_size == sizeof(lr)) {
+				memcpy(&lr, v.mv_data, sizeof(lr));
+				pending = lr.need > 0;
+			}
+		}
+		mdb_cursor_close(cur);
+	}
+	lc_store_end(s, txn, false);
+	return pending;
 }

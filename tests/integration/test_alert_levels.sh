@@ -38,6 +38,9 @@ report() { # SEQ TEAM WINDOW BUCKET USED_MICRO
 		'{"host_id":"h1","epoch":"e1","seq":'"$1"',"counters":[{"scope":"team","id":"'"$2"'","metric":"cost","window":"'"$3"'","bucket":'"$4"',"used":'"$5"'}]}'
 }
 
+# the host's requests run between `agent --once` rounds: leases (on by default, which need a running
+# agent) are off here; their own suite is test_server_leases
+api PUT /v1/admin/settings '{"leases":false}'
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1,"max_output_tokens":64}}}'
 api PUT /v1/admin/webhooks '{"webhooks":[{"url":"'"$RCV_hook"'/hook","secret":"'"$WHSECRET"'","events":["*"]}]}'

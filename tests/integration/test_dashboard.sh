@@ -13,6 +13,9 @@ setup_keys
 start_provider p
 start_server
 PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+# the traffic below runs between `agent --once` rounds: leases (on by default, which need a running
+# agent) are off here; their own suite is test_server_leases
+api PUT /v1/admin/settings '{"leases":false}'
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
 api PUT /v1/admin/org '{"spend_cap_usd":1000,"period":"monthly","warning_threshold_usd":800}'

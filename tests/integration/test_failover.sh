@@ -20,6 +20,11 @@ agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent "$@"; }
 # used URL: the key's requests today as that server counts them
 used() { curl -s -H "Authorization: Bearer $TOKEN" "$1/v1/usage" >"$T/u.json"; jget '[l["used"] for l in j["limits"] if l["scope"]=="key"][0]' "$T/u.json"; }
 
+# usage reports' fail-over, with a host that enforces on its own between `agent --once` rounds:
+# leases (on by default) need a running agent's lease thread, so they are off here (their own
+# suite is test_server_leases)
+api PUT /v1/admin/settings '{"leases":false}'
+expect_code "settings: leases off" 200
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
 api POST /v1/admin/keys '{"id":"kf","sha256":"'"$(fingerprint sk-failover)"'","limits":[{"metric":"requests","window":"daily","threshold":100}]}'

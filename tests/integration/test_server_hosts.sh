@@ -28,6 +28,10 @@ status_used() { # HOSTDIR SCOPE ID
 	jget "[l['used'] for l in j['limits'] if l['scope']=='$2' and l['id']=='$3'][0]" "$T/st.json"
 }
 
+# the sync without leases (each host enforces global as last learned + own, between `agent --once`
+# rounds): leases, on by default, are off here (their own suite is test_server_leases)
+api PUT /v1/admin/settings '{"leases":false}'
+expect_code "settings: leases off" 200
 # $1 per output token, no input price: a 20-token answer costs exactly $20, reserved as $20
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 expect_code "providers" 200

@@ -3,8 +3,12 @@
 # shared limit, the hosts admit within their slices (no network call on the request path), and the
 # stand-in provider's log never exceeds a cap. Real server, real agents, real host stores, the SDK
 # client and curl under the preload, concurrently on three hosts.
-#   1. without leases the same hosts overshoot a shared team cap (what this fixes);
-#   2. with leases: a team cap and the org cap shared by three hosts, concurrent clients: never exceeded;
+#   1. leases are on by default; with "leases": false the same hosts overshoot a shared team cap
+#      (what leases fix);
+#   2. with leases: every shared limit the policy names is asked for when a policy is installed, so
+#      the first request goes through; a limit with no slice yet waits for a running agent's answer
+#      (no 429) and is refused at once with no agent; a team cap and the org cap shared by three
+#      hosts, concurrent clients: never exceeded;
 #   3. the server stopped: a host spends at most the slice it holds;
 #   4. a host killed holding a slice: the slice is back after its TTL, not before.
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +31,9 @@ chat() { # HOST KEY COUNT -> statuses, space-separated (the SDK)
 		tr '\n' ' ' | sed 's/ $//'
 }
 ok200() { [ "$(chat "$1" "$2" 1)" = 200 ]; }   # HOST KEY: one request, served
+chatc() { # HOST KEY CUSTOMER -> the status of one request for the customer (the SDK)
+	LLMCAP_STATE_DIR=$T/$1 "$CHAT" --url "$PURL" --key "$2" --max-tokens 20 --count 1 --customer "$3" 2>>"$T/chat.err"
+}
 curl_preload() { # HOST KEY -> the status (curl under the preload)
 	LLMCAP_STATE_DIR=$T/$1 LD_PRELOAD=$PRELOAD curl -s -o /dev/null -w '%{http_code}' "$PURL" \
 		-H "Authorization: Bearer $2" -H 'content-type: application/json' \
@@ -76,7 +83,13 @@ expect_code "providers" 200
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
 expect_code "prices" 200
 
-# --- 1. without leases: two hosts share a team cap of 4 requests and serve 8
+# --- 1. leases are on by default; without them two hosts share a team cap of 4 requests and serve 8
+api GET /v1/admin/policy
+expect_eq "leases are on by default: the published policy says leases" true "$(jget 'j.get("leases")')"
+api PUT /v1/admin/settings '{"leases":false}'
+expect_code "settings: leases off" 200
+api GET /v1/admin/policy
+expect_eq "...\"leases\": false turns them off" null "$(jget 'j.get("leases")')"
 api PUT /v1/admin/teams/t1 '{"limits":[{"metric":"requests","window":"lifetime","threshold":4}]}'
 mkkey a1 t1
 mkkey b1 t1
@@ -87,8 +100,8 @@ expect_eq "without leases the provider served 8 on a team cap of 4: the overshoo
 agent_once A; agent_once B
 
 # --- 2. with leases: team t2 (10 requests a day) on hosts A and B, the org cap shared by A, B, C
-api PUT /v1/admin/settings '{"leases":true,"lease_ttl_seconds":3}'
-expect_code "settings: leases on, TTL 3 s" 200
+api PUT /v1/admin/settings '{"lease_ttl_seconds":30}'
+expect_code "settings: leases on (the default), TTL 30 s" 200
 api GET /v1/admin/policy
 expect_eq "the published policy says leases" true "$(jget 'j.get("leases")')"
 api GET '/v1/usage?by=org&window=month'
@@ -100,12 +113,24 @@ api PUT /v1/admin/teams/t2 '{"limits":[{"metric":"requests","window":"lifetime",
 mkkey a2 t2
 mkkey b2 t2
 mkkey c2 ""
+# every customer's default monthly budget: a shared limit the policy does not name per customer
+api PUT /v1/admin/customers '{"monthly_budget_usd":1000}'
+expect_code "customers: a default budget" 200
 for h in A B C; do agent_once "$h"; done
-expect_eq "a host with no slice yet refuses at once (429), without a network call" 429 "$(chat A sk-a2 1)"
-LLMCAP_STATE_DIR=$T/A "$LLMCAP" status --json >"$T/st.json"
-expect_eq "llmcap status: the host holds no slice of the team's limit yet" 0 \
-	"$(jget "[l['lease']['allowance'] for l in j['limits'] if l['name']=='team:t2:requests:lifetime'][0]" "$T/st.json")"
+check "a new policy: the agent asked for a slice of each shared limit it names (host A holds one of team t2's)" \
+	test "$(lease_of A team:t2:requests:lifetime allowance | cut -d. -f1)" -gt 0
+expect_eq "a limit with no slice yet (a new customer's budget) and no agent running: refused at once (429)" 429 \
+	"$(chatc C sk-c2 cust-1)"
 for h in A B C; do start_agent "$h"; done
+# host C's agent runs once it got what the refused request needed ($20: more than the 1/64 of the org
+# cap that --once asked for)
+agent_up() { local a; a=$(lease_of C org:org:cost:monthly allowance); [ "${a%.*}" -ge 20 ] 2>/dev/null; }
+wait_for 20 agent_up || fail "host C's agent did not ask for the slice the refused request needed"
+expect_eq "a limit with no slice yet while the agent runs: the request waits for its slice and goes through" 200 \
+	"$(chatc C sk-c2 cust-2)"
+grep -q "not granted yet" "$T/chat.err" && echo "# (a refusal was logged for cust-1, as expected)"
+api PUT /v1/admin/settings '{"lease_ttl_seconds":3}'
+expect_code "settings: TTL 3 s (renewals under load)" 200
 client A a2 20 & P1=$!
 client A a2 20 & P2=$!
 client B b2 20 & P3=$!
@@ -130,7 +155,7 @@ sys.exit(0 if t and t[0]["reported"]+t[0]["outstanding"]<=t[0]["threshold"]==10 
 stop_agent B; stop_agent C
 
 # --- 3. the server stopped: a host spends at most the slice it holds
-api PUT /v1/admin/settings '{"leases":true,"lease_ttl_seconds":30}'
+api PUT /v1/admin/settings '{"lease_ttl_seconds":30}'
 api PUT /v1/admin/teams/t3 '{"limits":[{"metric":"requests","window":"lifetime","threshold":1000}]}'
 mkkey a3 t3
 api PUT /v1/admin/org '{"spend_cap_usd":null,"period":"monthly"}'
@@ -151,7 +176,7 @@ check "...and then refused (429)" grep -q 429 <<<"$OUT"
 start_server
 
 # --- 4. a host killed holding a slice: the slice is back after its TTL, not before
-api PUT /v1/admin/settings '{"leases":true,"lease_ttl_seconds":10}'
+api PUT /v1/admin/settings '{"lease_ttl_seconds":10}'
 api PUT /v1/admin/teams/t4 '{"limits":[{"metric":"requests","window":"lifetime","threshold":10}]}'
 mkkey a4 t4
 mkkey b4 t4

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # llmcap-server on PostgreSQL (--db): the key server suites run again on a PostgreSQL of their own
 # (LLMCAP_TEST_DB=pg), then two server instances share one database: a change made on one is
-# served by the other, hosts report to either and the totals are exact, the outbox is delivered
-# once, the schema is versioned.
+# served by the other, hosts report to either and the totals are exact, leases granted by both at
+# once stay within the limit, the outbox is delivered once, the schema is versioned.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
 DIR=$(cd "$(dirname "$0")" && pwd)
 # LLMCAP_PG_SUITES= (empty) runs only the two-server part
-for suite in ${LLMCAP_PG_SUITES-test_server_usage test_server_hosts test_admin_cli test_failover}; do
+for suite in ${LLMCAP_PG_SUITES-test_server_usage test_server_hosts test_admin_cli test_failover test_server_leases}; do
 	LLMCAP_TEST_DB=pg bash "$DIR/$suite.sh" >"$T/$suite.log" 2>&1
 	rc=$?
 	res=$(grep '^# passed' "$T/$suite.log" | tail -1)
@@ -88,6 +88,41 @@ expect_eq "20 hosts x 3 cumulative reports, half on each server: 120 requests, e
 	"$(jget '[r["requests"] for r in j["rows"] if r["id"]=="shared"][0]')"
 SRV_URL=$B; api GET /v1/usage
 expect_eq "the org total on B: 30 + 20 x 3 = 90" 90.0 "$(jget '[l["used"] for l in j["limits"] if l["scope"]=="org"][0]')"
+
+# leases granted by both servers at once stay within the limit: 8 hosts (each reported 3 requests of
+# team lt) ask for 20 more at a time, 15 times each, alternating between A and B, all concurrently;
+# each host's allowance includes its own usage, so the sum of the last allowances must not pass 100
+SRV_URL=$A; api PUT /v1/admin/teams/lt '{"limits":[{"metric":"requests","window":"lifetime","threshold":100}]}'
+expect_code "a team limit of 100 requests" 201
+cpids=()
+for h in $(seq 11 18); do
+	(
+		curl -s -o /dev/null -X POST -H "Authorization: Bearer ${HC[$h]}" --data-binary \
+			'{"host_id":"p'"$h"'","epoch":"e","seq":4,"counters":[{"scope":"team","id":"lt","metric":"requests","window":"lifetime","bucket":0,"used":3}]}' \
+			"$A/v1/usage"
+		held=3
+		for i in $(seq 1 15); do
+			url=$A; [ $(((h + i) % 2)) = 0 ] && url=$B
+			ans=$(curl -s -X POST -H "Authorization: Bearer ${HC[$h]}" --data-binary \
+				'{"host_id":"p'"$h"'","epoch":"e","leases":[{"limit":"team:lt:requests:lifetime","bucket":0,"used":3,"held":'"$held"',"want":20,"gen":'"$i"'}]}' \
+				"$url/v1/leases")
+			a=$(grep -o '"allow":[0-9]*' <<<"$ans" | cut -d: -f2)
+			[ -n "$a" ] && held=$a
+		done
+		echo "$held" >"$T/held-$h"
+	) &
+	cpids+=($!)
+done
+wait "${cpids[@]}"
+SUM=$(($(cat "$T"/held-* | paste -sd+)))
+echo "# 8 hosts x 15 lease calls on two servers: allowances $(cat "$T"/held-* | tr '\n' ' ')(sum $SUM)"
+check "two servers granting concurrently: the hosts' allowances sum to at most the threshold ($SUM <= 100)" test "$SUM" -le 100
+check "...and the limit was contended: nearly all of it granted ($SUM >= 90)" test "$SUM" -ge 90
+SRV_URL=$B; api GET /v1/admin/leases
+jget '[l for l in j["leases"] if l["limit"]=="team:lt:requests:lifetime"][0]' >"$T/lt.json"
+expect_eq "the server's record: 8 hosts, reported 24 (8 x 3)" "8 24" "$(jget 'str(len(j["hosts"]))+" "+str(j["reported"])' "$T/lt.json")"
+check "...reported + outstanding <= threshold ($(jget 'j["reported"]+j["outstanding"]' "$T/lt.json") <= 100)" \
+	test "$(jget 'j["reported"]+j["outstanding"]' "$T/lt.json")" -le 100
 
 # the warning (50) fired once: one delivery, though two servers watch the outbox
 wait_for 20 test "$(rstat hook 'j["events"].get("spend_cap_warning_threshold_reached",0)')" -ge 1

@@ -1254,8 +1254,16 @@ static void test_leases_slice(void **st)
 	install("\"leases\":true,\"teams\":{\"t\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
 		"\"threshold\":100}]}},\"keys\":{\"ci\":{\"sha256\":\"%s\",\"team\":\"t\",\"limits\":[{\"metric\":\"cost\","
 		"\"window\":\"daily\",\"threshold\":5,\"action\":\"warn\"}]}}", fp("k-lease"));
-	assert_int_equal(lc_lease_plan(&plan), LC_OK);
-	assert_null(plan);   /* nothing held, nothing needed: no call */
+	/* the policy was installed: the first plan asks for a slice of every shared limit it names, the
+	 * team's (the key's warn limit is not shared) */
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
+	assert_non_null(plan);
+	assert_int_equal(json_array_size(json_object_get(plan, "leases")), 1);
+	e = json_array_get(json_object_get(plan, "leases"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "limit")), "team:t:requests:daily");
+	assert_true(json_integer_value(json_object_get(e, "want")) >= 1);
+	json_decref(plan);
+	/* no answer yet, no agent reaching a server (no LC_LEASE_UP tick): refused at once */
 	d = admit("k-lease", req("m", 10, 10, NULL));
 	assert_int_equal(d.verdict, LC_DENY);
 	assert_int_equal(d.status, 429);
@@ -1263,8 +1271,8 @@ static void test_leases_slice(void **st)
 	assert_non_null(strstr(d.message, "this host's share of the daily requests limit of 100 for team 't' is not granted yet"));
 	assert_true(d.should_retry);
 	assert_int_equal(d.retry_after, 1);
-	/* the plan asks for the team's limit only (the key's warn limit is not shared) */
-	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	/* the plan asks again, for what the refused request needed */
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
 	assert_non_null(plan);
 	assert_int_equal(json_array_size(json_object_get(plan, "leases")), 1);
 	e = json_array_get(json_object_get(plan, "leases"), 0);
@@ -1287,7 +1295,7 @@ static void test_leases_slice(void **st)
 	assert_non_null(strstr(d.message, "is used up (3 used here + 1 this request"));
 	/* an answer to an older call changes nothing */
 	json_t *old = plan;
-	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
 	assert_non_null(plan);
 	json_object_set_new(json_array_get(json_object_get(ans, "grants"), 0), "allow", json_integer(50));
 	assert_int_equal(lc_lease_apply(old, ans, fake_now_ms), LC_OK);
@@ -1308,9 +1316,70 @@ static void test_leases_slice(void **st)
 	install("\"teams\":{\"t\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":100}]}},"
 		"\"keys\":{\"ci\":{\"sha256\":\"%s\",\"team\":\"t\"}}", fp("k-lease"));
 	assert_int_equal(admit("k-lease", req("m", 10, 10, NULL)).verdict, LC_ALLOW);
-	assert_int_equal(lc_lease_plan(&plan), LC_OK);
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
 	assert_null(plan);
 	lc_clock_hook = NULL;
+}
+
+/* the agent's lease thread: answers the call the plan makes when a request waits for its slice */
+static void *lease_agent(void *arg)
+{
+	int *granted = arg;
+
+	for (int i = 0; i < 2000 && !*granted; i++) {
+		json_t *plan = NULL, *ans;
+
+		usleep(2000);
+		if (lc_lease_plan(LC_LEASE_UP, &plan) != LC_OK || !plan)
+			continue;
+		json_t *e = json_array_get(json_object_get(plan, "leases"), 0);
+		if (json_integer_value(json_object_get(e, "need")) > 0) {
+			ans = json_pack("{s:i,s:[{s:O,s:O,s:i,s:b}]}", "ttl_seconds", 30, "grants", "limit",
+					json_object_get(e, "limit"), "bucket", json_object_get(e, "bucket"), "allow", 5,
+					"exhausted", 0);
+			*granted = lc_lease_apply(plan, ans, lc_now_ms()) == LC_OK;
+			json_decref(ans);
+		}
+		json_decref(plan);
+	}
+	return NULL;
+}
+
+/* A request with no slice yet while the agent reaches a server (its plan ran with LC_LEASE_UP) waits
+ * for the agent's answer instead of a 429, and is decided again; with the agent away it is refused at
+ * once. */
+static void test_leases_first_request_waits(void **st)
+{
+	struct lc_decision d;
+	json_t *plan = NULL;
+	pthread_t th;
+	int granted = 0;
+
+	install("\"leases\":true,\"teams\":{\"w\":{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":100}]}},\"keys\":{\"cw\":{\"sha256\":\"%s\",\"team\":\"w\"}}", fp("k-wait"));
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);   /* the prefetch, never answered; no tick */
+	json_decref(plan);
+	d = admit("k-wait", req("m", 10, 10, NULL));
+	assert_int_equal(d.verdict, LC_DENY);              /* no agent reaching a server: at once */
+	assert_int_equal(d.status, 429);
+	assert_int_equal(lc_lease_plan(LC_LEASE_UP, &plan), LC_OK);   /* an agent that reaches a server */
+	json_decref(plan);
+	assert_int_equal(pthread_create(&th, NULL, lease_agent, &granted), 0);
+	d = admit("k-wait", req("m", 10, 10, NULL));
+	pthread_join(th, NULL);
+	assert_true(granted);
+	assert_int_equal(d.verdict, LC_ALLOW);             /* waited for the slice, then admitted */
+	settle_usage(d.ticket, 1, 0, 1);
+	/* the agent stops reaching the server (its plan without LC_LEASE_UP): refusals come at once again */
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
+	json_decref(plan);
+	for (int i = 0; i < 5; i++) {
+		d = admit("k-wait", req("m", 10, 10, NULL));
+		if (d.verdict == LC_ALLOW)
+			settle_usage(d.ticket, 1, 0, 1);
+	}
+	assert_int_equal(d.verdict, LC_DENY);              /* 5 granted, all spent */
+	assert_non_null(strstr(d.message, "is used up"));
 }
 
 static int setup(void **st)
@@ -1513,6 +1582,7 @@ int main(void)
 		cmocka_unit_test(test_fork_child_reopens),
 		cmocka_unit_test(test_decision_stats_carry_over),
 		cmocka_unit_test(test_leases_slice),
+		cmocka_unit_test(test_leases_first_request_waits),
 		/* these move the test clock to 2031: last */
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),

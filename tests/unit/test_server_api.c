@@ -519,12 +519,20 @@ static void test_leases(void **state)
 	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
 			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":10}]}", NULL,
 			     NULL), 201);
-	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"lease_ttl_seconds\": 5}", NULL, NULL), 200);
-	/* leases off: nothing beyond what the host holds */
+	/* leases on by default: the published policy says so */
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	assert_true(json_is_true(json_object_get(j, "leases")));
+	json_decref(j);
+	/* leases off ("leases": false): nothing beyond what the host holds, and the policy does not say leases */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": false, \"lease_ttl_seconds\": 5}",
+			     NULL, NULL), 200);
 	assert_int_equal(lease(fx, "a", 0, 0, 4, 1, &flag), 0);
 	assert_string_equal(flag, "unknown");
-	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": true, \"lease_ttl_seconds\": 5}",
-			     NULL, NULL), 200);
+	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
+	assert_null(json_object_get(j, "leases"));
+	json_decref(j);
+	/* a settings body without "leases": on again */
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"lease_ttl_seconds\": 5}", NULL, NULL), 200);
 	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
 	assert_true(json_is_true(json_object_get(j, "leases")));
 	json_decref(j);
