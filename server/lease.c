@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,10 @@ struct lease_op {
 	json_t *req;
 	json_t *grants;
 	int64_t ttl;
+	struct srv *s;
+	struct lease_op *next;   /* in the queue, then in the batch */
+	int rc;
+	bool done;
 };
 
 static int grant_one(struct srv *s, srv_txn *txn, struct lease_op *op, const char *hk, json_t *e, bool on,
@@ -188,6 +193,90 @@ static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 	return SRV_COMMIT;
 }
 
+/* ---- group commit: calls that arrive while a write is in progress share the next transaction ----
+ * A durable commit costs a disk flush (LMDB) or a round trip and the lock (PostgreSQL); under load
+ * one leader runs every waiting call in one transaction, each call's grants seeing the ones before. */
+
+#define LEASE_BATCH_MAX 64
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct lease_op *head, **tail;
+	bool busy;
+} lq = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &lq.head, false};
+
+static int batch_txn(struct srv *s, srv_txn *txn, void *ctx)
+{
+	for (struct lease_op *op = ctx; op; op = op->next) {
+		int rc = post_txn(s, txn, op);
+		if (rc != SRV_COMMIT)
+			return rc;
+	}
+	return SRV_COMMIT;
+}
+
+/* the waiting calls of server s, in arrival order (at most LEASE_BATCH_MAX); lq.mu held */
+static struct lease_op *take_batch(struct srv *s)
+{
+	struct lease_op *batch = NULL, **bt = &batch, **pp = &lq.head;
+	int n = 0;
+
+	while (*pp && n < LEASE_BATCH_MAX) {
+		struct lease_op *o = *pp;
+		if (o->s != s) {
+			pp = &o->next;
+			continue;
+		}
+		*pp = o->next;
+		o->next = NULL;
+		*bt = o;
+		bt = &o->next;
+		n++;
+	}
+	lq.tail = &lq.head;
+	while (*lq.tail)
+		lq.tail = &(*lq.tail)->next;
+	return batch;
+}
+
+static int lease_submit(struct srv *s, struct lease_op *op)
+{
+	pthread_mutex_lock(&lq.mu);
+	op->s = s;
+	op->next = NULL;
+	op->done = false;
+	*lq.tail = op;
+	lq.tail = &op->next;
+	while (!op->done) {
+		if (lq.busy) {
+			pthread_cond_wait(&lq.cv, &lq.mu);
+			continue;
+		}
+		struct lease_op *batch = take_batch(s), *o, *next;
+		lq.busy = true;
+		pthread_mutex_unlock(&lq.mu);
+		int rc = srv_write(s, batch_txn, batch);
+		if (rc != 0 && batch->next) {
+			for (o = batch; o; o = o->next)   /* one failed: each on its own, so the others go through */
+				o->rc = srv_write(s, post_txn, o);
+		} else {
+			for (o = batch; o; o = o->next)
+				o->rc = rc;
+		}
+		pthread_mutex_lock(&lq.mu);
+		for (o = batch; o; o = next) {
+			next = o->next;
+			o->next = NULL;
+			o->done = true;
+		}
+		lq.busy = false;
+		pthread_cond_broadcast(&lq.cv);
+	}
+	pthread_mutex_unlock(&lq.mu);
+	return op->rc;
+}
+
 static bool amount(json_t *o, const char *name, int64_t max)
 {
 	json_t *v = json_object_get(o, name);
@@ -234,7 +323,7 @@ static const char *entry_bad(json_t *e)
 void srv_h_leases_post(struct srv_call *c)
 {
 	json_t *b = c->body, *ls = json_object_get(b, "leases"), *e;
-	struct lease_op op = {b, json_array(), 0};
+	struct lease_op op = {b, json_array(), 0, NULL, NULL, 0, false};
 	const char *k;
 	size_t i;
 	int rc;
@@ -263,7 +352,7 @@ void srv_h_leases_post(struct srv_call *c)
 			goto out;
 		}
 	}
-	rc = srv_write(c->s, post_txn, &op);
+	rc = lease_submit(c->s, &op);
 	if (rc != 0) {
 		srv_resp_store_error(c->rs, rc);
 		goto out;
