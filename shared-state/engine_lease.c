@@ -26,7 +26,7 @@
 #define LEASE_PLAN_MAX 256         /* limits per call */
 #define LEASE_AMOUNT_MAX 1000000000000000000LL
 #define LEASE_WAIT_MS 2000         /* a request with no slice yet waits this long at most for the agent */
-#define LEASE_ALIVE_MS 2000        /* the agent's lease thread ticks every 200 ms while it reaches a server */
+#define LEASE_ALIVE_MS 2000        /* the agent's lease thread marks the store every 500 ms while it reaches a server */
 #define LEASE_POLL_MS 5
 
 bool lc__lease_mode(struct lc_store *s, MDB_txn *txn)
@@ -56,6 +56,10 @@ int lc__lease_mode_set(struct lc_store *s, MDB_txn *txn, bool on)
 										: mdb_put(txn, s->dbi[LC_DB_META], &pk, &v, 0);
 	return (rc = meta_del(s, txn, "leases")) ? rc : meta_del(s, txn, "lease_prefetch");
 }
+
+/* how often the agent's mark is rewritten: a waiting request trusts a mark younger than
+ * LEASE_ALIVE_MS, so 500 ms keeps it fresh with 2 writes a second (none with leases off) */
+#define LEASE_TICK_WRITE_MS 500
 
 /* when the agent's lease thread last reached a server (ms), 0 never */
 static int64_t agent_tick(struct lc_store *s, MDB_txn *txn)
@@ -466,12 +470,15 @@ static int plan_fn(struct lc_store *s, MDB_txn *txn, void *ctx)
 	json_array_clear(op->leases);
 	if ((rc = lc__get_cfg(s, txn, &cfg)))
 		return rc == LC_E_NOPOLICY ? 0 : rc;
-	if (op->flags & LC_LEASE_UP) {
-		/* requests refused for want of a slice wait for this thread while it reaches a server */
+	if (on && (op->flags & LC_LEASE_UP)) {
+		/* requests refused for want of a slice wait for this thread while it reaches a server;
+		 * the mark is refreshed at most every LEASE_TICK_WRITE_MS (a write and a sync each) */
 		MDB_val tk = MV("lease_tick", 10), tv = MV(&op->now_ms, sizeof(op->now_ms));
-		if ((rc = mdb_put(txn, s->dbi[LC_DB_META], &tk, &tv, 0)))
+		int64_t last = agent_tick(s, txn);
+		if ((last <= 0 || op->now_ms - last >= LEASE_TICK_WRITE_MS || op->now_ms < last) &&
+		    (rc = mdb_put(txn, s->dbi[LC_DB_META], &tk, &tv, 0)))
 			return rc;
-	} else if ((rc = meta_del(s, txn, "lease_tick"))) {
+	} else if ((rc = meta_del(s, txn, "lease_tick"))) {   /* nothing written when absent */
 		return rc;
 	}
 	if (on && ((op->flags & LC_LEASE_PREFETCH) || mdb_get(txn, s->dbi[LC_DB_META], &pk, &v) == 0) &&
