@@ -144,14 +144,30 @@ static int grant_one(struct srv *s, srv_txn *txn, struct lease_op *op, const cha
 	int64_t reported = srv_rule_used(txn, s, &r, bucket);
 	int64_t mine = srv_host_rule_used(txn, s, hk, &r, bucket);
 	int64_t others = lc_sat_add(reported - mine, claims_beyond_reported(txn, s, hosts, hk, &r, bucket, now_ms));
-	int64_t base = max64(max64(held, used), mine);
+	/* what the host says it holds counts only as far as its slice here is still live: a call that
+	 * arrives after the slice expired (a slow or failed-over host) may not take back what other
+	 * hosts were granted since */
+	int64_t kept = me && json_integer_value(json_object_get(me, "exp")) > now_ms
+			       ? json_integer_value(json_object_get(me, "s"))
+			       : 0;
+	int64_t base = max64(max64(held < kept ? held : kept, used), mine);
 	int64_t avail = r.lim.threshold - others - base;
+	/* the host's want and need are on top of what it holds: on top of base, what it lost too */
+	int64_t lost = held > base ? held - base : 0, need = json_integer_value(json_object_get(e, "need"));
+	want = lc_sat_add(want, lost);
+	if (need > 0)
+		need = lc_sat_add(need, lost);
 	/* at most half of what is left per call (at least what the host's next request needs), so the
 	 * first host to ask does not take everything from the hosts that ask next */
-	int64_t need = json_integer_value(json_object_get(e, "need")), half = max64((avail + 1) / 2, need);
+	int64_t half = max64((avail + 1) / 2, need);
 	int64_t give = want < half ? want : half;
 	if (give > avail)
 		give = avail;
+	/* a refused request that what is left cannot admit gets nothing rather than a fragment no
+	 * request fits in: hosts give such leftovers back (lc_lease_plan), so that they gather in one
+	 * host instead of holding the limit's last units between them */
+	if (need > 0 && give < need)
+		give = 0;
 	if (give < 0)
 		give = 0;
 	json_object_set_new(g, "allow", json_integer(base + give));

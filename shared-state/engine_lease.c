@@ -329,6 +329,13 @@ static int plan_one(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 	if (lr.need > 0) {
 		/* a request was refused for want of a slice: ask now */
 		if (!quiet) {
+			/* the server had no more last time and what is left here cannot admit the request:
+			 * give it back with the ask (the server grants a need whole or not at all), so that
+			 * the hosts' leftovers gather where a request fits instead of each host keeping one */
+			if (lr.exhausted && live && remaining < lr.need) {
+				held = own;
+				lr.allow = own;   /* not spent here meanwhile */
+			}
 			want = max64(lc_sat_add(own, max64(target, lr.need)) - held, 0);
 			send = true;
 		}

@@ -1382,6 +1382,44 @@ static void test_leases_first_request_waits(void **st)
 	assert_non_null(strstr(d.message, "is used up"));
 }
 
+/* A host whose slice cannot admit its refused request, after the server said it had nothing more,
+ * gives the slice back with its next ask and stops spending it: leftovers too small for a request
+ * gather where one fits instead of each host keeping its own (the fleet's last units, deadlocked). */
+static void test_leases_give_back_leftover(void **st)
+{
+	struct lc_decision d;
+	json_t *plan = NULL, *e, *ans;
+
+	set_time("2026-12-01T10:00:00Z");
+	install("\"leases\":true,\"teams\":{\"g\":{\"limits\":[{\"metric\":\"cost\",\"window\":\"daily\","
+		"\"threshold\":1}]}},\"keys\":{\"cg\":{\"sha256\":\"%s\",\"team\":\"g\"}}", fp("k-give"));
+	assert_int_equal(admit("k-give", req("m", 1000, 1000, NULL)).verdict, LC_DENY);   /* no slice: $0.003 needed */
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
+	assert_non_null(plan);
+	e = json_array_get(json_object_get(plan, "leases"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "need")), 3000);
+	/* the server had only $0.002 left */
+	ans = json_pack("{s:i,s:[{s:s,s:O,s:i,s:b}]}", "ttl_seconds", 30, "grants", "limit", "team:g:cost:daily",
+			"bucket", json_object_get(e, "bucket"), "allow", 2000, "exhausted", 1);
+	assert_int_equal(lc_lease_apply(plan, ans, fake_now_ms), LC_OK);
+	json_decref(plan);
+	json_decref(ans);
+	d = admit("k-give", req("m", 1000, 1000, NULL));
+	assert_int_equal(d.verdict, LC_DENY);
+	assert_non_null(strstr(d.message, "reached across all hosts"));
+	fake_now_ms += 1500;   /* past the quiet spell after an exhausted answer */
+	assert_int_equal(lc_lease_plan(0, &plan), LC_OK);
+	assert_non_null(plan);
+	e = json_array_get(json_object_get(plan, "leases"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "used")), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "held")), 0);   /* the $0.002 given back */
+	assert_int_equal(json_integer_value(json_object_get(e, "need")), 3000);
+	/* ... and not spent meanwhile, even by a request that would fit in it */
+	assert_int_equal(admit("k-give", req("m", 500, 500, NULL)).verdict, LC_DENY);
+	json_decref(plan);
+	lc_clock_hook = NULL;
+}
+
 static int setup(void **st)
 {
 	char err[256];
@@ -1583,6 +1621,7 @@ int main(void)
 		cmocka_unit_test(test_decision_stats_carry_over),
 		cmocka_unit_test(test_leases_slice),
 		cmocka_unit_test(test_leases_first_request_waits),
+		cmocka_unit_test(test_leases_give_back_leftover),
 		/* these move the test clock to 2031: last */
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),

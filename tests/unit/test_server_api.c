@@ -481,17 +481,18 @@ static void test_resign_at_half_life(void **state)
 
 /* ---- leases: slices of a shared limit never add up past its threshold ---- */
 
-/* one lease call of host `host` for team t's lifetime requests limit: the new allowance (-1: refused);
- * *flag gets "exhausted", "stale" or "unknown" when the answer says so */
-static int64_t lease(struct fx *fx, const char *host, int64_t used, int64_t held, int64_t want, int64_t gen,
-		     const char **flag)
+/* one lease call of host `host` for team `team`'s lifetime requests limit, with `need` (its next refused
+ * request's worst case): the new allowance (-1: refused); *flag gets "exhausted", "stale" or "unknown"
+ * when the answer says so */
+static int64_t lease_of(struct fx *fx, const char *team, const char *host, int64_t used, int64_t held, int64_t want,
+			int64_t need, int64_t gen, const char **flag)
 {
 	char body[1024];
 	json_t *j;
 	snprintf(body, sizeof body,
-		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:t:requests:lifetime\",\"bucket\":0,"
-		 "\"used\":%" PRId64 ",\"held\":%" PRId64 ",\"want\":%" PRId64 ",\"gen\":%" PRId64 "}]}",
-		 host, used, held, want, gen);
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"leases\":[{\"limit\":\"team:%s:requests:lifetime\",\"bucket\":0,"
+		 "\"used\":%" PRId64 ",\"held\":%" PRId64 ",\"want\":%" PRId64 ",\"need\":%" PRId64 ",\"gen\":%" PRId64 "}]}",
+		 host, team, used, held, want, need, gen);
 	if (req(fx, "POST", "/v1/leases", host_auth(fx, host), body, &j, NULL) != 200) {
 		json_decref(j);
 		return -1;
@@ -506,6 +507,13 @@ static int64_t lease(struct fx *fx, const char *host, int64_t used, int64_t held
 	assert_int_equal(json_integer_value(json_object_get(j, "ttl_seconds")), 5);
 	json_decref(j);
 	return allow;
+}
+
+/* the same for team t, no need */
+static int64_t lease(struct fx *fx, const char *host, int64_t used, int64_t held, int64_t want, int64_t gen,
+		     const char **flag)
+{
+	return lease_of(fx, "t", host, used, held, want, 0, gen, flag);
 }
 
 static void test_leases(void **state)
@@ -584,6 +592,45 @@ static void test_leases(void **state)
 	assert_int_equal(req(fx, "POST", "/v1/leases", NULL, "{\"host_id\":\"a\",\"epoch\":\"e\",\"leases\":[]}", &j, NULL),
 			 401);
 	json_decref(j);
+	lc_clock_hook = NULL;
+}
+
+static int64_t lease_need(struct fx *fx, const char *host, int64_t used, int64_t held, int64_t want, int64_t need,
+			  int64_t gen)
+{
+	return lease_of(fx, "f", host, used, held, want, need, gen, NULL);
+}
+
+/* A call that reaches the server after the host's slice expired there does not take back what was
+ * granted to other hosts since (a slow host, or one failing over to another server); a need the rest
+ * cannot cover gets nothing rather than a leftover no request fits in. */
+static void test_leases_late_call_and_leftovers(void **state)
+{
+	struct fx *fx = *state;
+	json_t *j;
+
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/f", AUTH,
+			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":10}]}", NULL,
+			     NULL), 201);
+	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": true, \"lease_ttl_seconds\": 5}",
+			     NULL, NULL), 200);
+	assert_int_equal(lease_need(fx, "a", 0, 0, 4, 0, 1), 4);
+	fake_ms += 6000;   /* a's slice expires here; b and c share what is left */
+	assert_int_equal(lease_need(fx, "b", 0, 0, 100, 0, 1), 5);
+	assert_int_equal(lease_need(fx, "c", 0, 0, 100, 0, 1), 3);
+	/* a's renewal, sent while its own copy was live, arrives late: it gets part of the 2 left, not its 4 */
+	assert_int_equal(lease_need(fx, "a", 0, 4, 0, 0, 2), 1);
+	assert_int_equal(req(fx, "GET", "/v1/admin/leases", AUTH, NULL, &j, NULL), 200);
+	json_t *l = json_array_get(json_object_get(j, "leases"), 0);
+	assert_int_equal(json_integer_value(json_object_get(l, "outstanding")), 9);   /* 1 + 5 + 3 <= 10 */
+	json_decref(j);
+	/* each request needs 3 now: b holds 5 (spent 4), c 3, a 1; b's refused request gets no
+	 * leftover of the 1 left; c gives its 3 back with its ask and gets them again, a request's worth */
+	assert_int_equal(lease_need(fx, "b", 4, 5, 3, 2, 2), 5);
+	assert_int_equal(lease_need(fx, "a", 0, 0, 3, 3, 3), 0);   /* 1 given back, 2 left: not a leftover */
+	assert_int_equal(lease_need(fx, "c", 0, 0, 3, 3, 2), 3);
 	lc_clock_hook = NULL;
 }
 
@@ -1213,6 +1260,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leases_late_call_and_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enroll_code_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secrets_stay_and_host_events, setup, teardown),
