@@ -199,15 +199,21 @@ static int server_cur(struct agent *a, char *base)
 	return i;
 }
 
-/* server i did not answer (or answered 5xx): the next one from now on (unless another call moved
- * on already). Reports are cumulative and numbered, events carry their ids: nothing sent to the
- * old server is counted twice by the next (they share one store), and nothing is lost. */
-static void server_failed(struct agent *a, int i)
+/* server i did not answer (st < 0, err says why) or answered 5xx (st) to `call`: the next one from
+ * now on (unless another call moved on already). Reports are cumulative and numbered, events carry
+ * their ids: nothing sent to the old server is counted twice by the next (they share one store), and
+ * nothing is lost. */
+static void server_failed(struct agent *a, int i, const char *call, long st, const char *err)
 {
 	pthread_mutex_lock(&a->mu);
 	if (a->nservers > 1 && a->cur == i) {
 		a->cur = (i + 1) % a->nservers;
-		fprintf(stderr, "llmcap agent: %s is not answering; moving to %s\n", a->servers[i], a->servers[a->cur]);
+		if (st < 0)
+			fprintf(stderr, "llmcap agent: %s is not answering (%s: %s); moving to %s\n", a->servers[i], call, err,
+				a->servers[a->cur]);
+		else
+			fprintf(stderr, "llmcap agent: %s is not answering (%s: HTTP %ld); moving to %s\n", a->servers[i], call,
+				st, a->servers[a->cur]);
 		a->etag[0] = 0;   /* ask the next one for its policy outright */
 	}
 	pthread_mutex_unlock(&a->mu);
@@ -244,7 +250,7 @@ static int pull_policy_wait(struct agent *a, int wait_s, long *status_out)
 	if (status_out)
 		*status_out = st;
 	if (server_down(st))
-		server_failed(a, si);
+		server_failed(a, si, "GET /v1/policy", st, err);
 	if (st < 0) {
 		if (!agent_stop && wait_s == 0)  /* the long-poll is quiet: the round reports the outage */
 			fprintf(stderr, "llmcap agent: GET %s: %s\n", url, err);
@@ -361,7 +367,7 @@ static int push_usage_once(struct agent *a, bool *down)
 	free(txt);
 	if (server_down(st)) {
 		*down = true;
-		server_failed(a, si);
+		server_failed(a, si, "POST /v1/usage", st, err);
 	}
 	if (st < 0) {
 		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
@@ -448,7 +454,7 @@ static int lease_round(struct agent *a)
 	curl_slist_free_all(hd);
 	free(txt);
 	if (server_down(st))
-		server_failed(a, si);
+		server_failed(a, si, "POST /v1/leases", st, err);
 	if (st != 200 || !bd.b.data) {
 		if (!a->lease_down && !agent_stop) {
 			if (st < 0)
@@ -556,7 +562,7 @@ static int upload_events_once(struct agent *a, bool *down)
 	pending = (int)json_array_size(up);
 	if (server_down(st)) {
 		*down = true;
-		server_failed(a, si);
+		server_failed(a, si, "POST /v1/events", st, err);
 	}
 	if (st < 0)
 		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
