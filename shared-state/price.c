@@ -613,6 +613,16 @@ static __int128 search_fees(const struct lc_price *p, const int64_t *r, int64_t 
 	return c;
 }
 
+/* Estimate only: the search content `calls` searches may add to the input (LC_WEB_CONTENT_TOKENS a
+ * call at the dearest input rate `in_rate`); the usage reports it at settle. None for a model
+ * whose search content is a fixed block (web_search_tokens, in search_call already). */
+static __int128 search_content(const struct lc_price *p, int64_t in_rate, int64_t calls)
+{
+	if (calls <= 0 || p->web_search_tokens > 0)
+		return 0;
+	return calls * part(LC_WEB_CONTENT_TOKENS, in_rate);
+}
+
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens)
 {
 	int lc = p->lc_threshold >= 0 && in_tokens > p->lc_threshold;
@@ -636,7 +646,7 @@ int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int6
 		if (p->req_tier == LC_TIER_AUTO ? (t != LC_TIER_STANDARD && t != LC_TIER_PRIORITY) : t != p->req_tier)
 			continue;
 		c = part(in_tokens, worst_rate(r, false, may)) + part(out_tokens, worst_rate(r, true, may)) +
-		    search_fees(p, r, calls);
+		    search_fees(p, r, calls) + search_content(p, worst_rate(r, false, may), calls);
 		if (c > worst)
 			worst = c;
 	}

@@ -97,7 +97,7 @@ json_t *lc_prices_match(json_t *effective, const char *model, const char **match
 /* ---- cost (micro-USD) ---- */
 /* Worst case for a request of at most in_tokens input and out_tokens output, web search fees
  * included (the request's bound on searches, else LC_WEB_DEFAULT_CALLS, at the dearest fee of the
- * search tools it enables); records the request's tier and search tools in p for lc_cost_settle. */
+ * search tools it enables, plus LC_WEB_CONTENT_TOKENS of search content a search); records the request's tier and search tools in p for lc_cost_settle. */
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens);
 /* What the usage costs: the tier the response names (else the request's, else standard). */
 int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u);

@@ -102,6 +102,9 @@ enum {
 };
 /* searches reserved for a request that enables web search and sets no bound (README "Prices") */
 #define LC_WEB_DEFAULT_CALLS 10
+/* input tokens of search content reserved for each of those searches (README "Prices"): the block
+ * OpenAI bills a gpt-4o-mini search at; the usage reports the real count at settle */
+#define LC_WEB_CONTENT_TOKENS 8000
 /* Header lookup used by the customer identifiers "header:NAME". */
 typedef int (*lc_header_fn)(void *ctx, const char *name, char *out, size_t outlen);
 /* identify: NULL-terminated list like {"header:x-customer-id","body:user","body:metadata.user_id",NULL};

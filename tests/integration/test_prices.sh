@@ -105,15 +105,16 @@ for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-pr
 	expect_eq "golden $c: charged exactly the invoice ($want micro-USD)" "$total" "$(org_used)"
 done
 
-# --- web search fees are part of the worst case: an org cap of $0.01 sits above the token worst case of
-# a claude-3-5-haiku call (a ~250-byte body at $0.80/M + 100 output tokens at $4/M: under 700 micro-USD)
-# but below it plus 5 searches (max_uses 5 x $0.01): refused before the provider sees a byte
+# --- web search fees are part of the worst case: an org cap of $0.05 sits above the token worst case of
+# a claude-3-5-haiku call with 5 searches (a ~250-byte body at $0.80/M + 100 output tokens at $4/M: under
+# 700 micro-USD; 5 x 8,000 tokens of search content at $0.80/M: 32,000) but below it plus their fees
+# (max_uses 5 x $0.01 = 50,000): refused before the provider sees a byte
 start_provider w --usage-in 1000 --usage-out 100
 export LLMCAP_STATE_DIR=$T/websearch
 cat >"$T/ws.json" <<EOF
 {"schema": 1, "version": 1, "issued_at": "2026-01-01T00:00:00Z", "expires_at": "$(iso_in_days 30)",
  "providers": [{"name": "anthropic", "format": "anthropic", "hosts": ["localhost:$PORT_w"]}],
- "price_book": "builtin", "org": {"spend_cap_usd": 0.01}}
+ "price_book": "builtin", "org": {"spend_cap_usd": 0.05}}
 EOF
 apply_policy "$T/ws.json" >/dev/null 2>&1; expect_eq "web search policy applied" 0 $?
 messages() { # BODY -> the status
@@ -122,7 +123,7 @@ messages() { # BODY -> the status
 }
 ws_stat() { "$PY" "$LC_ROOT/tests/provider/logstat.py" "$LOG_w" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 ask='"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": [{"role": "user", "content": "Any news today?"}]'
-expect_eq "a request that may run 5 web searches is refused by the \$0.01 cap" 429 \
+expect_eq "a request that may run 5 web searches is refused by the \$0.05 cap" 429 \
 	"$(messages '{'"$ask"', "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]}')"
 for i in $(seq 1 100); do [ "$(ws_stat conns)" = "$(ws_stat conns_closed)" ] && break; sleep 0.1; done
 expect_eq "...before the provider saw a request" 0 "$(ws_stat requests)"

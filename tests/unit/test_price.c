@@ -190,25 +190,26 @@ static void test_estimate_reserves_web_search(void **st)
 	struct lc_price p;
 	struct lc_usage u = {.present = true, .input = 1000, .output = 100, .web_search = 2};
 
-	/* Anthropic: max_uses 3 at $0.01: 1000 x $1 + 100 x $5 per M + 3 x 10,000 micro-USD */
+	/* Anthropic: max_uses 3 at $0.01: 1000 x $1 + 100 x $5 per M + 3 x 10,000 micro-USD, and 3 x 8,000
+	 * tokens of search content reserved at $1/M (the usage reports the real count) */
 	compile("{\"input\": 1, \"output\": 5, \"web_search\": 0.01}", &p);
 	ri = req("/v1/messages", "{\"model\":\"m\",\"max_tokens\":100,\"tools\":[{\"type\":\"web_search_20250305\","
 				 "\"name\":\"web_search\",\"max_uses\":3}]}");
 	assert_true(ri.web & LC_WEB_SEARCH);
 	assert_int_equal(ri.web_max_calls, 3);
-	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1000 + 500 + 30000);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1000 + 500 + 30000 + 3 * 8000);
 	assert_int_equal(lc_cost_settle(&p, &u), 1000 + 500 + 20000);
 	/* no max_uses: the documented default bound */
 	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\",\"name\":\"web_search\"}]}");
 	assert_int_equal(ri.web_max_calls, -1);
-	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1500 + LC_WEB_DEFAULT_CALLS * 10000);
+	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1500 + LC_WEB_DEFAULT_CALLS * (10000 + 8000));
 	/* no web search tool: no fee reserved */
 	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"name\":\"get_weather\",\"input_schema\":{}}]}");
 	assert_int_equal(ri.web, 0);
 	assert_int_equal(lc_cost_estimate(&p, &ri, 1000, 100), 1500);
 
 	/* OpenAI gpt-4.1-mini-like: web_search $0.01 + 8,000 input tokens a call at $0.40/M = 13,200 micro-USD a call;
-	 * web_search_preview $0.025 a call, content free */
+	 * web_search_preview $0.025 a call, content free; no further search content reserved (the block is it) */
 	compile("{\"input\": 0.40, \"output\": 1.60, \"web_search\": 0.01, \"web_search_tokens\": 8000,"
 		" \"web_search_preview\": 0.025}", &p);
 	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search\"}],\"max_tool_calls\":2}");
