@@ -12,7 +12,9 @@
 #   - the static musl client (tests/supervised/static_client.c; mbed TLS), a fresh connection per
 #     call: every call pays the connect notification, the relay's two TLS handshakes and a decision;
 #   - the Go net/http client (tests/supervised/go_client.go), keep-alive: the relay's per-request
-#     cost once the connection is up.
+#     cost once the connection is up;
+#   - the machine's nodesource node (OpenSSL linked in; tests/supervised/node_client.js), fetch,
+#     keep-alive, when there is such a node.
 # Figures: p50/p99 per request, direct vs supervised, the difference.
 set -u
 B=$(cd "${1:-build}" && pwd)
@@ -74,3 +76,11 @@ row "static musl, plain HTTP, fresh connection per call" "$T/static_client" 127.
 row "static musl, TLS 1.2, fresh connection per call" "$T/static_client" --tls localhost "$PT" k "$N"
 row "Go net/http, plain HTTP, keep-alive" "$T/go_client" "http://127.0.0.1:$P/v1/chat/completions" k "$N"
 row "Go net/http, TLS, keep-alive" "$T/go_client" "https://localhost:$PT/v1/chat/completions" k "$N"
+NODE=$(command -v node || true)
+if [ -n "$NODE" ] && ! ldd "$NODE" | grep -q 'libssl\.so'; then
+	export NODE_EXTRA_CA_CERTS=$T/cert/ca.pem    # llmcap run adds its CA to it
+	row "nodesource node fetch, plain HTTP, keep-alive" "$NODE" "$ROOT/tests/supervised/node_client.js" fetch \
+		"http://127.0.0.1:$P/v1/chat/completions" k "$N"
+	row "nodesource node fetch, TLS, keep-alive" "$NODE" "$ROOT/tests/supervised/node_client.js" fetch \
+		"https://localhost:$PT/v1/chat/completions" k "$N"
+fi

@@ -36,6 +36,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -299,6 +300,27 @@ void lc_relay_child_env(void)
 /* ---- listeners and the table of connections on their way ---- */
 
 static SSL_CTX *sctx, *uctx;
+/* LLMCAP_RELAY_TIMEOUT (seconds, 1..86400, default 600): how long the relay waits for the
+ * provider's next bytes (an answer, the rest of one); connecting and the TLS handshake to it wait
+ * at most 30 s, or that timeout when shorter */
+static int up_timeout_s = 600;
+#define CONNECT_TIMEOUT_S (up_timeout_s < 30 ? up_timeout_s : 30)
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_timeouts(int fd, int secs)
+{
+	struct timeval tv = { .tv_sec = secs };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
 
 struct pending {
 	int lport;                    /* the program socket's local port (key) */
@@ -342,19 +364,10 @@ fail:
 	return -1;
 }
 
-static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-		   unsigned int inlen, void *arg)
-{
-	static const unsigned char h1[] = "\x08http/1.1";
-
-	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) ==
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_OK;
-	return SSL_TLSEXT_ERR_NOACK;    /* no http/1.1 offered: no ALPN, HTTP/1.1 it is */
-}
-
 struct rconn;
 static int sni_cb(SSL *s, int *al, void *arg);
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		   unsigned int inlen, void *arg);
 
 int lc_relay_prepare(char *why, size_t wl)
 {
@@ -362,6 +375,15 @@ int lc_relay_prepare(char *why, size_t wl)
 	const char *ssl_file = getenv("SSL_CERT_FILE"), *v;
 	size_t i;
 
+	if ((v = getenv("LLMCAP_RELAY_TIMEOUT")) && *v) {
+		int64_t t;
+
+		if (lc_parse_dec(v, strlen(v), 1, 86400, &t) == 0)
+			up_timeout_s = (int)t;
+		else
+			fprintf(stderr, "llmcap run: LLMCAP_RELAY_TIMEOUT=%s is not a number of seconds (1-86400): "
+					"using %d\n", v, up_timeout_s);
+	}
 	if (ca_load(why, wl))
 		return -1;
 	/* the program's TLS libraries: what each variable named, else SSL_CERT_FILE, else the system's */
@@ -408,8 +430,32 @@ struct rconn {
 	struct side c, u;          /* the program, the provider */
 	struct pending p;
 	char name[256];            /* the name the program asked for (SNI), else the entry's host */
-	char upname[256];
+	bool said;                 /* a stderr line about this connection was printed */
 };
+
+/* ALPN: http/1.1 only. A program that offers protocols but not http/1.1 gets no ALPN (HTTP/1.1 it
+ * is); one that offers only HTTP/2 (h2) would speak it and nothing else: refused at once in the
+ * handshake (no_application_protocol alert), one stderr line. */
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		   unsigned int inlen, void *arg)
+{
+	static const unsigned char h1[] = "\x08http/1.1";
+	struct rconn *rc = SSL_get_app_data(s);
+	unsigned int i;
+
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	for (i = 0; i < inlen && i + 1 + in[i] <= inlen; i += 1u + in[i])
+		if (in[i] == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+			fprintf(stderr, "llmcap: relay: a program offered only HTTP/2 (ALPN h2, no http/1.1) to provider %s: "
+					"refused (llmcap holds provider calls over HTTP/1.1)\n", rc ? rc->name : "?");
+			if (rc)
+				rc->said = true;
+			return SSL_TLSEXT_ERR_ALERT_FATAL;
+		}
+	return SSL_TLSEXT_ERR_NOACK;    /* no http/1.1 offered: no ALPN, HTTP/1.1 it is */
+}
 
 static int sni_cb(SSL *s, int *al, void *arg)
 {
@@ -438,12 +484,20 @@ static ssize_t side_read(struct side *s, void *buf, size_t n)
 
 		if (SSL_read_ex(s->ssl, buf, n, &got) == 1)
 			return (ssize_t)got;
-		return SSL_get_error(s->ssl, 0) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+		switch (SSL_get_error(s->ssl, 0)) {
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			return -2;    /* the socket's receive timeout (SO_RCVTIMEO) */
+		default:
+			return -1;
+		}
 	}
 	do
 		r = recv(s->fd, buf, n, 0);
 	while (r < 0 && errno == EINTR);
-	return r;
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : r;
 }
 
 static int side_write(struct side *s, const void *buf, size_t n)
@@ -497,19 +551,40 @@ static void answer(struct rconn *rc, int status, const char *reason, const char 
 /* connect to the provider address the program asked for, TLS when the program spoke TLS */
 static int up_connect(struct rconn *rc, bool tls, char *why, size_t wl)
 {
-	int fd = socket(rc->p.dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fd = socket(rc->p.dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1, err = 0;
 	unsigned char ip[16];
+	socklen_t el = sizeof(err);
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&rc->p.dst, rc->p.dlen) != 0) {
-		snprintf(why, wl, "cannot connect to the provider: %s", strerror(errno));
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&rc->p.dst, rc->p.dlen) != 0) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int r;
+
+		err = errno;
+		if (err == EINPROGRESS) {
+			do
+				r = poll(&p, 1, CONNECT_TIMEOUT_S * 1000);
+			while (r < 0 && errno == EINTR);
+			if (r == 0)
+				err = ETIMEDOUT;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+				err = errno;
+		}
+	}
+	if (fd < 0 || err) {
+		snprintf(why, wl, "cannot connect to the provider %s: %s%s", rc->name, strerror(fd < 0 ? errno : err),
+			 err == ETIMEDOUT ? " (no answer to connect)" : "");
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	set_timeouts(fd, CONNECT_TIMEOUT_S);
 	rc->u.fd = fd;
-	if (!tls)
+	if (!tls) {
+		set_timeouts(fd, up_timeout_s);
 		return 0;
+	}
 	rc->u.ssl = SSL_new(uctx);
 	if (!rc->u.ssl || !SSL_set_fd(rc->u.ssl, fd) || !SSL_set1_host(rc->u.ssl, rc->name) ||
 	    (inet_pton(AF_INET, rc->name, ip) != 1 && inet_pton(AF_INET6, rc->name, ip) != 1 &&
@@ -517,13 +592,16 @@ static int up_connect(struct rconn *rc, bool tls, char *why, size_t wl)
 		snprintf(why, wl, "cannot set up TLS to the provider");
 		return -1;
 	}
+	errno = 0;
 	if (SSL_connect(rc->u.ssl) != 1) {
 		long v = SSL_get_verify_result(rc->u.ssl);
 
 		snprintf(why, wl, "TLS to the provider %s failed: %s", rc->name,
-			 v != X509_V_OK ? X509_verify_cert_error_string(v) : "handshake failed");
+			 v != X509_V_OK ? X509_verify_cert_error_string(v)
+			 : errno == EAGAIN || errno == EWOULDBLOCK ? "no answer to the handshake" : "handshake failed");
 		return -1;
 	}
+	set_timeouts(fd, up_timeout_s);
 	return 0;
 }
 
@@ -537,11 +615,29 @@ static bool up_alive(struct rconn *rc)
 	return rc->u.fd >= 0 && poll(&p, 1, 0) == 0 && (!rc->u.ssl || SSL_pending(rc->u.ssl) == 0);
 }
 
-/* the provider's answer to one request: streamed to the program, fed to lc_resp; true: go on */
+/* the provider sent nothing for up_timeout_s: a 504 of the relay's own when nothing of the answer
+ * reached the program yet (else the connection closes), one stderr line; false (the connection ends) */
+static bool stalled(struct rconn *rc, struct lc_resp *resp, bool sent)
+{
+	char why[300];
+
+	snprintf(why, sizeof(why), "the provider %s sent nothing for %d s (LLMCAP_RELAY_TIMEOUT)%s", rc->name,
+		 up_timeout_s, sent ? ": connection closed mid-answer" : "");
+	fprintf(stderr, "llmcap: relay: %s\n", why);
+	if (!sent)
+		answer(rc, 504, "Gateway Timeout", why);
+	lc_resp_eof(resp);
+	return false;
+}
+
+/* the provider's answer to one request: streamed to the program, fed to lc_resp; true: go on.
+ * The provider sending nothing for up_timeout_s ends it: a 504 from the relay when nothing of the
+ * answer reached the program yet, else the connection closes (one stderr line either way). */
 static bool relay_response(struct rconn *rc, struct lc_resp *resp)
 {
 	char buf[16384];
-	bool client_quiet = false;
+	bool client_quiet = false, sent = false;
+	int64_t last = mono_ms();
 
 	for (;;) {
 		ssize_t n;
@@ -550,8 +646,11 @@ static bool relay_response(struct rconn *rc, struct lc_resp *resp)
 
 		if (!rc->u.ssl || SSL_pending(rc->u.ssl) == 0) {
 			struct pollfd p[2] = { { .fd = rc->u.fd, .events = POLLIN }, { .fd = rc->c.fd, .events = POLLIN } };
+			int64_t left = last + (int64_t)up_timeout_s * 1000 - mono_ms();
 
-			if (poll(p, client_quiet ? 1 : 2, -1) < 0 && errno != EINTR)
+			if (left <= 0)
+				return stalled(rc, resp, sent);
+			if (poll(p, client_quiet ? 1 : 2, (int)(left < INT_MAX ? left : INT_MAX)) < 0 && errno != EINTR)
 				return false;
 			if (!client_quiet && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
 				if (recv(rc->c.fd, buf, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
@@ -562,10 +661,14 @@ static bool relay_response(struct rconn *rc, struct lc_resp *resp)
 				continue;
 		}
 		n = side_read(&rc->u, buf, sizeof(buf));
+		if (n == -2)    /* a read blocked up_timeout_s (SO_RCVTIMEO): a partial record, or nothing after TLS tickets */
+			return stalled(rc, resp, sent);
 		if (n <= 0) {
 			lc_resp_eof(resp);
 			return false;
 		}
+		last = mono_ms();
+		sent = true;
 		if (side_write(&rc->c, buf, (size_t)n) != 0)
 			return false;
 		if (resp->state == LC_PARSE_MORE) {
@@ -582,23 +685,33 @@ static void serve(struct rconn *rc)
 {
 	char buf[16384], why[512];
 	struct lc_buf left;
-	unsigned char first;
-	bool tls;
+	unsigned char first1;
+	bool tls, first = true, h2 = false;
 	ssize_t n;
 
 	lc_buf_init(&left, LC_WIRE_MAX_HEAD + LC_WIRE_MAX_BODY);
-	n = recv(rc->c.fd, &first, 1, MSG_PEEK);
+	n = recv(rc->c.fd, &first1, 1, MSG_PEEK);
 	if (n != 1)
 		goto out;
-	tls = first == 0x16;
+	tls = first1 == 0x16;
 	if (tls) {
 		rc->c.ssl = SSL_new(sctx);
 		if (!rc->c.ssl || !SSL_set_fd(rc->c.ssl, rc->c.fd))
 			goto out;
 		SSL_set_app_data(rc->c.ssl, rc);
+		ERR_clear_error();
 		if (SSL_accept(rc->c.ssl) != 1) {
-			lc_log(LC_LOG_INFO, "relay: TLS from the program for %s failed (does it trust the llmcap CA?)",
-			       rc->name);
+			const char *r = ERR_reason_error_string(ERR_peek_last_error());
+
+			/* the program sent an alert (unknown ca, bad certificate) or dropped the connection
+			 * once it had the llmcap certificate (node checks it after the handshake): it
+			 * ignores the CA variables llmcap run set */
+			if (!rc->said && r && (strstr(r, "alert") || strstr(r, "unexpected eof")))
+				fprintf(stderr, "llmcap: relay: the program ended its TLS handshake for provider %s with "
+						"\"%s\": it most likely does not trust the llmcap CA (it ignores "
+						"SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, ...); its call was not made\n", rc->name, r);
+			else
+				lc_log(LC_LOG_INFO, "relay: TLS from the program for %s failed (%s)", rc->name, r ? r : "closed");
 			goto out;
 		}
 	}
@@ -622,11 +735,28 @@ static void serve(struct rconn *rc)
 				side_write(&rc->c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 			}
 			n = side_read(&rc->c, buf, sizeof(buf));
+			if (n < 0 && first && tls && !rc->said) {
+				/* closed right after the handshake, without a request or a close_notify: what a
+				 * client that verifies the certificate after the handshake (node) does when it
+				 * does not trust it */
+				fprintf(stderr, "llmcap: relay: the program dropped its TLS connection for provider %s right "
+						"after the handshake, sending nothing: it most likely does not trust the llmcap "
+						"CA (it ignores SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, ...); its call was not made\n",
+					rc->name);
+				rc->said = true;
+			}
+			if (n > 0 && first)
+				h2 = n >= 3 && memcmp(buf, "PRI", 3) == 0;    /* the HTTP/2 preface */
+			first = false;
 			if (n <= 0 || lc_buf_add(&left, buf, (size_t)n))
 				break;
 		}
 		if (pr != LC_PARSE_DONE) {    /* closed, or nothing llmcap can read: nothing leaves */
-			if (pr != LC_PARSE_MORE || req.raw.len)
+			if (h2)
+				fprintf(stderr, "llmcap: relay: a program spoke HTTP/2 to provider %s without ALPN "
+						"(prior knowledge): refused, nothing sent (llmcap holds provider calls over "
+						"HTTP/1.1)\n", rc->name);
+			else if (pr != LC_PARSE_MORE || req.raw.len)
 				lc_log(LC_LOG_INFO, "relay: a request to %s llmcap cannot read: connection closed unsent",
 				       rc->name);
 			lc_reqparse_free(&req);

@@ -64,7 +64,9 @@ static void run_usage(FILE *f)
 		"providers). A supervised program's calls are decided by the relay, which carries the run:\n"
 		"they count against it too.\n"
 		"\n"
-		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug);\n"
+		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug),\n"
+		"LLMCAP_RELAY_TIMEOUT (seconds the relay waits for a provider, default 600),\n"
+		"LLMCAP_RESOLVE_INTERVAL (seconds between resolutions of the provider hosts, default 60);\n"
 		"the program gets LLMCAP_RUN_ID under --budget/--max-requests\n");
 }
 

@@ -17,7 +17,8 @@
  *     (pidfd_getfd) to the loopback relay of relay.c, which decides each request in the store;
  *   - refuses it at once with ECONNREFUSED and one stderr line when it cannot be held.
  * Provider addresses: the installed policy's provider hosts, resolved when the supervisor starts
- * (a host entry without a port matches every port of its addresses). io_uring_setup fails with
+ * and every LLMCAP_RESOLVE_INTERVAL seconds after (a host entry without a port matches every port
+ * of its addresses). io_uring_setup fails with
  * ENOSYS under the filter (programs fall back to plain system calls, which the filter sees).
  */
 #include <arpa/inet.h>
@@ -30,6 +31,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -95,16 +97,25 @@ out:
 
 /* ---- provider addresses ---- */
 
+/* The policy's provider hosts, resolved when the supervisor starts and again every
+ * LLMCAP_RESOLVE_INTERVAL seconds (default 60) by a thread of the supervisor (the policy re-read
+ * too): a provider whose DNS answer changes (CDN rotation) is recognised at its new addresses
+ * within that interval. An address a later answer no longer gives is kept for KEEP_S more seconds
+ * (programs keep connecting to what they resolved earlier). */
 struct paddr {
 	int family;
 	unsigned char a[16];
 	int port;              /* 0: every port */
 	char host[128];
+	int64_t seen;          /* when a resolution last gave it */
 };
 static struct paddr *paddrs;
 static size_t npaddrs;
+static pthread_mutex_t paddr_mu = PTHREAD_MUTEX_INITIALIZER;
+static int resolve_s = 60;
+#define KEEP_S 900
 
-static void add_host(const char *entry)
+static void add_host(const char *entry, struct paddr **arr, size_t *n, int64_t now)
 {
 	char host[256], *colon;
 	int port = 0;
@@ -126,34 +137,46 @@ static void add_host(const char *entry)
 	if (getaddrinfo(host, NULL, &hints, &res) != 0)
 		return;
 	for (ai = res; ai; ai = ai->ai_next) {
-		struct paddr *n = realloc(paddrs, (npaddrs + 1) * sizeof(*n)), *p;
+		struct paddr *nw = realloc(*arr, (*n + 1) * sizeof(*nw)), *p;
 
-		if (!n)
+		if (!nw)
 			break;
-		paddrs = n;
-		p = &paddrs[npaddrs++];
+		*arr = nw;
+		p = &nw[(*n)++];
 		memset(p, 0, sizeof(*p));
 		p->family = ai->ai_family;
 		p->port = port;
+		p->seen = now;
 		snprintf(p->host, sizeof(p->host), "%s", entry);
 		if (ai->ai_family == AF_INET)
 			memcpy(p->a, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
 		else if (ai->ai_family == AF_INET6)
 			memcpy(p->a, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
 		else
-			npaddrs--;
+			(*n)--;
 	}
 	freeaddrinfo(res);
 }
 
-/* the policy's provider hosts, resolved; 1 a policy is installed, 0 none, -1 store unusable */
+static bool same_paddr(const struct paddr *a, const struct paddr *b)
+{
+	return a->family == b->family && a->port == b->port && !memcmp(a->a, b->a, 16) && !strcmp(a->host, b->host);
+}
+
+/* (Re)load the policy's provider hosts, resolved; 1 a policy is installed, 0 none, -1 store
+ * unusable (the table is then left as it was) */
 static int load_providers(void)
 {
 	struct lc_store *s;
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
+	struct paddr *arr = NULL, *old;
+	size_t n = 0, i, j;
 	int rc = lc_store_open(false, &s), op = MDB_FIRST;
+	int64_t now = lc_now();
+	char (*entries)[256] = NULL;
+	size_t ne = 0;
 
 	if (rc == LC_E_NOSTATE)
 		return 0;
@@ -161,27 +184,63 @@ static int load_providers(void)
 		return -1;
 	if (mdb_cursor_open(txn, s->dbi[LC_DB_PROVIDERS], &cur) == 0) {
 		while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-			char entry[256];
+			void *ne2;
 
 			op = MDB_NEXT;
-			if (k.mv_size == 0 || k.mv_size >= sizeof(entry))
+			if (k.mv_size == 0 || k.mv_size >= 256 || !(ne2 = realloc(entries, (ne + 1) * 256)))
 				continue;
-			memcpy(entry, k.mv_data, k.mv_size);
-			entry[k.mv_size] = 0;
-			add_host(entry);
+			entries = ne2;
+			memcpy(entries[ne], k.mv_data, k.mv_size);
+			entries[ne++][k.mv_size] = 0;
 		}
 		mdb_cursor_close(cur);
 	}
 	lc_store_end(s, txn, false);
+	for (i = 0; i < ne; i++)    /* DNS outside the store's transaction */
+		add_host(entries[i], &arr, &n, now);
+	free(entries);
+	pthread_mutex_lock(&paddr_mu);
+	for (i = 0; i < npaddrs; i++) {    /* keep what an earlier answer gave, for a while */
+		bool again = false;
+
+		for (j = 0; j < n && !again; j++)
+			again = same_paddr(&paddrs[i], &arr[j]);
+		if (!again && now - paddrs[i].seen < KEEP_S) {
+			struct paddr *nw = realloc(arr, (n + 1) * sizeof(*nw));
+
+			if (nw) {
+				arr = nw;
+				arr[n++] = paddrs[i];
+			}
+		} else if (!again) {
+			lc_log(LC_LOG_INFO, "supervisor: provider %s no longer at one of its earlier addresses", paddrs[i].host);
+		}
+	}
+	old = paddrs;
+	paddrs = arr;
+	npaddrs = n;
+	pthread_mutex_unlock(&paddr_mu);
+	free(old);
 	return 1;
 }
 
-/* the provider entry an address belongs to, NULL when none */
-static const char *provider_of(const struct sockaddr_storage *ss, socklen_t len, int *port)
+static void *resolve_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep((unsigned)resolve_s);
+		load_providers();
+	}
+	return NULL;
+}
+
+/* the provider entry an address belongs to (copied to host), false when none */
+static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *port, char *host, size_t hl)
 {
 	const unsigned char *a;
 	int fam = ss->ss_family;
 	size_t i, al;
+	bool found = false;
 
 	if (fam == AF_INET && len >= sizeof(struct sockaddr_in)) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -202,13 +261,17 @@ static const char *provider_of(const struct sockaddr_storage *ss, socklen_t len,
 			al = 16;
 		}
 	} else {
-		return NULL;
+		return false;
 	}
-	for (i = 0; i < npaddrs; i++)
+	pthread_mutex_lock(&paddr_mu);
+	for (i = 0; i < npaddrs && !found; i++)
 		if (paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
-		    (paddrs[i].port == 0 || paddrs[i].port == *port))
-			return paddrs[i].host;
-	return NULL;
+		    (paddrs[i].port == 0 || paddrs[i].port == *port)) {
+			snprintf(host, hl, "%s", paddrs[i].host);
+			found = true;
+		}
+	pthread_mutex_unlock(&paddr_mu);
+	return found;
 }
 
 /* Which TLS and preload libraries process pid has mapped (/proc/PID/maps) */
@@ -367,12 +430,11 @@ static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_
 /* one notification: fill resp */
 static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_notif_resp *resp)
 {
-	char pwhy[160];
+	char pwhy[160], prov[128];
 	struct sockaddr_storage ss;
 	socklen_t len = (socklen_t)req->data.args[2];
 	char path[64], ip[64];
 	char hwhy[512];
-	const char *prov;
 	int mfd, port = 0, held;
 	ssize_t k = -1;
 
@@ -392,8 +454,7 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	/* the process may have died and its pid been reused: the answer would go nowhere */
 	if (k != (ssize_t)len || ioctl(lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) != 0)
 		return;
-	prov = provider_of(&ss, len, &port);
-	if (!prov || preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
+	if (!provider_of(&ss, len, &port, prov, sizeof(prov)) || preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
 		return;
 	held = hold(lfd, req, &ss, len, prov, port, hwhy, sizeof(hwhy));
 	if (held >= 0) {
@@ -511,6 +572,19 @@ int lc_supervise_exec(const char *file, char *const argv[], int kind, const char
 		snprintf(relay_off, sizeof(relay_off), "the relay could not start");
 	lfd = recv_fd(sp[0]);
 	close(sp[0]);
+	{
+		const char *ri = getenv("LLMCAP_RESOLVE_INTERVAL");
+		int64_t t;
+		pthread_t rt;
+
+		if (ri && *ri && lc_parse_dec(ri, strlen(ri), 1, 86400, &t) == 0)
+			resolve_s = (int)t;
+		else if (ri && *ri)
+			fprintf(stderr, "llmcap run: LLMCAP_RESOLVE_INTERVAL=%s is not a number of seconds (1-86400): "
+					"using %d\n", ri, resolve_s);
+		if (pthread_create(&rt, NULL, resolve_thread, NULL) == 0)
+			pthread_detach(rt);
+	}
 	signal(SIGTERM, forward);
 	signal(SIGHUP, forward);
 	signal(SIGINT, SIG_IGN);     /* the terminal sends it to the program too */
