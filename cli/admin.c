@@ -53,9 +53,12 @@ static void admin_usage(FILE *f)
 		"  keys update ID [--sha256 HEX] [--team T|none] [--limit SPEC]... [--expires-at TIME|none]\n"
 		"  keys enable ID N | keys disable ID N          turn the key's limit N (from 0) on or off\n"
 		"  teams [list] | teams get ID | teams set ID --limit SPEC... | teams delete ID\n"
-		"  org [get] | org set [--spend-cap USD|none] [--period monthly] [--warning USD]\n"
-		"  customers [get] | customers defaults [--budget USD] [--rpm N] [--identify WHERE,...]\n"
-		"  customers get ID | customers set ID [--budget USD] [--rpm N] | customers delete ID\n"
+		"  org [get] | org set [--spend-cap USD|none] [--period monthly] [--warning USD] [--alert-at LEVELS]\n"
+		"                      [--projected yes|no]\n"
+		"  customers [get] | customers defaults [--budget USD] [--rpm N] [--identify WHERE,...] [--alert-at LEVELS]\n"
+		"                                       [--projected yes|no]\n"
+		"  customers get ID | customers set ID [--budget USD] [--rpm N] [--alert-at LEVELS] [--projected yes|no]\n"
+		"  customers delete ID\n"
 		"  invites create --limit SPEC... [--team T] [--id KEYID] [--expires-at TIME] [--key-expires-at TIME]\n"
 		"  webhooks|emails|providers|prices [get] | ... set FILE.json (- for stdin)\n"
 		"  settings [get] | settings set [--unknown-keys allow|block] [--unknown-models allow|block]\n"
@@ -67,7 +70,8 @@ static void admin_usage(FILE *f)
 		"Every create/set/update also takes --body JSON|@FILE: the request body, which the flags extend.\n"
 		"SPEC is METRIC:WINDOW:THRESHOLD[:warn][:alert=N[,N...]][:projected][:off], e.g. cost:daily:20,\n"
 		"requests:daily:10000:alert=8000 or cost:monthly:50:alert=50%%,80%%,95%%:projected (cost in USD;\n"
-		"a level N is an amount or a percentage of the threshold), or a limit as JSON.\n"
+		"a level N is an amount or a percentage of the threshold), or a limit as JSON. LEVELS (the org's\n"
+		"spend cap, customers' monthly budget) is the same list, e.g. 50%%,80%%,900, or none.\n"
 		"TIME is RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z.\n"
 		"\n"
 		"--server URL      default $LLMCAP_SERVER, else " ADMIN_DEFAULT_SERVER "\n"
@@ -269,7 +273,7 @@ static json_t *limit_spec(const char *spec)
 
 /* Flags of create/set/update commands, collected into one body. Each flag names a JSON field and
  * how to read its value. */
-enum ftype { F_STR, F_STR_NONE, F_USD_NONE, F_NUM, F_TIME_NONE, F_LIST };
+enum ftype { F_STR, F_STR_NONE, F_USD_NONE, F_NUM, F_TIME_NONE, F_LIST, F_LEVELS, F_BOOL };
 struct flag {
 	const char *name;
 	const char *field;
@@ -281,12 +285,19 @@ static const struct flag key_flags[] = {
 static const struct flag org_flags[] = {{"--spend-cap", "spend_cap_usd", F_USD_NONE},
 					{"--period", "period", F_STR},
 					{"--warning", "warning_threshold_usd", F_USD_NONE},
+					{"--alert-at", "alert_at", F_LEVELS},
+					{"--projected", "alert_projected", F_BOOL},
 					{0}};
-static const struct flag cust_flags[] = {
-	{"--budget", "monthly_budget_usd", F_USD_NONE}, {"--rpm", "rate_limit_rpm", F_NUM}, {0}};
+static const struct flag cust_flags[] = {{"--budget", "monthly_budget_usd", F_USD_NONE},
+					 {"--rpm", "rate_limit_rpm", F_NUM},
+					 {"--alert-at", "alert_at", F_LEVELS},
+					 {"--projected", "alert_projected", F_BOOL},
+					 {0}};
 static const struct flag custdef_flags[] = {{"--budget", "monthly_budget_usd", F_USD_NONE},
 					    {"--rpm", "rate_limit_rpm", F_NUM},
 					    {"--identify", "identify", F_LIST},
+					    {"--alert-at", "alert_at", F_LEVELS},
+					    {"--projected", "alert_projected", F_BOOL},
 					    {0}};
 static const struct flag settings_flags[] = {{"--unknown-keys", "unknown_keys", F_STR},
 					     {"--unknown-models", "unknown_models", F_STR},
@@ -331,9 +342,23 @@ static json_t *flag_value(const struct flag *f, const char *v)
 			json_array_append_new(a, json_string(p));
 		return a;
 	}
+	case F_LEVELS: {
+		json_t *al = none ? json_null() : alert_levels_arg(v);
+		if (al)
+			return al;
+		break;
+	}
+	case F_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "true"))
+			return json_true();
+		if (!strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "false"))
+			return json_false();
+		break;
 	}
 	admin_die("%s %s: expected %s", f->name, v,
 		  f->type == F_TIME_NONE ? "an RFC 3339 UTC time like 2027-01-01T00:00:00Z (or none)"
+		  : f->type == F_LEVELS  ? "alert levels like 50%,80%,900 (amounts or percentages of the threshold; or none)"
+		  : f->type == F_BOOL	 ? "yes or no"
 					 : "a number at least 0");
 	return NULL;
 }
@@ -748,6 +773,8 @@ static int cmd_teams(struct admin *a, int argc, char **argv)
 	return admin_die("teams: unknown action or arguments '%s' (list, get, set, delete)", act);
 }
 
+static int put_keeping(struct admin *a, const char *path, json_t *body, const char *skip);
+
 static int cmd_customers(struct admin *a, int argc, char **argv)
 {
 	const char *act = argc > 1 ? argv[1] : "get";
@@ -758,7 +785,8 @@ static int cmd_customers(struct admin *a, int argc, char **argv)
 	if (!strcmp(act, "defaults")) {
 		if (parse_body_flags(argc, argv, 2, custdef_flags, false, &body))
 			return 1;
-		return do_call(a, "PUT", "/v1/admin/customers", body ? body : json_object(), show_changed);
+		/* the overrides are set one customer at a time */
+		return put_keeping(a, "/v1/admin/customers", body ? body : json_object(), "overrides");
 	}
 	if (!need_id(argc, argv, 2, act))
 		return 1;
@@ -773,6 +801,25 @@ static int cmd_customers(struct admin *a, int argc, char **argv)
 		return do_call(a, "PUT", path, body ? body : json_object(), show_changed);
 	}
 	return admin_die("customers: unknown action or arguments '%s' (get, defaults, set, delete)", act);
+}
+
+/* PUT replaces a piece: send body with the fields the command did not name as they are now (but
+ * `skip`, a field the GET answers and the PUT does not take) */
+static int put_keeping(struct admin *a, const char *path, json_t *body, const char *skip)
+{
+	json_t *cur;
+	if (call(a, "GET", path, NULL, &cur) != 200) {
+		json_decref(body);
+		json_decref(cur);
+		return 1;
+	}
+	if (json_is_object(cur)) {
+		if (skip)
+			json_object_del(cur, skip);
+		json_object_update_missing(body, cur);
+	}
+	json_decref(cur);
+	return do_call(a, "PUT", path, body, show_changed);
 }
 
 /* org and settings: GET, or PUT of the flags; webhooks/providers/prices: PUT of a file */
@@ -805,17 +852,7 @@ static int cmd_piece(struct admin *a, const char *piece, const struct flag *flag
 		return 1;
 	if (!body)
 		return admin_die("%s set: nothing to set (see llmcap admin --help)", piece);
-	/* PUT replaces the piece: keep the fields the command did not name */
-	json_t *cur;
-	if (call(a, "GET", path, NULL, &cur) != 200) {
-		json_decref(body);
-		json_decref(cur);
-		return 1;
-	}
-	if (json_is_object(cur))
-		json_object_update_missing(body, cur);
-	json_decref(cur);
-	return do_call(a, "PUT", path, body, show_changed);
+	return put_keeping(a, path, body, NULL);
 }
 
 static int cmd_invites(struct admin *a, int argc, char **argv)

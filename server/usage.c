@@ -501,6 +501,28 @@ int64_t srv_host_rule_used(srv_txn *txn, struct srv *s, const char *host_key, co
 
 static bool org_rule(srv_txn *txn, struct srv *s, struct lc_rule *r);
 
+/* A customer's monthly budget as a rule, from the customers defaults and the customer's override
+ * (either may be NULL): the override's budget and alert levels where it gives them. */
+static bool customer_budget_rule(json_t *cust, json_t *ovr, const char *id, struct lc_rule *out)
+{
+	json_t *b = json_object_get(ovr, "monthly_budget_usd");
+	struct lc_alert_spec ds, os;
+	int64_t budget;
+	char err[256];
+
+	if (!b)
+		b = json_object_get(cust, "monthly_budget_usd");
+	if (!b || !json_is_number(b) || lc_usd_to_micro(json_number_value(b), &budget) != 0)
+		return false;
+	/* stored pieces passed the policy validator: a parse error here leaves the levels out */
+	if (lc_alert_spec_parse(cust, "customers", LC_METRIC_COST, NULL, &ds, err, sizeof err) != 0)
+		ds = (struct lc_alert_spec){.n = -1, .projected = -1};
+	if (lc_alert_spec_parse(ovr, "customers.overrides", LC_METRIC_COST, NULL, &os, err, sizeof err) != 0)
+		os = (struct lc_alert_spec){.n = -1, .projected = -1};
+	lc_rule_customer_budget(out, id, budget, &os, &ds);
+	return true;
+}
+
 /* the first leased rule among a key's or team's limits with this metric and window (the tightest
  * when several are) */
 static int limits_rule(json_t *o, int scope, const char *id, enum lc_metric m, enum lc_window w, struct lc_rule *out)
@@ -541,14 +563,7 @@ int srv_rule_find(srv_txn *txn, struct srv *s, const char *name, struct lc_rule 
 		rc = strcmp(id, "org") == 0 && org_rule(txn, s, out) && out->lim.metric == m && out->lim.window == w ? 0 : -1;
 	} else if (scope == LC_SCOPE_CUSTOMER && m == LC_METRIC_COST && w == LC_WIN_MONTHLY) {
 		json_t *ovr = srv_get_json(txn, s->db_cust, id), *cust = srv_get_json(txn, s->db_meta, "customers");
-		json_t *b = json_object_get(ovr, "monthly_budget_usd");
-		int64_t budget;
-		if (!b)
-			b = json_object_get(cust, "monthly_budget_usd");
-		if (b && json_is_number(b) && lc_usd_to_micro(json_number_value(b), &budget) == 0) {
-			lc_rule_customer_budget(out, id, budget);
-			rc = 0;
-		}
+		rc = customer_budget_rule(cust, ovr, id, out) ? 0 : -1;
 		json_decref(ovr);
 		json_decref(cust);
 	}
@@ -566,17 +581,21 @@ static bool org_rule(srv_txn *txn, struct srv *s, struct lc_rule *r)
 	const char *period = json_string_value(json_object_get(org, "period"));
 	json_t *cap = json_object_get(org, "spend_cap_usd"), *w = json_object_get(org, "warning_threshold_usd");
 	int64_t capm = -1, warnm = -1;
+	struct lc_alert_spec a;
 	enum lc_window win;
+	char err[256];
 
 	if (!org)
 		return false;
+	if (lc_alert_spec_parse(org, "org", LC_METRIC_COST, NULL, &a, err, sizeof err) != 0)
+		a = (struct lc_alert_spec){.n = -1, .projected = -1};
 	if (!period || lc_window_parse(period, &win) != 0)
 		win = LC_WIN_MONTHLY;
 	if (!cap || !json_is_number(cap) || lc_usd_to_micro(json_number_value(cap), &capm) != 0)
 		capm = -1;
 	if (!w || !json_is_number(w) || lc_usd_to_micro(json_number_value(w), &warnm) != 0)
 		warnm = -1;
-	lc_rule_org(r, capm, warnm, win);
+	lc_rule_org(r, capm, warnm, win, &a);
 	json_decref(org);
 	return true;
 }
@@ -639,18 +658,12 @@ static void customer_rules(struct srv *s, srv_txn *txn, int64_t now, rule_cb cb,
 	json_t *dummy;
 	json_object_foreach(ids, id, dummy) {
 		json_t *ovr = srv_get_json(txn, s->db_cust, id);
-		json_t *b = json_object_get(ovr, "monthly_budget_usd");
 		json_t *r = json_object_get(ovr, "rate_limit_rpm");
 		struct lc_rule rule;
-		int64_t budget;
-		if (!b)
-			b = json_object_get(cust, "monthly_budget_usd");
 		if (!r)
 			r = json_object_get(cust, "rate_limit_rpm");
-		if (b && json_is_number(b) && lc_usd_to_micro(json_number_value(b), &budget) == 0) {
-			lc_rule_customer_budget(&rule, id, budget);
+		if (customer_budget_rule(cust, ovr, id, &rule))
 			cb(s, txn, ctx, &rule, now);
-		}
 		if (r && json_is_integer(r) && json_integer_value(r) >= 0) {
 			lc_rule_customer_rpm(&rule, id, json_integer_value(r));
 			cb(s, txn, ctx, &rule, now);
@@ -695,10 +708,16 @@ static int get_txn(struct srv *s, srv_txn *txn, void *ctx)
 	each_rule(s, txn, now, RULES_KEY | RULES_TEAM | RULES_ORG | RULES_CUSTOMER, status_cb, limits);
 	if (org_rule(txn, s, &org)) {
 		enum lc_metric m = LC_METRIC_COST;
+		/* the warning threshold itself: the rule's levels hold alert_at's as well */
+		json_t *piece = srv_get_json(txn, s->db_meta, "org"), *warn = json_object_get(piece, "warning_threshold_usd");
+		int64_t wm = -1;
+		if (!json_is_number(warn) || lc_usd_to_micro(json_number_value(warn), &wm) != 0)
+			wm = -1;
+		json_decref(piece);
 		orgj = json_pack("{s:s,s:o,s:o,s:o}", "period", lc_window_name(org.lim.window), "used_usd",
 				 lc_amount_json(m, srv_rule_used(txn, s, &org, now)), "spend_cap_usd",
 				 org.lim.threshold >= 0 ? lc_amount_json(m, org.lim.threshold) : json_null(),
-				 "warning_threshold_usd", org.lim.alert_at[0] >= 0 ? lc_amount_json(m, org.lim.alert_at[0]) : json_null());
+				 "warning_threshold_usd", wm >= 0 ? lc_amount_json(m, wm) : json_null());
 	}
 
 	json_t *hosts = json_array();

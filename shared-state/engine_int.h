@@ -13,7 +13,7 @@
 #include "rules.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430006u   /* 6: web search fees in the compiled price (preview, token block, search models) */
+#define LC_REC_FORMAT 0x4c430007u   /* 6: web search fees in the compiled price; 7: alert levels and projection on the org cap and customer budgets */
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
@@ -30,6 +30,8 @@ struct lc_rec_cfg {
 	int64_t default_max_output;  /* reservation when neither request nor price gives a cap */
 	int64_t expires_at;          /* the policy's, so admit needs no extra lookup */
 	char ident[LC_MAX_IDENT][124];
+	struct lc_alert_spec org_alerts;   /* org's alert_at, alert_projected */
+	struct lc_alert_spec cust_alerts;  /* the customers defaults' */
 };
 
 struct lc_rec_provider {
@@ -53,6 +55,7 @@ struct lc_rec_key {
 struct lc_rec_cust {
 	int64_t budget;              /* micro-USD, -1 none, -2 inherit default */
 	int64_t rpm;
+	struct lc_alert_spec alerts; /* n, projected -1: the defaults' */
 };
 
 /* ---- the ledger (engine_ledger.c) ----

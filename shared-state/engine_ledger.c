@@ -193,10 +193,11 @@ int lc__group_rules(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 	}
 	case LC_SCOPE_ORG:
 		if ((cfg->org_cap >= 0 || cfg->org_warn >= 0) && max > 0)
-			lc_rule_org(&out[(*n)++], cfg->org_cap, cfg->org_warn, (enum lc_window)cfg->org_period);
+			lc_rule_org(&out[(*n)++], cfg->org_cap, cfg->org_warn, (enum lc_window)cfg->org_period,
+				    &cfg->org_alerts);
 		return 0;
 	case LC_SCOPE_CUSTOMER: {
-		struct lc_rec_cust c;
+		struct lc_rec_cust c = {.alerts = {.n = -1, .projected = -1}};
 		int64_t budget = cfg->cust_budget, rpm = cfg->cust_rpm;
 
 		rc = mdb_get(txn, s->dbi[LC_DB_CUSTS], &k, &v);
@@ -210,7 +211,7 @@ int lc__group_rules(struct lc_store *s, MDB_txn *txn, const struct lc_rec_cfg *c
 				rpm = c.rpm;
 		}
 		if (budget >= 0 && *n < max)
-			lc_rule_customer_budget(&out[(*n)++], id, budget);
+			lc_rule_customer_budget(&out[(*n)++], id, budget, &c.alerts, &cfg->cust_alerts);
 		if (rpm >= 0 && *n < max)
 			lc_rule_customer_rpm(&out[(*n)++], id, rpm);
 		return 0;

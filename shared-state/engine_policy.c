@@ -58,6 +58,8 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	o = json_object_get(root, "org");
 	cfg.org_cap = usd_or(json_object_get(o, "spend_cap_usd"), -1);
 	cfg.org_warn = usd_or(json_object_get(o, "warning_threshold_usd"), -1);
+	if (lc_alert_spec_parse(o, "org", LC_METRIC_COST, NULL, &cfg.org_alerts, err, sizeof(err)))
+		return LC_E_INVAL;
 	cfg.org_period = LC_WIN_MONTHLY;
 	if (json_is_string(json_object_get(o, "period"))) {
 		enum lc_window w;
@@ -67,6 +69,8 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	}
 	o = json_object_get(root, "customers");
 	cfg.cust_budget = usd_or(json_object_get(o, "monthly_budget_usd"), -1);
+	if (lc_alert_spec_parse(o, "customers", LC_METRIC_COST, NULL, &cfg.cust_alerts, err, sizeof(err)))
+		return LC_E_INVAL;
 	v = json_object_get(o, "rate_limit_rpm");
 	cfg.cust_rpm = json_is_integer(v) ? json_integer_value(v) : -1;
 	cfg.default_max_output = DEFAULT_MAX_OUTPUT;
@@ -143,6 +147,9 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	json_object_foreach(json_object_get(json_object_get(root, "customers"), "overrides"), name, o) {
 		struct lc_rec_cust c;
 
+		memset(&c, 0, sizeof(c));
+		if (lc_alert_spec_parse(o, "customers.overrides", LC_METRIC_COST, NULL, &c.alerts, err, sizeof(err)))
+			return LC_E_INVAL;
 		v = json_object_get(o, "monthly_budget_usd");
 		c.budget = v ? usd_or(v, -1) : -2;
 		v = json_object_get(o, "rate_limit_rpm");

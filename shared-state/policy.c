@@ -221,65 +221,116 @@ int lc_limit_alert_count(const struct lc_limit *l)
 }
 
 /* one alert level: an amount in the limit's unit, or "P%" of the threshold (0 < P <= 100) */
-static int alert_level(json_t *v, const char *path, const struct lc_limit *x, int64_t *out, char *err, size_t errlen)
+static int alert_level(json_t *v, const char *path, enum lc_metric m, const char *threshold_field, int64_t *amount,
+		       double *pct, char *err, size_t errlen)
 {
 	const char *s = json_string_value(v);
 	char *end;
-	double pct;
 
+	*amount = -1;
+	*pct = 0;
 	if (!s)
-		return x->metric == LC_METRIC_COST ? want_usd(v, path, false, out, err, errlen)
-						   : want_count(v, path, false, out, err, errlen);
-	pct = strtod(s, &end);
-	if (end == s || strcmp(end, "%") || !(pct > 0 && pct <= 100) || isspace((unsigned char)*s))
+		return m == LC_METRIC_COST ? want_usd(v, path, false, amount, err, errlen)
+					   : want_count(v, path, false, amount, err, errlen);
+	*pct = strtod(s, &end);
+	if (end == s || strcmp(end, "%") || !(*pct > 0 && *pct <= 100) || isspace((unsigned char)*s))
 		FAIL("%s: must be an amount or a percentage of the threshold like \"80%%\" (above 0, at most 100)",
 		     path);
-	/* threshold <= 2^63 / 1e6 USD or a count below 2^63: the product stays finite; ceil keeps
-	 * "used >= level" the same as "used >= threshold * p / 100" */
-	*out = (int64_t)ceil((double)x->threshold * pct / 100.0);
-	if (*out > x->threshold)
-		*out = x->threshold;
+	if (threshold_field)
+		FAIL("%s: a percentage needs %s (the threshold it is a percentage of); give an amount", path,
+		     threshold_field);
 	return 0;
 }
 
-/* "alert_at": absent or null (none), one level, or an array of 1 to LC_MAX_ALERT_LEVELS levels;
- * stored ascending without repeats */
-static int parse_alert_levels(json_t *v, const char *path, struct lc_limit *x, char *err, size_t errlen)
+int lc_alert_spec_parse(json_t *obj, const char *path, enum lc_metric m, const char *threshold_field,
+			struct lc_alert_spec *out, char *err, size_t errlen)
 {
-	char p[560];
-	size_t i, n = 0;
-	json_t *e;
+	json_t *v = json_object_get(obj, "alert_at"), *e;
+	char p[600];
+	size_t i;
 
-	for (i = 0; i < LC_MAX_ALERT_LEVELS; i++)
-		x->alert_at[i] = -1;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return alert_level(v, path, x, &x->alert_at[0], err, errlen);
-	if (json_array_size(v) == 0 || json_array_size(v) > LC_MAX_ALERT_LEVELS)
-		FAIL("%s: must hold 1 to %d alert levels", path, LC_MAX_ALERT_LEVELS);
-	json_array_foreach(v, i, e) {
-		int64_t a;
-		size_t j;
-
-		snprintf(p, sizeof(p), "%s[%zu]", path, i);
-		if (alert_level(e, p, x, &a, err, errlen))
-			return -1;
-		for (j = 0; j < n && x->alert_at[j] < a; j++)
-			;
-		if (j < n && x->alert_at[j] == a)
-			continue;   /* two spellings of one level */
-		memmove(&x->alert_at[j + 1], &x->alert_at[j], (n - j) * sizeof(x->alert_at[0]));
-		x->alert_at[j] = a;
-		n++;
+	memset(out, 0, sizeof(*out));
+	out->n = v ? 0 : -1;
+	out->projected = -1;
+	if (v && !json_is_null(v)) {
+		if (json_is_array(v) && (json_array_size(v) == 0 || json_array_size(v) > LC_MAX_ALERT_LEVELS))
+			FAIL("%s%salert_at: must hold 1 to %d alert levels", path, *path ? "." : "", LC_MAX_ALERT_LEVELS);
+		if (!json_is_array(v)) {
+			snprintf(p, sizeof(p), "%s%salert_at", path, *path ? "." : "");
+			if (alert_level(v, p, m, threshold_field, &out->amount[0], &out->pct[0], err, errlen))
+				return -1;
+			out->n = 1;
+		}
+		json_array_foreach(json_is_array(v) ? v : NULL, i, e) {
+			snprintf(p, sizeof(p), "%s%salert_at[%zu]", path, *path ? "." : "", i);
+			if (alert_level(e, p, m, threshold_field, &out->amount[i], &out->pct[i], err, errlen))
+				return -1;
+			out->n++;
+		}
 	}
+	v = json_object_get(obj, "alert_projected");
+	if (v && !json_is_boolean(v))
+		FAIL("%s%salert_projected: must be true or false", path, *path ? "." : "");
+	if (json_is_true(v) && threshold_field)
+		FAIL("%s%salert_projected: needs %s (the threshold the usage is projected against)", path,
+		     *path ? "." : "", threshold_field);
+	if (v)
+		out->projected = json_is_true(v);
 	return 0;
+}
+
+int lc_alert_spec_levels(const struct lc_alert_spec *spec, int64_t threshold, int64_t extra, struct lc_limit *l)
+{
+	int64_t a[LC_MAX_ALERT_LEVELS + 1];
+	int n = 0, total = 0;
+
+	for (int i = 0; spec && i < spec->n && i < LC_MAX_ALERT_LEVELS; i++) {
+		int64_t x = spec->amount[i];
+
+		if (x < 0 && threshold >= 0) {
+			/* threshold <= 2^63 / 1e6 USD or a count below 2^63: the product stays finite; ceil
+			 * keeps "used >= level" the same as "used >= threshold * p / 100" */
+			x = (int64_t)ceil((double)threshold * spec->pct[i] / 100.0);
+			if (x > threshold)
+				x = threshold;
+		}
+		if (x >= 0)
+			a[n++] = x;
+	}
+	if (extra >= 0)
+		a[n++] = extra;
+	for (int i = 0; i < LC_MAX_ALERT_LEVELS; i++)
+		l->alert_at[i] = -1;
+	for (int i = 0; i < n; i++) {   /* ascending, two spellings of one level once */
+		int j, k = total < LC_MAX_ALERT_LEVELS ? total : LC_MAX_ALERT_LEVELS;
+
+		for (j = 0; j < k && l->alert_at[j] < a[i]; j++)
+			;
+		if (j < k && l->alert_at[j] == a[i])
+			continue;
+		total++;
+		if (j >= LC_MAX_ALERT_LEVELS)
+			continue;
+		memmove(&l->alert_at[j + 1], &l->alert_at[j],
+			(size_t)(LC_MAX_ALERT_LEVELS - 1 - j) * sizeof(l->alert_at[0]));
+		l->alert_at[j] = a[i];
+	}
+	return total;
+}
+
+void lc_alert_spec_inherit(struct lc_alert_spec *out, const struct lc_alert_spec *ovr, const struct lc_alert_spec *dflt)
+{
+	struct lc_alert_spec none = {.n = -1, .projected = -1}, o = ovr ? *ovr : none, d = dflt ? *dflt : none;
+
+	*out = o.n >= 0 ? o : d;
+	out->projected = o.projected >= 0 ? o.projected : d.projected;
 }
 
 int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"metric",  "window",  "threshold",       "action",
 					     "alert_at", "enabled", "alert_projected", NULL};
+	struct lc_alert_spec spec;
 	char p[512];
 	size_t i;
 	json_t *l, *v;
@@ -310,15 +361,11 @@ int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n,
 		if (x->metric == LC_METRIC_COST ? want_usd(v, p, false, &x->threshold, err, errlen)
 						 : want_count(v, p, false, &x->threshold, err, errlen))
 			return -1;
-		snprintf(p, sizeof(p), "%s[%zu].alert_at", path, i);
-		if (parse_alert_levels(json_object_get(l, "alert_at"), p, x, err, errlen))
+		snprintf(p, sizeof(p), "%s[%zu]", path, i);
+		if (lc_alert_spec_parse(l, p, x->metric, NULL, &spec, err, errlen))
 			return -1;
-		x->projected = false;
-		v = json_object_get(l, "alert_projected");
-		snprintf(p, sizeof(p), "%s[%zu].alert_projected", path, i);
-		if (v && !json_is_boolean(v))
-			FAIL("%s: must be true or false", p);
-		x->projected = json_is_true(v);
+		lc_alert_spec_levels(&spec, x->threshold, -1, x);
+		x->projected = spec.projected == 1;
 		x->warn = false;
 		v = json_object_get(l, "action");
 		snprintf(p, sizeof(p), "%s[%zu].action", path, i);
@@ -492,7 +539,10 @@ static int validate_keys(json_t *v, json_t *teams, char *err, size_t errlen)
 
 static int validate_org(json_t *v, char *err, size_t errlen)
 {
-	static const char *const fields[] = {"spend_cap_usd", "period", "warning_threshold_usd", NULL};
+	static const char *const fields[] = {"spend_cap_usd", "period", "warning_threshold_usd", "alert_at",
+					     "alert_projected", NULL};
+	struct lc_alert_spec spec;
+	struct lc_limit l;
 	enum lc_window w;
 	int64_t cap = -1, warn = -1;
 	json_t *x;
@@ -512,18 +562,28 @@ static int validate_org(json_t *v, char *err, size_t errlen)
 	x = json_object_get(v, "warning_threshold_usd");
 	if (x && want_usd(x, "org.warning_threshold_usd", true, &warn, err, errlen))
 		return -1;
+	if (lc_alert_spec_parse(v, "org", LC_METRIC_COST, cap >= 0 ? NULL : "org.spend_cap_usd", &spec, err, errlen))
+		return -1;
+	if (lc_alert_spec_levels(&spec, cap, warn, &l) > LC_MAX_ALERT_LEVELS)
+		FAIL("org.alert_at: at most %d alert levels, warning_threshold_usd included", LC_MAX_ALERT_LEVELS);
 	return 0;
 }
 
+/* a monthly budget and its alert levels: the customers' defaults, or one customer's override */
 static int validate_budget(json_t *obj, const char *path, char *err, size_t errlen)
 {
+	struct lc_alert_spec spec;
 	char q[300];
-	int64_t t;
+	int64_t t = -1;
 	json_t *x;
 
 	x = json_object_get(obj, "monthly_budget_usd");
 	snprintf(q, sizeof(q), "%s%smonthly_budget_usd", path, *path ? "." : "");
 	if (x && want_usd(x, q, true, &t, err, errlen))
+		return -1;
+	/* percentages are of the budget that applies to each customer (an override's, else the
+	 * defaults'): a customer without one has no budget rule, and no alerts */
+	if (lc_alert_spec_parse(obj, path, LC_METRIC_COST, NULL, &spec, err, errlen))
 		return -1;
 	x = json_object_get(obj, "rate_limit_rpm");
 	snprintf(q, sizeof(q), "%s%srate_limit_rpm", path, *path ? "." : "");
@@ -536,8 +596,10 @@ static int validate_budget(json_t *obj, const char *path, char *err, size_t errl
 
 static int validate_customers(json_t *v, char *err, size_t errlen)
 {
-	static const char *const fields[] = {"identify", "monthly_budget_usd", "rate_limit_rpm", "overrides", NULL};
-	static const char *const ofields[] = {"monthly_budget_usd", "rate_limit_rpm", NULL};
+	static const char *const fields[] = {"identify",	"monthly_budget_usd", "rate_limit_rpm", "overrides",
+					     "alert_at", "alert_projected", NULL};
+	static const char *const ofields[] = {"monthly_budget_usd", "rate_limit_rpm", "alert_at", "alert_projected",
+					      NULL};
 	char p[256];
 	size_t i;
 	const char *id;

@@ -48,6 +48,28 @@ struct lc_limit {
 /* how many alert levels l has */
 int lc_limit_alert_count(const struct lc_limit *l);
 
+/* "alert_at" and "alert_projected" as written, before a threshold is known: the org's spend cap
+ * and a customer's monthly budget carry them beside their threshold, and a customers default's
+ * "80%" follows each customer's own budget. lc_alert_spec_levels turns them into a limit's levels. */
+struct lc_alert_spec {
+	int8_t n;                                /* levels given; -1: "alert_at" absent (inherit) */
+	int8_t projected;                        /* 0 false, 1 true, -1 absent (inherit) */
+	int64_t amount[LC_MAX_ALERT_LEVELS];     /* in the limit's unit; -1: a percentage */
+	double pct[LC_MAX_ALERT_LEVELS];         /* of the threshold, above 0 and at most 100 */
+};
+/* Parse obj's "alert_at" and "alert_projected" (either may be absent) at JSON path `path` (the
+ * object's). A percentage is refused when the object has no threshold to take it of
+ * (threshold_field: the field's name for the message, NULL when there is one). 0 ok, -1 with err. */
+int lc_alert_spec_parse(json_t *obj, const char *path, enum lc_metric m, const char *threshold_field,
+			struct lc_alert_spec *out, char *err, size_t errlen);
+/* The levels of spec against threshold (-1: none; its percentages then count for nothing), plus
+ * `extra` (-1: none), ascending and distinct, into l->alert_at; a percentage P is
+ * ceil(threshold * P / 100). Returns how many levels there would be (more than
+ * LC_MAX_ALERT_LEVELS: the highest are dropped). */
+int lc_alert_spec_levels(const struct lc_alert_spec *spec, int64_t threshold, int64_t extra, struct lc_limit *l);
+/* what applies: the override's fields where it gives them, else the default's (either may be NULL) */
+void lc_alert_spec_inherit(struct lc_alert_spec *out, const struct lc_alert_spec *ovr, const struct lc_alert_spec *dflt);
+
 /* Parse a limits array (the policy's shape) at JSON path `path`. */
 int lc_limits_parse(json_t *arr, const char *path, struct lc_limit *out, int *n, char *err, size_t errlen);
 

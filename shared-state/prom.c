@@ -86,8 +86,23 @@ static void limit_family(struct lc_buf *b, json_t *limits, const char *what, con
 			limit_name(l, lname, sizeof lname);
 			const char *labels[] = {"limit", lname, "scope", json_string_value(json_object_get(l, "scope")),
 						"id", json_string_value(json_object_get(l, "id")), "window",
-						json_string_value(json_object_get(l, "window")), NULL};
-			lc_prom_sample(b, name, labels, json_number_value(v));
+						json_string_value(json_object_get(l, "window")), NULL, NULL, NULL};
+			if (strcmp(field, "alert_at")) {
+				lc_prom_sample(b, name, labels, json_number_value(v));
+				continue;
+			}
+			/* every alert level, level="1" the lowest ("alert_levels" when there are several) */
+			json_t *levels = json_object_get(l, "alert_levels"), *one = json_pack("[O]", v), *a;
+			size_t k;
+			json_array_foreach(json_is_array(levels) ? levels : one, k, a) {
+				char ord[8];
+				snprintf(ord, sizeof ord, "%zu", k + 1);
+				labels[8] = "level";
+				labels[9] = ord;
+				if (json_is_number(a))
+					lc_prom_sample(b, name, labels, json_number_value(a));
+			}
+			json_decref(one);
 		}
 	}
 }
@@ -100,7 +115,8 @@ void lc_prom_limits(struct lc_buf *b, json_t *limits, bool with_reserved)
 	if (with_reserved)
 		limit_family(b, limits, "reserved", "reserved", "Worst-case cost of requests in flight (reserved)");
 	limit_family(b, limits, "threshold", "threshold", "The limit's threshold");
-	limit_family(b, limits, "alert_threshold", "alert_at", "The limit's alert level (alert_at)");
+	limit_family(b, limits, "alert_threshold", "alert_at",
+		     "Each of the limit's alert levels (alert_at; the org's warning threshold), level 1 the lowest");
 	lc_prom_family(b, "llmcap_limit_reset_timestamp_seconds", "gauge",
 		       "When the limit's current window ends (Unix time); absent for lifetime windows.");
 	json_array_foreach(limits, i, l) {

@@ -80,22 +80,27 @@ static void no_alerts(struct lc_limit *l)
 		l->alert_at[i] = -1;
 }
 
-void lc_rule_org(struct lc_rule *r, int64_t cap, int64_t warn, enum lc_window period)
+void lc_rule_org(struct lc_rule *r, int64_t cap, int64_t warn, enum lc_window period, const struct lc_alert_spec *a)
 {
 	struct lc_limit l = {.metric = LC_METRIC_COST, .window = period, .threshold = cap, .warn = cap < 0,
 			     .enabled = true};
 
-	no_alerts(&l);
-	l.alert_at[0] = warn;
+	/* the warning threshold is one more level; percentages are of the cap */
+	lc_alert_spec_levels(a, cap, warn, &l);
+	l.projected = a && a->projected == 1 && cap > 0;
 	lc_rule_limit(r, LC_SCOPE_ORG, "org", &l);
 	r->kind = LC_RULE_ORG_CAP;
 }
 
-void lc_rule_customer_budget(struct lc_rule *r, const char *id, int64_t budget)
+void lc_rule_customer_budget(struct lc_rule *r, const char *id, int64_t budget, const struct lc_alert_spec *ovr,
+			     const struct lc_alert_spec *dflt)
 {
 	struct lc_limit l = {.metric = LC_METRIC_COST, .window = LC_WIN_MONTHLY, .threshold = budget, .enabled = true};
+	struct lc_alert_spec a;
 
-	no_alerts(&l);
+	lc_alert_spec_inherit(&a, ovr, dflt);
+	lc_alert_spec_levels(&a, budget, -1, &l);
+	l.projected = a.projected == 1;
 	lc_rule_limit(r, LC_SCOPE_CUSTOMER, id, &l);
 	r->kind = LC_RULE_CUST_BUDGET;
 }

@@ -66,7 +66,7 @@ bool lc_event_name_known(const char *name);
 /* ---- rules ---- */
 enum lc_rule_kind {
 	LC_RULE_LIMIT = 0,     /* a key's or team's limit */
-	LC_RULE_ORG_CAP,       /* the org spend cap (threshold -1: none) and its warning threshold (alert_at) */
+	LC_RULE_ORG_CAP,       /* the org spend cap (threshold -1: none); its warning threshold and alert_at are its levels */
 	LC_RULE_CUST_BUDGET,   /* a customer's monthly budget */
 	LC_RULE_CUST_RPM,      /* a customer's requests per minute: a sliding 60-second window */
 };
@@ -79,8 +79,13 @@ struct lc_rule {
 };
 
 void lc_rule_limit(struct lc_rule *r, int scope, const char *id, const struct lc_limit *l);
-void lc_rule_org(struct lc_rule *r, int64_t cap, int64_t warn, enum lc_window period);
-void lc_rule_customer_budget(struct lc_rule *r, const char *id, int64_t budget);
+/* the org cap (-1: none) with its warning threshold (-1: none) and alert levels (a: the org object's
+ * "alert_at", "alert_projected"; NULL: none) */
+void lc_rule_org(struct lc_rule *r, int64_t cap, int64_t warn, enum lc_window period, const struct lc_alert_spec *a);
+/* a customer's monthly budget; its alert levels are the override's (ovr) where it gives them, else
+ * the customers defaults' (dflt); either may be NULL */
+void lc_rule_customer_budget(struct lc_rule *r, const char *id, int64_t budget, const struct lc_alert_spec *ovr,
+			     const struct lc_alert_spec *dflt);
 void lc_rule_customer_rpm(struct lc_rule *r, const char *id, int64_t rpm);
 
 /* "scope:id:metric:window" */

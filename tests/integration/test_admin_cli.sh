@@ -38,6 +38,13 @@ expect_eq "org stored: warning" 800 "$(jget 'j["warning_threshold_usd"]')"
 run_adm org set --warning 900
 api GET /v1/admin/org
 expect_eq "org set keeps the fields it did not name" "1000 900" "$(jget 'j["spend_cap_usd"]') $(jget 'j["warning_threshold_usd"]')"
+run_adm org set --alert-at 50%,80% --projected yes
+api GET /v1/admin/org
+expect_eq "org set --alert-at --projected: the org's levels and projection" '1000 900 ["50%", "80%"] true' \
+	"$(jget 'j["spend_cap_usd"]') $(jget 'j["warning_threshold_usd"]') $(jget 'json.dumps(j["alert_at"])') $(jget 'j["alert_projected"]')"
+run_adm org set --alert-at 50%,120%
+expect_eq "a level above 100%: exit 1" 1 "$RC"
+check "... with the server's message naming the field" grep -q "400 invalid_request_error: invalid policy: org.alert_at\[1\]: must be an amount or a percentage" "$T/err"
 run_adm teams set research --limit cost:monthly:300
 expect_eq "teams set" 0 "$RC"
 api GET /v1/admin/teams/research; expect_code "team stored with its limit" 200 '"threshold":300'
@@ -91,8 +98,13 @@ check "unknown resource" grep -q "unknown resource 'frobnicate'" "$T/err"
 run_adm customers defaults --budget 10 --rpm 60
 api GET /v1/admin/customers
 expect_eq "customer defaults" "10 60" "$(jget 'j["monthly_budget_usd"]') $(jget 'j["rate_limit_rpm"]')"
-run_adm customers set acme --budget 250 --rpm 600
+run_adm customers defaults --alert-at 80% --projected yes
+api GET /v1/admin/customers
+expect_eq "customer defaults keep their budget and rpm and gain levels" '10 60 "80%" true' \
+	"$(jget 'j["monthly_budget_usd"]') $(jget 'j["rate_limit_rpm"]') $(jget 'json.dumps(j["alert_at"])') $(jget 'j["alert_projected"]')"
+run_adm customers set acme --budget 250 --rpm 600 --alert-at 50%,200
 api GET /v1/admin/customers/acme; expect_code "customer override" 200 '"monthly_budget_usd":250'
+expect_eq "customer override's own levels" '["50%", 200]' "$(jget 'json.dumps(j["alert_at"])')"
 run_adm customers delete acme
 api GET /v1/admin/customers/acme; expect_code "customer override deleted" 404
 run_adm settings set --unknown-keys block --lifetime-days 10

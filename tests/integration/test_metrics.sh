@@ -13,9 +13,9 @@ PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 # $1 per output token: a 20-token answer costs $20
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
-api PUT /v1/admin/org '{"spend_cap_usd":1000,"period":"monthly","warning_threshold_usd":20}'
+api PUT /v1/admin/org '{"spend_cap_usd":1000,"period":"monthly","warning_threshold_usd":20,"alert_at":["50%","90%"]}'
 api PUT /v1/admin/webhooks '{"webhooks":[{"url":"http://127.0.0.1:9/never","secret":"s","events":["spend_cap_warning_threshold_reached"]}]}'
-api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","threshold":500,"alert_at":300}]}'
+api PUT /v1/admin/teams/t '{"limits":[{"metric":"cost","window":"monthly","threshold":500,"alert_at":[300,"80%","95%"]}]}'
 api POST /v1/admin/keys '{"id":"ka","sha256":"'"$(fingerprint sk-metrics-a)"'","team":"t","limits":[{"metric":"cost","window":"daily","threshold":40},{"metric":"requests","window":"hour","threshold":1000,"enabled":false}]}'
 expect_code "key with limits" 201
 
@@ -56,7 +56,16 @@ expect_eq "reservations in flight: 0 after the calls ended" 0 "$(m "$H" 'llmcap_
 check "store size in bytes" test "$(m "$H" 'llmcap_store_size_bytes{}')" -gt 0
 expect_eq "key limit used, USD" 40 "$(m "$H" 'llmcap_limit_used_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
 expect_eq "key limit threshold, USD" 40 "$(m "$H" 'llmcap_limit_threshold_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
-expect_eq "team alert level, USD" 300 "$(m "$H" 'llmcap_limit_alert_threshold_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+# every alert level is a series of its own (level="1" the lowest)
+levels() { # FILE.json SERIES-PREFIX: "level=value ..." of one limit's llmcap_limit_alert_threshold_usd
+	"$PY" -c 'import json,re,sys
+j=json.load(open(sys.argv[1])); p=sys.argv[2]
+print(" ".join("%s=%g" % (re.search(r"level=(\d+)", k).group(1), v) for k, v in sorted(j.items()) if k.startswith(p)))' "$1" "$2"; }
+expect_eq "team alert levels, USD: 300, 80%, 95% of 500" "1=300 2=400 3=475" \
+	"$(levels "$H" 'llmcap_limit_alert_threshold_usd{id=t,level=')"
+expect_eq "team alert level 2 as one series" 400 "$(m "$H" 'llmcap_limit_alert_threshold_usd{id=t,level=2,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+expect_eq "org alert levels: the warning threshold 20 and alert_at 50%, 90% of the 1000 cap" "1=20 2=500 3=900" \
+	"$(levels "$H" 'llmcap_limit_alert_threshold_usd{id=org,level=')"
 expect_eq "a toggled-off limit: enabled 0" 0 "$(m "$H" 'llmcap_limit_enabled{action=block,limit=key:ka:requests:hour}')"
 check "reset time of the daily limit is the next 00:00 UTC" test "$(m "$H" 'llmcap_limit_reset_timestamp_seconds{limit=key:ka:cost:daily}')" = \
 	"$(date -u -d "$(date -u -d tomorrow +%Y-%m-%d)T00:00:00Z" +%s)"
@@ -78,6 +87,8 @@ S=$T/srv.prom.json
 expect_eq "server: the key's usage summed from the host's report, USD" 40 "$(m "$S" 'llmcap_limit_used_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
 expect_eq "server: the team's usage" 40 "$(m "$S" 'llmcap_limit_used_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
 expect_eq "server: the team's threshold" 500 "$(m "$S" 'llmcap_limit_threshold_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"
+expect_eq "server: team alert levels" "1=300 2=400 3=475" "$(levels "$S" 'llmcap_limit_alert_threshold_usd{id=t,level=')"
+expect_eq "server: org alert levels" "1=20 2=500 3=900" "$(levels "$S" 'llmcap_limit_alert_threshold_usd{id=org,level=')"
 expect_eq "server: the org cap as a limit" 1000 "$(m "$S" 'llmcap_limit_threshold_usd{id=org,limit=org:org:cost:monthly,scope=org,window=monthly}')"
 expect_eq "server: org spend this period (40 + the unnamed key's 5)" 45 "$(m "$S" 'llmcap_org_spend_usd{period=monthly}')"
 expect_eq "server: one host" 1 "$(m "$S" 'llmcap_hosts{}')"

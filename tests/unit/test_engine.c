@@ -1001,6 +1001,78 @@ static void test_alert_levels_and_projection(void **st)
 	lc_clock_hook = NULL;
 }
 
+/* the org's warning threshold and alert_at, and customers' monthly budgets (defaults and an
+ * override), fire each level once per window and the projection once, through the same rules as a
+ * key's limit; each event names limit, level, used, threshold and reset time */
+static void test_org_and_customer_levels(void **st)
+{
+	static const char *const org = "org:org:cost:monthly", *small = "customer:small:cost:monthly",
+			  *big = "customer:big:cost:monthly";
+	struct lc_decision d;
+	json_t *data;
+	int org_warn0;
+	/* prices: $1 per million input tokens, so N input tokens cost N micro-USD; half of May is over
+	 * (a usage u projects to u * 31 / 15) */
+	static const struct {
+		const char *at, *cust;
+		int64_t in;
+		int org_warn, org_proj, small_alert, small_proj, big_alert, big_proj;
+	} steps[] = {
+		{"2033-05-16T12:00:00Z", "small", 1000, 0, 0, 1, 0, 0, 0},  /* small 1000: 25% of $0.004 */
+		{"2033-05-16T12:00:00Z", "small", 1000, 0, 0, 2, 1, 0, 0},  /* small 2000: 50%; projects 4133 >= 4000 */
+		{"2033-05-16T12:00:00Z", "big", 3000, 1, 0, 2, 1, 0, 0},    /* org 5000: 12.5% of $0.04 */
+		{"2033-05-16T12:00:00Z", "big", 5000, 2, 0, 2, 1, 0, 0},    /* org 10000: 25% */
+		{"2033-05-16T12:00:00Z", "big", 7000, 2, 0, 2, 1, 1, 1},    /* big 15000: its own 75% of $0.02 */
+		{"2033-05-16T12:00:00Z", "big", 1500, 3, 0, 2, 1, 1, 1},    /* org 18500: the warning threshold $0.018 */
+		{"2033-05-16T12:00:00Z", "big", 2000, 3, 1, 2, 1, 1, 1},    /* org 20500 projects 42367 >= 40000 */
+		{"2033-05-20T12:00:00Z", "small", 500, 3, 1, 2, 1, 1, 1},   /* nothing fires twice in a window */
+		{"2033-06-02T00:00:00Z", "small", 2000, 3, 1, 4, 1, 1, 1},  /* June: both levels again, too early to project */
+	};
+
+	install("\"org\":{\"spend_cap_usd\":0.04,\"warning_threshold_usd\":0.018,\"alert_at\":[\"25%%\",\"12.5%%\"],"
+		"\"alert_projected\":true},"
+		"\"customers\":{\"monthly_budget_usd\":0.004,\"alert_at\":[\"25%%\",\"50%%\"],\"alert_projected\":true,"
+		"\"overrides\":{\"big\":{\"monthly_budget_usd\":0.02,\"alert_at\":[\"75%%\"]}}}");
+	org_warn0 = outbox_count_limit("spend_cap_warning_threshold_reached", org);   /* earlier tests' months */
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		set_time(steps[i].at);
+		d = admit("anyone", req("m", 1, 1, steps[i].cust));
+		if (d.verdict != LC_ALLOW)
+			print_message("step %zu refused by %s: %s\n", i, d.limit, d.message);
+		assert_int_equal(d.verdict, LC_ALLOW);
+		settle_usage(d.ticket, steps[i].in, 0, 0);
+		assert_int_equal(outbox_count_limit("spend_cap_warning_threshold_reached", org), org_warn0 + steps[i].org_warn);
+		assert_int_equal(outbox_count_limit("limit_projected", org), steps[i].org_proj);
+		assert_int_equal(outbox_count_limit("limit_alert", small), steps[i].small_alert);
+		assert_int_equal(outbox_count_limit("limit_projected", small), steps[i].small_proj);
+		assert_int_equal(outbox_count_limit("limit_alert", big), steps[i].big_alert);
+		assert_int_equal(outbox_count_limit("limit_projected", big), steps[i].big_proj);
+	}
+	data = outbox_event_data("spend_cap_warning_threshold_reached", org, org_warn0 + 1);
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "level")), "alert_at");
+	assert_true(json_real_value(json_object_get(data, "alert_at")) == 0.01);
+	assert_true(json_real_value(json_object_get(data, "used")) == 0.01);
+	assert_true(json_real_value(json_object_get(data, "threshold")) == 0.04);
+	assert_int_equal(json_array_size(json_object_get(data, "alert_levels")), 3);
+	assert_string_equal(json_string_value(json_object_get(data, "resets_at")), "2033-06-01T00:00:00Z");
+	json_decref(data);
+	data = outbox_event_data("limit_alert", big, 0);
+	assert_non_null(data);
+	assert_true(json_real_value(json_object_get(data, "alert_at")) == 0.015);
+	assert_true(json_real_value(json_object_get(data, "threshold")) == 0.02);
+	assert_true(json_real_value(json_object_get(data, "used")) == 0.015);
+	json_decref(data);
+	data = outbox_event_data("limit_projected", small, 0);
+	assert_non_null(data);
+	assert_string_equal(json_string_value(json_object_get(data, "level")), "projected");
+	assert_true(json_real_value(json_object_get(data, "used")) == 0.002);
+	assert_true(json_real_value(json_object_get(data, "projected")) >= 0.004);
+	assert_string_equal(json_string_value(json_object_get(data, "resets_at")), "2033-06-01T00:00:00Z");
+	json_decref(data);
+	lc_clock_hook = NULL;
+}
+
 /* a run (llmcap run --max-requests): its cap holds for processes with its LLMCAP_RUN_ID while its
  * owner lives, and not for others; once its owner is gone it is ignored and pruned */
 static void test_run_caps(void **st)
@@ -1626,7 +1698,8 @@ int main(void)
 		cmocka_unit_test(test_ledger_limit_added_mid_window),
 		cmocka_unit_test(test_ledger_counts_every_group),
 		cmocka_unit_test(test_event_payload),
-		cmocka_unit_test(test_alert_levels_and_projection),   /* last: its clock is the latest */
+		cmocka_unit_test(test_alert_levels_and_projection),
+		cmocka_unit_test(test_org_and_customer_levels),   /* last: its clock is the latest */
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -289,6 +289,13 @@ static void test_design_example_parses(void **state)
 	expect_accepted_with("keys.ci.limits[0].alert_at", "'80%'");
 	expect_accepted_with("keys.ci.limits[0].alert_at", "['50%', 40, '95%']");
 	expect_accepted_with("keys.ci.limits[0].alert_projected", "true");
+	expect_accepted_with("org.alert_at", "['50%', 900, '95%']");
+	expect_accepted_with("org.alert_at", "null");
+	expect_accepted_with("org.alert_projected", "true");
+	expect_accepted_with("customers.alert_at", "['50%', 8]");
+	expect_accepted_with("customers.alert_projected", "false");
+	expect_accepted_with("customers.overrides.acme-corp.alert_at", "'90%'");
+	expect_accepted_with("customers.overrides.acme-corp.alert_projected", "true");
 	expect_accepted_with("customers.rate_limit_rpm", "null");
 	expect_accepted_with("customers.monthly_budget_usd", "null");
 	expect_accepted_with("customers.overrides.acme-corp.rate_limit_rpm", "null");
@@ -356,6 +363,45 @@ static void test_limit_defaults(void **state)
 	assert_int_equal(l[1].alert_at[0], 3);
 	assert_int_equal(l[1].alert_at[1], 10);
 	json_decref(arr);
+
+	/* the org's and customers' levels: written before the threshold is known, resolved against it */
+	{
+		struct lc_alert_spec a, b, c;
+		struct lc_limit x;
+
+		arr = json_loads("{\"alert_at\": [\"80%\", 5], \"alert_projected\": true}", 0, NULL);
+		assert_int_equal(lc_alert_spec_parse(arr, "org", LC_METRIC_COST, "org.spend_cap_usd", &a, err,
+						     sizeof(err)), -1);
+		assert_string_equal(err, "org.alert_at[0]: a percentage needs org.spend_cap_usd (the threshold it is a "
+					 "percentage of); give an amount");
+		assert_int_equal(lc_alert_spec_parse(arr, "customers", LC_METRIC_COST, NULL, &a, err, sizeof(err)), 0);
+		assert_int_equal(a.n, 2);
+		assert_int_equal(a.projected, 1);
+		/* 80% of $10 and $5, plus the org's warning threshold $9: ascending */
+		assert_int_equal(lc_alert_spec_levels(&a, 10000000, 9000000, &x), 3);
+		assert_int_equal(x.alert_at[0], 5000000);
+		assert_int_equal(x.alert_at[1], 8000000);
+		assert_int_equal(x.alert_at[2], 9000000);
+		assert_int_equal(x.alert_at[3], -1);
+		json_decref(arr);
+		arr = json_loads("{\"alert_at\": \"50%\"}", 0, NULL);
+		assert_int_equal(lc_alert_spec_parse(arr, "customers.overrides.a", LC_METRIC_COST, NULL, &b, err,
+						     sizeof(err)), 0);
+		assert_int_equal(b.projected, -1);
+		/* an override's levels replace the defaults'; what it leaves out is inherited */
+		lc_alert_spec_inherit(&c, &b, &a);
+		assert_int_equal(c.n, 1);
+		assert_int_equal(c.projected, 1);
+		assert_int_equal(lc_alert_spec_levels(&c, 250000000, -1, &x), 1);
+		assert_int_equal(x.alert_at[0], 125000000);
+		json_decref(arr);
+		arr = json_loads("{\"alert_projected\": true}", 0, NULL);
+		assert_int_equal(lc_alert_spec_parse(arr, "org", LC_METRIC_COST, "org.spend_cap_usd", &a, err,
+						     sizeof(err)), -1);
+		assert_string_equal(err, "org.alert_projected: needs org.spend_cap_usd (the threshold the usage is "
+					 "projected against)");
+		json_decref(arr);
+	}
 
 	/* LC_MAX_LIMITS is the cap, and the error names the array */
 	arr = json_array();
@@ -533,6 +579,12 @@ static const struct bad BAD[] = {
 	{"org.warning_threshold_usd", "-800", NULL},
 	{"org.warning_threshold_usd", "'800'", NULL},
 	{"org.currency", "'EUR'", NULL},
+	{"org.alert_at", "['50%', '120%']", "org.alert_at[1]"},
+	{"org.alert_at", "[]", NULL},
+	{"org.alert_at", "'80'", NULL},
+	{"org.alert_at", "-5", NULL},
+	{"org.alert_at", "[1, 2, 3, 4, 5, 6]", NULL},   /* 7 levels with warning_threshold_usd */
+	{"org.alert_projected", "'yes'", NULL},
 	/* teams and limits */
 	{"teams", "[]", NULL},
 	{"teams.research", "5", NULL},
@@ -620,6 +672,11 @@ static const struct bad BAD[] = {
 	{"customers.overrides.acme-corp.monthly_budget_usd", "'250'", NULL},
 	{"customers.overrides.acme-corp.identify", "[]", NULL},
 	{"customers.blocked", "[]", NULL},
+	{"customers.alert_at", "['50%', -1]", "customers.alert_at[1]"},
+	{"customers.alert_projected", "1", NULL},
+	{"customers.overrides.acme-corp.alert_at", "'101%'", NULL},
+	{"customers.overrides.acme-corp.alert_at", "[1, 2, 3, 4, 5, 6, 7]", NULL},
+	{"customers.overrides.acme-corp.alert_projected", "'true'", NULL},
 	/* notifications */
 	{"notifications", "[]", NULL},
 	{"notifications.webhooks", "{}", NULL},
