@@ -109,10 +109,11 @@
   function bar(l) {
     const t = Number(l.threshold) || 0, u = Number(l.used) || 0, r = Number(l.reserved) || 0;
     const pu = t > 0 ? Math.min(100, (100 * u) / t) : 0, pr = t > 0 ? Math.min(100 - pu, (100 * r) / t) : 0;
-    const a = l.alert_at !== undefined && t > 0 ? Math.min(100, (100 * l.alert_at) / t) : null;
+    /* a mark at each alert level */
+    const marks = t > 0 ? [].concat(l.alert_levels || (l.alert_at !== undefined ? l.alert_at : [])).map((a) => Math.min(100, (100 * a) / t)) : [];
     return `<div class="bar ${level(l)}" role="progressbar" aria-valuenow="${pu.toFixed(1)}" aria-valuemin="0" aria-valuemax="100"
       data-limit="${esc(l.scope + ":" + l.id + ":" + l.metric + ":" + l.window)}" data-used="${u}" title="${pu.toFixed(1)}% used">
-      <i class="used" style="width:${pu}%"></i><i class="res" style="left:${pu}%;width:${pr}%"></i>${a !== null ? `<b style="left:${a}%"></b>` : ""}</div>`;
+      <i class="used" style="width:${pu}%"></i><i class="res" style="left:${pu}%;width:${pr}%"></i>${marks.map((a) => `<b style="left:${a}%"></b>`).join("")}</div>`;
   }
 
   async function limits(main) {
@@ -217,13 +218,20 @@
     return svg + `<div class="legend">${ids.map((id, k) => `<span><i style="background:${COLORS[k % COLORS.length]}"></i>${esc(id)}</span>`).join("")}</div>`;
   }
 
+  /* alert levels as typed, "40" or "50%, 80%, 95%" (amounts or percentages of the threshold), and back */
+  function parseLevels(text) {
+    const levels = String(text).split(",").map((x) => x.trim()).filter((x) => x !== "").map((x) => (x.endsWith("%") ? x : Number(x)));
+    return levels.length === 0 ? undefined : levels.length === 1 ? levels[0] : levels;
+  }
+  function levelsText(v) { return v === undefined || v === null ? "" : [].concat(v).join(", "); }
+
   /* ---- limits editor (keys, teams, invites) ---- */
   function limitRow(l) {
     l = l || { metric: "cost", window: "daily", threshold: "" };
     return `<div class="lim"><select class="l-metric" aria-label="metric">${METRICS.map((m) => `<option ${m === l.metric ? "selected" : ""}>${m}</option>`).join("")}</select>
       <select class="l-window" aria-label="window">${WINDOWS.map((w) => `<option ${w === l.window ? "selected" : ""}>${w}</option>`).join("")}</select>
       <input class="l-threshold" type="number" min="0" step="any" placeholder="threshold" aria-label="threshold" value="${esc(l.threshold)}">
-      <input class="l-alert" type="text" placeholder="alert at: 40 or 50%, 80%, 95%" aria-label="alert levels" value="${esc(l.alert_at === undefined || l.alert_at === null ? "" : [].concat(l.alert_at).join(", "))}">
+      <input class="l-alert" type="text" placeholder="alert at: 40 or 50%, 80%, 95%" aria-label="alert levels" value="${esc(levelsText(l.alert_at))}">
       <button type="button" class="l-del" aria-label="remove limit">✕</button><input type="hidden" class="l-keep" value="${esc(JSON.stringify({ action: l.action, enabled: l.enabled, alert_projected: l.alert_projected }))}"></div>`;
   }
   function limitsEditor(ls) {
@@ -238,9 +246,8 @@
   function readLimits(root) {
     return $$(".lim", root).map((row) => {
       const l = { metric: $(".l-metric", row).value, window: $(".l-window", row).value, threshold: Number($(".l-threshold", row).value) };
-      /* alert levels: "40" or "50%, 80%, 95%" (amounts or percentages of the threshold) */
-      const levels = $(".l-alert", row).value.split(",").map((x) => x.trim()).filter((x) => x !== "").map((x) => (x.endsWith("%") ? x : Number(x)));
-      if (levels.length) l.alert_at = levels.length === 1 ? levels[0] : levels;
+      const levels = parseLevels($(".l-alert", row).value);
+      if (levels !== undefined) l.alert_at = levels;
       /* what the editor does not show stays as it was */
       const keep = $(".l-keep", row) ? JSON.parse($(".l-keep", row).value) : {};
       for (const k of ["action", "enabled", "alert_projected"]) if (keep[k] !== undefined) l[k] = keep[k];
@@ -354,23 +361,27 @@
       <form id="cust-def" class="card"><h2>Defaults</h2><div class="row">
         <div><label for="c-budget">Monthly budget (USD)</label><input id="c-budget" type="number" min="0" step="any" value="${esc(c.monthly_budget_usd === undefined ? "" : c.monthly_budget_usd)}"></div>
         <div><label for="c-rpm">Requests per minute</label><input id="c-rpm" type="number" min="0" step="1" value="${esc(c.rate_limit_rpm === undefined ? "" : c.rate_limit_rpm)}"></div>
+        <div><label for="c-alert">Budget alert levels</label><input id="c-alert" type="text" placeholder="50%, 80%, 95%" value="${esc(levelsText(c.alert_at))}"></div>
         <div><button class="primary" type="submit">Save defaults</button></div></div></form>
       <form id="cust-ovr" class="card"><h2>Override one customer</h2><div class="row">
         <div><label for="o-id">Customer id</label><input id="o-id" required placeholder="acme-corp"></div>
         <div><label for="o-budget">Monthly budget (USD)</label><input id="o-budget" type="number" min="0" step="any"></div>
         <div><label for="o-rpm">Requests per minute</label><input id="o-rpm" type="number" min="0" step="1"></div>
+        <div><label for="o-alert">Budget alert levels</label><input id="o-alert" type="text" placeholder="defaults'"></div>
         <div><button class="primary" type="submit">Save override</button></div></div></form>
       <div class="card tbl"><table id="cust-table"><thead><tr><th>Customer</th><th>Usage</th><th class="num">Used</th><th class="num">Limit</th><th class="hide-sm">Window</th><th></th></tr></thead><tbody>
       ${cl.map((l) => `<tr data-cust="${esc(l.id)}"><td><strong>${esc(l.id)}</strong><div class="scope">${esc(l.metric)}</div></td><td>${bar(l)}</td><td class="num">${amount(l.used, l.metric)}</td><td class="num">${amount(l.threshold, l.metric)}</td><td class="hide-sm">${esc(l.window)}</td>
-        <td class="num"><button class="danger del">Remove override</button></td></tr>`).join("") || `<tr><td colspan="6" class="empty">No customer has used the API this month.</td></tr>`}
+        <td class="num"><button class="danger del" title="remove this customer's override">Remove</button></td></tr>`).join("") || `<tr><td colspan="6" class="empty">No customer has used the API this month.</td></tr>`}
       </tbody></table></div>`;
     const num = (v) => (v === "" ? undefined : Number(v));
     $("#cust-def").addEventListener("submit", async (e) => {
       e.preventDefault();
+      /* what the form does not show stays as it was; overrides are set one customer at a time */
       const body = Object.assign({}, c);
-      delete body.monthly_budget_usd; delete body.rate_limit_rpm;
+      delete body.monthly_budget_usd; delete body.rate_limit_rpm; delete body.alert_at; delete body.overrides;
       if (num($("#c-budget").value) !== undefined) body.monthly_budget_usd = num($("#c-budget").value);
       if (num($("#c-rpm").value) !== undefined) body.rate_limit_rpm = num($("#c-rpm").value);
+      if (parseLevels($("#c-alert").value) !== undefined) body.alert_at = parseLevels($("#c-alert").value);
       try { await api("PUT", "/v1/admin/customers", body); toast("Customer defaults saved"); customers(main); } catch (err) { toast(err.message, true); }
     });
     $("#cust-ovr").addEventListener("submit", async (e) => {
@@ -378,6 +389,7 @@
       const id = $("#o-id").value.trim(), body = {};
       if (num($("#o-budget").value) !== undefined) body.monthly_budget_usd = num($("#o-budget").value);
       if (num($("#o-rpm").value) !== undefined) body.rate_limit_rpm = num($("#o-rpm").value);
+      if (parseLevels($("#o-alert").value) !== undefined) body.alert_at = parseLevels($("#o-alert").value);
       try { await api("PUT", `/v1/admin/customers/${encodeURIComponent(id)}`, body); toast(`Override for ${id} saved`); customers(main); } catch (err) { toast(err.message, true); }
     });
     $("#cust-table").addEventListener("click", async (e) => {

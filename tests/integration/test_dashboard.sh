@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The web dashboard in a real browser: headless Chromium (apt chromium), driven over the
 # DevTools protocol (tests/provider/dashboard_drive.py), signs in, creates a key with a limit,
-# sends traffic through the preload, sees the usage bar move, toggles the limit, renders every
-# page at 1280x800 and at phone width. Screenshots: build/test-logs/dashboard-*.png.
+# sends traffic through the preload, sees the usage bar move, edits the limit's alert levels and
+# customers' budget alert levels in the forms (saved by the server), toggles the limit, renders
+# every page at 1280x800 and at phone width (no sideways scrolling). Screenshots:
+# build/test-logs/dashboard-*.png.
 # Also, with curl: the session cookie's flags, CSRF and Origin checks, the files' headers.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
@@ -89,7 +91,9 @@ while IFS= read -r line; do
 	esac
 done <"$T/drive.out"
 [ $rc -eq 0 ] || { fail "the browser run ended with $rc"; tail -20 "$T/drive.out"; }
-for p in signin limits keys keys-toggled limits-phone spend-1280 hosts-1280; do
+for p in signin limits keys keys-alert-levels keys-toggled customers-levels limits-1280 spend-1280 keys-1280 \
+	teams-1280 customers-1280 invites-1280 hosts-1280 limits-phone spend-phone keys-phone teams-phone \
+	customers-phone invites-phone hosts-phone; do
 	check "screenshot dashboard-$p.png saved" test -s "$SHOTS/dashboard-$p.png"
 done
 finish

@@ -9,8 +9,9 @@
 # charges, the rest get the 429 through the client's normal path, a blocked process sends the
 # provider 0 bytes. Also: other hosts pass untouched; a provider whose certificate does not
 # verify is not reached; when holding is impossible the call is refused at once with one stderr
-# line; children inherit the supervision. Both clients are built by this test (cached in the
-# build dir).
+# line; children inherit the supervision; `llmcap run --budget` caps a supervised program and its
+# children and shows in `llmcap status` while it runs. Both clients are built by this test (cached
+# in the build dir).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
 SUP=$B/tests/supervised
@@ -163,6 +164,44 @@ v=$(timeout 60 "$LLMCAP" run -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KE
 	-d '{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}' \
 	"https://localhost:$PORT_tls13/v1/chat/completions" 2>"$T/child.err")
 expect_eq "curl started by a supervised static program: held by the preload (allowed, charged)" "200 1" "$v $(pl_used requests)"
+
+# llmcap run --budget with supervised programs: the run's cap holds for the program, the child it
+# forks and the program it execs (their calls held by the relay, which runs inside the run), and
+# llmcap status shows the run's budget while it runs. A call costs $0.000162 (1000 input tokens and
+# 20 output, its max_tokens, at $0.15 and $0.60 per million) and reserves about $0.00003 (its body's
+# bytes and max_tokens 20), so a $0.0004 budget admits three ($0.000324 + the third's reservation
+# fits; $0.000486 + a fourth's does not)
+PL_CAP=100 pl_policy budget "localhost:$PORT_tls13" "127.0.0.1:$PORT_plain"
+run_status() { "$LLMCAP" status --json | "$PY" -c '
+import json,sys
+print(" ".join("%s:%s/%s" % (l["metric"], l["used"], l["threshold"]) for l in json.load(sys.stdin)["limits"] if l["scope"]=="run"))'; }
+pl_wait_closed "$LOG_tls13"; : >"$LOG_tls13"
+timeout 60 "$LLMCAP" run --budget 0.0004 -- "$STATIC_CLIENT" --tls localhost "$PORT_tls13" "$PL_KEY" 5 --fork >"$T/b.out" 2>"$T/b.err"
+expect_eq "--budget, static client over TLS, calls from a forked child: three pass, then 429s" "3 2 0" \
+	"$(pl_answers "$T/b.out" | cut -d' ' -f1-3)"
+check "... the 429 names the run's budget" grep -q "the budget of \$0.0004 for this run (llmcap run --budget, run '[0-9a-f]*') reached" "$T/b.out"
+pl_wait_closed "$LOG_tls13"
+expect_eq "... and the provider served exactly the three" 3 "$(pl_logstat "$LOG_tls13" requests)"
+expect_eq "... charged to the key as well (the run's usage counts for it)" 3 "$(pl_used requests)"
+expect_eq "... nothing on stderr" "" "$(cat "$T/b.err")"
+pl_wait_closed "$LOG_tls13"; pl_wait_closed "$LOG_plain"; : >"$LOG_tls13"; : >"$LOG_plain"
+timeout 60 "$LLMCAP" run --budget 0.0004 -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KEY" 2 \
+	--exec "$GO_CLIENT" "https://localhost:$PORT_tls13/v1/chat/completions" "$PL_KEY" 3 >"$T/b.out" 2>"$T/b.err"
+expect_eq "--budget, static client (plain HTTP) then the Go client it execs (TLS): one budget, three pass in all" \
+	"200 200 200 429 429" "$("$PY" -c 'import json,sys; print(" ".join(str(json.loads(l)["status"]) for l in open(sys.argv[1]) if l.startswith("{")))' "$T/b.out")"
+pl_wait_closed "$LOG_tls13"; pl_wait_closed "$LOG_plain"
+expect_eq "... the providers served two plain calls and one TLS call" "2 1" "$(pl_logstat "$LOG_plain" requests) $(pl_logstat "$LOG_tls13" requests)"
+rm -f "$T/ready" "$T/go"
+timeout 60 "$LLMCAP" run --budget 0.0004 --max-requests 50 -- "$STATIC_CLIENT" 127.0.0.1 "$PORT_plain" "$PL_KEY" 1 \
+	--exec sh -c "touch '$T/ready'; while [ ! -e '$T/go' ]; do sleep 0.05; done" >"$T/b.out" 2>"$T/b.err" &
+BPID=$!
+for i in $(seq 1 400); do [ -e "$T/ready" ] && break; sleep 0.05; done
+expect_eq "llmcap status shows the supervised run while it runs: its budget, its request cap, what it used" \
+	"cost:0.000162/0.0004 requests:1/50" "$(run_status)"
+touch "$T/go"
+wait "$BPID"
+expect_eq "... the run ends with the program's status" 0 $?
+expect_eq "... and is gone from status after it" "" "$(run_status)"
 
 # exit status is the program's; no policy installed -> not supervised (llmcap not configured)
 "$LLMCAP" run -- "$STATIC_CLIENT" 2>/dev/null; expect_eq "the program's exit status comes back" 2 "$?"

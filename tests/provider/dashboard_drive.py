@@ -75,10 +75,32 @@ with Browser(OUT) as b:
        "the key was stored by the SHA-256 the browser computed (the raw key never left the page)")
     b.screenshot("dashboard-keys.png")
 
+    # edit the limit's alert levels in the form: saved by the server, shown on both pages
+    b.eval("document.querySelector('tr[data-key=\"web\"] .edit').click()")
+    step("Edit limits opens the limit editor under the key",
+         lambda: b.wait("document.querySelector('.edit-row .l-alert') !== null && "
+                        "document.querySelector('.edit-row .l-alert').value === '50'"))
+    b.eval("""(() => { const f = document.querySelector('.edit-row form');
+        f.querySelector('.l-alert').value = '50%, 80%, 95%';
+        f.requestSubmit(); })()""")
+    step("saving the edited limits", lambda: b.wait("document.querySelector('#toast').textContent.includes('Limits of key web saved')"))
+    lim = b.eval("fetch('/v1/admin/keys/web').then(r => r.json()).then(j => j.limits)")
+    ok(isinstance(lim, list) and len(lim) == 1 and lim[0].get("alert_at") == ["50%", "80%", "95%"]
+       and lim[0].get("threshold") == 100 and lim[0].get("window") == "daily",
+       f"the server has the limit with its three alert levels ({lim})")
+    step("the key's row lists the three levels",
+         lambda: b.wait("document.querySelector('tr[data-key=\"web\"]') !== null && "
+                        "document.querySelector('tr[data-key=\"web\"]').textContent.includes('alert 50% / 80% / 95%')"))
+    b.screenshot("dashboard-keys-alert-levels.png")
+
     b.eval("location.hash = '#limits'")
     step("the limit shows on the limits page at 0",
          lambda: b.wait("document.querySelector('.bar[data-limit=\"key:web:cost:daily\"]') !== null && "
                         "document.querySelector('.bar[data-limit=\"key:web:cost:daily\"]').dataset.used === '0'"))
+    step("... with a mark at each alert level and the levels in USD",
+         lambda: b.wait("document.querySelectorAll('.bar[data-limit=\"key:web:cost:daily\"] b').length === 3 && "
+                        "document.querySelector('.bar[data-limit=\"key:web:cost:daily\"]').closest('tr').textContent"
+                        ".includes('alert $50.00 / $80.00 / $95.00')"))
 
     # traffic through the preload on a host, reported by its agent
     r = subprocess.run(["bash", TRAFFIC], capture_output=True, text=True)
@@ -125,8 +147,38 @@ with Browser(OUT) as b:
     b.eval("""(() => { document.querySelector('#inv-new .l-threshold').value = '25';
                        document.querySelector('#inv-new').requestSubmit(); })()""")
     step("an invite with limits gives a code", lambda: b.wait("/^[0-9a-f]{48}$/.test((document.querySelector('#inv-code')||{}).textContent)"))
+
+    # customers: the monthly budget's alert levels, defaults and one override, through the forms
+    b.eval("location.hash = '#customers'")
+    b.wait("document.querySelector('#cust-def') !== null")
+    b.eval("""(() => { document.querySelector('#c-budget').value = '10';
+        document.querySelector('#c-alert').value = '80%, 95%';
+        document.querySelector('#cust-def').requestSubmit(); })()""")
+    step("customer defaults with budget alert levels saved",
+         lambda: b.wait("document.querySelector('#toast').textContent.includes('Customer defaults saved')"))
+    c = b.eval("fetch('/v1/admin/customers').then(r => r.json())")
+    ok(c.get("monthly_budget_usd") == 10 and c.get("alert_at") == ["80%", "95%"],
+       f"the server has the defaults' budget and levels ({c})")
+    b.wait("document.querySelector('#o-id') !== null && document.querySelector('#c-alert').value === '80%, 95%'")
+    b.eval("""(() => { document.querySelector('#o-id').value = 'acme';
+        document.querySelector('#o-budget').value = '250';
+        document.querySelector('#o-alert').value = '50%';
+        document.querySelector('#cust-ovr').requestSubmit(); })()""")
+    step("an override with its own level saved", lambda: b.wait("document.querySelector('#toast').textContent.includes('Override for acme saved')"))
+    o = b.eval("fetch('/v1/admin/customers/acme').then(r => r.json())")
+    ok(o.get("monthly_budget_usd") == 250 and o.get("alert_at") == "50%", f"the server has acme's override ({o})")
+    b.eval("""(() => { document.querySelector('#c-rpm').value = '60';
+        document.querySelector('#cust-def').requestSubmit(); })()""")
+    step("saving the defaults again while an override exists",
+         lambda: b.wait("document.querySelector('#toast').textContent.includes('Customer defaults saved')"))
+    c = b.eval("fetch('/v1/admin/customers').then(r => r.json())")
+    ok(c.get("rate_limit_rpm") == 60 and c.get("alert_at") == ["80%", "95%"] and "acme" in c.get("overrides", {}),
+       f"... keeps the levels and the override ({c})")
+    time.sleep(0.2)
+    b.screenshot("dashboard-customers-levels.png")
+
     b.viewport(390, 844, mobile=True)
-    for page in ["limits", "keys", "spend"]:
+    for page in ["limits", "spend", "keys", "teams", "customers", "invites", "hosts"]:
         b.eval(f"location.hash = '#{page}'")
         b.wait(f"document.querySelector('#nav a.active').dataset.page === '{page}'")
         time.sleep(0.3)
