@@ -92,7 +92,11 @@
     const fn = pages[page] || limits;
     $$("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === (pages[page] ? page : "limits")));
     clearInterval(refreshTimer);
-    try { await fn($("#main")); } catch (e) { if (e.message !== "signed out") $("#main").innerHTML = `<div class="card error">${esc(e.message)}</div>`; }
+    /* each page renders into a #main of its own: a page still waiting for the server when the next
+     * one is chosen finishes into its detached element, never over the page shown now */
+    const main = $("#main").cloneNode(false);
+    $("#main").replaceWith(main);
+    try { await fn(main); } catch (e) { if (e.message !== "signed out") main.innerHTML = `<div class="card error">${esc(e.message)}</div>`; }
   }
   window.addEventListener("hashchange", route);
 
