@@ -12,6 +12,9 @@ start_server
 PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 # $1 per output token: a 20-token answer costs $20
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
+# exact counts of allowed and refused calls: leases (on by default; a slice is fetched before a
+# shared limit's first call) are off here, their own suite is test_server_leases
+api PUT /v1/admin/settings '{"leases":false}'
 api PUT /v1/admin/prices '{"prices":{"gpt-4o-mini":{"input":0,"output":1000000,"max_output_tokens":64}}}'
 api PUT /v1/admin/org '{"spend_cap_usd":1000,"period":"monthly","warning_threshold_usd":20,"alert_at":["50%","90%"]}'
 api PUT /v1/admin/webhooks '{"webhooks":[{"url":"http://127.0.0.1:9/never","secret":"s","events":["spend_cap_warning_threshold_reached"]}]}'

@@ -91,6 +91,6 @@ for f in $(ls "$T"/block-*.sh | sort -V); do
 	expect_eq "$n: both servers hold the same policy and pieces" "" "$(diff "$T/state-a" "$T/state-b" | head -c 1500)"
 done
 check "the examples changed something (org cap, team, key, customers, webhooks, e-mails, leases)" \
-	grep -q '"leases": true' "$T/state-a"
+	grep -q '"lease_ttl_seconds": 30' "$T/state-a"
 check "... and llmcap admin printed its tables" grep -q "research" "$T/out-admin"
 finish
