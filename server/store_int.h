@@ -21,6 +21,7 @@ struct srv_cursor {
 	srv_dbi dbi;           /* PostgreSQL: the rows of one query, in key order */
 	void *res;
 	int row, n;
+	bool desc;             /* PostgreSQL: this page is in descending key order */
 };
 
 int srv_pg_open(struct srv *s, const char *url, char *err, size_t errlen);

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -226,22 +227,62 @@ int srv_pg_count(srv_txn *t, srv_dbi dbi, size_t *n)
 	return 0;
 }
 
-/* the cursor's rows: all of the table (from NULL), or from the first key >= from */
-static int cursor_query(srv_cursor *c, const MDB_val *from)
+/* The cursor reads its table a page at a time, in the direction it walks: MDB_FIRST/MDB_SET_RANGE
+ * and MDB_NEXT ascending, MDB_LAST and MDB_PREV descending (c->desc), so a walk of a few rows or
+ * the last row (the audit trail's next number) costs one short query, not the whole table. A page
+ * handed out stays valid until the transaction ends (keep). */
+#define PG_CURSOR_PAGE 256
+
+enum pg_from { PG_ALL, PG_GE, PG_GT, PG_LT };
+
+static int cursor_query(srv_cursor *c, enum pg_from how, const void *key, size_t klen, bool desc)
 {
-	const char *vals[2] = {dbname(c->dbi), from && from->mv_data ? from->mv_data : ""};
-	int lens[2] = {(int)strlen(vals[0]), from ? (int)from->mv_size : 0};
-	if (c->res)
-		keep(c->t, c->res);   /* values already handed out stay valid */
-	c->res = NULL;
-	PGresult *r = from ? q(c->t, "SELECT k, v FROM kv WHERE db = $1::text AND k >= $2::bytea ORDER BY k", 2, vals,
-			       lens)
-			   : q(c->t, "SELECT k, v FROM kv WHERE db = $1::text ORDER BY k", 1, vals, lens);
+	static const char *const sql[2][4] = {
+		{"SELECT k, v FROM kv WHERE db = $1::text ORDER BY k LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k >= $2::bytea ORDER BY k LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k > $2::bytea ORDER BY k LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k < $2::bytea ORDER BY k LIMIT 256"},
+		{"SELECT k, v FROM kv WHERE db = $1::text ORDER BY k DESC LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k >= $2::bytea ORDER BY k DESC LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k > $2::bytea ORDER BY k DESC LIMIT 256",
+		 "SELECT k, v FROM kv WHERE db = $1::text AND k < $2::bytea ORDER BY k DESC LIMIT 256"}};
+	const char *vals[2] = {dbname(c->dbi), key ? key : ""};
+	int lens[2] = {(int)strlen(vals[0]), (int)klen};
+	if (klen > INT_MAX)
+		return EINVAL;
+	PGresult *r = q(c->t, sql[desc][how], how == PG_ALL ? 1 : 2, vals, lens);
 	if (!r)
 		return c->t->err;
+	if (c->res)
+		keep(c->t, c->res);   /* values already handed out stay valid */
 	c->res = r;
 	c->n = PQntuples(r);
+	c->desc = desc;
 	return 0;
+}
+
+/* one step along the key order (dir +1 next, -1 previous), fetching the next page past the
+ * current row's key when the step leaves the page */
+static int cursor_step(srv_cursor *c, int dir)
+{
+	int along = c->desc ? -dir : dir;   /* +1: further into this page's order */
+	int rc;
+	if (c->row + along >= 0 && c->row + along < c->n) {
+		c->row += along;
+		return 0;
+	}
+	if (c->row < 0 || c->row >= c->n || (along > 0 && c->n < PG_CURSOR_PAGE && (dir > 0) != c->desc)) {
+		/* off either end already, or past the last row of a short (final) page */
+		c->row = along > 0 ? c->n : -1;
+		return MDB_NOTFOUND;
+	}
+	int at = c->row;
+	const char *key = PQgetvalue(c->res, at, 0);
+	size_t klen = (size_t)PQgetlength(c->res, at, 0);
+	if ((rc = cursor_query(c, dir > 0 ? PG_GT : PG_LT, key, klen, dir < 0)) != 0)
+		return rc;
+	c->row = 0;
+	return c->n ? 0 : MDB_NOTFOUND;
 }
 
 int srv_pg_cursor_get(srv_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
@@ -249,40 +290,30 @@ int srv_pg_cursor_get(srv_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
 	int rc;
 	switch (op) {
 	case MDB_FIRST:
-		if ((rc = cursor_query(c, NULL)) != 0)
+	case MDB_LAST:
+		if ((rc = cursor_query(c, PG_ALL, NULL, 0, op == MDB_LAST)) != 0)
 			return rc;
 		c->row = 0;
 		break;
-	case MDB_LAST:
-		if ((rc = cursor_query(c, NULL)) != 0)
-			return rc;
-		c->row = c->n - 1;
-		break;
 	case MDB_SET_RANGE:
-		if ((rc = cursor_query(c, k)) != 0)
+		if ((rc = cursor_query(c, PG_GE, k->mv_data, k->mv_data ? k->mv_size : 0, false)) != 0)
 			return rc;
 		c->row = 0;
 		break;
 	case MDB_NEXT:
-		if (!c->res)
-			return srv_pg_cursor_get(c, k, v, MDB_FIRST);
-		c->row++;
-		break;
 	case MDB_PREV:
 		if (!c->res)
-			return srv_pg_cursor_get(c, k, v, MDB_LAST);
-		c->row--;
+			return srv_pg_cursor_get(c, k, v, op == MDB_NEXT ? MDB_FIRST : MDB_LAST);
+		if ((rc = cursor_step(c, op == MDB_NEXT ? 1 : -1)) != 0)
+			return rc;
 		break;
 	case MDB_GET_CURRENT:
 		break;
 	default:
 		return EINVAL;
 	}
-	if (!c->res || c->row < 0 || c->row >= c->n) {
-		if (c->res)
-			c->row = c->row < 0 ? -1 : c->n;
+	if (!c->res || c->row < 0 || c->row >= c->n)
 		return MDB_NOTFOUND;
-	}
 	k->mv_data = PQgetvalue(c->res, c->row, 0);
 	k->mv_size = (size_t)PQgetlength(c->res, c->row, 0);
 	v->mv_data = PQgetvalue(c->res, c->row, 1);

@@ -1057,6 +1057,43 @@ static void test_tokens_and_audit(void **state)
 	srv_resp_free(&keep);
 }
 
+/* Walks longer than the PostgreSQL cursor's page (256 rows), both ways: a listing of 300 teams in
+ * full, the audit trail newest first across pages, its numbering (the last record) exact */
+static void test_long_walks(void **state)
+{
+	struct fx *fx = *state;
+	char path[64];
+	json_t *j;
+	enum { N = 300 };
+
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof path, "/v1/admin/teams/t%03d", i);
+		assert_int_equal(req(fx, "PUT", path, AUTH, "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":5}]}",
+				     NULL, NULL), 201);
+	}
+	assert_int_equal(req(fx, "GET", "/v1/admin/teams", AUTH, NULL, &j, NULL), 200);
+	json_t *teams = json_object_get(j, "teams");   /* {id: team}: every one of them */
+	assert_int_equal(json_object_size(teams), N);
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof path, "t%03d", i);
+		assert_non_null(json_object_get(teams, path));
+	}
+	json_decref(j);
+
+	const char *lim[] = {"limit", "1000", NULL};
+	struct srv_req rq = {.method = "GET", .path = "/v1/admin/audit", .authorization = AUTH, .args = lim};
+	struct srv_resp rs;
+	srv_handle(&fx->s, &rq, &rs);
+	assert_int_equal(rs.status, 200);
+	j = json_loads(rs.body, 0, NULL);
+	srv_resp_free(&rs);
+	json_t *ent = json_object_get(j, "entries");
+	assert_int_equal(json_array_size(ent), N);
+	for (int i = 0; i < N; i++)   /* newest first: numbered N..1 with no gap or repeat */
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(ent, (size_t)i), "seq")), N - i);
+	json_decref(j);
+}
+
 /* issue 9: every host has its own credential; a forged, replayed or other-host report is refused */
 static int find_secret(struct srv *s, srv_txn *txn, void *ctx)
 {
@@ -1259,6 +1296,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_walks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leases_late_call_and_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_credentials, setup, teardown),
