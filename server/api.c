@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jscan.h"
 #include "policy.h"
 #include "srv.h"
 #include "util.h"
@@ -84,7 +85,7 @@ static bool sha_ok(const char *h)
 	if (strlen(h) != 64)
 		return false;
 	for (int i = 0; i < 64; i++)
-		if (!isxdigit((unsigned char)h[i]) || isupper((unsigned char)h[i]))
+		if (lc_hexval((unsigned char)h[i]) < 0 || isupper((unsigned char)h[i]))
 			return false;
 	return true;
 }

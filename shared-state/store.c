@@ -157,13 +157,9 @@ int lc_anchor_read(int64_t *version, unsigned char digest[32])
 	if (sscanf(buf, "llmcap-anchor 1\nversion %lld\nsha256 %64[0-9a-f]\n", &v, hex) != 2 || v < 1 ||
 	    strlen(hex) != 64)
 		return -1;
+	if (lc_unhex(hex, digest, 32) != 0)
+		return -1;
 	*version = v;
-	for (int i = 0; i < 32; i++) {
-		unsigned x;
-
-		sscanf(hex + 2 * i, "%2x", &x);
-		digest[i] = (unsigned char)x;
-	}
 	return 0;
 }
 
