@@ -106,23 +106,6 @@ void lc_h1_frame_init(struct lc_h1_frame *fr)
 	fr->content_length = -1;
 }
 
-/* Strict decimal for Content-Length: digits only, no sign, no overflow. */
-static int parse_dec(const char *p, size_t n, int64_t *out)
-{
-	int64_t v = 0;
-	size_t i;
-
-	if (n == 0 || n > 18)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 /* Calls fn on each element of a comma-separated list value (untrimmed; an
  * empty value or an empty last element is no element); stops at the first
  * nonzero answer and returns it. */
@@ -148,8 +131,14 @@ static int cl_elem(struct lc_h1_frame *fr, const char *p, size_t n)
 	int64_t x;
 
 	lc_h1_trim(&p, &n);
-	if (parse_dec(p, n, &x) || (fr->content_length >= 0 && fr->content_length != x))
+	if (lc_parse_dec(p, n, 0, LC_H1_CL_MAX, &x)) {
+		fr->why = "Content-Length is not a decimal number up to 10^18 - 1";
 		return -1;
+	}
+	if (fr->content_length >= 0 && fr->content_length != x) {
+		fr->why = "Content-Length values disagree";
+		return -1;
+	}
 	fr->content_length = x;
 	return 0;
 }

@@ -59,8 +59,10 @@ int lc_h1_header(const char *head, size_t len, const char *name, char *out, size
  * listed Content-Length values must all agree; Transfer-Encoding codings are
  * read in order across repeated fields.
  */
+#define LC_H1_CL_MAX 999999999999999999LL   /* the largest Content-Length taken: 10^18 - 1 */
 struct lc_h1_frame {
 	int64_t content_length;   /* -1 when absent */
+	const char *why;          /* why lc_h1_frame_field refused a field (static text), else NULL */
 	bool te;                  /* a Transfer-Encoding field was present */
 	bool te_chunked;          /* its final coding is chunked */
 	bool te_bad;              /* chunked not last */
@@ -68,8 +70,9 @@ struct lc_h1_frame {
 };
 void lc_h1_frame_init(struct lc_h1_frame *fr);
 /* 1: the field was Content-Length or Transfer-Encoding and is merged in;
- * 0: some other field; -1: a Content-Length that is not a decimal of at most
- * 18 digits, or that disagrees with an earlier one. */
+ * 0: some other field; -1 (fr->why says which): a Content-Length that is not
+ * a decimal up to LC_H1_CL_MAX (lc_parse_dec), or that disagrees with an
+ * earlier one. */
 int lc_h1_frame_field(struct lc_h1_frame *fr, const struct lc_h1_field *f);
 enum lc_h1_body {
 	LC_H1_BODY_NONE = 0,   /* neither field: no body (request) or to the close (response) */

@@ -189,7 +189,7 @@ static void test_chunk_reason_in_request(void **state)
 /* ---- Content-Length / Transfer-Encoding ------------------------------------------- */
 
 /* The framing of a head given as its field lines ("Name: value\r\n"...): the body
- * rule, or -1 when a field is refused; *fr_out gets the merged fields. */
+ * rule, or -1 when a field is refused; *fr_out gets the merged fields (or why one was refused). */
 static int frame_of(const char *fields, struct lc_h1_frame *fr_out)
 {
 	char head[1024];
@@ -205,10 +205,10 @@ static int frame_of(const char *fields, struct lc_h1_frame *fr_out)
 	lc_h1_frame_init(&fr);
 	while (lc_h1_next_field(&cur, end, &f))
 		if (lc_h1_frame_field(&fr, &f) < 0)
-			return -1;
+			break;
 	if (fr_out)
 		*fr_out = fr;
-	return (int)lc_h1_frame_body(&fr);
+	return fr.why ? -1 : (int)lc_h1_frame_body(&fr);
 }
 
 static void test_frame_merge(void **state)
@@ -235,7 +235,10 @@ static void test_frame_merge(void **state)
 		{"Content-Length: -1\r\n", -1, 0, false},
 		{"Content-Length: 0x5\r\n", -1, 0, false},
 		{"Content-Length: 5 5\r\n", -1, 0, false},
-		{"Content-Length: 1000000000000000000\r\n", -1, 0, false},   /* 19 digits */
+		{"Content-Length: 1000000000000000000\r\n", -1, 0, false},   /* 10^18: past LC_H1_CL_MAX */
+		{"Content-Length: 9223372036854775808\r\n", -1, 0, false},   /* 2^63: would wrap an int64 */
+		{"Content-Length: 99999999999999999999999999\r\n", -1, 0, false},
+		{"Content-Length: 0000000000000000000000042\r\n", LC_H1_BODY_LENGTH, 42, false},   /* the value counts */
 		{"Transfer-Encoding: chunked\r\n", LC_H1_BODY_CHUNKED, -1, false},
 		{"Transfer-Encoding: Chunked;x=1\r\n", LC_H1_BODY_CHUNKED, -1, false},
 		{"Transfer-Encoding: gzip, chunked\r\n", LC_H1_BODY_CHUNKED, -1, true},
@@ -262,10 +265,21 @@ static void test_frame_merge(void **state)
 
 		if (body != cases[i].body)
 			fail_msg("case %zu (%s): body %d, want %d", i, cases[i].fields, body, cases[i].body);
-		if (body < 0)
+		if (body < 0) {
+			assert_non_null(fr.why);   /* a refusal says why */
 			continue;
+		}
+		assert_null(fr.why);
 		assert_int_equal(fr.content_length, cases[i].cl);
 		assert_int_equal(fr.te_other, cases[i].other);
+	}
+	/* the reasons: an overflow and a disagreement are told apart */
+	{
+		struct lc_h1_frame fr;
+		assert_int_equal(frame_of("Content-Length: 18446744073709551621\r\n", &fr), -1);
+		assert_non_null(strstr(fr.why, "not a decimal number"));
+		assert_int_equal(frame_of("Content-Length: 5\r\nContent-Length: 6\r\n", &fr), -1);
+		assert_non_null(strstr(fr.why, "disagree"));
 	}
 }
 
