@@ -8,6 +8,7 @@
  * receiver drop duplicates. Failures back off exponentially.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -30,6 +31,23 @@ static void seq_key(uint64_t seq, unsigned char k[8])
 		k[i] = (unsigned char)(seq & 0xff);
 		seq >>= 8;
 	}
+}
+
+/* Stores one outbox entry (taking `ent`) under the next sequence number. */
+static int outbox_append(struct srv *s, srv_txn *txn, json_t *ent, uint64_t *seq)
+{
+	char *etext = ent ? json_dumps(ent, JSON_COMPACT) : NULL;
+	unsigned char kb[8];
+	int rc;
+
+	json_decref(ent);
+	if (!etext)
+		return ENOMEM;
+	seq_key(++*seq, kb);
+	MDB_val k = {8, kb}, val = {strlen(etext), etext};
+	rc = srv_kv_put(txn, s->db_outbox, &k, &val, 0);
+	free(etext);
+	return rc;
 }
 
 int srv_event_queue(struct srv *s, srv_txn *txn, const char *event, json_t *data, const char *dedup_key)
@@ -88,14 +106,7 @@ int srv_event_queue_from(struct srv *s, srv_txn *txn, const char *id, const char
 					event, "url", url, "secret", secret ? secret : "", "body", payload ? payload : "{}",
 					"attempts", 0, "next_at_ms", (json_int_t)now_ms, "created_ms", (json_int_t)now_ms);
 		free(payload);
-		char *etext = json_dumps(ent, JSON_COMPACT);
-		json_decref(ent);
-		unsigned char kb[8];
-		seq_key(++seq, kb);
-		MDB_val k = {8, kb}, val = {strlen(etext), etext};
-		rc = srv_kv_put(txn, s->db_outbox, &k, &val, 0);
-		free(etext);
-		if (rc)
+		if ((rc = outbox_append(s, txn, ent, &seq)) != 0)
 			break;
 		queued++;
 	}
@@ -108,14 +119,7 @@ int srv_event_queue_from(struct srv *s, srv_txn *txn, const char *id, const char
 		json_t *ent = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I}", "delivery", evid, "event_id", evid, "event", event,
 					"email", to, "body", text ? text : "{}", "attempts", 0, "next_at_ms",
 					(json_int_t)now_ms, "created_ms", (json_int_t)now_ms);
-		char *etext = json_dumps(ent, JSON_COMPACT);
-		json_decref(ent);
-		unsigned char kb[8];
-		seq_key(++seq, kb);
-		MDB_val k = {8, kb}, val = {strlen(etext), etext};
-		rc = srv_kv_put(txn, s->db_outbox, &k, &val, 0);
-		free(etext);
-		if (rc)
+		if ((rc = outbox_append(s, txn, ent, &seq)) != 0)
 			break;
 		queued++;
 	}

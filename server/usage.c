@@ -80,32 +80,60 @@ int64_t srv_total(srv_txn *txn, struct srv *s, const char *scope, const char *id
 	return get_total_raw(txn, s, ck);
 }
 
-/* the org's counters: whatever id the host engine uses for the org scope */
-static int64_t org_total(srv_txn *txn, struct srv *s, const char *metric, const char *window, int64_t bucket)
+/* One org-wide total of a scan: its key, its fields (scope, id, metric, window, bucket) and value. */
+struct total {
+	const char *ck;
+	char **f;
+	int64_t bucket, used;
+};
+
+/* Calls fn for every well-formed total of `scope`, in key order; srv_cursor_open's error, else 0. */
+static int each_total(struct srv *s, srv_txn *txn, const char *scope, void (*fn)(const struct total *t, void *ctx),
+		      void *ctx)
 {
+	char pre[64];
+	size_t pl = (size_t)snprintf(pre, sizeof pre, "%s" SEP, scope);
 	srv_cursor *c;
 	MDB_val k, v;
-	char pre[] = "org" SEP;
-	int64_t sum = 0;
-	if (srv_cursor_open(txn, s->db_totals, &c) != 0)
-		return 0;
+	int rc;
+
+	if ((rc = srv_cursor_open(txn, s->db_totals, &c)) != 0)
+		return rc;
 	k.mv_data = pre;
-	k.mv_size = strlen(pre);
-	for (int rc = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
-		char buf[512], *f[5];
-		if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
+	k.mv_size = pl;
+	for (rc = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char buf[512], ck[512], num[32], *f[5];
+		if (k.mv_size < pl || memcmp(k.mv_data, pre, pl) != 0)
 			break;
 		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0)
 			continue;
-		if (strcmp(f[2], metric) == 0 && strcmp(f[3], window) == 0 && strtoll(f[4], NULL, 10) == bucket) {
-			char num[32];
-			snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
-			long long t = strtoll(num, NULL, 10);
-			sum = lc_sat_add(sum, t > 0 ? t : 0);
-		}
+		snprintf(ck, sizeof ck, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
+		struct total t = {ck, f, strtoll(f[4], NULL, 10), strtoll(num, NULL, 10)};
+		fn(&t, ctx);
 	}
 	srv_cursor_close(c);
-	return sum;
+	return 0;
+}
+
+struct org_sum {
+	const char *metric, *window;
+	int64_t bucket, sum;
+};
+
+static void org_add(const struct total *t, void *ctx)
+{
+	struct org_sum *o = ctx;
+	if (strcmp(t->f[2], o->metric) == 0 && strcmp(t->f[3], o->window) == 0 && t->bucket == o->bucket)
+		o->sum = lc_sat_add(o->sum, t->used > 0 ? t->used : 0);
+}
+
+/* the org's counters: whatever id the host engine uses for the org scope */
+static int64_t org_total(srv_txn *txn, struct srv *s, const char *metric, const char *window, int64_t bucket)
+{
+	struct org_sum o = {metric, window, bucket, 0};
+	each_total(s, txn, "org", org_add, &o);
+	return o.sum;
 }
 
 /* approximate window lengths, only to decide when a bucket can be forgotten */
@@ -126,12 +154,33 @@ static bool bucket_stale(const char *window, int64_t bucket, int64_t now)
 	return lc_window_end(w, bucket) < now - keep;
 }
 
+/* a counter key whose bucket can no longer change */
+static bool ckey_stale(const char *k, size_t klen, int64_t now)
+{
+	char buf[512], *f[5];
+	return ckey_split(k, klen, buf, sizeof buf, f) == 0 && bucket_stale(f[3], strtoll(f[4], NULL, 10), now);
+}
+
 static bool bucket_current(const char *window, int64_t bucket, int64_t now)
 {
 	enum lc_window w;
 	if (lc_window_parse(window, &w) != 0)
 		return false;
 	return lc_window_start(w, now) == bucket;
+}
+
+/* the totals of current buckets, into a set: by key, or by id (by_id) */
+struct current {
+	json_t *set;
+	int64_t now;
+	bool by_id;
+};
+
+static void add_current(const struct total *t, void *ctx)
+{
+	struct current *c = ctx;
+	if (bucket_current(t->f[3], t->bucket, c->now))
+		json_object_set_new(c->set, c->by_id ? t->f[1] : t->ck, json_true());
 }
 
 /* ---- POST /v1/usage ---- */
@@ -234,9 +283,7 @@ static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 		json_t *v;
 		void *tmp;
 		json_object_foreach_safe(stored, tmp, k, v) {
-			char buf[512], *f[5];
-			if (ckey_split(k, strlen(k), buf, sizeof buf, f) == 0 &&
-			    bucket_stale(f[3], strtoll(f[4], NULL, 10), now))
+			if (ckey_stale(k, strlen(k), now))
 				json_object_del(stored, k);
 		}
 		json_object_set_new(rec, "seq", json_integer(op->seq));
@@ -251,30 +298,12 @@ static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 	 * it has used that key or customer itself: the answer stays proportional to the host's
 	 * own activity, not to the size of the organisation. */
 	json_t *out = json_array();
-	srv_cursor *cur;
-	MDB_val k, v;
-	if ((rc = srv_cursor_open(txn, s->db_totals, &cur)) != 0) {
+	struct current cur = {mine, now, false};
+	if ((rc = each_total(s, txn, "org", add_current, &cur)) != 0 ||
+	    (rc = each_total(s, txn, "team", add_current, &cur)) != 0) {
 		json_decref(out);
 		goto fail;
 	}
-	static const char *const shared[] = {"org" SEP, "team" SEP};
-	for (size_t p = 0; p < 2; p++) {
-		size_t pl = strlen(shared[p]);
-		k.mv_data = (void *)shared[p];
-		k.mv_size = pl;
-		for (int r = srv_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = srv_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			char buf[512], *f[5];
-			if (k.mv_size < pl || memcmp(k.mv_data, shared[p], pl) != 0)
-				break;
-			if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0)
-				continue;
-			char ck[512];
-			snprintf(ck, sizeof ck, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-			if (bucket_current(f[3], strtoll(f[4], NULL, 10), now))
-				json_object_set_new(mine, ck, json_true());
-		}
-	}
-	srv_cursor_close(cur);
 	const char *ck;
 	json_t *dummy;
 	json_object_foreach(mine, ck, dummy) {
@@ -630,22 +659,10 @@ static void customer_rules(struct srv *s, srv_txn *txn, int64_t now, rule_cb cb,
 {
 	json_t *cust = srv_get_json(txn, s->db_meta, "customers");
 	json_t *ids = json_object();
+	struct current cur = {ids, now, true};
 	srv_cursor *c;
 	MDB_val k, v;
-	char pre[] = "customer" SEP;
-	if (srv_cursor_open(txn, s->db_totals, &c) == 0) {
-		k.mv_data = pre;
-		k.mv_size = strlen(pre);
-		for (int rc = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
-			char buf[512], *f[5];
-			if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
-				break;
-			if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) == 0 &&
-			    bucket_current(f[3], strtoll(f[4], NULL, 10), now))
-				json_object_set_new(ids, f[1], json_true());
-		}
-		srv_cursor_close(c);
-	}
+	each_total(s, txn, "customer", add_current, &cur);
 	if (srv_cursor_open(txn, s->db_cust, &c) == 0) {
 		for (int rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
 			char id[SRV_ID_MAX + 1];
@@ -750,6 +767,30 @@ static int get_txn(struct srv *s, srv_txn *txn, void *ctx)
 	return 0;
 }
 
+/* one row per id of the totals of one window's bucket */
+struct group_sum {
+	json_t *byid;
+	const char *window;
+	int64_t bucket;
+};
+
+static void group_add(const struct total *t, void *ctx)
+{
+	struct group_sum *g = ctx;
+	int m;
+	if (strcmp(t->f[3], g->window) || t->bucket != g->bucket || (m = lc_lmetric_parse(t->f[2])) < 0)
+		return;
+	json_t *row = json_object_get(g->byid, t->f[1]);
+	if (!row) {
+		row = json_pack("{s:s,s:I,s:I,s:I,s:I,s:f}", "id", t->f[1], "requests", (json_int_t)0, "input_tokens",
+				(json_int_t)0, "cached_input_tokens", (json_int_t)0, "output_tokens", (json_int_t)0, "cost",
+				0.0);
+		json_object_set_new(g->byid, t->f[1], row);
+	}
+	json_object_set_new(row, lc_lmetric_name(m),
+			    m == LC_LM_COST ? json_real((double)t->used / 1e6) : json_integer(t->used));
+}
+
 /* ?by=SCOPE&window=W: every group of one scope in the current window, org-wide, by cost */
 struct report_op {
 	int scope;
@@ -762,40 +803,15 @@ static int report_txn(struct srv *s, srv_txn *txn, void *ctx)
 	struct report_op *op = ctx;
 	int64_t now = lc_now(), bucket = lc_window_start(op->w, now);
 	json_t *byid = json_object(), *rows = json_array();
-	char pre[64], t[32];
-	srv_cursor *c;
-	MDB_val k, v;
+	char t[32];
+	struct group_sum g = {byid, lc_window_name(op->w), bucket};
 	int rc;
 
-	snprintf(pre, sizeof pre, "%s" SEP, lc_scope_name(op->scope));
-	if ((rc = srv_cursor_open(txn, s->db_totals, &c)) != 0) {
+	if ((rc = each_total(s, txn, lc_scope_name(op->scope), group_add, &g)) != 0) {
 		json_decref(byid);
 		json_decref(rows);
 		return rc;
 	}
-	k.mv_data = pre;
-	k.mv_size = strlen(pre);
-	for (int r = srv_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0; r = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
-		char buf[512], *f[5], num[32];
-		int m;
-		if (k.mv_size < strlen(pre) || memcmp(k.mv_data, pre, strlen(pre)) != 0)
-			break;
-		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) != 0 || strcmp(f[3], lc_window_name(op->w)) ||
-		    strtoll(f[4], NULL, 10) != bucket || (m = lc_lmetric_parse(f[2])) < 0)
-			continue;
-		json_t *row = json_object_get(byid, f[1]);
-		if (!row) {
-			row = json_pack("{s:s,s:I,s:I,s:I,s:I,s:f}", "id", f[1], "requests", (json_int_t)0, "input_tokens",
-					(json_int_t)0, "cached_input_tokens", (json_int_t)0, "output_tokens", (json_int_t)0,
-					"cost", 0.0);
-			json_object_set_new(byid, f[1], row);
-		}
-		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
-		long long n = strtoll(num, NULL, 10);
-		json_object_set_new(row, lc_lmetric_name(m),
-				    m == LC_LM_COST ? json_real((double)n / 1e6) : json_integer(n));
-	}
-	srv_cursor_close(c);
 	const char *id;
 	json_t *row;
 	json_object_foreach(byid, id, row) {
@@ -873,43 +889,49 @@ int srv_usage_evaluate(struct srv *s, srv_txn *txn, int64_t now)
 
 /* ---- forgetting what can no longer matter ---- */
 
-static int prune_txn(struct srv *s, srv_txn *txn, void *ctx)
+/* Deletes every entry of `dbi` that `stale` names, counting them in *n. */
+static int prune_table(srv_txn *txn, srv_dbi dbi, bool (*stale)(const MDB_val *k, const MDB_val *v, int64_t now),
+		       int64_t now, int *n)
 {
-	int *n = ctx;
-	int64_t now = lc_now();
 	srv_cursor *c;
 	MDB_val k, v;
 	int rc;
 
+	if ((rc = srv_cursor_open(txn, dbi, &c)) != 0)
+		return rc;
+	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (stale(&k, &v, now)) {
+			if ((rc = srv_cursor_del(c, 0)) != 0)
+				break;
+			(*n)++;
+		}
+	}
+	srv_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static bool total_stale(const MDB_val *k, const MDB_val *v, int64_t now)
+{
+	return ckey_stale(k->mv_data, k->mv_size, now);
+}
+
+/* fired-once markers: the window they name is long over after 62 days */
+static bool marker_stale(const MDB_val *k, const MDB_val *v, int64_t now)
+{
+	char num[32];
+	snprintf(num, sizeof num, "%.*s", (int)(v->mv_size < 31 ? v->mv_size : 31), (char *)v->mv_data);
+	return !memmem(k->mv_data, k->mv_size, "lifetime", 8) && strtoll(num, NULL, 10) < now - 62 * 86400;
+}
+
+static int prune_txn(struct srv *s, srv_txn *txn, void *ctx)
+{
+	int *n = ctx;
+	int64_t now = lc_now();
+	int rc;
+
 	*n = 0;
-	if ((rc = srv_cursor_open(txn, s->db_totals, &c)) != 0)
-		return rc;
-	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
-		char buf[512], *f[5];
-		if (ckey_split(k.mv_data, k.mv_size, buf, sizeof buf, f) == 0 &&
-		    bucket_stale(f[3], strtoll(f[4], NULL, 10), now)) {
-			if ((rc = srv_cursor_del(c, 0)) != 0)
-				break;
-			(*n)++;
-		}
-	}
-	srv_cursor_close(c);
-	if (rc != MDB_NOTFOUND && rc != 0)
-		return rc;
-	/* fired-once markers: the window they name is long over after 62 days */
-	if ((rc = srv_cursor_open(txn, s->db_fired, &c)) != 0)
-		return rc;
-	for (rc = srv_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = srv_cursor_get(c, &k, &v, MDB_NEXT)) {
-		char num[32];
-		snprintf(num, sizeof num, "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31), (char *)v.mv_data);
-		if (!memmem(k.mv_data, k.mv_size, "lifetime", 8) && strtoll(num, NULL, 10) < now - 62 * 86400) {
-			if ((rc = srv_cursor_del(c, 0)) != 0)
-				break;
-			(*n)++;
-		}
-	}
-	srv_cursor_close(c);
-	if (rc != MDB_NOTFOUND && rc != 0)
+	if ((rc = prune_table(txn, s->db_totals, total_stale, now, n)) != 0 ||
+	    (rc = prune_table(txn, s->db_fired, marker_stale, now, n)) != 0)
 		return rc;
 	return *n ? 0 : MDB_NOTFOUND;
 }

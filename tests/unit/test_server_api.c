@@ -634,10 +634,20 @@ static void test_leases_late_call_and_leftovers(void **state)
 	lc_clock_hook = NULL;
 }
 
+/* one report of team t's daily requests by host `host` in the fake clock's day */
+static int post_daily(struct fx *fx, const char *host, int seq, int used)
+{
+	char body[512];
+	snprintf(body, sizeof body,
+		 "{\"host_id\":\"%s\",\"epoch\":\"e\",\"seq\":%d,\"counters\":[{\"scope\":\"team\",\"id\":\"t\","
+		 "\"metric\":\"requests\",\"window\":\"daily\",\"bucket\":%" PRId64 ",\"used\":%d}]}",
+		 host, seq, lc_window_start(LC_WIN_DAILY, fake_ms / 1000), used);
+	return report(fx, body, NULL, NULL);
+}
+
 static void test_event_once_per_window(void **state)
 {
 	struct fx *fx = *state;
-	char body[512];
 	fake_ms = lc_now_ms();
 	lc_clock_hook = fake_clock;
 	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
@@ -646,17 +656,52 @@ static void test_event_once_per_window(void **state)
 			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/a\",\"secret\":\"s\",\"events\":[\"limit_reached\"]}]}",
 			     NULL, NULL), 200);
 	for (int day = 0; day < 2; day++) {
-		int64_t b = lc_window_start(LC_WIN_DAILY, fake_ms / 1000);
-		for (int seq = 1; seq <= 3; seq++) {
-			snprintf(body, sizeof body,
-				 "{\"host_id\":\"h\",\"epoch\":\"e\",\"seq\":%d,\"counters\":[{\"scope\":\"team\",\"id\":\"t\","
-				 "\"metric\":\"requests\",\"window\":\"daily\",\"bucket\":%" PRId64 ",\"used\":%d}]}",
-				 day * 10 + seq, b, 4 + seq);
-			assert_int_equal(report(fx, body, NULL, NULL), 200);
-		}
+		for (int seq = 1; seq <= 3; seq++)
+			assert_int_equal(post_daily(fx, "h", day * 10 + seq, 4 + seq), 200);
 		assert_int_equal(outbox(fx), (size_t)day + 1);   /* once in this window */
 		fake_ms += 86400 * 1000;
 	}
+	lc_clock_hook = NULL;
+}
+
+static int count_pruned(struct srv *s, srv_txn *txn, void *ctx)
+{
+	MDB_stat st;
+	size_t *n = ctx;
+	srv_kv_stat(txn, s->db_totals, &st);
+	n[0] = st.ms_entries;
+	srv_kv_stat(txn, s->db_fired, &st);
+	n[1] = st.ms_entries;
+	return 0;
+}
+
+/* srv_prune forgets totals of windows long over and once-per-window markers older than 62 days;
+ * what is current stays */
+static void test_prune_forgets_past_windows(void **state)
+{
+	struct fx *fx = *state;
+	size_t n[2];
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
+			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":5}]}", NULL, NULL), 201);
+	assert_int_equal(post_daily(fx, "h1", 1, 6), 200);
+	srv_read(&fx->s, count_pruned, n);
+	assert_int_equal(n[0], 1);
+	assert_int_equal(n[1], 1);   /* limit_reached fired for today */
+	assert_int_equal(srv_prune(&fx->s), 0);
+	srv_read(&fx->s, count_pruned, n);
+	assert_int_equal(n[0], 1);   /* current: kept */
+	assert_int_equal(n[1], 1);
+	fake_ms += 63 * 86400 * 1000LL;
+	assert_int_equal(post_daily(fx, "h2", 1, 7), 200);
+	srv_read(&fx->s, count_pruned, n);
+	assert_int_equal(n[0], 2);
+	assert_int_equal(n[1], 2);
+	assert_int_equal(srv_prune(&fx->s), 0);
+	srv_read(&fx->s, count_pruned, n);
+	assert_int_equal(n[0], 1);   /* the old day's total and marker are gone, today's stay */
+	assert_int_equal(n[1], 1);
 	lc_clock_hook = NULL;
 }
 
@@ -1275,33 +1320,37 @@ static void test_secrets_stay_and_host_events(void **state)
 			 400);
 }
 
+/* a test on a fresh store */
+#define FX(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_policy_signed_and_etag, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_invites, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_usage_idempotent_and_events_once, setup, teardown),
+		FX(test_policy_signed_and_etag),
+		FX(test_auth),
+		FX(test_key_lifecycle),
+		FX(test_invites),
+		FX(test_usage_idempotent_and_events_once),
 		cmocka_unit_test(test_webhook_signature),
 		cmocka_unit_test_setup_teardown(test_map_grows, setup_small, teardown),
-		cmocka_unit_test_setup_teardown(test_resign_at_half_life, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_event_once_per_window, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_usage_report_bounds, setup, teardown),
+		FX(test_resign_at_half_life),
+		FX(test_event_once_per_window),
+		FX(test_prune_forgets_past_windows),
+		FX(test_usage_report_bounds),
 		cmocka_unit_test(test_window_bounds),
 		cmocka_unit_test(test_route_table),
-		cmocka_unit_test_setup_teardown(test_path_control_bytes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_id_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store_failure_is_5xx, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_policy_long_poll, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_team_patch_customers_invites, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tokens_and_audit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_walks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leases_late_call_and_leftovers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_credentials, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enroll_code_expires, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_secrets_stay_and_host_events, setup, teardown),
+		FX(test_path_control_bytes),
+		FX(test_id_limit),
+		FX(test_store_failure_is_5xx),
+		FX(test_policy_long_poll),
+		FX(test_team_patch_customers_invites),
+		FX(test_tokens_and_audit),
+		FX(test_long_walks),
+		FX(test_leases),
+		FX(test_leases_late_call_and_leftovers),
+		FX(test_host_credentials),
+		FX(test_enroll_code_expires),
+		FX(test_secrets_stay_and_host_events),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
