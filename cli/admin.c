@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "util.h"
 
 int lc_cmd_admin(int argc, char **argv);
@@ -30,18 +31,6 @@ struct admin {
 	char token[ADMIN_TOKEN_MAX];
 	bool json;
 };
-
-static int admin_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int admin_die(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("llmcap admin: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
 
 static void admin_usage(FILE *f)
 {
@@ -99,7 +88,7 @@ static long call_q(struct admin *a, const char *method, const char *path, json_t
 
 	*out = NULL;
 	if (!c)
-		return admin_die("curl: out of memory"), -1;
+		return lc_cli_fail("llmcap admin", "curl: out of memory"), -1;
 	snprintf(url, sizeof url, "%s%s", a->server, path);
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
 	h = curl_slist_append(h, auth);
@@ -121,7 +110,7 @@ static long call_q(struct admin *a, const char *method, const char *path, json_t
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	CURLcode cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		admin_die("cannot reach %s: %s", a->server, curl_easy_strerror(cc));
+		lc_cli_fail("llmcap admin", "cannot reach %s: %s", a->server, curl_easy_strerror(cc));
 	} else {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		if (ans.len)
@@ -131,12 +120,12 @@ static long call_q(struct admin *a, const char *method, const char *path, json_t
 			const char *msg = json_string_value(json_object_get(e, "message"));
 			const char *type = json_string_value(json_object_get(e, "type"));
 			if (msg)
-				admin_die("%s %s: %ld %s: %s", method, path, status, type ? type : "error", msg);
+				lc_cli_fail("llmcap admin", "%s %s: %ld %s: %s", method, path, status, type ? type : "error", msg);
 			else
-				admin_die("%s %s: HTTP %ld%s%.200s", method, path, status, ans.len ? ": " : "",
+				lc_cli_fail("llmcap admin", "%s %s: HTTP %ld%s%.200s", method, path, status, ans.len ? ": " : "",
 					  ans.len ? ans.data : "");
 		} else if (ans.len && !*out) {
-			admin_die("%s %s: the answer is not JSON (is %s an llmcap-server?)", method, path, a->server);
+			lc_cli_fail("llmcap admin", "%s %s: the answer is not JSON (is %s an llmcap-server?)", method, path, a->server);
 			status = -1;
 		}
 	}
@@ -163,7 +152,7 @@ static json_t *load_json_arg(const char *arg, const char *what)
 		struct lc_buf b;
 		char err[512];
 		if (lc_read_file(file, ADMIN_ANSWER_MAX, &b, err, sizeof err) != 0) {
-			admin_die("%s: %s", what, err);
+			lc_cli_fail("llmcap admin", "%s: %s", what, err);
 			return NULL;
 		}
 		j = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &je);
@@ -172,7 +161,7 @@ static json_t *load_json_arg(const char *arg, const char *what)
 		j = json_loads(arg, JSON_REJECT_DUPLICATES, &je);
 	}
 	if (!j)
-		admin_die("%s: not JSON: %s (line %d, column %d)", what, je.text, je.line, je.column);
+		lc_cli_fail("llmcap admin", "%s: not JSON: %s (line %d, column %d)", what, je.text, je.line, je.column);
 	return j;
 }
 
@@ -239,14 +228,14 @@ static json_t *limit_spec(const char *spec)
 	int n = 0;
 	double d;
 	if (strlen(spec) >= sizeof buf) {
-		admin_die("--limit %s: too long", spec);
+		lc_cli_fail("llmcap admin", "--limit %s: too long", spec);
 		return NULL;
 	}
 	snprintf(buf, sizeof buf, "%s", spec);
 	for (char *save = NULL, *t = strtok_r(buf, ":", &save); t && n < 8; t = strtok_r(NULL, ":", &save))
 		part[n++] = t;
 	if (n < 3 || !number_arg(part[2], &d)) {
-		admin_die("--limit %s: expected METRIC:WINDOW:THRESHOLD[:warn][:alert=N[,N...]][:projected][:off], e.g. cost:daily:20",
+		lc_cli_fail("llmcap admin", "--limit %s: expected METRIC:WINDOW:THRESHOLD[:warn][:alert=N[,N...]][:projected][:off], e.g. cost:daily:20",
 			  spec);
 		return NULL;
 	}
@@ -262,7 +251,7 @@ static json_t *limit_spec(const char *spec)
 		} else if (!strncmp(part[i], "alert=", 6) && (al = alert_levels_arg(part[i] + 6))) {
 			json_object_set_new(l, "alert_at", al);
 		} else {
-			admin_die("--limit %s: unknown part '%s' (warn, block, alert=N[,N...], projected or off)", spec,
+			lc_cli_fail("llmcap admin", "--limit %s: unknown part '%s' (warn, block, alert=N[,N...], projected or off)", spec,
 				  part[i]);
 			json_decref(l);
 			return NULL;
@@ -355,7 +344,7 @@ static json_t *flag_value(const struct flag *f, const char *v)
 			return json_false();
 		break;
 	}
-	admin_die("%s %s: expected %s", f->name, v,
+	lc_cli_fail("llmcap admin", "%s %s: expected %s", f->name, v,
 		  f->type == F_TIME_NONE ? "an RFC 3339 UTC time like 2027-01-01T00:00:00Z (or none)"
 		  : f->type == F_LEVELS  ? "alert levels like 50%,80%,900 (amounts or percentages of the threshold; or none)"
 		  : f->type == F_BOOL	 ? "yes or no"
@@ -378,11 +367,11 @@ static int parse_body_flags(int argc, char **argv, int from, const struct flag *
 			if (!strcmp(g->name, arg))
 				f = g;
 		if (!f && strcmp(arg, "--body") && !(takes_limits && !strcmp(arg, "--limit"))) {
-			admin_die("unexpected argument '%s' (see llmcap admin --help)", arg);
+			lc_cli_fail("llmcap admin", "unexpected argument '%s' (see llmcap admin --help)", arg);
 			goto fail;
 		}
 		if (!val) {
-			admin_die("%s: a value is required", arg);
+			lc_cli_fail("llmcap admin", "%s: a value is required", arg);
 			goto fail;
 		}
 		i++;
@@ -392,7 +381,7 @@ static int parse_body_flags(int argc, char **argv, int from, const struct flag *
 				goto fail;
 			if (!json_is_object(b)) {
 				json_decref(b);
-				admin_die("--body: must be a JSON object");
+				lc_cli_fail("llmcap admin", "--body: must be a JSON object");
 				goto fail;
 			}
 			if (!*body)
@@ -698,7 +687,7 @@ static void show_audit(json_t *ans)
 static int need_id(int argc, char **argv, int i, const char *what)
 {
 	if (i >= argc || argv[i][0] == '-')
-		return admin_die("%s: an id is required", what), 0;
+		return lc_cli_fail("llmcap admin", "%s: an id is required", what), 0;
 	return 1;
 }
 
@@ -728,7 +717,7 @@ static int cmd_keys(struct admin *a, int argc, char **argv)
 		char *end;
 		long n = strtol(argv[3], &end, 10);
 		if (*end || n < 0 || n > 1000)
-			return admin_die("keys %s ID N: N is the limit's index (0, 1, ...), not '%s'", act, argv[3]);
+			return lc_cli_fail("llmcap admin", "keys %s ID N: N is the limit's index (0, 1, ...), not '%s'", act, argv[3]);
 		body = json_pack("{s:{s:{s:b}}}", "limits", argv[3], "enabled", !strcmp(act, "enable"));
 		return do_call(a, "PATCH", path, body, show_changed);
 	}
@@ -737,7 +726,7 @@ static int cmd_keys(struct admin *a, int argc, char **argv)
 			return 1;
 		if (!strcmp(act, "update")) {
 			if (!body)
-				return admin_die("keys update: nothing to change (see llmcap admin --help)");
+				return lc_cli_fail("llmcap admin", "keys update: nothing to change (see llmcap admin --help)");
 			return do_call(a, "PATCH", path, body, show_changed);
 		}
 		if (!body)
@@ -745,7 +734,7 @@ static int cmd_keys(struct admin *a, int argc, char **argv)
 		json_object_set_new(body, "id", json_string(argv[2]));
 		return do_call(a, "POST", "/v1/admin/keys", body, show_changed);
 	}
-	return admin_die("keys: unknown action or arguments '%s' (list, get, create, update, enable, disable, revoke)",
+	return lc_cli_fail("llmcap admin", "keys: unknown action or arguments '%s' (list, get, create, update, enable, disable, revoke)",
 			 act);
 }
 
@@ -770,7 +759,7 @@ static int cmd_teams(struct admin *a, int argc, char **argv)
 			body = json_pack("{s:[]}", "limits");
 		return do_call(a, "PUT", path, body, show_changed);
 	}
-	return admin_die("teams: unknown action or arguments '%s' (list, get, set, delete)", act);
+	return lc_cli_fail("llmcap admin", "teams: unknown action or arguments '%s' (list, get, set, delete)", act);
 }
 
 static int put_keeping(struct admin *a, const char *path, json_t *body, const char *skip);
@@ -800,7 +789,7 @@ static int cmd_customers(struct admin *a, int argc, char **argv)
 			return 1;
 		return do_call(a, "PUT", path, body ? body : json_object(), show_changed);
 	}
-	return admin_die("customers: unknown action or arguments '%s' (get, defaults, set, delete)", act);
+	return lc_cli_fail("llmcap admin", "customers: unknown action or arguments '%s' (get, defaults, set, delete)", act);
 }
 
 /* PUT replaces a piece: send body with the fields the command did not name as they are now (but
@@ -832,10 +821,10 @@ static int cmd_piece(struct admin *a, const char *piece, const struct flag *flag
 	if (!strcmp(act, "get") && argc <= 2)
 		return do_call(a, "GET", path, NULL, table_pairs);
 	if (strcmp(act, "set"))
-		return admin_die("%s: unknown action '%s' (get, set)", piece, act);
+		return lc_cli_fail("llmcap admin", "%s: unknown action '%s' (get, set)", piece, act);
 	if (!flags) {   /* a whole piece from a file: {"webhooks": [...]} or the array alone */
 		if (argc != 3)
-			return admin_die("%s set FILE.json: one file (- for stdin)", piece);
+			return lc_cli_fail("llmcap admin", "%s set FILE.json: one file (- for stdin)", piece);
 		char at[1024];
 		snprintf(at, sizeof at, "%s%s", strcmp(argv[2], "-") && argv[2][0] != '@' ? "@" : "", argv[2]);
 		body = load_json_arg(at, piece);
@@ -851,7 +840,7 @@ static int cmd_piece(struct admin *a, const char *piece, const struct flag *flag
 	if (parse_body_flags(argc, argv, 2, flags, false, &body))
 		return 1;
 	if (!body)
-		return admin_die("%s set: nothing to set (see llmcap admin --help)", piece);
+		return lc_cli_fail("llmcap admin", "%s set: nothing to set (see llmcap admin --help)", piece);
 	return put_keeping(a, path, body, NULL);
 }
 
@@ -859,7 +848,7 @@ static int cmd_invites(struct admin *a, int argc, char **argv)
 {
 	json_t *body;
 	if (argc < 2 || strcmp(argv[1], "create"))
-		return admin_die("invites: the action is create (llmcap admin invites create --limit SPEC ...)");
+		return lc_cli_fail("llmcap admin", "invites: the action is create (llmcap admin invites create --limit SPEC ...)");
 	if (parse_body_flags(argc, argv, 2, invite_flags, true, &body))
 		return 1;
 	return do_call(a, "POST", "/v1/admin/invites", body ? body : json_object(), show_invite);
@@ -877,9 +866,9 @@ static int cmd_usage(struct admin *a, int argc, char **argv)
 			curl_free(e);
 			i++;
 			if (k >= sizeof path)
-				return admin_die("usage: arguments too long");
+				return lc_cli_fail("llmcap admin", "usage: arguments too long");
 		} else {
-			return admin_die("usage: unexpected argument '%s' (--by GROUP, --window W)", argv[i]);
+			return lc_cli_fail("llmcap admin", "usage: unexpected argument '%s' (--by GROUP, --window W)", argv[i]);
 		}
 	}
 	return do_call(a, "GET", path, NULL, show_usage);
@@ -902,7 +891,7 @@ static int cmd_hosts(struct admin *a, int argc, char **argv)
 		return do_call(a, !strcmp(argv[1], "get") ? "GET" : "DELETE", path, NULL, print_fields);
 	}
 	if (argc > 1)
-		return admin_die("hosts: unexpected argument '%s' (hosts, hosts enroll [--expires-in S] [--label TEXT], "
+		return lc_cli_fail("llmcap admin", "hosts: unexpected argument '%s' (hosts, hosts enroll [--expires-in S] [--label TEXT], "
 				 "hosts get ID, hosts delete ID)", argv[1]);
 	/* a 404 here only means a server without host enrollment: ask /v1/usage */
 	st = call_q(a, "GET", "/v1/admin/hosts", NULL, &ans, true);
@@ -926,9 +915,9 @@ static int cmd_call(struct admin *a, int argc, char **argv)
 {
 	json_t *body = NULL;
 	if (argc < 3 || argc > 4)
-		return admin_die("call METHOD PATH [JSON|@FILE]");
+		return lc_cli_fail("llmcap admin", "call METHOD PATH [JSON|@FILE]");
 	if (argv[2][0] != '/')
-		return admin_die("call: PATH starts with / (e.g. /v1/admin/keys)");
+		return lc_cli_fail("llmcap admin", "call: PATH starts with / (e.g. /v1/admin/keys)");
 	if (argc == 4 && !(body = load_json_arg(argv[3], "call")))
 		return 1;
 	a->json = true;
@@ -945,7 +934,7 @@ static int load_token(struct admin *a, const char *file)
 		struct lc_buf b;
 		char err[512];
 		if (lc_read_file(file, sizeof a->token - 1, &b, err, sizeof err) != 0)
-			return admin_die("--token-file %s: %s", file, err);
+			return lc_cli_fail("llmcap admin", "--token-file %s: %s", file, err);
 		n = b.len;
 		memcpy(a->token, b.data ? b.data : "", n);
 		a->token[n] = 0;
@@ -953,7 +942,7 @@ static int load_token(struct admin *a, const char *file)
 	} else if (src && *src) {
 		snprintf(a->token, sizeof a->token, "%s", src);
 	} else {
-		return admin_die("no admin token: pass --token-file FILE or set LLMCAP_ADMIN_TOKEN");
+		return lc_cli_fail("llmcap admin", "no admin token: pass --token-file FILE or set LLMCAP_ADMIN_TOKEN");
 	}
 	/* trim surrounding whitespace, as the server does with its token file */
 	char *p = a->token;
@@ -964,10 +953,10 @@ static int load_token(struct admin *a, const char *file)
 	while (n && isspace((unsigned char)a->token[n - 1]))
 		a->token[--n] = 0;
 	if (!n)
-		return admin_die("%s: the admin token is empty", file ? file : "LLMCAP_ADMIN_TOKEN");
+		return lc_cli_fail("llmcap admin", "%s: the admin token is empty", file ? file : "LLMCAP_ADMIN_TOKEN");
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)a->token[i] < 0x20)
-			return admin_die("%s: the admin token has a control character", file ? file : "LLMCAP_ADMIN_TOKEN");
+			return lc_cli_fail("llmcap admin", "%s: the admin token has a control character", file ? file : "LLMCAP_ADMIN_TOKEN");
 	return 0;
 }
 
@@ -990,7 +979,7 @@ int lc_cmd_admin(int argc, char **argv)
 			a.json = true;
 		} else if (!strcmp(argv[i], "--server") || !strcmp(argv[i], "--token-file")) {
 			if (i + 1 >= argc)
-				return admin_die("%s: a value is required", argv[i]);
+				return lc_cli_fail("llmcap admin", "%s: a value is required", argv[i]);
 			if (!strcmp(argv[i], "--server"))
 				a.server = argv[++i];
 			else
@@ -998,7 +987,7 @@ int lc_cmd_admin(int argc, char **argv)
 		} else if (n < (int)(sizeof rest / sizeof rest[0]) - 1) {
 			rest[n++] = argv[i];
 		} else {
-			return admin_die("too many arguments");
+			return lc_cli_fail("llmcap admin", "too many arguments");
 		}
 	}
 	rest[n] = NULL;
@@ -1007,11 +996,11 @@ int lc_cmd_admin(int argc, char **argv)
 		return 2;
 	}
 	if (strncmp(a.server, "http://", 7) && strncmp(a.server, "https://", 8))
-		return admin_die("--server %s: expected http://HOST:PORT or https://HOST:PORT", a.server);
+		return lc_cli_fail("llmcap admin", "--server %s: expected http://HOST:PORT or https://HOST:PORT", a.server);
 	size_t sl = strlen(a.server);
 	static char server[1024];
 	if (sl >= sizeof server)
-		return admin_die("--server: too long");
+		return lc_cli_fail("llmcap admin", "--server: too long");
 	snprintf(server, sizeof server, "%s", a.server);
 	while (sl > 0 && server[sl - 1] == '/')
 		server[--sl] = 0;
@@ -1042,14 +1031,14 @@ int lc_cmd_admin(int argc, char **argv)
 		rc = cmd_hosts(&a, n, rest);
 	else if (!strcmp(r, "audit"))
 		rc = n == 1 ? do_call(&a, "GET", "/v1/admin/audit", NULL, show_audit)
-			    : admin_die("audit: unexpected argument '%s'", rest[1]);
+			    : lc_cli_fail("llmcap admin", "audit: unexpected argument '%s'", rest[1]);
 	else if (!strcmp(r, "policy"))
 		rc = n == 1 ? do_call(&a, "GET", "/v1/admin/policy", NULL, print_json)
-			    : admin_die("policy: unexpected argument '%s'", rest[1]);
+			    : lc_cli_fail("llmcap admin", "policy: unexpected argument '%s'", rest[1]);
 	else if (!strcmp(r, "call"))
 		rc = cmd_call(&a, n, rest);
 	else
-		rc = admin_die("unknown resource '%s' (see llmcap admin --help)", r);
+		rc = lc_cli_fail("llmcap admin", "unknown resource '%s' (see llmcap admin --help)", r);
 	curl_global_cleanup();
 	return rc;
 }

@@ -338,13 +338,41 @@ static void *longpoll(void *arg)
 	return NULL;
 }
 
+/* POST a JSON body (NULL: out of memory) to `path` of the server in use, with this host's credential
+ * (timeout_ms 0: 30 s). A server that does not answer is marked failed, so that the next try goes to
+ * the next one, and *down is set. url (AGENT_URL_MAX bytes) gets the URL. The status, or -1 with err. */
+#define AGENT_URL_MAX 2200
+static long post_host(struct agent *a, const char *path, const char *txt, struct body *bd, size_t max,
+		      long timeout_ms, char *url, char *err, size_t errlen, bool *down)
+{
+	char base[2048];
+	int si = server_cur(a, base);
+	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	long st = -1;
+
+	snprintf(url, AGENT_URL_MAX, "%s%s", base, path);
+	hd = curl_slist_append(hd, a->auth);
+	hd = curl_slist_append(hd, "Expect:");
+	if (txt)
+		st = http_t("POST", url, hd, txt, strlen(txt), bd, max, NULL, timeout_ms, err, errlen);
+	else
+		lc_errf(err, errlen, "out of memory");
+	curl_slist_free_all(hd);
+	if (server_down(st)) {
+		char call[128];
+		snprintf(call, sizeof call, "POST %s", path);
+		*down = true;
+		server_failed(a, si, call, st, err);
+	}
+	return st;
+}
+
 /* ---- usage ---- */
 
 static int push_usage_once(struct agent *a, bool *down)
 {
 	json_t *snap = NULL, *ans = NULL;
-	char url[2048], err[1024], base[2048];
-	struct curl_slist *hd = NULL;
+	char url[AGENT_URL_MAX], err[1024];
 	struct body bd = {0};
 	int rc = -1, r;
 
@@ -357,18 +385,8 @@ static int push_usage_once(struct agent *a, bool *down)
 	}
 	json_object_set_new(snap, "host_id", json_string(a->host_id));   /* the credential's host */
 	char *txt = json_dumps(snap, JSON_COMPACT);
-	int si = server_cur(a, base);
-	snprintf(url, sizeof url, "%s/v1/usage", base);
-	hd = curl_slist_append(hd, "Content-Type: application/json");
-	hd = curl_slist_append(hd, a->auth);
-	hd = curl_slist_append(hd, "Expect:");
-	long st = http("POST", url, hd, txt, txt ? strlen(txt) : 0, &bd, AGENT_USAGE_ANSWER_MAX, err, sizeof err);
-	curl_slist_free_all(hd);
+	long st = post_host(a, "/v1/usage", txt, &bd, AGENT_USAGE_ANSWER_MAX, 0, url, err, sizeof err, down);
 	free(txt);
-	if (server_down(st)) {
-		*down = true;
-		server_failed(a, si, "POST /v1/usage", st, err);
-	}
 	if (st < 0) {
 		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
 		goto out;
@@ -502,7 +520,7 @@ static void *lease_loop(void *arg)
 static int upload_events_once(struct agent *a, bool *down)
 {
 	json_t *evs = NULL, *e, *up = json_array();
-	char url[2048], err[512], base[2048];
+	char url[AGENT_URL_MAX], err[512];
 	size_t i;
 	int pending = 0;
 	struct body bd = {0};
@@ -538,17 +556,7 @@ static int upload_events_once(struct agent *a, bool *down)
 	json_t *body = json_pack("{s:O}", "events", up);
 	char *txt = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(body);
-	int si = server_cur(a, base);
-	snprintf(url, sizeof url, "%s/v1/events", base);
-	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-	hd = curl_slist_append(hd, a->auth);
-	hd = curl_slist_append(hd, "Expect:");
-	long st = -1;
-	if (txt)
-		st = http("POST", url, hd, txt, strlen(txt), &bd, 64 * 1024, err, sizeof err);
-	else
-		snprintf(err, sizeof err, "out of memory");
-	curl_slist_free_all(hd);
+	long st = post_host(a, "/v1/events", txt, &bd, 64 * 1024, 0, url, err, sizeof err, down);
 	free(txt);
 	if (st == 200) {
 		/* a crash here (the test hook below) leaves the events in the outbox: uploaded again, notified once */
@@ -560,10 +568,6 @@ static int upload_events_once(struct agent *a, bool *down)
 		goto out;
 	}
 	pending = (int)json_array_size(up);
-	if (server_down(st)) {
-		*down = true;
-		server_failed(a, si, "POST /v1/events", st, err);
-	}
 	if (st < 0)
 		fprintf(stderr, "llmcap agent: POST %s: %s\n", url, err);
 	else
@@ -641,16 +645,6 @@ static int state_path(const char *name, char *out, size_t outlen)
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-/* --cacert FILE: it must be readable; 0 ok */
-static int cacert_arg(const char *file, const char *who)
-{
-	snprintf(cacert, sizeof cacert, "%s", file);
-	if (access(cacert, R_OK) == 0)
-		return 0;
-	fprintf(stderr, "%s: --cacert %s: %s\n", who, cacert, strerror(errno));
-	return -1;
-}
-
 /* a server URL as given: http(s)://, no trailing slash; 0 ok */
 static int add_server(struct agent *a, const char *url)
 {
@@ -672,6 +666,39 @@ static int add_server(struct agent *a, const char *url)
 	while (sl > 0 && sv[sl - 1] == '/')
 		sv[--sl] = 0;
 	return 0;
+}
+
+/* The options `agent` and `agent enroll` share: --help, --server URL, --trust PUBFILE (*trust
+ * names the file), --cacert FILE (it must be readable). *i moves past a value taken. */
+enum { OPT_OTHER, OPT_TAKEN, OPT_HELP, OPT_BAD };
+static int shared_opt(struct agent *a, int argc, char **argv, int *i, const char *who, const char **trust)
+{
+	const char *o = argv[*i];
+	char err[512];
+
+	if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+		help(stdout);
+		return OPT_HELP;
+	}
+	if (*i + 1 >= argc)
+		return OPT_OTHER;
+	if (!strcmp(o, "--server"))
+		return add_server(a, argv[++*i]) == 0 ? OPT_TAKEN : OPT_BAD;
+	if (!strcmp(o, "--trust")) {
+		*trust = argv[++*i];
+		if (lc_trust_load(*trust, &a->trust, err, sizeof err) == 0)
+			return OPT_TAKEN;
+		fprintf(stderr, "%s: %s\n", who, err);
+		return OPT_BAD;
+	}
+	if (!strcmp(o, "--cacert")) {
+		snprintf(cacert, sizeof cacert, "%s", argv[++*i]);
+		if (access(cacert, R_OK) == 0)
+			return OPT_TAKEN;
+		fprintf(stderr, "%s: --cacert %s: %s\n", who, cacert, strerror(errno));
+		return OPT_BAD;
+	}
+	return OPT_OTHER;
 }
 
 /* the credential from the state directory: 1 loaded, 0 none, -1 unusable (said why) */
@@ -724,25 +751,15 @@ static int cmd_enroll(int argc, char **argv)
 	memset(&a, 0, sizeof a);
 	for (int i = 2; i < argc; i++) {
 		const char *o = argv[i];
-		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-			help(stdout);
-			return 0;
-		} else if (!strcmp(o, "--server") && i + 1 < argc) {
-			if (add_server(&a, argv[++i]) != 0)
-				return 2;
-		} else if (!strcmp(o, "--code") && i + 1 < argc) {
+		int so = shared_opt(&a, argc, argv, &i, "llmcap agent enroll", &trust);
+		if (so == OPT_HELP || so == OPT_BAD)
+			return so == OPT_HELP ? 0 : 2;
+		if (so == OPT_TAKEN)
+			continue;
+		if (!strcmp(o, "--code") && i + 1 < argc) {
 			code = argv[++i];
-		} else if (!strcmp(o, "--trust") && i + 1 < argc) {
-			trust = argv[++i];
-			if (lc_trust_load(trust, &a.trust, err, sizeof err) != 0) {
-				fprintf(stderr, "llmcap agent enroll: %s\n", err);
-				return 2;
-			}
 		} else if (!strcmp(o, "--label") && i + 1 < argc) {
 			label = argv[++i];
-		} else if (!strcmp(o, "--cacert") && i + 1 < argc) {
-			if (cacert_arg(argv[++i], "llmcap agent enroll") != 0)
-				return 2;
 		} else {
 			fprintf(stderr, "llmcap agent enroll: unexpected argument '%s' (see llmcap agent --help)\n", o);
 			return 2;
@@ -837,34 +854,25 @@ int lc_cmd_agent(int argc, char **argv)
 	static struct agent a;
 	char err[512];
 	double interval = 30, max_backoff = 300;
-	const char *metrics = NULL;
+	const char *metrics = NULL, *trust = NULL;
 
 	if (argc > 1 && !strcmp(argv[1], "enroll"))
 		return cmd_enroll(argc, argv);
 	memset(&a, 0, sizeof a);
 	for (int i = 1; i < argc; i++) {
 		const char *o = argv[i];
-		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-			help(stdout);
-			return 0;
-		} else if (!strcmp(o, "--server") && i + 1 < argc) {
-			if (add_server(&a, argv[++i]) != 0)
-				return 2;
-		} else if (!strcmp(o, "--trust") && i + 1 < argc) {
-			if (lc_trust_load(argv[++i], &a.trust, err, sizeof err) != 0) {
-				fprintf(stderr, "llmcap agent: %s\n", err);
-				return 2;
-			}
-		} else if (!strcmp(o, "--token-file") && i + 1 < argc) {
+		int so = shared_opt(&a, argc, argv, &i, "llmcap agent", &trust);
+		if (so == OPT_HELP || so == OPT_BAD)
+			return so == OPT_HELP ? 0 : 2;
+		if (so == OPT_TAKEN)
+			continue;
+		if (!strcmp(o, "--token-file") && i + 1 < argc) {
 			i++;
 			fprintf(stderr, "llmcap agent: --token-file is deprecated and ignored (a shared host token let any "
 				"host report as any other): enrol this host instead, llmcap agent enroll --server URL --code "
 				"CODE\n");
 		} else if (!strcmp(o, "--metrics") && i + 1 < argc) {
 			metrics = argv[++i];
-		} else if (!strcmp(o, "--cacert") && i + 1 < argc) {
-			if (cacert_arg(argv[++i], "llmcap agent") != 0)
-				return 2;
 		} else if (!strcmp(o, "--once")) {
 			a.once = true;
 		} else if (!strcmp(o, "--interval") && i + 1 < argc) {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "engine.h"
 #include "llmcap.h"
 #include "sign.h"
@@ -48,52 +49,27 @@ static void usage(FILE *f)
 		"Each command takes --help.\n");
 }
 
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-static int wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			return 0;
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return 1;
-	}
-	return 0;
-}
-
 static int cmd_keygen(int argc, char **argv)
 {
 	const char *out = NULL;
 	char err[512];
 
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap keygen --out DIR\n"
-		       "Makes a new Ed25519 policy signing key: DIR/llmcap.key (secret, mode 0600) and\n"
-		       "DIR/llmcap.pub (give this one to hosts: llmcap apply --trust DIR/llmcap.pub).\n"
-		       "Refuses to overwrite an existing key.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap keygen --out DIR\n"
+		"Makes a new Ed25519 policy signing key: DIR/llmcap.key (secret, mode 0600) and\n"
+		"DIR/llmcap.pub (give this one to hosts: llmcap apply --trust DIR/llmcap.pub).\n"
+		"Refuses to overwrite an existing key.\n"))
 		return 0;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--out") && i + 1 < argc)
 			out = argv[++i];
 		else
-			return die("keygen: unexpected argument '%s' (see llmcap keygen --help)", argv[i]);
+			return lc_cli_fail(prog, "keygen: unexpected argument '%s' (see llmcap keygen --help)", argv[i]);
 	}
 	if (!out)
-		return die("keygen: --out DIR is required");
+		return lc_cli_fail(prog, "keygen: --out DIR is required");
 	if (lc_keygen(out, err, sizeof(err)))
-		return die("%s", err);  /* lc_keygen's errors already say "keygen: " */
+		return lc_cli_fail(prog, "%s", err);  /* lc_keygen's errors already say "keygen: " */
 	fprintf(stderr, "wrote %s/llmcap.key and %s/llmcap.pub\n", out, out);
 	return 0;
 }
@@ -107,44 +83,43 @@ static int cmd_sign(int argc, char **argv)
 	char err[512], *env = NULL;
 	size_t envlen;
 
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap sign --key KEYFILE POLICY.json > POLICY.signed\n"
-		       "Validates POLICY.json (errors name the field) and wraps its exact bytes in a signed\n"
-		       "DSSE envelope.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap sign --key KEYFILE POLICY.json > POLICY.signed\n"
+		"Validates POLICY.json (errors name the field) and wraps its exact bytes in a signed\n"
+		"DSSE envelope.\n"))
 		return 0;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--key") && i + 1 < argc)
 			key = argv[++i];
 		else if (argv[i][0] != '-' && !file)
 			file = argv[i];
 		else
-			return die("sign: unexpected argument '%s' (see llmcap sign --help)", argv[i]);
+			return lc_cli_fail(prog, "sign: unexpected argument '%s' (see llmcap sign --help)", argv[i]);
 	}
 	if (!key || !file)
-		return die("sign: --key KEYFILE and POLICY.json are required");
+		return lc_cli_fail(prog, "sign: --key KEYFILE and POLICY.json are required");
 	if (lc_read_file(file, LC_ENVELOPE_MAX / 2, &b, err, sizeof(err)))
-		return die("sign: %s", err);
+		return lc_cli_fail(prog, "sign: %s", err);
 	if (lc_policy_parse(b.data, b.len, &p, err, sizeof(err))) {
 		lc_buf_free(&b);
-		return die("sign: %s: %s", file, err);
+		return lc_cli_fail(prog, "sign: %s: %s", file, err);
 	}
 	lc_policy_free(p);
 	if (lc_signkey_load(key, &k, err, sizeof(err))) {
 		lc_buf_free(&b);
-		return die("sign: %s", err);
+		return lc_cli_fail(prog, "sign: %s", err);
 	}
 	if (lc_dsse_sign(&k, b.data, b.len, &env, &envlen, err, sizeof(err))) {
 		lc_signkey_wipe(&k);
 		lc_buf_free(&b);
-		return die("sign: %s", err);
+		return lc_cli_fail(prog, "sign: %s", err);
 	}
 	lc_signkey_wipe(&k);
 	lc_buf_free(&b);
 	fwrite(env, 1, envlen, stdout);
 	fputc('\n', stdout);
 	free(env);
-	return fflush(stdout) ? die("sign: stdout: %s", strerror(errno)) : 0;
+	return fflush(stdout) ? lc_cli_fail(prog, "sign: stdout: %s", strerror(errno)) : 0;
 }
 
 /* A policy document (it has "schema") given where a signed envelope was expected. */
@@ -167,44 +142,43 @@ static int cmd_apply(int argc, char **argv)
 	int64_t version = 0;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap apply --trust PUBFILE [--trust PUBFILE2] POLICY.signed\n"
-		       "Verifies and installs a signed policy into the state directory ($LLMCAP_STATE_DIR).\n"
-		       "Refused (exit 1, the installed policy stays in force): a bad or untrusted signature, a\n"
-		       "malformed, truncated or oversized file, duplicate or unknown fields, a version at or\n"
-		       "below the installed one, an expired policy. Several --trust keys (or a PUBFILE with\n"
-		       "several keys) are accepted during a key rotation.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap apply --trust PUBFILE [--trust PUBFILE2] POLICY.signed\n"
+		"Verifies and installs a signed policy into the state directory ($LLMCAP_STATE_DIR).\n"
+		"Refused (exit 1, the installed policy stays in force): a bad or untrusted signature, a\n"
+		"malformed, truncated or oversized file, duplicate or unknown fields, a version at or\n"
+		"below the installed one, an expired policy. Several --trust keys (or a PUBFILE with\n"
+		"several keys) are accepted during a key rotation.\n"))
 		return 0;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--trust") && i + 1 < argc) {
 			if (lc_trust_load(argv[++i], &t, err, sizeof(err)))
-				return die("apply: %s", err);
+				return lc_cli_fail(prog, "apply: %s", err);
 		} else if (argv[i][0] != '-' && !file)
 			file = argv[i];
 		else
-			return die("apply: unexpected argument '%s' (see llmcap apply --help)", argv[i]);
+			return lc_cli_fail(prog, "apply: unexpected argument '%s' (see llmcap apply --help)", argv[i]);
 	}
 	if (!t.n || !file)
-		return die("apply: --trust PUBFILE and POLICY.signed are required");
+		return lc_cli_fail(prog, "apply: --trust PUBFILE and POLICY.signed are required");
 	if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > LC_ENVELOPE_MAX) {
 		/* the size cap comes first: refuse without reading, as lc_apply_envelope would */
 		lc_errf(err, sizeof(err), "envelope: file is %lld bytes, over the %d-byte cap", (long long)st.st_size,
 			LC_ENVELOPE_MAX);
 		lc_event_queue("policy_rejected", json_pack("{s:s}", "reason", err), NULL);
-		return die("apply: refused: %s", err);
+		return lc_cli_fail(prog, "apply: refused: %s", err);
 	}
 	if (lc_read_file(file, LC_ENVELOPE_MAX + 1, &b, err, sizeof(err)))
-		return die("apply: %s", err);
+		return lc_cli_fail(prog, "apply: %s", err);
 	rc = lc_apply_envelope(&t, b.data, b.len, &version, err, sizeof(err));
 	if (rc && unsigned_policy(b.data, b.len)) {
 		lc_buf_free(&b);
-		return die("apply: refused: %s is a policy, not a signed one; sign it first: "
+		return lc_cli_fail(prog, "apply: refused: %s is a policy, not a signed one; sign it first: "
 			   "llmcap sign --key KEYFILE %s > %s.signed", file, file, file);
 	}
 	lc_buf_free(&b);
 	if (rc)
-		return die("apply: refused: %s", err);
+		return lc_cli_fail(prog, "apply: refused: %s", err);
 	if (err[0] && version)
 		fprintf(stderr, "%s\n", err);
 	else
@@ -218,20 +192,19 @@ static int cmd_reset_policy(int argc, char **argv)
 	int64_t was = 0;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap reset-policy --yes\n"
-		       "Forgets the installed policy and its version ratchet, so that the next `llmcap apply`\n"
-		       "or `llmcap agent` may install any version (e.g. a host that had a local policy joins\n"
-		       "a server whose policy versions start lower). Until then provider calls are not held.\n"
-		       "Counters, reservations and the host identity stay.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap reset-policy --yes\n"
+		"Forgets the installed policy and its version ratchet, so that the next `llmcap apply`\n"
+		"or `llmcap agent` may install any version (e.g. a host that had a local policy joins\n"
+		"a server whose policy versions start lower). Until then provider calls are not held.\n"
+		"Counters, reservations and the host identity stay.\n"))
 		return 0;
-	}
 	if (argc != 2 || strcmp(argv[1], "--yes"))
-		return die("reset-policy: this stops enforcement until the next apply; confirm with --yes");
+		return lc_cli_fail(prog, "reset-policy: this stops enforcement until the next apply; confirm with --yes");
 	lc_state_dir(dir, sizeof(dir));
 	rc = lc_policy_reset(&was);
 	if (rc)
-		return die("reset-policy: %s: %s", dir, lc_strerror(rc));
+		return lc_cli_fail(prog, "reset-policy: %s: %s", dir, lc_strerror(rc));
 	if (was)
 		fprintf(stderr, "policy version %" PRId64 " forgotten in %s; apply or run the agent now\n", was, dir);
 	else
@@ -245,22 +218,21 @@ static int cmd_key(int argc, char **argv)
 	unsigned char fp[32];
 	size_t n;
 
-	if (wants_help(argc, argv)) {
-		printf("usage: llmcap key fingerprint < KEYFILE\n"
-		       "Reads one API key on stdin (a trailing newline is ignored) and prints the hex SHA-256\n"
-		       "the policy's keys.NAME.sha256 field wants. The raw key is never stored.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap key fingerprint < KEYFILE\n"
+		"Reads one API key on stdin (a trailing newline is ignored) and prints the hex SHA-256\n"
+		"the policy's keys.NAME.sha256 field wants. The raw key is never stored.\n"))
 		return 0;
-	}
 	if (argc < 2)
-		return die("key: a subcommand is required: llmcap key fingerprint < KEYFILE");
+		return lc_cli_fail(prog, "key: a subcommand is required: llmcap key fingerprint < KEYFILE");
 	if (strcmp(argv[1], "fingerprint") || argc > 2)
-		return die("key: unexpected argument '%s' (usage: llmcap key fingerprint < KEYFILE)",
+		return lc_cli_fail(prog, "key: unexpected argument '%s' (usage: llmcap key fingerprint < KEYFILE)",
 			   argv[strcmp(argv[1], "fingerprint") ? 1 : 2]);
 	n = fread(line, 1, sizeof(line) - 1, stdin);
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		n--;
 	if (!n)
-		return die("key fingerprint: no key on stdin");
+		return lc_cli_fail(prog, "key fingerprint: no key on stdin");
 	lc_sha256(line, n, fp);
 	lc_hex(fp, 32, hex);
 	printf("%s\n", hex);
@@ -303,28 +275,26 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "reset-policy"))
 		return cmd_reset_policy(argc, argv);
 	if (!strcmp(cmd, "run")) {
-		if (!lc_cmd_run && wants_help(argc, argv)) {
-			printf("usage: llmcap run -- CMD [ARGS...]\n"
-			       "Runs CMD with the preload library, so its LLM API calls are held to the policy.\n"
-			       "(This build has no preload support.)\n");
+		if (!lc_cmd_run && lc_cli_help(argc, argv,
+			"usage: llmcap run -- CMD [ARGS...]\n"
+			"Runs CMD with the preload library, so its LLM API calls are held to the policy.\n"
+			"(This build has no preload support.)\n"))
 			return 0;
-		}
 		if (!lc_cmd_run)
-			return die("run: this build has no preload support");
+			return lc_cli_fail(prog, "run: this build has no preload support");
 		return lc_cmd_run(argc, argv);
 	}
 	if (!strcmp(cmd, "admin"))
 		return lc_cmd_admin(argc, argv);
 	if (!strcmp(cmd, "agent")) {
-		if (!lc_cmd_agent && wants_help(argc, argv)) {
-			printf("usage: llmcap agent --server URL --trust PUBFILE [--once] [--interval S]\n"
-			       "Syncs with llmcap-server. (This build has no agent support.)\n");
+		if (!lc_cmd_agent && lc_cli_help(argc, argv,
+			"usage: llmcap agent --server URL --trust PUBFILE [--once] [--interval S]\n"
+			"Syncs with llmcap-server. (This build has no agent support.)\n"))
 			return 0;
-		}
 		if (!lc_cmd_agent)
-			return die("agent: this build has no agent support");
+			return lc_cli_fail(prog, "agent: this build has no agent support");
 		return lc_cmd_agent(argc, argv);
 	}
 	usage(stderr);
-	return die("unknown command '%s'", cmd);
+	return lc_cli_fail(prog, "unknown command '%s'", cmd);
 }

@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "engine.h"
 #include "price.h"
 #include "util.h"
 
 static int fail(const char *msg, const char *arg)
 {
-	fprintf(stderr, "llmcap prices: %s%s%s\n", msg, arg ? arg : "", arg ? "'" : "");
-	return 1;
+	return lc_cli_fail("llmcap prices", "%s%s%s", msg, arg ? arg : "", arg ? "'" : "");
 }
 
 /* the installed policy (new reference), or a stand-in that reads the book when none is installed */

@@ -6,33 +6,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "engine.h"
 #include "rules.h"
 #include "util.h"
 
 int lc_cmd_status(int argc, char **argv);
 int lc_cmd_usage(int argc, char **argv);
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("llmcap: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-static bool help_asked(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return true;
-	return false;
-}
 
 /* $COLUMNS, else 80; at least 60 */
 static int columns(void)
@@ -173,32 +153,31 @@ int lc_cmd_status(int argc, char **argv)
 	struct stat sb;
 	int rc;
 
-	if (help_asked(argc, argv)) {
-		printf("usage: llmcap status [--json]\n"
-		       "Every limit of the installed policy, sorted by scope then id: used, reserved (in flight),\n"
-		       "threshold (MAX), alert_at (ALERT), reset time; customers' rpm; the caps of runs of\n"
-		       "`llmcap run --budget/--max-requests` while they run; revoked and expired keys.\n"
-		       "The table fits $COLUMNS (default 80; long ids are shortened with '~').\n"
-		       "--json prints {\"policy\": {...}, \"limits\": [...], \"keys\": [...]} for scripts.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap status [--json]\n"
+		"Every limit of the installed policy, sorted by scope then id: used, reserved (in flight),\n"
+		"threshold (MAX), alert_at (ALERT), reset time; customers' rpm; the caps of runs of\n"
+		"`llmcap run --budget/--max-requests` while they run; revoked and expired keys.\n"
+		"The table fits $COLUMNS (default 80; long ids are shortened with '~').\n"
+		"--json prints {\"policy\": {...}, \"limits\": [...], \"keys\": [...]} for scripts.\n"))
 		return 0;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			as_json = true;
 		else
-			return fail("status: unexpected argument '%s'", argv[i]);
+			return lc_cli_fail("llmcap", "status: unexpected argument '%s'", argv[i]);
 	}
 	if (lc_state_dir(dir, sizeof(dir)))
-		return fail("status: no state directory (set LLMCAP_STATE_DIR, or HOME)");
+		return lc_cli_fail("llmcap", "status: no state directory (set LLMCAP_STATE_DIR, or HOME)");
 	if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
-		return fail("status: the state directory %s is not a directory%s", dir,
+		return lc_cli_fail("llmcap", "status: the state directory %s is not a directory%s", dir,
 			    getenv("LLMCAP_STATE_DIR") && *getenv("LLMCAP_STATE_DIR") ? " (LLMCAP_STATE_DIR)" : "");
 	lc_reclaim(NULL);
 	rc = lc_status_json(&st);
 	if (rc == LC_E_NOPOLICY || rc == LC_E_NOSTATE)
-		return fail("status: no policy installed in %s (llmcap apply --trust PUBFILE POLICY.signed)", dir);
+		return lc_cli_fail("llmcap", "status: no policy installed in %s (llmcap apply --trust PUBFILE POLICY.signed)", dir);
 	if (rc)
-		return fail("status: %s", lc_strerror(rc));
+		return lc_cli_fail("llmcap", "status: %s", lc_strerror(rc));
 	if (as_json) {
 		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 		fputc('\n', stdout);
@@ -218,15 +197,14 @@ int lc_cmd_usage(int argc, char **argv)
 	int scope, rc, cols = columns(), idw;
 	size_t i;
 
-	if (help_asked(argc, argv)) {
-		printf("usage: llmcap usage --by key|team|model|customer|provider|org\n"
-		       "                    [--window minute|hour|day|week|month|lifetime] [--json]\n"
-		       "What every key (team, model, ...) used in the current window (default: day), from the\n"
-		       "ledger: no limit is needed for a row to appear. Unknown keys show as sha256:PREFIX.\n"
-		       "Rows by cost, descending. --json prints {\"by\", \"window\", \"window_start\", \"rows\":\n"
-		       "[{\"id\", \"requests\", \"input_tokens\", \"cached_input_tokens\", \"output_tokens\", \"cost\"}]}.\n");
+	if (lc_cli_help(argc, argv,
+		"usage: llmcap usage --by key|team|model|customer|provider|org\n"
+		"                    [--window minute|hour|day|week|month|lifetime] [--json]\n"
+		"What every key (team, model, ...) used in the current window (default: day), from the\n"
+		"ledger: no limit is needed for a row to appear. Unknown keys show as sha256:PREFIX.\n"
+		"Rows by cost, descending. --json prints {\"by\", \"window\", \"window_start\", \"rows\":\n"
+		"[{\"id\", \"requests\", \"input_tokens\", \"cached_input_tokens\", \"output_tokens\", \"cost\"}]}.\n"))
 		return 0;
-	}
 	for (int i2 = 1; i2 < argc; i2++) {
 		if (!strcmp(argv[i2], "--json"))
 			as_json = true;
@@ -235,19 +213,19 @@ int lc_cmd_usage(int argc, char **argv)
 		else if (!strcmp(argv[i2], "--window") && i2 + 1 < argc)
 			win = argv[++i2];
 		else
-			return fail("usage: unexpected argument '%s' (see llmcap usage --help)", argv[i2]);
+			return lc_cli_fail("llmcap", "usage: unexpected argument '%s' (see llmcap usage --help)", argv[i2]);
 	}
 	if (!by)
-		return fail("usage: --by key|team|model|customer|provider|org is required");
+		return lc_cli_fail("llmcap", "usage: --by key|team|model|customer|provider|org is required");
 	if ((scope = lc_scope_parse(by)) < 0)
-		return fail("usage: --by: '%s' is not one of key, team, model, customer, provider, org", by);
+		return lc_cli_fail("llmcap", "usage: --by: '%s' is not one of key, team, model, customer, provider, org", by);
 	if (lc_window_parse_any(win, &w))
-		return fail("usage: --window: '%s' is not one of minute, hour, day, week, month, lifetime", win);
+		return lc_cli_fail("llmcap", "usage: --window: '%s' is not one of minute, hour, day, week, month, lifetime", win);
 	rc = lc_usage_report(scope, w, &rep);
 	if (rc == LC_E_NOPOLICY)
-		return fail("usage: no policy installed (llmcap apply --trust PUBFILE POLICY.signed)");
+		return lc_cli_fail("llmcap", "usage: no policy installed (llmcap apply --trust PUBFILE POLICY.signed)");
 	if (rc)
-		return fail("usage: %s", lc_strerror(rc));
+		return lc_cli_fail("llmcap", "usage: %s", lc_strerror(rc));
 	if (as_json) {
 		json_dumpf(rep, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 		fputc('\n', stdout);
