@@ -55,6 +55,14 @@ start_server() {
 	wait_port "$SRV_PORT"
 }
 stop_server() { kill -TERM "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; }
+# start_fleet [start_server args...]: the signing keys, the stand-in provider p and llmcap-server;
+# PURL is p's chat completions URL
+start_fleet() {
+	setup_keys
+	start_provider p
+	start_server "$@"
+	PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+}
 
 # api METHOD PATH [BODY]: admin call; sets CODE, writes the body to $T/resp (RESP holds it)
 api() {

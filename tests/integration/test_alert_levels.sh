@@ -9,12 +9,9 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
-setup_keys
-start_provider p
+start_fleet
 start_receiver hook
 start_receiver slack
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 H=$T/host
 enroll "$H" --trust "$T/keys/llmcap.pub" || fail "the host enrols"
 agent() { LLMCAP_STATE_DIR=$H "$LLMCAP" agent "$@"; }

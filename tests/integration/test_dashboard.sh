@@ -11,10 +11,7 @@
 SHOTS=$B/test-logs
 mkdir -p "$SHOTS"
 
-setup_keys
-start_provider p
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+start_fleet
 # the traffic below runs between `agent --once` rounds: leases (on by default, which need a running
 # agent) are off here; their own suite is test_server_leases
 api PUT /v1/admin/settings '{"leases":false}'

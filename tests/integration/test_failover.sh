@@ -7,10 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
-setup_keys
-start_provider p
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+start_fleet
 H=$T/host
 chat() { # COUNT -> the statuses, space-separated
 	LLMCAP_STATE_DIR=$H "$CHAT" --url "$PURL" --key sk-failover --max-tokens 20 --count "$1" 2>>"$T/chat.err" |

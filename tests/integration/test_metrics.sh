@@ -6,10 +6,7 @@
 . "$(dirname "$0")/server_lib.sh"
 PROMCHECK="$LC_ROOT/tests/provider/promcheck.py"
 
-setup_keys
-start_provider p
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+start_fleet
 # $1 per output token: a 20-token answer costs $20
 api PUT /v1/admin/providers '{"providers":[{"name":"local","format":"openai","hosts":["127.0.0.1:'"$PORT_p"'"]}]}'
 # exact counts of allowed and refused calls: leases (on by default; a slice is fetched before a

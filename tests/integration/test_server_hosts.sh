@@ -8,11 +8,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
-setup_keys
-start_provider p
+start_fleet
 start_receiver hook
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
 HA=$T/hostA
 HB=$T/hostB
 agent() { # HOSTDIR [args...]

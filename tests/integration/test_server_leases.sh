@@ -14,10 +14,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
-setup_keys
-start_provider p
-start_server
-PURL=http://127.0.0.1:$PORT_p/v1/chat/completions
+start_fleet
 agent_once() { LLMCAP_STATE_DIR=$T/$1 "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --once 2>>"$T/agent-$1.err"; }
 start_agent() { # HOST: a running agent; AGENT_<HOST> its pid
 	(LLMCAP_STATE_DIR=$T/$1 exec "$LLMCAP" agent --server "$SRV_URL" --trust "$T/keys/llmcap.pub" --interval 1 \
