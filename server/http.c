@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -400,6 +401,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	cn->rq.body = cn->body.data;
 	cn->rq.body_len = cn->body.len;
+	/* the request is in: --request-timeout bounds its arrival, not the handler (a large usage report
+	 * takes seconds to apply; cutting it then would lose an answer whose change is stored) */
+	track_set(h, c, T_ANSWERING);
 	pthread_mutex_lock(&h->s->pub_mu);
 	cn->gen = h->s->pub_gen;   /* before the handler reads: a publish after this wakes the wait */
 	pthread_mutex_unlock(&h->s->pub_mu);
@@ -420,9 +424,15 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
 	struct conn *cn = *con_cls;
 	(void)toe;
 	if (cn) {
+		bool large = cn->reserved >= SRV_TRIM_AFTER;
 		lc_buf_free(&cn->body);
 		body_budget_give(h, cn->reserved);
 		free(cn);
+		/* a large body (a usage report of many counters) leaves its parse tree's memory free but
+		 * kept by this thread's malloc arena; give it back, or every worker thread keeps its own
+		 * high-water mark (about 6 x the largest body it handled) */
+		if (large)
+			malloc_trim(0);
 	}
 	*con_cls = NULL;
 	track_set(h, c, T_REQUEST);   /* the next request on this connection: a new deadline */

@@ -24,6 +24,11 @@
  * longest compact counter: a 128-character id, "provider", "cached_input_tokens", "lifetime", a 12-digit
  * bucket and a 16-digit used is 253 bytes and a comma); host_id, epoch and seq fit in the slack: 16 MiB */
 #define SRV_USAGE_MAX (SRV_REPORT_COUNTERS_MAX * 256)
+/* its answer, written as text: every counter of the report (about the report's size) and the current org
+ * and team totals; the agent takes up to 64 MiB */
+#define SRV_USAGE_ANSWER_MAX (64u << 20)
+/* after a request whose body was at least this large, free memory is given back to the system */
+#define SRV_TRIM_AFTER (1u << 20)
 #define SRV_BODY_MEMORY_DEFAULT (256u << 20)   /* --max-body-memory: request bodies in flight, in all */
 #define SRV_ID_MAX LC_NAME_MAX                 /* key/team/customer ids in paths and bodies: the policy's limit */
 #define SRV_COUNTER_ID_MAX 128                 /* ids in usage reports (a customer id comes from a request) */

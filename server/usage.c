@@ -11,6 +11,7 @@
  * counts only for that host. A new epoch (a host whose store was recreated) is a new
  * record: what the old one counted stays counted.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,34 +170,151 @@ static bool bucket_current(const char *window, int64_t bucket, int64_t now)
 	return lc_window_start(w, now) == bucket;
 }
 
-/* the totals of current buckets, into a set: by key, or by id (by_id) */
+/* the ids of the totals of current buckets, into a set */
 struct current {
 	json_t *set;
 	int64_t now;
-	bool by_id;
 };
 
 static void add_current(const struct total *t, void *ctx)
 {
 	struct current *c = ctx;
 	if (bucket_current(t->f[3], t->bucket, c->now))
-		json_object_set_new(c->set, c->by_id ? t->f[1] : t->ck, json_true());
+		json_object_set_new(c->set, t->f[1], json_true());
 }
 
 /* ---- POST /v1/usage ---- */
 
+/* A report's counters, compact: their keys sorted and unique (NUL-terminated in `keys`), each with
+ * the largest `used` reported for it. The report's jansson tree (five to six times the body) is
+ * freed before the write transaction, and the answer is written as text, not built as a tree. */
+struct ctr {
+	size_t off;   /* the counter key at keys.data + off */
+	int64_t used;
+};
+struct ctrs {
+	struct lc_buf keys;
+	struct ctr *v;
+	size_t n;
+};
+
+static int ctr_cmp(const void *a, const void *b, void *keys)
+{
+	return strcmp((char *)keys + ((const struct ctr *)a)->off, (char *)keys + ((const struct ctr *)b)->off);
+}
+
+/* the report's (validated) counters into cs: 0, or ENOMEM */
+static int ctrs_from(json_t *arr, struct ctrs *cs)
+{
+	size_t i, n = json_array_size(arr), k;
+	json_t *c;
+
+	lc_buf_init(&cs->keys, n * 512 + 1);
+	cs->n = 0;
+	if (n && !(cs->v = malloc(n * sizeof *cs->v)))
+		return ENOMEM;
+	json_array_foreach(arr, i, c) {
+		char ck[512];
+		if (srv_ckey(ck, sizeof ck, json_string_value(json_object_get(c, "scope")),
+			     json_string_value(json_object_get(c, "id")), json_string_value(json_object_get(c, "metric")),
+			     json_string_value(json_object_get(c, "window")), json_integer_value(json_object_get(c, "bucket"))))
+			continue;
+		cs->v[cs->n] = (struct ctr){cs->keys.len, json_integer_value(json_object_get(c, "used"))};
+		if (lc_buf_add(&cs->keys, ck, strlen(ck) + 1))
+			return ENOMEM;
+		cs->n++;
+	}
+	if (!cs->n)
+		return 0;
+	qsort_r(cs->v, cs->n, sizeof *cs->v, ctr_cmp, cs->keys.data);
+	for (i = 1, k = 0; i < cs->n; i++) {   /* one per key, the largest used */
+		if (ctr_cmp(&cs->v[k], &cs->v[i], cs->keys.data) == 0) {
+			if (cs->v[i].used > cs->v[k].used)
+				cs->v[k].used = cs->v[i].used;
+		} else {
+			cs->v[++k] = cs->v[i];
+		}
+	}
+	cs->n = k + 1;
+	return 0;
+}
+
+static bool ctrs_have(const struct ctrs *cs, const char *ck)
+{
+	size_t lo = 0, hi = cs->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(ck, cs->keys.data + cs->v[mid].off);
+		if (d == 0)
+			return true;
+		if (d < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
+static void ctrs_free(struct ctrs *cs)
+{
+	lc_buf_free(&cs->keys);
+	free(cs->v);
+	cs->v = NULL;
+	cs->n = 0;
+}
+
 struct post_op {
-	json_t *rep;
-	const char *host_id, *epoch;
+	struct ctrs ctrs;
+	char host_id[65], epoch[65];
 	int64_t seq;
 	struct srv_resp *rs;
 	bool duplicate;
 	int64_t stored_seq;
-	json_t *answer;
+	struct lc_buf answer;    /* the whole answer's text */
 	const char *refuse;      /* with SRV_E_REFUSED: why (a 4xx) */
 	char why[160];
 	int refuse_status;
 };
+
+/* a JSON string (escaped by jansson), or -1 */
+static int add_jstr(struct lc_buf *b, const char *v)
+{
+	json_t *j = json_string(v);
+	char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	int rc = t ? lc_buf_addstr(b, t) : -1;
+	json_decref(j);
+	free(t);
+	return rc;
+}
+
+/* one entry of the answer's counters: the org-wide total of ck (a key that does not split is skipped) */
+static int answer_add(struct srv *s, srv_txn *txn, struct lc_buf *b, const char *ck, bool *first)
+{
+	char buf[512], *f[5];
+	if (ckey_split(ck, strlen(ck), buf, sizeof buf, f) != 0)
+		return 0;
+	if (lc_buf_addstr(b, *first ? "{\"scope\":" : ",{\"scope\":") || add_jstr(b, f[0]) ||
+	    lc_buf_addstr(b, ",\"id\":") || add_jstr(b, f[1]) || lc_buf_addstr(b, ",\"metric\":") || add_jstr(b, f[2]) ||
+	    lc_buf_addstr(b, ",\"window\":") || add_jstr(b, f[3]) ||
+	    lc_buf_printf(b, ",\"bucket\":%lld,\"used\":%" PRId64 "}", strtoll(f[4], NULL, 10), get_total_raw(txn, s, ck)))
+		return ENOMEM;
+	*first = false;
+	return 0;
+}
+
+/* the current org and team totals the report did not name, into a set */
+struct extra {
+	const struct ctrs *cs;
+	json_t *set;
+	int64_t now;
+};
+
+static void add_extra(const struct total *t, void *ctx)
+{
+	struct extra *x = ctx;
+	if (bucket_current(t->f[3], t->bucket, x->now) && !ctrs_have(x->cs, t->ck))
+		json_object_set_new(x->set, t->ck, json_true());
+}
 
 /* a total only grows, and never past INT64_MAX (each report's numbers are bounded, but hosts are many) */
 static int add_total(struct srv *s, srv_txn *txn, const char *ck, int64_t delta)
@@ -250,19 +368,10 @@ static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 		return SRV_E_REFUSED;
 	}
 
-	json_t *mine = json_object();   /* ckeys this host reported: always answered */
-	size_t i;
-	json_t *c;
-	json_array_foreach(json_object_get(op->rep, "counters"), i, c) {
-		char ck[512];
-		srv_ckey(ck, sizeof ck, json_string_value(json_object_get(c, "scope")),
-			 json_string_value(json_object_get(c, "id")), json_string_value(json_object_get(c, "metric")),
-			 json_string_value(json_object_get(c, "window")),
-			 json_integer_value(json_object_get(c, "bucket")));
-		json_object_set_new(mine, ck, json_true());
-		if (op->duplicate)
-			continue;
-		int64_t used = json_integer_value(json_object_get(c, "used"));
+	json_t *extra = json_object();   /* current org and team totals the report did not name */
+	for (size_t i = 0; i < op->ctrs.n; i++) {
+		const char *ck = op->ctrs.keys.data + op->ctrs.v[i].off;
+		int64_t used = op->ctrs.v[i].used;
 		json_t *oldv = json_object_get(stored, ck);
 		int64_t old = json_integer_value(oldv);
 		if (!oldv && json_object_size(stored) >= SRV_HOSTREC_COUNTERS_MAX) {
@@ -297,30 +406,30 @@ static int post_txn(struct srv *s, srv_txn *txn, void *ctx)
 	 * counter this host reported. Key and customer counters of other hosts reach a host once
 	 * it has used that key or customer itself: the answer stays proportional to the host's
 	 * own activity, not to the size of the organisation. */
-	json_t *out = json_array();
-	struct current cur = {mine, now, false};
-	if ((rc = each_total(s, txn, "org", add_current, &cur)) != 0 ||
-	    (rc = each_total(s, txn, "team", add_current, &cur)) != 0) {
-		json_decref(out);
+	struct extra x = {&op->ctrs, extra, now};
+	if ((rc = each_total(s, txn, "org", add_extra, &x)) != 0 || (rc = each_total(s, txn, "team", add_extra, &x)) != 0)
 		goto fail;
-	}
+	struct lc_buf *b = &op->answer;
+	bool first = true;
 	const char *ck;
 	json_t *dummy;
-	json_object_foreach(mine, ck, dummy) {
-		char buf[512], *f[5];
-		if (ckey_split(ck, strlen(ck), buf, sizeof buf, f) != 0)
-			continue;
-		json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "scope", f[0], "id", f[1], "metric",
-						     f[2], "window", f[3], "bucket", (json_int_t)strtoll(f[4], NULL, 10),
-						     "used", (json_int_t)get_total_raw(txn, s, ck)));
-	}
-	json_decref(op->answer);
-	op->answer = out;
-	json_decref(mine);
-	json_decref(rec);
-	return op->duplicate ? MDB_NOTFOUND : 0;   /* a duplicate writes nothing */
+	lc_buf_reset(b);   /* a retried transaction writes it anew */
+	rc = ENOMEM;
+	if (lc_buf_addstr(b, "{\"host_id\":") || add_jstr(b, op->host_id) || lc_buf_addstr(b, ",\"epoch\":") ||
+	    add_jstr(b, op->epoch) ||
+	    lc_buf_printf(b, ",\"seq\":%" PRId64 ",\"duplicate\":false,\"counters\":[", op->stored_seq))
+		goto fail;
+	for (size_t i = 0; i < op->ctrs.n; i++)
+		if (answer_add(s, txn, b, op->ctrs.keys.data + op->ctrs.v[i].off, &first))
+			goto fail;
+	json_object_foreach(extra, ck, dummy)
+		if (answer_add(s, txn, b, ck, &first))
+			goto fail;
+	if (lc_buf_addstr(b, "]}"))
+		goto fail;
+	rc = 0;
 fail:
-	json_decref(mine);
+	json_decref(extra);
 	json_decref(rec);
 	return rc;
 }
@@ -448,11 +557,19 @@ void srv_usage_post(struct srv *s, const char *host, const char *body, size_t le
 			json_array_remove(ctrs, i);
 		}
 	}
-	op.rep = rep;
-	op.host_id = json_string_value(json_object_get(rep, "host_id"));
-	op.epoch = json_string_value(json_object_get(rep, "epoch"));
+	snprintf(op.host_id, sizeof op.host_id, "%s", json_string_value(json_object_get(rep, "host_id")));
+	snprintf(op.epoch, sizeof op.epoch, "%s", json_string_value(json_object_get(rep, "epoch")));
 	op.seq = json_integer_value(seq);
-	int rc = srv_write(s, post_txn, &op);
+	int rc = ctrs_from(ctrs, &op.ctrs);
+	json_decref(rep);   /* the compact counters stand in for the tree from here */
+	rep = NULL;
+	if (rc) {
+		srv_resp_error(rs, 503, "overloaded_error", "out of memory for the report: retry later");
+		rs->retry_after_s = 1;
+		goto out;
+	}
+	lc_buf_init(&op.answer, SRV_USAGE_ANSWER_MAX);
+	rc = srv_write(s, post_txn, &op);
 	if (rc == SRV_E_REFUSED) {
 		srv_resp_error(rs, op.refuse_status, op.refuse_status == 409 ? "conflict_error" : "invalid_request_error",
 			       "%s", op.refuse);
@@ -462,14 +579,15 @@ void srv_usage_post(struct srv *s, const char *host, const char *body, size_t le
 		srv_resp_error(rs, 500, "api_error", "store: %s", srv_strerror(rc));
 		goto out;
 	}
-	srv_resp_json(rs, 200, json_pack("{s:s,s:s,s:I,s:b,s:o}", "host_id", op.host_id, "epoch", op.epoch, "seq",
-					 (json_int_t)op.stored_seq, "duplicate", op.duplicate, "counters",
-					 op.answer ? op.answer : json_array()));
-	op.answer = NULL;
-	if (!op.duplicate)
-		srv_notifier_kick(s);
+	srv_resp_free(rs);
+	rs->status = 200;
+	rs->body = op.answer.data;   /* taken */
+	rs->body_len = op.answer.len;
+	op.answer.data = NULL;
+	srv_notifier_kick(s);
 out:
-	json_decref(op.answer);
+	lc_buf_free(&op.answer);
+	ctrs_free(&op.ctrs);
 	json_decref(rep);
 }
 
@@ -659,7 +777,7 @@ static void customer_rules(struct srv *s, srv_txn *txn, int64_t now, rule_cb cb,
 {
 	json_t *cust = srv_get_json(txn, s->db_meta, "customers");
 	json_t *ids = json_object();
-	struct current cur = {ids, now, true};
+	struct current cur = {ids, now};
 	srv_cursor *c;
 	MDB_val k, v;
 	each_total(s, txn, "customer", add_current, &cur);
