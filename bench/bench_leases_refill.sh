@@ -4,19 +4,12 @@
 # request just after the policy naming it is installed (the agent asks at once); a new customer's
 # first request (no slice: it waits for the agent's call). Figures, not tests.
 set -u
-B=$(cd "${1:-build}" && pwd)
-LC_ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d /tmp/llmcap-bench-refill.XXXXXX)
-PY=/usr/bin/python3
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"' EXIT
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+. "$(dirname "$0")/lib.sh"
 
 "$B/llmcap" keygen --out "$T/keys" >/dev/null
 TOKEN=bench-admin-token-0123456789abcdef
 echo "$TOKEN" >"$T/admin.token"
-PP=$(port); SP=$(port)
+PP=$(free_port); SP=$(free_port)
 "$PY" "$LC_ROOT/tests/provider/provider.py" --port "$PP" >/dev/null 2>&1 & pids+=($!)
 "$B/llmcap-server" --listen "127.0.0.1:$SP" --data "$T/srv" --signing-key "$T/keys/llmcap.key" \
 	--admin-token-file "$T/admin.token" >/dev/null 2>&1 & pids+=($!)

@@ -10,21 +10,15 @@
 # exec of /bin/true (the hook library alone: the engine library is only loaded by a process that
 # connects), and a write(2) to /dev/null.
 set -u
-B=$(cd "${1:-build}" && pwd)
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
+ROOT=$LC_ROOT
 N=${N:-400}
 ROUNDS=${ROUNDS:-5}
-PY=/usr/bin/python3
 BIN=$B/bench/preload_bench
 PRELOAD=$B/libllmcap_preload.so
-T=$(mktemp -d /tmp/llmcap-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
 ENGINE=$B/libllmcap_preload_engine.so
 [ -x "$BIN" ] && [ -f "$PRELOAD" ] && [ -f "$ENGINE" ] || { echo "bench_preload: build $BIN, $PRELOAD and $ENGINE first (make bench)"; exit 1; }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 export LLMCAP_STATE_DIR=$T/state LLMCAP_LOG=error
 unset LD_PRELOAD
 bash "$ROOT/tests/provider/mkcert.sh" "$T/cert" >/dev/null 2>&1 || { echo "bench_preload: mkcert failed"; exit 1; }

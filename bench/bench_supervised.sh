@@ -17,15 +17,10 @@
 #     keep-alive, when there is such a node.
 # Figures: p50/p99 per request, direct vs supervised, the difference.
 set -u
-B=$(cd "${1:-build}" && pwd)
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
+ROOT=$LC_ROOT
 N=${N:-200}
 ROUNDS=${ROUNDS:-3}
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/llmcap-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
 command -v musl-gcc >/dev/null || { echo "bench_supervised: musl-gcc missing (apt musl-tools)"; exit 0; }
 L=$(dirname "$(dpkg -L libmbedtls-dev 2>/dev/null | grep '/libmbedtls\.a$' | head -1)")
 musl-gcc -static -O2 -idirafter /usr/include -o "$T/static_client" "$ROOT/tests/supervised/static_client.c" \
@@ -33,7 +28,6 @@ musl-gcc -static -O2 -idirafter /usr/include -o "$T/static_client" "$ROOT/tests/
 (cd "$ROOT/tests/supervised" && GOCACHE=$T/go-cache GOPATH=$T/gopath GOFLAGS=-mod=mod go build -o "$T/go_client" go_client.go) ||
 	{ echo "bench_supervised: go build failed (apt golang-go)"; exit 1; }
 bash "$ROOT/tests/provider/mkcert.sh" "$T/cert" || exit 1
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 export LLMCAP_STATE_DIR=$T/state LLMCAP_LOG=error SSL_CERT_FILE=$T/cert/ca.pem
 unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS SSL_CERT_DIR
 "$B/llmcap" keygen --out "$T/keys" >/dev/null 2>&1

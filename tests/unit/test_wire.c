@@ -111,19 +111,20 @@ static void zcompress(struct bytes *out, const char *in, size_t n, int wbits)
 	deflateEnd(&zs);
 }
 
-/* Feeds a whole buffer in pieces of `step` (0 = random sizes); returns the
- * final state and the total consumed. */
-static int req_feed_steps(struct lc_reqparse *p, const char *msg, size_t n, size_t step, size_t *consumed)
+/* Feeds a whole buffer in pieces of `step` (0 = random sizes from 1 to rmax) through feed; returns
+ * the final state and the total consumed. A feed that is not done takes every byte it is given. */
+static int feed_steps(int (*feed)(void *, const char *, size_t, size_t *), void *parser, const char *msg, size_t n,
+		      size_t step, size_t rmax, size_t *consumed)
 {
 	size_t off = 0, used;
 	int rc = LC_PARSE_MORE;
 
 	while (off < n) {
-		size_t k = step ? step : 1 + rnd() % 37;
+		size_t k = step ? step : 1 + rnd() % rmax;
 		if (k > n - off)
 			k = n - off;
 		used = 12345;
-		rc = lc_reqparse_feed(p, msg + off, k, &used);
+		rc = feed(parser, msg + off, k, &used);
 		assert_true(used <= k);
 		off += used;
 		if (rc != LC_PARSE_MORE)
@@ -134,25 +135,17 @@ static int req_feed_steps(struct lc_reqparse *p, const char *msg, size_t n, size
 	return rc;
 }
 
+static int req_feed(void *p, const char *d, size_t n, size_t *used) { return lc_reqparse_feed(p, d, n, used); }
+static int resp_feed(void *r, const char *d, size_t n, size_t *used) { return lc_resp_feed(r, d, n, used); }
+
+static int req_feed_steps(struct lc_reqparse *p, const char *msg, size_t n, size_t step, size_t *consumed)
+{
+	return feed_steps(req_feed, p, msg, n, step, 37, consumed);
+}
+
 static int resp_feed_steps(struct lc_resp *r, const char *msg, size_t n, size_t step, size_t *consumed)
 {
-	size_t off = 0, used;
-	int rc = LC_PARSE_MORE;
-
-	while (off < n) {
-		size_t k = step ? step : 1 + rnd() % 61;
-		if (k > n - off)
-			k = n - off;
-		used = 12345;
-		rc = lc_resp_feed(r, msg + off, k, &used);
-		assert_true(used <= k);
-		off += used;
-		if (rc != LC_PARSE_MORE)
-			break;
-		assert_int_equal(used, k);
-	}
-	*consumed = off;
-	return rc;
+	return feed_steps(resp_feed, r, msg, n, step, 61, consumed);
 }
 
 static int sse_feed_steps(struct lc_sse *s, const char *msg, size_t n, size_t step)
@@ -867,51 +860,41 @@ static void usage_json(const char *body, struct lc_usage *u)
 	assert_int_equal(lc_usage_from_json(body, strlen(body), u), 0);
 }
 
+/* the usage read from a response body: input, cached input, output and the model (NULL: not checked) */
+static void expect_usage(const char *body, int64_t input, int64_t cached, int64_t output, const char *model)
+{
+	struct lc_usage u;
+
+	usage_json(body, &u);
+	assert_true(u.present);
+	assert_int_equal(u.input, input);
+	assert_int_equal(u.cached_input, cached);
+	assert_int_equal(u.output, output);
+	if (model)
+		assert_string_equal(u.model, model);
+}
+
 static void test_usage_json(void **state)
 {
 	struct lc_usage u;
 	(void)state;
 
-	usage_json("{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini-2024-07-18\","
-		   "\"choices\":[],\"usage\":{\"prompt_tokens\":1200,\"completion_tokens\":300,\"total_tokens\":1500,"
-		   "\"prompt_tokens_details\":{\"cached_tokens\":1024,\"audio_tokens\":0},"
-		   "\"completion_tokens_details\":{\"reasoning_tokens\":100}}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 176);
-	assert_int_equal(u.cached_input, 1024);
-	assert_int_equal(u.output, 300);
-	assert_string_equal(u.model, "gpt-4o-mini-2024-07-18");
-
-	usage_json("{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":500,"
-		   "\"input_tokens_details\":{\"cached_tokens\":200},\"output_tokens\":80,"
-		   "\"output_tokens_details\":{\"reasoning_tokens\":40},\"total_tokens\":580}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 300);
-	assert_int_equal(u.cached_input, 200);
-	assert_int_equal(u.output, 80);
-	assert_string_equal(u.model, "gpt-5");
-
-	usage_json("{\"object\":\"list\",\"data\":[],\"model\":\"text-embedding-3-small\","
-		   "\"usage\":{\"prompt_tokens\":8,\"total_tokens\":8}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 8);
-	assert_int_equal(u.cached_input, 0);
-	assert_int_equal(u.output, 0);
-
-	usage_json("{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\","
-		   "\"content\":[],\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":1000,"
-		   "\"cache_read_input_tokens\":3000,\"output_tokens\":55}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 1020);
-	assert_int_equal(u.cached_input, 3000);
-	assert_int_equal(u.output, 55);
-	assert_string_equal(u.model, "claude-sonnet-4-5");
-
-	usage_json("{\"type\":\"message\",\"usage\":{\"input_tokens\":7,\"cache_creation_input_tokens\":null,"
-		   "\"cache_read_input_tokens\":null,\"output_tokens\":3}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 7);
-	assert_int_equal(u.output, 3);
+	expect_usage("{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini-2024-07-18\","
+		     "\"choices\":[],\"usage\":{\"prompt_tokens\":1200,\"completion_tokens\":300,\"total_tokens\":1500,"
+		     "\"prompt_tokens_details\":{\"cached_tokens\":1024,\"audio_tokens\":0},"
+		     "\"completion_tokens_details\":{\"reasoning_tokens\":100}}}",
+		     176, 1024, 300, "gpt-4o-mini-2024-07-18");
+	expect_usage("{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":500,"
+		     "\"input_tokens_details\":{\"cached_tokens\":200},\"output_tokens\":80,"
+		     "\"output_tokens_details\":{\"reasoning_tokens\":40},\"total_tokens\":580}}",
+		     300, 200, 80, "gpt-5");
+	expect_usage("{\"object\":\"list\",\"data\":[],\"model\":\"text-embedding-3-small\","
+		     "\"usage\":{\"prompt_tokens\":8,\"total_tokens\":8}}", 8, 0, 0, NULL);
+	expect_usage("{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\","
+		     "\"content\":[],\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":1000,"
+		     "\"cache_read_input_tokens\":3000,\"output_tokens\":55}}", 1020, 3000, 55, "claude-sonnet-4-5");
+	expect_usage("{\"type\":\"message\",\"usage\":{\"input_tokens\":7,\"cache_creation_input_tokens\":null,"
+		     "\"cache_read_input_tokens\":null,\"output_tokens\":3}}", 7, 0, 3, NULL);
 
 	/* provider errors carry no usage */
 	usage_json("{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\",\"param\":null,"
@@ -933,11 +916,8 @@ static void test_usage_json(void **state)
 	usage_json("{\"usage\":{\"prompt_tokens\":-5}}", &u);
 	assert_false(u.present);
 	/* cached beyond prompt is clamped, never negative input */
-	usage_json("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":1,"
-		   "\"prompt_tokens_details\":{\"cached_tokens\":50}}}", &u);
-	assert_true(u.present);
-	assert_int_equal(u.input, 0);
-	assert_int_equal(u.cached_input, 10);
+	expect_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":1,"
+		     "\"prompt_tokens_details\":{\"cached_tokens\":50}}}", 0, 10, 1, NULL);
 
 	/* bad JSON: -1, out untouched */
 	memset(&u, 0x33, sizeof(u));
