@@ -11,24 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "engine.h"
 #include "engine_int.h"
 #include "sign.h"
 #include "util.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *m)
-{
-	fprintf(stderr, "bench: %s\n", m);
-	exit(1);
-}
 
 static void deny_die(const struct lc_decision *d)
 {

@@ -16,26 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "engine.h"
 #include "sign.h"
 #include "srv.h"
 #include "util.h"
 
 #define AUTH "Bearer bench-admin-token-0123456789"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *m)
-{
-	fprintf(stderr, "bench_leases: %s\n", m);
-	exit(1);
-}
 
 static int call(struct srv *s, const char *method, const char *path, const char *auth, const char *body, json_t **out)
 {

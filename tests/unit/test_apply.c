@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "engine.h"
 #include "policy.h"
 #include "sign.h"
@@ -145,15 +146,6 @@ static char *sign_text(const struct key *k, const char *text, size_t *len)
 	if (len)
 		*len = n;
 	return env;
-}
-
-static char *b64(const void *p, size_t n)
-{
-	size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
-	char *s = malloc(cap);
-
-	sodium_bin2base64(s, cap, p, n, sodium_base64_VARIANT_ORIGINAL);
-	return s;
 }
 
 /* ---- what is installed, and is it enforced ---------------------------------- */
@@ -283,6 +275,26 @@ static void expect_refused(const struct lc_trust *t, const void *env, size_t len
 	free(reason);
 }
 
+/* `payload` (freed here), signed by key A, is refused under the trust in A, saying `want` */
+static void refuse_signed(char *payload, const char *want)
+{
+	char *env = sign_text(&fx.a, payload, NULL);
+
+	expect_refused(&fx.trust_a, env, strlen(env), want);
+	free(env);
+	free(payload);
+}
+
+/* an envelope (j, taken) whose payload or signature was changed is refused for its signature */
+static void refuse_forged(json_t *j)
+{
+	char *bad = json_dumps(j, JSON_COMPACT);
+
+	expect_refused(&fx.trust_a, bad, strlen(bad), "signature");
+	free(bad);
+	json_decref(j);
+}
+
 /* ---- the cases, in order ------------------------------------------------------ */
 
 static void test_first_install(void **state)
@@ -306,7 +318,7 @@ static void test_first_install(void **state)
 static void test_refuse_bad_signature(void **state)
 {
 	(void)state;
-	char *p = policy(5, "rogue.example"), *env = sign_text(&fx.a, p, NULL), *bad, *pb;
+	char *p = policy(5, "rogue.example"), *env = sign_text(&fx.a, p, NULL), *pb;
 	json_t *j;
 	size_t len = strlen(p);
 
@@ -318,12 +330,9 @@ static void test_refuse_bad_signature(void **state)
 		j = json_loads(env, 0, NULL);
 		pb = b64(body, len);
 		json_object_set_new(j, "payload", json_string(pb));
-		bad = json_dumps(j, JSON_COMPACT);
-		expect_refused(&fx.trust_a, bad, strlen(bad), "signature");
-		free(bad);
+		refuse_forged(j);
 		free(pb);
 		free(body);
-		json_decref(j);
 	}
 	/* a flipped signature byte */
 	{
@@ -340,11 +349,8 @@ static void test_refuse_bad_signature(void **state)
 		sig[10] ^= 0x40;
 		pb = b64(sig, 64);
 		json_object_set_new(s, "sig", json_string(pb));
-		bad = json_dumps(j, JSON_COMPACT);
-		expect_refused(&fx.trust_a, bad, strlen(bad), "signature");
-		free(bad);
+		refuse_forged(j);
 		free(pb);
-		json_decref(j);
 	}
 	free(env);
 	free(p);
@@ -446,38 +452,26 @@ static void test_refuse_duplicate_keys_in_payload(void **state)
 	free(env);
 	free(dup);
 	/* deeper down, in a key */
-	dup = policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
-			", \"teams\": {\"t\": {\"limits\": []}, \"t\": {\"limits\": []}}");
-	env = sign_text(&fx.a, dup, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "duplicate");
-	free(env);
-	free(dup);
+	refuse_signed(policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
+				", \"teams\": {\"t\": {\"limits\": []}, \"t\": {\"limits\": []}}"),
+		      "duplicate");
 	free(p);
 }
 
 static void test_refuse_unknown_field_in_payload(void **state)
 {
 	(void)state;
-	char *p, *env;
+	char *env;
 
-	p = policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z", ", \"bogus\": true");
-	env = sign_text(&fx.a, p, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "bogus: unknown field");
-	free(env);
-	free(p);
-	p = policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
-		      ", \"org\": {\"spend_cap_usd\": 1, \"spend_cap_eur\": 1}");
-	env = sign_text(&fx.a, p, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "org.spend_cap_eur: unknown field");
-	free(env);
-	free(p);
+	refuse_signed(policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z", ", \"bogus\": true"),
+		      "bogus: unknown field");
+	refuse_signed(policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
+				", \"org\": {\"spend_cap_usd\": 1, \"spend_cap_eur\": 1}"),
+		      "org.spend_cap_eur: unknown field");
 	/* and any other invalid field, by its path */
-	p = policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
-		      ", \"teams\": {\"t\": {\"limits\": [{\"metric\": \"cost\", \"window\": \"yearly\", \"threshold\": 1}]}}");
-	env = sign_text(&fx.a, p, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "teams.t.limits[0].window");
-	free(env);
-	free(p);
+	refuse_signed(policy_ex(5, "rogue.example", "2026-11-21T00:00:00Z", "2026-12-21T00:00:00Z",
+				", \"teams\": {\"t\": {\"limits\": [{\"metric\": \"cost\", \"window\": \"yearly\", \"threshold\": 1}]}}"),
+		      "teams.t.limits[0].window");
 	/* a payload that is not a policy at all */
 	env = sign_text(&fx.a, "[1, 2, 3]", NULL);
 	expect_refused(&fx.trust_a, env, strlen(env), "policy");
@@ -487,19 +481,12 @@ static void test_refuse_unknown_field_in_payload(void **state)
 static void test_refuse_expired(void **state)
 {
 	(void)state;
-	char *p, *env;
 
-	p = policy_ex(5, "rogue.example", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", NULL);
-	env = sign_text(&fx.a, p, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "expires_at");
-	free(env);
-	free(p);
+	refuse_signed(policy_ex(5, "rogue.example", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", NULL),
+		      "expires_at");
 	/* expiring this very second is expired */
-	p = policy_ex(5, "rogue.example", "2026-10-01T00:00:00Z", "2026-11-25T00:00:00Z", NULL);
-	env = sign_text(&fx.a, p, NULL);
-	expect_refused(&fx.trust_a, env, strlen(env), "expires_at");
-	free(env);
-	free(p);
+	refuse_signed(policy_ex(5, "rogue.example", "2026-10-01T00:00:00Z", "2026-11-25T00:00:00Z", NULL),
+		      "expires_at");
 }
 
 /* a higher version is accepted */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "sign.h"
 
 static const char POLICY[] = "{\"schema\": 1, \"version\": 7, \"note\": \"exact bytes \\u00e9 1.10\"}\n";
@@ -154,22 +155,6 @@ static char *dump(json_t *j)
 	json_decref(j);
 	assert_non_null(s);
 	return s;
-}
-
-static char *b64(const void *p, size_t n)
-{
-	size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
-	char *s = malloc(cap);
-	sodium_bin2base64(s, cap, p, n, sodium_base64_VARIANT_ORIGINAL);
-	return s;
-}
-
-static size_t unb64(const char *s, unsigned char *out, size_t cap)
-{
-	size_t n = 0;
-	assert_int_equal(sodium_base642bin(out, cap, s, strlen(s), NULL, &n, NULL,
-					   sodium_base64_VARIANT_ORIGINAL), 0);
-	return n;
 }
 
 /* DSSE PAE written out independently of sign.c */
