@@ -125,6 +125,15 @@ static void settle_usage(uint64_t t, int64_t in, int64_t cached, int64_t out)
 	CHILD_SAFE_ASSERT_OK(lc_settle(t, &u, 200));
 }
 
+/* one small request with key `key`, allowed and settled (1 input and 1 output token) */
+static void allow_one(const char *key)
+{
+	struct lc_decision d = admit(key, req("m", 1, 1, NULL));
+
+	assert_int_equal(d.verdict, LC_ALLOW);
+	settle_usage(d.ticket, 1, 0, 1);
+}
+
 /* used / reserved of a limit in `llmcap status --json` */
 static void status_of(const char *scope, const char *id, const char *metric, const char *window, double *used,
 		      double *reserved)
@@ -321,9 +330,7 @@ static void test_key_states(void **st)
 	assert_int_equal(d.status, 401);
 	assert_non_null(strstr(d.message, "expired"));
 	assert_int_equal(outbox_count("key_expired"), 1);
-	d = admit("k-ok", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-ok");
 	d = admit("stranger", req("m", 1, 1, NULL));
 	assert_int_equal(d.status, 401);
 	d = admit(NULL, req("m", 1, 1, NULL));
@@ -398,33 +405,23 @@ static void test_window_boundaries(void **st)
 		fp("k-w"), fp("k-mo"), fp("k-dy"));
 	/* weekly: Sunday 2026-11-22 23:59:59 is in the week of Monday 16th */
 	set_time("2026-11-16T00:00:00Z");
-	d = admit("k-w", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);   /* a request in flight counts in every window until it settles */
+	allow_one("k-w");   /* a request in flight counts in every window until it settles */
 	set_time("2026-11-22T23:59:59Z");
 	d = admit("k-w", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_DENY);
 	assert_int_equal(d.retry_after, 1);
 	assert_non_null(strstr(d.message, "resets 2026-11-23T00:00:00Z"));
 	set_time("2026-11-23T00:00:00Z");
-	d = admit("k-w", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-w");
 	/* monthly: Dec 31 23:59:59 vs Jan 1 */
 	set_time("2026-12-31T23:59:59Z");
-	d = admit("k-mo", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-mo");
 	assert_int_equal(admit("k-mo", req("m", 1, 1, NULL)).verdict, LC_DENY);
 	set_time("2027-01-01T00:00:00Z");
-	d = admit("k-mo", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-mo");
 	/* daily: leap day */
 	set_time("2028-02-29T23:59:59Z");
-	d = admit("k-dy", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-dy");
 	d = admit("k-dy", req("m", 1, 1, NULL));
 	assert_non_null(strstr(d.message, "resets 2028-03-01T00:00:00Z"));
 	lc_clock_hook = NULL;
@@ -577,7 +574,6 @@ static size_t counter_records(void)
  * window starts again at zero, lifetime usage stays */
 static void test_ledger_does_not_grow(void **st)
 {
-	struct lc_decision d;
 	unsigned n = 0;
 	double used, reserved;
 	size_t before = 0;
@@ -586,9 +582,7 @@ static void test_ledger_does_not_grow(void **st)
 		"\"threshold\":1},{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":100}]}}", fp("k-pr"));
 	set_time("2026-05-01T10:00:00Z");
 	for (int i = 0; i < 5; i++) {
-		d = admit("k-pr", req("m", 1, 1, NULL));
-		assert_int_equal(d.verdict, LC_ALLOW);
-		settle_usage(d.ticket, 1, 0, 1);
+		allow_one("k-pr");
 		if (i == 0)
 			before = counter_records();
 		fake_now_ms += 60000;
@@ -719,16 +713,13 @@ static void test_map_full_in_an_event_grows(void **st)
  * and no crash; nothing already counted is lost, and the next process decides normally. */
 static void test_full_disk_fails_closed(void **st)
 {
-	struct lc_decision d;
 	double used_before, used_after, reserved;
 	pid_t pid;
 	int status;
 
 	install("\"keys\":{\"fd\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
 		"\"threshold\":100}]}}", fp("k-fd"));
-	d = admit("k-fd", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-fd");
 	status_of("key", "fd", "requests", "daily", &used_before, &reserved);
 	pid = fork();
 	if (pid == 0) {
@@ -757,9 +748,7 @@ static void test_full_disk_fails_closed(void **st)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	status_of("key", "fd", "requests", "daily", &used_after, &reserved);
 	assert_true(used_after == used_before && reserved == 0);
-	d = admit("k-fd", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-fd");
 
 	/* a policy install on a full disk is refused with a clear error; the installed one stays */
 	{
@@ -1083,9 +1072,7 @@ static void test_run_caps(void **st)
 	d = admit("k-run", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_ALLOW);               /* not in the run: no cap */
 	settle_usage(d.ticket, 1, 0, 1);
-	d = admit("k-run", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-run");
 	setenv("LLMCAP_RUN_ID", id, 1);
 	d = admit("k-run", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_ALLOW);               /* the run's one request */
@@ -1545,9 +1532,7 @@ static void test_ledger_limit_added_mid_window(void **st)
 	set_time("2031-05-05T10:00:00Z");
 	install(nolimit, fp("k-mid"));
 	for (int i = 0; i < 3; i++) {
-		d = admit("k-mid", req("m", 1, 1, NULL));
-		assert_int_equal(d.verdict, LC_ALLOW);
-		settle_usage(d.ticket, 1, 0, 1);
+		allow_one("k-mid");
 	}
 	install(cap3, fp("k-mid"), "");      /* a daily cap of 3 added after 3 requests */
 	d = admit("k-mid", req("m", 1, 1, NULL));
@@ -1556,16 +1541,12 @@ static void test_ledger_limit_added_mid_window(void **st)
 	/* toggled off: requests go through and are counted; on again: they count */
 	install(cap3, fp("k-mid"), ",\"enabled\":false");
 	for (int i = 0; i < 2; i++) {
-		d = admit("k-mid", req("m", 1, 1, NULL));
-		assert_int_equal(d.verdict, LC_ALLOW);
-		settle_usage(d.ticket, 1, 0, 1);
+		allow_one("k-mid");
 	}
 	assert_int_equal(json_integer_value(json_object_get(usage_row(LC_SCOPE_KEY, LC_WIN_DAILY, "mid"), "requests")), 5);
 	install("\"keys\":{\"mid\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\","
 		"\"window\":\"daily\",\"threshold\":6}]}}", fp("k-mid"));  /* raised, back on */
-	d = admit("k-mid", req("m", 1, 1, NULL));
-	assert_int_equal(d.verdict, LC_ALLOW);
-	settle_usage(d.ticket, 1, 0, 1);
+	allow_one("k-mid");
 	d = admit("k-mid", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_DENY);     /* 6 of 6 */
 	assert_non_null(strstr(d.message, "(6 used + 1 this request (worst case) would exceed it)"));
