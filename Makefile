@@ -5,8 +5,8 @@
 #   make demo         the main job: stand-in provider, signed policy, examples/chat until 429, status
 #   make bench        benchmarks (figures, not tests)
 #   make install      PREFIX=/usr/local DESTDIR=
-#   make test SANITIZE=1   ASan + UBSan (the preload library itself is built without them,
-#                          since it is injected into uninstrumented programs)
+#   make test SANITIZE=1   ASan + UBSan, in build-san/ (the preload library itself is built without
+#                          them, since it is injected into uninstrumented programs)
 #   make fuzz         libFuzzer targets (clang) into build/fuzz/; FUZZ_SECONDS=N also runs each
 #                     for N seconds on a copy of its seed corpus (fuzz/corpus/TARGET) and fails on a crash
 
@@ -42,7 +42,13 @@ CURL_LIBS = -lcurl
 TLS_LIBS  = -lssl -lcrypto
 SRV_LIBS  = -lmicrohttpd -lpq
 
+# SANITIZE=1 builds into its own directory: instrumented and plain objects never mix (make does not
+# know that flags changed, so one directory would link stale plain objects with -fsanitize)
+ifeq ($(SANITIZE),1)
+B = build-san
+else
 B = build
+endif
 O = $(B)/obj
 OP = $(B)/obj-preload
 
