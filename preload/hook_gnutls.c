@@ -162,32 +162,17 @@ static void deny_ready(gnutls_session_t s, struct lc_conn *c)
 		lc_tls_deny_ready(c, &v, sess_fd(s, v.fd));
 }
 
-/* the held request's bytes through the real send; the program's call reports n on completion */
-static ssize_t flush(gnutls_session_t s, struct lc_conn *c, size_t n, int saved)
+/* the real send, for lc_conn_flush_all */
+static ssize_t put_record(void *s, const void *p, size_t len, bool *retry)
 {
-	for (;;) {
-		size_t len = 0;
-		const void *p = lc_conn_flush_buf(c, &len);
-		ssize_t k;
+	ssize_t k;
 
-		if (!p) {
-			errno = saved;
-			return (ssize_t)n;
-		}
-		if (!REAL(gnutls_record_send)) {
-			lc_conn_flush_failed(c);
-			return GNUTLS_E_PUSH_ERROR;
-		}
-		k = r_gnutls_record_send(s, p, len);
-		if (k > 0) {
-			lc_conn_flushed(c, (size_t)k);
-			continue;
-		}
-		/* E_AGAIN/E_INTERRUPTED: the program retries; the flush repeats these arguments */
-		if (k != GNUTLS_E_AGAIN && k != GNUTLS_E_INTERRUPTED)
-			lc_conn_flush_failed(c);
-		return k;
-	}
+	if (!REAL(gnutls_record_send))
+		return GNUTLS_E_PUSH_ERROR;
+	k = r_gnutls_record_send(s, p, len);
+	/* E_AGAIN/E_INTERRUPTED: the program retries; the flush repeats these arguments */
+	*retry = k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED;
+	return k;
 }
 
 LC_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_t n)
@@ -227,7 +212,11 @@ LC_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_
 		break;
 	case LC_W_FLUSH:
 	default:
-		r = flush(s, c, n, saved);
+		/* the held request's bytes through the real send; the program's call reports n on completion */
+		if (lc_conn_flush_all(c, put_record, s, &r)) {
+			r = (ssize_t)n;
+			errno = saved;
+		}
 		break;
 	}
 	lc_conn_put(c);
@@ -245,12 +234,8 @@ LC_EXPORT ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n)
 	ssize_t k;
 	int mode, saved = errno;
 
-	c = lc_pl_depth || !s ? NULL : sess_rec(s, false);
-	if (c)
-		lc_conn_view(c, &v);
-	if (!c || v.cls != LC_CLS_PROVIDER) {
-		if (c)
-			lc_conn_put(c);
+	c = lc_pl_depth || !s ? NULL : lc_conn_provider(sess_rec(s, false), &v);
+	if (!c) {
 		errno = saved;
 		if (!REAL(gnutls_record_recv))
 			return GNUTLS_E_PULL_ERROR;

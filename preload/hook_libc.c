@@ -249,6 +249,29 @@ static int first_write(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+/* the real send, for lc_conn_flush_all: -1 with errno on failure */
+struct put_ctx {
+	int fd, flags;
+};
+static ssize_t put_send(void *ctx, const void *p, size_t len, bool *retry)
+{
+	struct put_ctx *x = ctx;
+	ssize_t k;
+
+	if (!REAL(send)) {
+		errno = EIO;
+		return -1;
+	}
+	do
+		k = r_send(x->fd, p, len, MSG_NOSIGNAL | (x->flags & MSG_DONTWAIT));
+	while (k < 0 && errno == EINTR);
+	if (k == 0)
+		errno = EPIPE;
+	/* EAGAIN: the app polls and retries the same write */
+	*retry = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	return k > 0 ? k : -1;
+}
+
 /* 1 handled (*ret, errno set), 0 pass through */
 static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret)
 {
@@ -318,41 +341,15 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		errno = EPIPE;
 		break;
 	case LC_W_FLUSH:
-	default:
-		for (;;) {
-			size_t len = 0;
-			const void *p = lc_conn_flush_buf(c, &len);
-			ssize_t k;
+	default: {
+		struct put_ctx x = {fd, flags};
 
-			if (!p) {
-				*ret = (ssize_t)n;
-				errno = saved;
-				break;
-			}
-			if (!REAL(send)) {
-				lc_conn_flush_failed(c);
-				*ret = -1;
-				errno = EIO;
-				break;
-			}
-			k = r_send(fd, p, len, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
-			if (k > 0) {
-				lc_conn_flushed(c, (size_t)k);
-				continue;
-			}
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				*ret = -1;    /* the app polls and retries the same write */
-				break;
-			}
-			saved = k < 0 ? errno : EPIPE;
-			lc_conn_flush_failed(c);
-			*ret = -1;
+		if (lc_conn_flush_all(c, put_send, &x, ret)) {
+			*ret = (ssize_t)n;
 			errno = saved;
-			break;
 		}
 		break;
+	}
 	}
 	lc_conn_put(c);
 	return 1;

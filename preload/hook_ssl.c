@@ -218,10 +218,29 @@ static void deny_ready(SSL *ssl, struct lc_conn *c)
 		lc_tls_deny_ready(c, &v, ssl_fd(ssl, v.fd));
 }
 
+/* the real write, for lc_conn_flush_all */
+static ssize_t put_ssl(void *ssl, const void *p, size_t len, bool *retry)
+{
+	int k, e;
+
+	if (!REAL(SSL_write)) {
+		errno = EIO;
+		return -1;
+	}
+	k = r_SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+	if (k > 0)
+		return k;
+	e = REAL(SSL_get_error) ? r_SSL_get_error(ssl, k) : SSL_ERROR_SSL;
+	*retry = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_ASYNC ||
+		 e == SSL_ERROR_WANT_X509_LOOKUP;
+	return k;
+}
+
 /* 1 handled (*ret, *written set), 0 pass through */
 static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret, size_t *written)
 {
 	struct lc_conn *c;
+	ssize_t fail;
 	int a, saved = errno;
 
 	if (lc_pl_depth || !ssl || num == 0)
@@ -273,35 +292,13 @@ static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret
 	case LC_W_FLUSH:
 	default:
 		lc_conn_set_synth_err(c, 0);
-		for (;;) {
-			size_t len = 0;
-			const void *p = lc_conn_flush_buf(c, &len);
-			int k, e;
-
-			if (!p) {
-				*written = num;
-				*ret = ex ? 1 : (int)num;
-				errno = saved;
-				break;
-			}
-			if (!REAL(SSL_write)) {
-				lc_conn_flush_failed(c);
-				*ret = ex ? 0 : -1;
-				errno = EIO;
-				break;
-			}
-			k = r_SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
-			if (k > 0) {
-				lc_conn_flushed(c, (size_t)k);
-				continue;
-			}
-			e = REAL(SSL_get_error) ? r_SSL_get_error(ssl, k) : SSL_ERROR_SSL;
-			if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ &&
-			    e != SSL_ERROR_WANT_ASYNC && e != SSL_ERROR_WANT_X509_LOOKUP)
-				lc_conn_flush_failed(c);
+		if (lc_conn_flush_all(c, put_ssl, ssl, &fail)) {
+			*written = num;
+			*ret = ex ? 1 : (int)num;
+			errno = saved;
+		} else {
 			/* the app sees the real result and retries the same call (OpenSSL's rule) */
-			*ret = ex ? 0 : k;
-			break;
+			*ret = ex ? 0 : (int)fail;
 		}
 		break;
 	}
@@ -380,12 +377,8 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 	*got = 0;
 	if (lc_pl_depth || !ssl)
 		return real_read(kind, ssl, buf, num, got);
-	c = ssl_rec(ssl, false);
-	if (c)
-		lc_conn_view(c, &v);
-	if (!c || v.cls != LC_CLS_PROVIDER) {
-		if (c)
-			lc_conn_put(c);
+	c = lc_conn_provider(ssl_rec(ssl, false), &v);
+	if (!c) {
 		errno = saved;
 		return real_read(kind, ssl, buf, num, got);
 	}
@@ -420,59 +413,62 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 	return k;
 }
 
-LC_EXPORT int SSL_read(SSL *ssl, void *buf, int num)
+/* the int-sized calls (a negative num reads nothing) and the _ex ones */
+static int read_int(int kind, SSL *ssl, void *buf, int num)
 {
 	size_t got;
 
-	if (num < 0)
-		num = 0;
-	return read_common(RD_READ, ssl, buf, (size_t)num, &got);
+	return read_common(kind, ssl, buf, num < 0 ? 0 : (size_t)num, &got);
+}
+
+static int read_ex(int kind, SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	size_t got = 0;
+	int r = read_common(kind, ssl, buf, num, &got);
+
+	if (readbytes)
+		*readbytes = got;
+	return r;
+}
+
+LC_EXPORT int SSL_read(SSL *ssl, void *buf, int num)
+{
+	return read_int(RD_READ, ssl, buf, num);
 }
 
 LC_EXPORT int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 {
-	size_t got = 0;
-	int r = read_common(RD_READ_EX, ssl, buf, num, &got);
-
-	if (readbytes)
-		*readbytes = got;
-	return r;
+	return read_ex(RD_READ_EX, ssl, buf, num, readbytes);
 }
 
 LC_EXPORT int SSL_peek(SSL *ssl, void *buf, int num)
 {
-	size_t got;
-
-	if (num < 0)
-		num = 0;
-	return read_common(RD_PEEK, ssl, buf, (size_t)num, &got);
+	return read_int(RD_PEEK, ssl, buf, num);
 }
 
 LC_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 {
-	size_t got = 0;
-	int r = read_common(RD_PEEK_EX, ssl, buf, num, &got);
+	return read_ex(RD_PEEK_EX, ssl, buf, num, readbytes);
+}
 
-	if (readbytes)
-		*readbytes = got;
-	return r;
+/* the view of a tracked SSL's connection: false when it is not tracked (or the shim itself runs) */
+static bool ssl_view(const SSL *ssl, struct lc_conn_view *v)
+{
+	struct lc_conn *c = lc_pl_depth || !ssl ? NULL : ssl_rec(ssl, false);
+
+	if (!c)
+		return false;
+	lc_conn_view(c, v);
+	lc_conn_put(c);
+	return true;
 }
 
 LC_EXPORT int SSL_get_error(const SSL *ssl, int ret)
 {
-	if (!lc_pl_depth && ssl && ret <= 0) {
-		struct lc_conn *c = ssl_rec(ssl, false);
-		struct lc_conn_view v;
-		int e = 0;
+	struct lc_conn_view v;
 
-		if (c) {
-			lc_conn_view(c, &v);
-			e = v.synth_err;
-			lc_conn_put(c);
-		}
-		if (e)
-			return e;
-	}
+	if (ret <= 0 && ssl_view(ssl, &v) && v.synth_err)
+		return v.synth_err;
 	if (!REAL(SSL_get_error))
 		return SSL_ERROR_SSL;
 	return r_SSL_get_error(ssl, ret);
@@ -480,37 +476,22 @@ LC_EXPORT int SSL_get_error(const SSL *ssl, int ret)
 
 LC_EXPORT int SSL_get_shutdown(const SSL *ssl)
 {
+	struct lc_conn_view v;
 	int extra = 0;
 
 	if (!REAL(SSL_get_shutdown))
 		return 0;
-	if (!lc_pl_depth && ssl) {
-		struct lc_conn *c = ssl_rec(ssl, false);
-		struct lc_conn_view v;
-
-		if (c) {
-			lc_conn_view(c, &v);
-			if (v.st == LC_ST_DENIED && v.eof_served)
-				extra = SSL_RECEIVED_SHUTDOWN;
-			lc_conn_put(c);
-		}
-	}
+	if (ssl_view(ssl, &v) && v.st == LC_ST_DENIED && v.eof_served)
+		extra = SSL_RECEIVED_SHUTDOWN;
 	return r_SSL_get_shutdown(ssl) | extra;
 }
 
 LC_EXPORT int SSL_pending(const SSL *ssl)
 {
-	if (!lc_pl_depth && ssl) {
-		struct lc_conn *c = ssl_rec(ssl, false);
-		struct lc_conn_view v;
+	struct lc_conn_view v;
 
-		if (c) {
-			lc_conn_view(c, &v);
-			lc_conn_put(c);
-			if (v.st == LC_ST_DENIED)
-				return v.synth_left > INT_MAX ? INT_MAX : (int)v.synth_left;
-		}
-	}
+	if (ssl_view(ssl, &v) && v.st == LC_ST_DENIED)
+		return v.synth_left > INT_MAX ? INT_MAX : (int)v.synth_left;
 	if (!REAL(SSL_pending))
 		return 0;
 	return r_SSL_pending(ssl);
@@ -518,17 +499,10 @@ LC_EXPORT int SSL_pending(const SSL *ssl)
 
 LC_EXPORT int SSL_has_pending(const SSL *ssl)
 {
-	if (!lc_pl_depth && ssl) {
-		struct lc_conn *c = ssl_rec(ssl, false);
-		struct lc_conn_view v;
+	struct lc_conn_view v;
 
-		if (c) {
-			lc_conn_view(c, &v);
-			lc_conn_put(c);
-			if (v.st == LC_ST_DENIED)
-				return v.synth_left > 0;
-		}
-	}
+	if (ssl_view(ssl, &v) && v.st == LC_ST_DENIED)
+		return v.synth_left > 0;
 	if (!REAL(SSL_has_pending))
 		return 0;
 	return r_SSL_has_pending(ssl);

@@ -26,6 +26,7 @@
 #ifndef LC_PRELOAD_H
 #define LC_PRELOAD_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -195,6 +196,19 @@ enum { LC_ONCE_ALPN = 1, LC_ONCE_SHUT = 2 };
 bool lc_conn_once(struct lc_conn *c, int flag);
 void lc_conn_ref(struct lc_conn *c);
 void lc_conn_put(struct lc_conn *c);     /* last reference: settles an open ticket, frees */
+/* c (which may be NULL) when it is a provider's connection, its view in *v; else NULL, the
+ * reference given back. */
+static inline struct lc_conn *lc_conn_provider(struct lc_conn *c, struct lc_conn_view *v)
+{
+	if (c) {
+		lc_conn_view(c, v);
+		if (v->cls != LC_CLS_PROVIDER) {
+			lc_conn_put(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
 
 /* Write path. The hook calls lc_conn_write with the app's bytes; the answer says what to do. */
 enum {
@@ -210,6 +224,36 @@ const void *lc_conn_flush_buf(struct lc_conn *c, size_t *len);
 bool lc_conn_flushed(struct lc_conn *c, size_t n);
 /* The real write failed for good: settle as not delivered, connection dead. */
 void lc_conn_flush_failed(struct lc_conn *c);
+/* The flush of an allowed request (LC_W_FLUSH), one loop for every write hook: hands the held bytes
+ * to `put` (the hook's real write: it returns the bytes taken, or <= 0 with *retry set when the
+ * program may retry the same call, as on EAGAIN, GNUTLS_E_AGAIN or SSL_ERROR_WANT_*) until none
+ * are left. True when the request is out; else false with *fail = put's result, the connection
+ * settled as not delivered unless the call may be retried, and errno as put left it. */
+typedef ssize_t (*lc_put_fn)(void *ctx, const void *p, size_t len, bool *retry);
+static inline bool lc_conn_flush_all(struct lc_conn *c, lc_put_fn put, void *ctx, ssize_t *fail)
+{
+	for (;;) {
+		size_t len = 0;
+		const void *p = lc_conn_flush_buf(c, &len);
+		bool retry = false;
+		ssize_t k;
+
+		if (!p)
+			return true;
+		k = put(ctx, p, len, &retry);
+		if (k > 0) {
+			lc_conn_flushed(c, (size_t)k);
+			continue;
+		}
+		if (!retry) {
+			int e = errno;
+			lc_conn_flush_failed(c);
+			errno = e;
+		}
+		*fail = k;
+		return false;
+	}
+}
 
 /* Read path. */
 enum { LC_R_PASS = 0, LC_R_FEED, LC_R_SYNTH };
