@@ -476,6 +476,28 @@ struct events_op {
 	int queued, duplicates;
 };
 
+/* A limit's crossing (an alert level, the projection, the threshold) is one fact of the fleet, not
+ * of a host: several hosts that see the same key, customer or team cross the same level in the
+ * same window and each upload it. The first is notified, the others are kept as duplicates, so
+ * each level fires once per window. The key: event, limit, level (and its amount), window start.
+ * 0 and *key empty for events that are not a limit's crossing (key_expired, policy_*). */
+static void crossing_key(const json_t *e, char *key, size_t n)
+{
+	const json_t *d = json_object_get(e, "data");
+	const char *ev = json_string_value(json_object_get(e, "event"));
+	const char *lim = json_string_value(json_object_get(d, "limit"));
+	const char *lvl = json_string_value(json_object_get(d, "level"));
+	const char *ws = json_string_value(json_object_get(d, "window_start"));
+	char amount[64] = "";
+	key[0] = '\0';
+	if (!ev || !lim || !lvl || !ws)
+		return;
+	const json_t *a = json_object_get(d, !strcmp(lvl, "projected") ? "projected" : "alert_at");
+	if (json_is_number(a))
+		snprintf(amount, sizeof amount, "%.17g", json_number_value(a));
+	snprintf(key, n, "crossing|%.64s|%.200s|%.48s|%s|%.40s", ev, lim, lvl, amount, ws);
+}
+
 static int events_txn(struct srv *s, srv_txn *txn, void *ctx)
 {
 	struct events_op *op = ctx;
@@ -492,6 +514,17 @@ static int events_txn(struct srv *s, srv_txn *txn, void *ctx)
 			op->duplicates++;
 			continue;
 		}
+		char crossing[512];
+		crossing_key(e, crossing, sizeof crossing);
+		if (crossing[0] && srv_get_raw(txn, s->db_fired, crossing, &v) == 0) {
+			/* another host told of this crossing first: kept as seen, not notified again */
+			if ((rc = srv_put_int(txn, s->db_fired, dedup, lc_now_ms() / 1000)) != 0)
+				return rc;
+			op->duplicates++;
+			continue;
+		}
+		if (crossing[0] && (rc = srv_put_int(txn, s->db_fired, crossing, lc_now_ms() / 1000)) != 0)
+			return rc;
 		json_t *data = json_object_get(e, "data");
 		rc = srv_event_queue_from(s, txn, id, json_string_value(json_object_get(e, "event")),
 					  json_string_value(json_object_get(e, "created_at")), op->c->host,

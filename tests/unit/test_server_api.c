@@ -1318,6 +1318,29 @@ static void test_secrets_stay_and_host_events(void **state)
 			     "\"host_id\":\"h1\"}]}", NULL, NULL), 403);
 	assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, "h2"), "{\"events\":[{\"id\":\"x1\"}]}", NULL, NULL),
 			 400);
+
+	/* a limit's crossing seen by several hosts (a customer served by two) is notified once per level
+	 * and window; another level, or the next window, is news */
+	size_t before = outbox(fx);
+	struct { const char *host, *id, *level, *at, *ws; size_t outbox; } up[] = {
+		{"h1", "c1", "alert_at", "0.5", "2026-12-01T00:00:00Z", 1},
+		{"h2", "c2", "alert_at", "0.5", "2026-12-01T00:00:00Z", 1},   /* h2 crossed it too: once */
+		{"h2", "c3", "alert_at", "0.8", "2026-12-01T00:00:00Z", 2},   /* the next level */
+		{"h1", "c4", "alert_at", "0.8", "2026-12-01T00:00:00Z", 2},
+		{"h1", "c5", "projected", "0.9", "2026-12-01T00:00:00Z", 3},
+		{"h2", "c6", "alert_at", "0.5", "2027-01-01T00:00:00Z", 4},   /* next month's window */
+	};
+	for (size_t i = 0; i < sizeof up / sizeof up[0]; i++) {
+		char body[1024];
+		snprintf(body, sizeof body,
+			 "{\"events\":[{\"id\":\"%s\",\"event\":\"%s\",\"created_at\":\"2026-12-02T00:00:00Z\","
+			 "\"data\":{\"limit\":\"customer:acme:cost:monthly\",\"level\":\"%s\",\"%s\":%s,"
+			 "\"used\":0.6,\"window_start\":\"%s\"}}]}",
+			 up[i].id, strcmp(up[i].level, "projected") ? "limit_alert" : "limit_projected", up[i].level,
+			 strcmp(up[i].level, "projected") ? "alert_at" : "projected", up[i].at, up[i].ws);
+		assert_int_equal(req(fx, "POST", "/v1/events", host_auth(fx, up[i].host), body, NULL, NULL), 200);
+		assert_int_equal(outbox(fx), before + up[i].outbox);
+	}
 }
 
 /* a test on a fresh store */
