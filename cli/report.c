@@ -36,6 +36,20 @@ static void fit(const char *s, int w, char *out, size_t n)
 }
 
 /* an amount in at most 8 characters: $0.0025, $50.00, $1234.56, $12.3k, 10000, 2.0M */
+/* the ALERT column: the next alert level to fire (the lowest above what is used), or the highest
+ * once all have fired; a limit with one level shows it */
+static json_t *next_alert(json_t *l)
+{
+	json_t *levels = json_object_get(l, "alert_levels"), *v;
+	double used = json_number_value(json_object_get(l, "used"));
+	size_t i;
+
+	json_array_foreach(levels, i, v)
+		if (json_number_value(v) > used || i + 1 == json_array_size(levels))
+			return v;
+	return json_object_get(l, "alert_at");
+}
+
 static void amount8(json_t *v, const char *metric, char out[16])
 {
 	double x = json_number_value(v);
@@ -116,7 +130,7 @@ static void print_status(json_t *st, int cols)
 		amount8(json_object_get(l, "used"), metric, u);
 		amount8(json_object_get(l, "reserved"), metric, r);
 		amount8(json_object_get(l, "threshold"), metric, t);
-		amount8(json_object_get(l, "alert_at"), metric, a);
+		amount8(next_alert(l), metric, a);
 		/* "2026-12-01T00:00:00Z" -> "12-01 00:00" */
 		if (resets && strlen(resets) >= 16)
 			snprintf(rs, sizeof(rs), "%.5s %.5s", resets + 5, resets + 11);
@@ -156,7 +170,7 @@ int lc_cmd_status(int argc, char **argv)
 	if (lc_cli_help(argc, argv,
 		"usage: llmcap status [--json]\n"
 		"Every limit of the installed policy, sorted by scope then id: used, reserved (in flight),\n"
-		"threshold (MAX), alert_at (ALERT), reset time; customers' rpm; the caps of runs of\n"
+		"threshold (MAX), the next alert level (ALERT), reset time; customers' rpm; the caps of runs of\n"
 		"`llmcap run --budget/--max-requests` while they run; revoked and expired keys.\n"
 		"The table fits $COLUMNS (default 80; long ids are shortened with '~').\n"
 		"--json prints {\"policy\": {...}, \"limits\": [...], \"keys\": [...]} for scripts.\n"))

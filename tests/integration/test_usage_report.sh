@@ -21,7 +21,7 @@ cat > "$T/p1.json" <<JSON
  "keys":{
    "alpha":{"sha256":"$(fingerprint sk-alpha)"},
    "beta":{"sha256":"$(fingerprint sk-beta)","team":"$LONG",
-           "limits":[{"metric":"requests","window":"daily","threshold":100000,"alert_at":90000},
+           "limits":[{"metric":"requests","window":"daily","threshold":100000,"alert_at":[2,90000,3]},
                      {"metric":"tokens","window":"weekly","threshold":5000000,"enabled":false}]},
    "gone":{"sha256":"$(fingerprint sk-gone)","revoked":true},
    "old":{"sha256":"$(fingerprint sk-old)","expires_at":"2026-01-02T00:00:00Z"}
@@ -90,6 +90,7 @@ check "status: no line longer than 80 columns" awk 'length > 80 { exit 1 }' "$T/
 check "status: the long team id is shortened" grep -qE "^team +resear[a-z-]*~[a-z]+ +cost/month" "$T/st80.txt"
 check "status: columns for used, reserved, threshold and alert_at" grep -q "USED *RESERVED *MAX *ALERT" "$T/st80.txt"
 check "status: the customer's rpm is a limit row" grep -qE "^cust +acme +rpm " "$T/st80.txt"
+check "status: ALERT is the next level to fire (beta's 2 and 3 are behind it at 4 requests)" grep -qE "^key +beta +req/day +4 +0 +100000 +90000 " "$T/st80.txt"
 check "status: the disabled limit says off" grep -qE "^key +beta +tok/week .* off$" "$T/st80.txt"
 check "status: the revoked key" grep -qE "^key +gone +revoked" "$T/st80.txt"
 check "status: the expired key" grep -qE "^key +old +expired at 2026-01-02T00:00:00Z" "$T/st80.txt"
