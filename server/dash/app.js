@@ -366,12 +366,14 @@
         <div><label for="c-budget">Monthly budget (USD)</label><input id="c-budget" type="number" min="0" step="any" value="${esc(c.monthly_budget_usd === undefined ? "" : c.monthly_budget_usd)}"></div>
         <div><label for="c-rpm">Requests per minute</label><input id="c-rpm" type="number" min="0" step="1" value="${esc(c.rate_limit_rpm === undefined ? "" : c.rate_limit_rpm)}"></div>
         <div><label for="c-alert">Budget alert levels</label><input id="c-alert" type="text" placeholder="50%, 80%, 95%" value="${esc(levelsText(c.alert_at))}"></div>
+        <div><label for="c-proj">Alert when projected to run out</label><select id="c-proj"><option value="no" ${c.alert_projected ? "" : "selected"}>no</option><option value="yes" ${c.alert_projected ? "selected" : ""}>yes</option></select></div>
         <div><button class="primary" type="submit">Save defaults</button></div></div></form>
       <form id="cust-ovr" class="card"><h2>Override one customer</h2><div class="row">
         <div><label for="o-id">Customer id</label><input id="o-id" required placeholder="acme-corp"></div>
         <div><label for="o-budget">Monthly budget (USD)</label><input id="o-budget" type="number" min="0" step="any"></div>
         <div><label for="o-rpm">Requests per minute</label><input id="o-rpm" type="number" min="0" step="1"></div>
         <div><label for="o-alert">Budget alert levels</label><input id="o-alert" type="text" placeholder="defaults'"></div>
+        <div><label for="o-proj">Projected alert</label><select id="o-proj"><option value="">as the defaults</option><option value="yes">yes</option><option value="no">no</option></select></div>
         <div><button class="primary" type="submit">Save override</button></div></div></form>
       <div class="card tbl"><table id="cust-table"><thead><tr><th>Customer</th><th>Usage</th><th class="num">Used</th><th class="num">Limit</th><th class="hide-sm">Window</th><th></th></tr></thead><tbody>
       ${cl.map((l) => `<tr data-cust="${esc(l.id)}"><td><strong>${esc(l.id)}</strong><div class="scope">${esc(l.metric)}</div></td><td>${bar(l)}</td><td class="num">${amount(l.used, l.metric)}</td><td class="num">${amount(l.threshold, l.metric)}</td><td class="hide-sm">${esc(l.window)}</td>
@@ -382,7 +384,8 @@
       e.preventDefault();
       /* what the form does not show stays as it was; overrides are set one customer at a time */
       const body = Object.assign({}, c);
-      delete body.monthly_budget_usd; delete body.rate_limit_rpm; delete body.alert_at; delete body.overrides;
+      delete body.monthly_budget_usd; delete body.rate_limit_rpm; delete body.alert_at; delete body.alert_projected; delete body.overrides;
+      if ($("#c-proj").value === "yes") body.alert_projected = true;
       if (num($("#c-budget").value) !== undefined) body.monthly_budget_usd = num($("#c-budget").value);
       if (num($("#c-rpm").value) !== undefined) body.rate_limit_rpm = num($("#c-rpm").value);
       if (parseLevels($("#c-alert").value) !== undefined) body.alert_at = parseLevels($("#c-alert").value);
@@ -394,6 +397,7 @@
       if (num($("#o-budget").value) !== undefined) body.monthly_budget_usd = num($("#o-budget").value);
       if (num($("#o-rpm").value) !== undefined) body.rate_limit_rpm = num($("#o-rpm").value);
       if (parseLevels($("#o-alert").value) !== undefined) body.alert_at = parseLevels($("#o-alert").value);
+      if ($("#o-proj").value) body.alert_projected = $("#o-proj").value === "yes";
       try { await api("PUT", `/v1/admin/customers/${encodeURIComponent(id)}`, body); toast(`Override for ${id} saved`); customers(main); } catch (err) { toast(err.message, true); }
     });
     $("#cust-table").addEventListener("click", async (e) => {

@@ -153,26 +153,30 @@ with Browser(OUT) as b:
     b.wait("document.querySelector('#cust-def') !== null")
     b.eval("""(() => { document.querySelector('#c-budget').value = '10';
         document.querySelector('#c-alert').value = '80%, 95%';
+        document.querySelector('#c-proj').value = 'yes';
         document.querySelector('#cust-def').requestSubmit(); })()""")
     step("customer defaults with budget alert levels saved",
          lambda: b.wait("document.querySelector('#toast').textContent.includes('Customer defaults saved')"))
     c = b.eval("fetch('/v1/admin/customers').then(r => r.json())")
-    ok(c.get("monthly_budget_usd") == 10 and c.get("alert_at") == ["80%", "95%"],
-       f"the server has the defaults' budget and levels ({c})")
+    ok(c.get("monthly_budget_usd") == 10 and c.get("alert_at") == ["80%", "95%"] and c.get("alert_projected") is True,
+       f"the server has the defaults' budget, levels and projected alert ({c})")
     b.wait("document.querySelector('#o-id') !== null && document.querySelector('#c-alert').value === '80%, 95%'")
     b.eval("""(() => { document.querySelector('#o-id').value = 'acme';
         document.querySelector('#o-budget').value = '250';
         document.querySelector('#o-alert').value = '50%';
+        document.querySelector('#o-proj').value = 'no';
         document.querySelector('#cust-ovr').requestSubmit(); })()""")
     step("an override with its own level saved", lambda: b.wait("document.querySelector('#toast').textContent.includes('Override for acme saved')"))
     o = b.eval("fetch('/v1/admin/customers/acme').then(r => r.json())")
-    ok(o.get("monthly_budget_usd") == 250 and o.get("alert_at") == "50%", f"the server has acme's override ({o})")
+    ok(o.get("monthly_budget_usd") == 250 and o.get("alert_at") == "50%" and o.get("alert_projected") is False,
+       f"the server has acme's override, its projected alert off ({o})")
     b.eval("""(() => { document.querySelector('#c-rpm').value = '60';
         document.querySelector('#cust-def').requestSubmit(); })()""")
     step("saving the defaults again while an override exists",
          lambda: b.wait("document.querySelector('#toast').textContent.includes('Customer defaults saved')"))
     c = b.eval("fetch('/v1/admin/customers').then(r => r.json())")
-    ok(c.get("rate_limit_rpm") == 60 and c.get("alert_at") == ["80%", "95%"] and "acme" in c.get("overrides", {}),
+    ok(c.get("rate_limit_rpm") == 60 and c.get("alert_at") == ["80%", "95%"] and c.get("alert_projected") is True and
+       "acme" in c.get("overrides", {}),
        f"... keeps the levels and the override ({c})")
     time.sleep(0.2)
     b.screenshot("dashboard-customers-levels.png")
