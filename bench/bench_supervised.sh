@@ -62,7 +62,7 @@ off, b0 = load(sys.argv[1]); on, b1 = load(sys.argv[2])
 if b0 or b1 or not off or not on:
     print("%s: failed calls (direct %d, supervised %d)" % (sys.argv[3], b0, b1)); sys.exit(1)
 for name, p in (("p50", 0.5), ("p99", 0.99)):
-    print("supervised, held, %s (%d calls each): %s direct %.0f us, supervised %.0f us, +%.0f us"
+    print("supervised, held, %s (%d calls each): %s direct %.0f us, supervised %.0f us, %+.0f us"
           % (sys.argv[3], len(off), name, q(off, p), q(on, p), q(on, p) - q(off, p)))
 PYEOF
 }
