@@ -375,6 +375,11 @@ int lc_relay_prepare(char *why, size_t wl)
 	const char *ssl_file = getenv("SSL_CERT_FILE"), *v;
 	size_t i;
 
+	/* No OpenSSL clean-up at exit: the supervisor exits when the program does, and relay threads may
+	 * still be inside OpenSSL then (a stream the program gave up on); freeing OpenSSL's state under
+	 * them at exit is a use-after-free waiting to happen (and LeakSanitizer saw their per-thread
+	 * random generators orphaned). Must come before anything else initialises OpenSSL. */
+	OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
 	if ((v = getenv("LLMCAP_RELAY_TIMEOUT")) && *v) {
 		int64_t t;
 
@@ -809,6 +814,7 @@ out:
 static void *serve_thread(void *arg)
 {
 	serve(arg);
+	OPENSSL_thread_stop();    /* this thread's OpenSSL state (random generators), now */
 	return NULL;
 }
 
