@@ -501,8 +501,9 @@ void srv_h_piece_put(struct srv_call *c)
 			return;
 		}
 	} else if (strcmp(p, "settings") == 0) {
-		static const char *const allowed[] = {"unknown_keys", "unknown_models", "price_book", "policy_lifetime_days",
-						      "leases", "lease_ttl_seconds", NULL};
+		static const char *const allowed[] = {"unknown_keys", "unknown_models", "price_book", "web_search_max_uses",
+						      "web_search_unbounded", "policy_lifetime_days", "leases",
+						      "lease_ttl_seconds", NULL};
 		if (!fields_ok(c->body, "settings", allowed, c->rs))
 			return;
 		json_t *l = json_object_get(c->body, "leases"), *t = json_object_get(c->body, "lease_ttl_seconds");

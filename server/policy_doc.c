@@ -75,8 +75,9 @@ json_t *srv_policy_build(struct srv *s, srv_txn *txn, int64_t version, int64_t n
 
 	json_t *set = srv_get_json(txn, s->db_meta, "settings");
 	if (set) {
-		const char *f[] = {"unknown_keys", "unknown_models", "price_book"};
-		for (size_t i = 0; i < 3; i++)
+		const char *f[] = {"unknown_keys", "unknown_models", "price_book", "web_search_max_uses",
+				   "web_search_unbounded"};
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 			if ((p = json_object_get(set, f[i])))
 				json_object_set(doc, f[i], p);
 	}

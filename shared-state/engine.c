@@ -585,7 +585,9 @@ static int identify(struct lc_store *s, MDB_txn *txn, struct decision *x, const 
 static int estimate(struct lc_store *s, MDB_txn *txn, struct decision *x, struct lc_decision *d)
 {
 	const struct lc_reqinfo *info = x->info;
+	struct lc_reqinfo bounded;
 	bool have_price = false;
+	const char *tool;
 
 	have_price = lc_price_find(txn, s->dbi[LC_DB_PRICES], info->model, &x->price) == 0;
 	if (!have_price)
@@ -595,6 +597,33 @@ static int estimate(struct lc_store *s, MDB_txn *txn, struct decision *x, struct
 		snprintf(d->message, sizeof(d->message),
 			 "llmcap: model '%s' has no price in the policy (unknown_models: block)", info->model);
 		return DECIDED;
+	}
+	/* a tool the model's price has no fee for: unpriced like an unknown model (README "Prices") */
+	if (have_price && (tool = lc_price_unpriced_tool(&x->price, info))) {
+		if (x->cfg.unknown_models_block) {
+			set_deny(d, 400, "");
+			snprintf(d->message, sizeof(d->message),
+				 "llmcap: model '%s' has no price for the %s tool in the policy (unknown_models: block)",
+				 info->model, tool);
+			return DECIDED;
+		}
+		lc_log(LC_LOG_ERROR, "warning: model '%s' has no price for the %s tool (unknown_models: allow): %s",
+		       info->model, tool, strncmp(tool, "code_", 5) ? "its calls are charged at the dearest fee in the "
+		       "price table" : "its container time is not counted");
+	}
+	/* a web search request with no bound of its own: the policy's bound, or refused */
+	if (have_price && (info->web & (LC_WEB_SEARCH | LC_WEB_PREVIEW)) && info->web_max_calls < 0) {
+		if (x->cfg.web_unbounded_block) {
+			set_deny(d, 400, "");
+			snprintf(d->message, sizeof(d->message),
+				 "llmcap: this request enables web search with no bound on its searches: set %s "
+				 "(web_search_unbounded: block)",
+				 info->api == LC_API_MESSAGES ? "max_uses on its web search tool" : "max_tool_calls");
+			return DECIDED;
+		}
+		bounded = *info;
+		bounded.web_max_calls = x->cfg.web_max_uses;
+		info = &bounded;
 	}
 	x->est_in = info->input_estimate > 0 ? info->input_estimate : 0;
 	if (info->api == LC_API_EMBEDDINGS)

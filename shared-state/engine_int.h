@@ -13,7 +13,7 @@
 #include "rules.h"
 #include "store.h"
 
-#define LC_REC_FORMAT 0x4c430007u   /* 6: web search fees in the compiled price; 7: alert levels and projection on the org cap and customer budgets */
+#define LC_REC_FORMAT 0x4c430008u   /* 6: web search fees in the compiled price; 7: alert levels and projection on the org cap and customer budgets; 8: web_search_max_uses, web_search_unbounded, unpriced tool fees */
 #define LC_MAX_IDENT 8
 #define LC__E_NEWER (-1998)  /* the store was compiled by a newer llmcap than this process */
 
@@ -23,6 +23,8 @@ struct lc_rec_cfg {
 	uint8_t unknown_models_block;
 	uint8_t org_period;          /* enum lc_window */
 	uint8_t nident;
+	uint8_t web_unbounded_block;  /* web_search_unbounded: "block" */
+	int64_t web_max_uses;         /* web_search_max_uses: searches reserved for a request with no bound */
 	int64_t org_cap;             /* micro-USD, -1 unlimited */
 	int64_t org_warn;            /* micro-USD, -1 none */
 	int64_t cust_budget;         /* micro-USD per month, -1 none */

@@ -55,6 +55,10 @@ static int compile(struct lc_store *s, MDB_txn *txn, const struct lc_policy *pol
 	cfg.unknown_keys_block = v && !strcmp(json_string_value(v), "block");
 	v = json_object_get(root, "unknown_models");
 	cfg.unknown_models_block = !v || !strcmp(json_string_value(v), "block");
+	v = json_object_get(root, "web_search_unbounded");
+	cfg.web_unbounded_block = v && !strcmp(json_string_value(v), "block");
+	v = json_object_get(root, "web_search_max_uses");
+	cfg.web_max_uses = json_is_integer(v) ? json_integer_value(v) : LC_WEB_DEFAULT_CALLS;
 	o = json_object_get(root, "org");
 	cfg.org_cap = usd_or(json_object_get(o, "spend_cap_usd"), -1);
 	cfg.org_warn = usd_or(json_object_get(o, "warning_threshold_usd"), -1);

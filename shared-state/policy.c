@@ -694,8 +694,9 @@ static int validate_notifications(json_t *v, char *err, size_t errlen)
 int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"schema", "version", "issued_at", "expires_at", "providers", "prices",
-					     "price_book", "unknown_keys", "unknown_models", "org", "teams", "keys", "customers",
-					     "notifications", "leases", NULL};
+					     "price_book", "unknown_keys", "unknown_models", "web_search_max_uses",
+					     "web_search_unbounded", "org", "teams", "keys", "customers", "notifications", "leases",
+					     NULL};
 	json_t *v;
 	bool b;
 
@@ -737,6 +738,13 @@ int lc_policy_validate(json_t *root, struct lc_policy *hdr, char *err, size_t er
 		return -1;
 	v = json_object_get(root, "unknown_models");
 	if (v && want_choice(v, "unknown_models", "allow", "block", &b, err, errlen))
+		return -1;
+	v = json_object_get(root, "web_search_max_uses");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > LC_WEB_MAX_USES_MAX))
+		FAIL("web_search_max_uses: must be an integer from 1 to %d (searches reserved for a request that sets no "
+		     "bound)", LC_WEB_MAX_USES_MAX);
+	v = json_object_get(root, "web_search_unbounded");
+	if (v && want_choice(v, "web_search_unbounded", "allow", "block", &b, err, errlen))
 		return -1;
 	v = json_object_get(root, "leases");
 	if (v && !json_is_boolean(v))

@@ -323,13 +323,46 @@ void lc_price_compile(json_t *e, struct lc_price *p)
 	p->max_out = v ? json_integer_value(v) : -1;
 	v = json_object_get(e, "web_search");
 	p->web_search = v ? llround(json_number_value(v) * 1e6) : 0;
+	if (!v)
+		p->unpriced |= LC_UNPRICED_SEARCH;
 	v = json_object_get(e, "web_search_preview");
 	p->web_search_preview = v ? llround(json_number_value(v) * 1e6) : p->web_search;
+	if (!v && !json_object_get(e, "web_search"))
+		p->unpriced |= LC_UNPRICED_PREVIEW;
 	v = json_object_get(e, "web_search_tokens");
 	p->web_search_tokens = v ? json_integer_value(v) : 0;
 	v = json_object_get(e, "search_request");
 	for (int i = 0; i < 3; i++)
 		p->search_request[i] = v ? llround(json_number_value(json_object_get(v, ctx_names[i])) * 1e6) : 0;
+	if (!v)
+		p->unpriced |= LC_UNPRICED_SEARCH_REQ;
+}
+
+/* The dearest fee of each tool over a compiled table: what an entry that lacks it is charged
+ * (README "Prices": never a silent $0). */
+struct dearest {
+	int64_t web_search, web_search_preview, search_request[3];
+};
+
+static void dearest_add(struct dearest *d, const struct lc_price *p)
+{
+	if (!(p->unpriced & LC_UNPRICED_SEARCH) && p->web_search > d->web_search)
+		d->web_search = p->web_search;
+	if (!(p->unpriced & LC_UNPRICED_PREVIEW) && p->web_search_preview > d->web_search_preview)
+		d->web_search_preview = p->web_search_preview;
+	for (int i = 0; !(p->unpriced & LC_UNPRICED_SEARCH_REQ) && i < 3; i++)
+		if (p->search_request[i] > d->search_request[i])
+			d->search_request[i] = p->search_request[i];
+}
+
+static void dearest_fill(const struct dearest *d, struct lc_price *p)
+{
+	if (p->unpriced & LC_UNPRICED_SEARCH)
+		p->web_search = d->web_search;
+	if (p->unpriced & LC_UNPRICED_PREVIEW)
+		p->web_search_preview = d->web_search_preview;
+	for (int i = 0; (p->unpriced & LC_UNPRICED_SEARCH_REQ) && i < 3; i++)
+		p->search_request[i] = d->search_request[i];
 }
 
 /* ---- the built-in book ------------------------------------------------------- */
@@ -455,6 +488,8 @@ json_t *lc_prices_effective(json_t *policy_root)
 int lc_prices_store(MDB_txn *txn, MDB_dbi dbi, json_t *policy_root)
 {
 	json_t *eff = lc_prices_effective(policy_root), *flat = eff ? flat_table(eff) : NULL, *e;
+	struct dearest d = {0};
+	struct lc_price p;
 	const char *name;
 	int rc = 0;
 
@@ -462,11 +497,16 @@ int lc_prices_store(MDB_txn *txn, MDB_dbi dbi, json_t *policy_root)
 		json_decref(eff);
 		return ENOMEM;
 	}
+
 	json_object_foreach(flat, name, e) {
-		struct lc_price p;
+		lc_price_compile(e, &p);
+		dearest_add(&d, &p);
+	}
+	json_object_foreach(flat, name, e) {
 		MDB_val k = {.mv_size = strlen(name), .mv_data = (void *)name}, v = {.mv_size = sizeof(p), .mv_data = &p};
 
 		lc_price_compile(e, &p);
+		dearest_fill(&d, &p);
 		if ((rc = mdb_put(txn, dbi, &k, &v, 0)))
 			break;
 	}
@@ -623,6 +663,21 @@ static __int128 search_content(const struct lc_price *p, int64_t in_rate, int64_
 	return calls * part(LC_WEB_CONTENT_TOKENS, in_rate);
 }
 
+const char *lc_price_unpriced_tool(const struct lc_price *p, const struct lc_reqinfo *info)
+{
+	if (!info)
+		return NULL;
+	if ((info->web & LC_WEB_SEARCH) && (p->unpriced & LC_UNPRICED_SEARCH))
+		return "web_search";
+	if ((info->web & LC_WEB_PREVIEW) && (p->unpriced & LC_UNPRICED_PREVIEW))
+		return "web_search_preview";
+	if ((info->web & LC_WEB_OPTIONS) && info->api == LC_API_CHAT && (p->unpriced & LC_UNPRICED_SEARCH_REQ))
+		return "web_search_options";
+	if ((info->web & LC_WEB_CODE) && !(info->web & LC_WEB_CODE_FREE))
+		return info->api == LC_API_MESSAGES ? "code_execution" : "code_interpreter";
+	return NULL;
+}
+
 int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int64_t in_tokens, int64_t out_tokens)
 {
 	int lc = p->lc_threshold >= 0 && in_tokens > p->lc_threshold;
@@ -633,7 +688,10 @@ int64_t lc_cost_estimate(struct lc_price *p, const struct lc_reqinfo *info, int6
 	__int128 worst = 0;
 
 	p->req_ctx = info && info->search_ctx < 3 ? info->search_ctx : 1;
-	if (info && info->api == LC_API_CHAT && p->search_request[p->req_ctx] > 0)
+	/* a search model pays its fee on every Chat Completions call; a model without the fee only
+	 * when web_search_options asks for a search (at the dearest fee, lc_price_unpriced_tool) */
+	if (info && info->api == LC_API_CHAT && p->search_request[p->req_ctx] > 0 &&
+	    (!(p->unpriced & LC_UNPRICED_SEARCH_REQ) || (web & LC_WEB_OPTIONS)))
 		web |= REQ_SEARCH_MODEL;
 	p->req_web = web;
 	p->req_tier = (uint8_t)lc_tier_parse(info ? info->service_tier : NULL, LC_TIER_AUTO);
@@ -684,6 +742,7 @@ int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u)
 	int64_t n[LC_TOK_N], in_all = 0;
 	const int64_t *r;
 	__int128 c = 0;
+	uint8_t unpriced;
 
 	if (tier == LC_TIER_AUTO)
 		tier = p->req_tier < LC_TIER_N ? p->req_tier : LC_TIER_STANDARD;
@@ -696,5 +755,11 @@ int64_t lc_cost_settle(const struct lc_price *p, const struct lc_usage *u)
 	for (int k = 0; k < LC_TOK_N; k++)
 		c += part(n[k], r[k]);
 	c += search_fees(p, r, u->web_search);
+	/* calls the entry has no fee for: charged at the dearest fee of the table, said out loud */
+	unpriced = (p->req_web & LC_WEB_PREVIEW) && !(p->req_web & LC_WEB_SEARCH) ? LC_UNPRICED_PREVIEW : LC_UNPRICED_SEARCH;
+	if (u->web_search > 0 && (p->unpriced & unpriced))
+		lc_log(LC_LOG_ERROR, "warning: %s: %lld web search call(s) the model's price has no fee for, charged at "
+		       "the dearest fee in the price table (%lld micro-USD a call)", u->model[0] ? u->model : "a model",
+		       (long long)u->web_search, (long long)(unpriced == LC_UNPRICED_PREVIEW ? p->web_search_preview : p->web_search));
 	return to_micro(c);
 }

@@ -61,7 +61,16 @@ struct lc_price {
 	uint8_t req_tier;                      /* the request's tier (enum lc_tier), set by lc_cost_estimate */
 	uint8_t req_web;                       /* the request's LC_WEB_* tools, set by lc_cost_estimate */
 	uint8_t req_ctx;                       /* the request's search_context_size, set by lc_cost_estimate */
-	uint8_t pad[5];
+	uint8_t unpriced;                      /* LC_UNPRICED_*: tool fees the entry lacks; the fee fields then
+	                                          hold the dearest fee of that tool in the effective table */
+	uint8_t pad[4];
+};
+
+/* tool fees an entry does not give (lc_price.unpriced) */
+enum {
+	LC_UNPRICED_SEARCH = 1,       /* no web_search */
+	LC_UNPRICED_PREVIEW = 2,      /* neither web_search_preview nor web_search */
+	LC_UNPRICED_SEARCH_REQ = 4,   /* no search_request */
 };
 
 /* An unpriced model (unknown_models: "allow"): every rate 0, max_out -1. */
@@ -93,6 +102,14 @@ int lc_model_snapshot_base(const char *model, char *out, size_t outlen);
 int lc_price_find(MDB_txn *txn, MDB_dbi dbi, const char *model, struct lc_price *out);
 /* The same over an effective table (llmcap prices): the entry (borrowed) and the name it matched, or NULL. */
 json_t *lc_prices_match(json_t *effective, const char *model, const char **matched);
+
+/* ---- tools the price cannot charge ----
+ * The first tool the request enables whose fee p lacks ("web_search", "web_search_preview",
+ * "web_search_options", "code_execution", "code_interpreter"), or NULL when every tool it
+ * enables is priced. Code execution containers are billed by the hour, which no response
+ * reports: always unpriced, except Anthropic's with web_search/web_fetch 20260209 or later in
+ * the request (free then). README "Prices". */
+const char *lc_price_unpriced_tool(const struct lc_price *p, const struct lc_reqinfo *info);
 
 /* ---- cost (micro-USD) ---- */
 /* Worst case for a request of at most in_tokens input and out_tokens output, web search fees

@@ -99,9 +99,13 @@ enum {
 	LC_WEB_SEARCH = 1,        /* a tool of type web_search* (OpenAI web_search, Anthropic web_search_YYYYMMDD) */
 	LC_WEB_PREVIEW = 2,       /* a tool of type web_search_preview* (OpenAI Responses) */
 	LC_WEB_OPTIONS = 4,       /* Chat Completions web_search_options (the search models) */
+	LC_WEB_CODE = 8,          /* a code execution tool: Anthropic code_execution_*, OpenAI code_interpreter */
+	LC_WEB_CODE_FREE = 16,    /* Anthropic web_search_/web_fetch_ 20260209 or later: code execution is free */
 };
-/* searches reserved for a request that enables web search and sets no bound (README "Prices") */
+/* searches reserved for a request that enables web search and sets no bound, unless the policy's
+ * web_search_max_uses says otherwise (README "Prices") */
 #define LC_WEB_DEFAULT_CALLS 10
+#define LC_WEB_MAX_USES_MAX 10000   /* web_search_max_uses: at most this */
 /* input tokens of search content reserved for each of those searches (README "Prices"): the block
  * OpenAI bills a gpt-4o-mini search at; the usage reports the real count at settle */
 #define LC_WEB_CONTENT_TOKENS 8000

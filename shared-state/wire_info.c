@@ -237,9 +237,23 @@ static uint8_t reqinfo_may(json_t *root, const void *body, size_t len)
 	return may;
 }
 
+/* Anthropic's versioned tool type PREFIX + YYYYMMDD, of version `since` or later */
+static bool tool_since(const char *type, const char *prefix, const char *since)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(type, prefix, n) || strlen(type + n) != 8)
+		return false;
+	for (size_t i = 0; i < 8; i++)
+		if (type[n + i] < '0' || type[n + i] > '9')
+			return false;
+	return strcmp(type + n, since) >= 0;
+}
+
 /* The web search a request enables (price.h reserves its fees): tools of type web_search*
  * (OpenAI web_search, Anthropic web_search_YYYYMMDD, each with an optional max_uses) or
- * web_search_preview*, and Chat Completions' web_search_options (the search models). */
+ * web_search_preview*, and Chat Completions' web_search_options (the search models);
+ * and the code execution tools, which price.c cannot charge (lc_price_unpriced_tool). */
 static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t errlen)
 {
 	static const char *const ctx[] = {"low", "medium", "high"};
@@ -258,6 +272,10 @@ static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t er
 	json_array_foreach(tools, i, t) {
 		const char *type = json_string_value(json_object_get(t, "type"));
 
+		if (type && (!strncmp(type, "code_execution", 14) || !strcmp(type, "code_interpreter")))
+			ri->web |= LC_WEB_CODE;
+		if (type && (tool_since(type, "web_search_", "20260209") || tool_since(type, "web_fetch_", "20260209")))
+			ri->web |= LC_WEB_CODE_FREE;
 		if (!type || strncmp(type, "web_search", 10) != 0)
 			continue;
 		ri->web |= strncmp(type, "web_search_preview", 18) == 0 ? LC_WEB_PREVIEW : LC_WEB_SEARCH;
@@ -270,7 +288,7 @@ static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t er
 		else
 			unbounded = true;
 	}
-	if (ri->web && !unbounded)
+	if ((ri->web & (LC_WEB_SEARCH | LC_WEB_PREVIEW)) && !unbounded)
 		ri->web_max_calls = uses > LC_TOKENS_MAX ? LC_TOKENS_MAX : uses;
 	if ((rc = lc_json_count(root, "max_tool_calls", &n)) < 0) {
 		lc_errf(err, errlen, "max_tool_calls: expected a non-negative integer");

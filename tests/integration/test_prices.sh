@@ -2,7 +2,9 @@
 # Prices end to end: a fresh llmcap-server (no prices set, unknown_models left at "block") serves a
 # policy on the built-in price book, so a host's ordinary OpenAI and Anthropic calls (snapshot
 # names included) pass and are charged the book's price exactly; `llmcap prices` shows the
-# effective entries; a model nobody prices is refused, never counted at $0.
+# effective entries; a model nobody prices is refused, never counted at $0; so is a tool the book
+# has no fee for (web search on gpt-4.1-nano, code execution); web_search_max_uses is the searches a
+# request without max_uses reserves, and web_search_unbounded: "block" refuses such a request.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/server_lib.sh"
 
@@ -68,6 +70,13 @@ agent 2>>"$T/agent.err"
 expect_eq "without the book, gpt-4.1 is unknown again" 400 "$(chat gpt-4.1)"
 api PUT /v1/admin/settings '{"price_book":"latest"}'
 expect_code "a bad price_book value is refused, naming the field" 400 "price_book"
+api PUT /v1/admin/settings '{"web_search_max_uses":0}'
+expect_code "a bad web_search_max_uses is refused, naming the field" 400 "web_search_max_uses"
+api PUT /v1/admin/settings '{"price_book":"none","web_search_max_uses":3,"web_search_unbounded":"block"}'
+expect_code "settings web_search_max_uses and web_search_unbounded" 200
+api GET /v1/policy
+expect_eq "...they reach the hosts' policy" "3 block" \
+	"$(jget '(lambda p: "%d %s" % (p["web_search_max_uses"], p["web_search_unbounded"]))(json.loads(__import__("base64").b64decode(j["payload"])))')"
 
 # --- golden cases through the preload: the stand-in provider answers each case's documented
 # response (JSON or SSE); the charge in `llmcap status` is the invoice worked out in the file
@@ -91,7 +100,8 @@ total=0
 for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-priority openai-11-chat-audio \
 	openai-14-responses-stream anthropic-04-opus-4-1-mixed-ttl anthropic-07-long-context-cache-1h \
 	anthropic-10-stream-cache-web openai-23-responses-web-search-stream openai-25-responses-web-search-preview-gpt-4o \
-	openai-28-chat-gpt-4o-search-preview ollama-02-generate-stream ollama-04-chat ollama-05-embed; do
+	openai-28-chat-gpt-4o-search-preview openai-31-responses-web-search-gpt-5-nano-stream \
+	anthropic-17-stream-code-execution-web-fetch ollama-02-generate-stream ollama-04-chat ollama-05-embed; do
 	f=$LC_ROOT/tests/golden/prices/$c.json
 	jget 'j["request"]["body"]' "$f" >"$T/body.json"
 	host=127.0.0.1:$PORT_g
@@ -104,6 +114,24 @@ for c in openai-02-chat-cached openai-06-chat-reasoning-stream openai-07-chat-pr
 	expect_eq "golden $c: 200 through the preload" 200 "$code"
 	expect_eq "golden $c: charged exactly the invoice ($want micro-USD)" "$total" "$(org_used)"
 done
+
+# --- a tool the book has no fee for is unpriced like an unknown model (unknown_models: block): a 400
+# naming the tool before the provider sees the request, never a search at $0
+g_requests() { "$PY" "$LC_ROOT/tests/provider/logstat.py" "$LOG_g" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+g_before=$(g_requests); used_before=$(org_used)
+for c in openai-32-refused-web-search-gpt-4-1-nano anthropic-19-refused-code-execution; do
+	f=$LC_ROOT/tests/golden/prices/$c.json
+	jget 'j["request"]["body"]' "$f" >"$T/body.json"
+	host=127.0.0.1:$PORT_g; case $c in anthropic-*) host=localhost:$PORT_g ;; esac
+	code=$("$LLMCAP" run -- curl -s -o "$T/out" -w '%{http_code}' -H "x-golden-case: $c" \
+		-H 'content-type: application/json' -H 'x-api-key: sk-golden' --data-binary @"$T/body.json" \
+		"http://$host$(jget 'j["request"]["path"]' "$f")")
+	expect_eq "refused $c: a 400 through the preload" 400 "$code"
+	check "...its message names the tool ($(jget 'j["refused"]["message"]' "$f"))" \
+		grep -q "$(jget 'j["refused"]["message"]' "$f")" "$T/out"
+done
+expect_eq "...the provider saw neither request" "$g_before" "$(g_requests)"
+expect_eq "...and nothing was counted" "$used_before" "$(org_used)"
 
 # --- web search fees are part of the worst case: an org cap of $0.05 sits above the token worst case of
 # a claude-3-5-haiku call with 5 searches (a ~250-byte body at $0.80/M + 100 output tokens at $4/M: under
@@ -131,5 +159,27 @@ expect_eq "...or a byte" 0 "$(ws_stat bytes_total)"
 expect_eq "...and nothing is charged" 0 "$(org_used)"
 expect_eq "the same request without the tool fits under the cap" 200 "$(messages '{'"$ask"'}')"
 expect_eq "...charged 1000 x \$0.80/M + 100 x \$4/M = 1200 micro-USD" 1200 "$(org_used)"
+
+# a request with no max_uses reserves web_search_max_uses searches: the default 10 (10 x ($0.01 + 8,000 x
+# $0.80/M) = 164,000 micro-USD) is over the cap; the policy's 2 (32,800 + the tokens) is under it
+unbounded='{'"$ask"', "tools": [{"type": "web_search_20250305", "name": "web_search"}]}'
+expect_eq "a web search request with no max_uses reserves 10 searches: refused by the \$0.05 cap" 429 "$(messages "$unbounded")"
+sed -i 's/"version": 1,/"version": 2, "web_search_max_uses": 2,/' "$T/ws.json"
+apply_policy "$T/ws.json" >/dev/null 2>&1; expect_eq "web_search_max_uses 2 applied" 0 $?
+expect_eq "...with web_search_max_uses 2 it reserves 2 and fits" 200 "$(messages "$unbounded")"
+expect_eq "...charged what the usage says: 1200 micro-USD more" 2400 "$(org_used)"
+# web_search_unbounded: "block" makes the reservation a bound: a request without max_uses is refused
+sed -i 's/"version": 2,/"version": 3, "web_search_unbounded": "block",/' "$T/ws.json"
+apply_policy "$T/ws.json" >/dev/null 2>&1; expect_eq "web_search_unbounded block applied" 0 $?
+ws_before=$(ws_stat requests)
+expect_eq "web_search_unbounded block: a web search request with no max_uses is refused" 400 "$(messages "$unbounded")"
+check "...the message says to set max_uses" grep -q "set max_uses" "$T/out"
+expect_eq "...before the provider saw it" "$ws_before" "$(ws_stat requests)"
+expect_eq "...the same request with max_uses 2 passes" 200 \
+	"$(messages '{'"$ask"', "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]}')"
+expect_eq "...charged exactly: 1200 micro-USD more" 3600 "$(org_used)"
+sed 's/"web_search_max_uses": 2/"web_search_max_uses": 0/; s/"version": 3,/"version": 4,/' "$T/ws.json" >"$T/ws-bad.json"
+apply_policy "$T/ws-bad.json" >"$T/ws-bad.out" 2>&1
+check "a web_search_max_uses of 0 is refused, naming the field" grep -q "web_search_max_uses" "$T/ws-bad.out"
 
 finish

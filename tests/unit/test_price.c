@@ -249,6 +249,21 @@ static void test_estimate_reserves_web_search(void **st)
 	req_invalid("/v1/chat/completions", "{\"web_search_options\":{\"search_context_size\":\"huge\"}}",
 		    "web_search_options.search_context_size");
 	req_invalid("/v1/chat/completions", "{\"web_search_options\":[]}", "web_search_options");
+	/* code execution tools; free beside a web search or web fetch tool of 20260209 or later */
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_execution_20250825\"}]}");
+	assert_int_equal(ri.web, LC_WEB_CODE);
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_execution_20250825\"},"
+				 "{\"type\":\"web_fetch_20260209\",\"max_uses\":2}]}");
+	assert_int_equal(ri.web, LC_WEB_CODE | LC_WEB_CODE_FREE);
+	assert_int_equal(ri.web_max_calls, -1);   /* no web search: no bound on searches to keep */
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_execution_20260120\"},"
+				 "{\"type\":\"web_search_20260301\",\"max_uses\":2}]}");
+	assert_int_equal(ri.web, LC_WEB_CODE | LC_WEB_CODE_FREE | LC_WEB_SEARCH);
+	ri = req("/v1/messages", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_execution_20250825\"},"
+				 "{\"type\":\"web_search_20250305\"},{\"type\":\"web_fetch_2026020\"}]}");
+	assert_int_equal(ri.web, LC_WEB_CODE | LC_WEB_SEARCH);
+	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_interpreter\",\"container\":{\"type\":\"auto\"}}]}");
+	assert_int_equal(ri.web, LC_WEB_CODE);
 }
 
 /* Ollama's /api/embed (and the legacy /api/embeddings) are embeddings: no output reserved, the
@@ -324,6 +339,11 @@ static void test_validation_names_the_path(void **st)
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"aliases\": [\"\"]}}", "prices.m.aliases[0]");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1, \"output\": 2, \"input_audio\": 1}}", "prices.m.input_audio");
 	expect_invalid("\"prices\": {\"m\": {\"input\": 1e300, \"output\": 2}}", "prices.m.input");
+	expect_invalid("\"web_search_max_uses\": 0", "web_search_max_uses");
+	expect_invalid("\"web_search_max_uses\": 2.5", "web_search_max_uses");
+	expect_invalid("\"web_search_max_uses\": 10001", "web_search_max_uses");
+	expect_invalid("\"web_search_max_uses\": \"10\"", "web_search_max_uses");
+	expect_invalid("\"web_search_unbounded\": \"refuse\"", "web_search_unbounded");
 }
 
 /* the usage shapes OpenAI-compatible servers send, and the request fields the estimate reads */
@@ -370,6 +390,7 @@ static void test_compatible_usage_shapes(void **st)
 
 /* ---- against a real store ---- */
 
+/* a policy with these fields (unknown_models: block unless they say) */
 static void install(const char *body)
 {
 	char doc[8192], err[512], *env = NULL;
@@ -379,30 +400,44 @@ static void install(const char *body)
 		 "{\"schema\":1,\"version\":%lld,\"issued_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2099-01-01T00:00:00Z\","
 		 "\"providers\":[{\"name\":\"openai\",\"format\":\"openai\",\"hosts\":[\"api.openai.com\"]},"
 		 "{\"name\":\"anthropic\",\"format\":\"anthropic\",\"hosts\":[\"api.anthropic.com\"]}],"
-		 "\"unknown_models\":\"block\",\"org\":{\"spend_cap_usd\":1000}%s%s}",
-		 (long long)++version, *body ? "," : "", body);
+		 "%s\"org\":{\"spend_cap_usd\":1000}%s%s}",
+		 (long long)++version, strstr(body, "unknown_models") ? "" : "\"unknown_models\":\"block\",",
+		 *body ? "," : "", body);
 	assert_int_equal(lc_dsse_sign(&skey, doc, strlen(doc), &env, &envlen, err, sizeof(err)), 0);
 	if (lc_apply_envelope(&trust, env, envlen, NULL, err, sizeof(err)))
 		fail_msg("apply: %s\n%s", err, doc);
 	free(env);
 }
 
-/* admit one chat call and settle it with this usage; returns the org's settled micro-USD delta or -1 if denied */
-static int64_t call(const char *host, const char *model, int64_t in, int64_t cached, int64_t out)
+/* the tools a call enables (LC_WEB_*), its bound on searches (-1 none) and the searches its usage reports */
+struct tools {
+	enum lc_api api;   /* 0: chat, or messages for an Anthropic host */
+	uint8_t web;
+	int64_t max_calls, searches;
+};
+
+/* admit one call with these tools and settle it with this usage; returns the org's settled micro-USD
+ * delta, or -1 if denied (*dp says why) */
+static int64_t call_tools(const char *host, const char *model, int64_t in, int64_t cached, int64_t out,
+			  const struct tools *t, struct lc_decision *dp)
 {
 	struct lc_reqinfo ri;
 	struct lc_admit_req a = {.host = host, .port = 443, .info = &ri};
-	struct lc_decision d;
-	struct lc_usage u = {.present = true, .input = in, .cached_input = cached, .output = out};
+	struct lc_decision dd, *d = dp ? dp : &dd;
+	struct lc_usage u = {.present = true, .input = in, .cached_input = cached, .output = out,
+			     .web_search = t ? t->searches : 0};
 	json_t *st, *l;
 	size_t i;
 	double before = 0, after = 0;
 
 	memset(&ri, 0, sizeof(ri));
-	ri.api = strstr(host, "anthropic") ? LC_API_MESSAGES : LC_API_CHAT;
+	ri.api = t && t->api ? t->api : strstr(host, "anthropic") ? LC_API_MESSAGES : LC_API_CHAT;
 	snprintf(ri.model, sizeof(ri.model), "%s", model);
 	ri.input_estimate = in + cached;
 	ri.output_cap = out;
+	ri.web = t ? t->web : 0;
+	ri.web_max_calls = t ? t->max_calls : -1;
+	ri.search_ctx = 1;
 	for (int pass = 0; pass < 2; pass++) {
 		assert_int_equal(lc_status_json(&st), 0);
 		json_array_foreach(json_object_get(st, "limits"), i, l)
@@ -411,12 +446,79 @@ static int64_t call(const char *host, const char *model, int64_t in, int64_t cac
 		json_decref(st);
 		if (pass)
 			break;
-		assert_int_equal(lc_admit(&a, &d), LC_OK);
-		if (d.verdict != LC_ALLOW)
+		assert_int_equal(lc_admit(&a, d), LC_OK);
+		if (d->verdict != LC_ALLOW)
 			return -1;
-		assert_int_equal(lc_settle(d.ticket, &u, 200), LC_OK);
+		assert_int_equal(lc_settle(d->ticket, &u, 200), LC_OK);
 	}
 	return (int64_t)((after - before) * 1e6 + 0.5);
+}
+
+static int64_t call(const char *host, const char *model, int64_t in, int64_t cached, int64_t out)
+{
+	return call_tools(host, model, in, cached, out, NULL, NULL);
+}
+
+/* refused with this status and a message naming `what` */
+static void expect_refused(const char *host, const char *model, const struct tools *t, int status, const char *what)
+{
+	struct lc_decision d;
+
+	assert_int_equal(call_tools(host, model, 1000, 0, 100, t, &d), -1);
+	assert_int_equal(d.status, status);
+	if (!strstr(d.message, what))
+		fail_msg("%s: refused with \"%s\", which does not name %s", model, d.message, what);
+}
+
+/* README "Prices": a tool the model's price has no fee for is unpriced like an unknown model (never a
+ * silent $0); web_search_unbounded: "block" makes the searches reserved a bound */
+static void test_unpriced_tools(void **st)
+{
+	const struct tools search = {LC_API_RESPONSES, LC_WEB_SEARCH, 2, 2}, preview = {LC_API_RESPONSES, LC_WEB_PREVIEW, 1, 1};
+	const struct tools a_search = {0, LC_WEB_SEARCH, 1, 1}, a_code = {0, LC_WEB_CODE, -1, 0};
+	const struct tools a_code_free = {0, LC_WEB_CODE | LC_WEB_CODE_FREE | LC_WEB_SEARCH, 1, 1};
+	const struct tools o_code = {LC_API_RESPONSES, LC_WEB_CODE, -1, 0}, silent = {LC_API_RESPONSES, 0, -1, 1};
+	const struct tools options = {LC_API_CHAT, LC_WEB_OPTIONS, -1, 0}, unbounded = {0, LC_WEB_SEARCH, -1, 1};
+	const struct tools r_unbounded = {LC_API_RESPONSES, LC_WEB_SEARCH, -1, 1};
+
+	install("\"price_book\":\"builtin\"");
+	/* unknown_models: block refuses a tool the book has no fee for, naming it */
+	expect_refused("api.openai.com", "gpt-4.1-nano", &search, 400, "no price for the web_search tool");
+	expect_refused("api.openai.com", "o3-mini-2025-01-31", &preview, 400, "web_search_preview tool");
+	expect_refused("api.openai.com", "gpt-4o", &options, 400, "web_search_options tool");
+	expect_refused("api.anthropic.com", "claude-3-haiku-20240307", &a_search, 400, "web_search tool");
+	expect_refused("api.anthropic.com", "claude-sonnet-4-5", &a_code, 400, "code_execution tool");
+	expect_refused("api.openai.com", "gpt-4.1", &o_code, 400, "code_interpreter tool");
+	/* priced tools pass: gpt-4.1 1000 x $2/M + 100 x $8/M + 2 x $0.01; gpt-5-nano (book v4):
+	 * 1000 x $0.05/M + 100 x $0.40/M + 2 x $0.01 */
+	assert_int_equal(call_tools("api.openai.com", "gpt-4.1", 1000, 0, 100, &search, NULL), 2000 + 800 + 20000);
+	assert_int_equal(call_tools("api.openai.com", "gpt-5-nano", 1000, 0, 100, &search, NULL), 50 + 40 + 20000);
+	/* code execution with web_search_20260209 in the request is free: claude-sonnet-4-5 1000 x $3/M +
+	 * 100 x $15/M + 1 search */
+	assert_int_equal(call_tools("api.anthropic.com", "claude-sonnet-4-5", 1000, 0, 100, &a_code_free, NULL),
+			 3000 + 1500 + 10000);
+	/* a response reporting searches the request did not show, on an entry with no fee: the dearest
+	 * web_search fee in the table ($0.01), not $0: gpt-4.1-nano 1000 x $0.10/M + 100 x $0.40/M */
+	assert_int_equal(call_tools("api.openai.com", "gpt-4.1-nano", 1000, 0, 100, &silent, NULL), 100 + 40 + 10000);
+
+	/* unknown_models: allow lets them through, charged at the dearest fee of the tool in the table:
+	 * web_search $0.01 (every book fee), web_search_preview $0.025 (gpt-4o's) */
+	install("\"price_book\":\"builtin\",\"unknown_models\":\"allow\"");
+	assert_int_equal(call_tools("api.openai.com", "gpt-4.1-nano", 1000, 0, 100, &search, NULL), 140 + 20000);
+	assert_int_equal(call_tools("api.openai.com", "gpt-4.1-nano", 1000, 0, 100, &preview, NULL), 140 + 25000);
+	/* a policy price with a dearer fee raises the fallback: $0.05 a search */
+	install("\"price_book\":\"builtin\",\"unknown_models\":\"allow\",\"prices\":{\"mine\":{\"input\":1,"
+		"\"output\":1,\"web_search\":0.05}}");
+	assert_int_equal(call_tools("api.openai.com", "gpt-4.1-nano", 1000, 0, 100, &search, NULL), 140 + 100000);
+	/* code execution is let through (its container time cannot be counted; logged) */
+	assert_int_equal(call_tools("api.anthropic.com", "claude-sonnet-4-5", 1000, 0, 100, &a_code, NULL), 4500);
+
+	/* web_search_unbounded: block refuses a web search request with no bound, naming the field to set */
+	install("\"price_book\":\"builtin\",\"web_search_unbounded\":\"block\"");
+	expect_refused("api.anthropic.com", "claude-3-5-haiku", &unbounded, 400, "max_uses");
+	expect_refused("api.openai.com", "gpt-4.1", &r_unbounded, 400, "max_tool_calls");
+	/* with a bound it passes: claude-3-5-haiku 1000 x $0.80/M + 100 x $4/M + 1 search */
+	assert_int_equal(call_tools("api.anthropic.com", "claude-3-5-haiku", 1000, 0, 100, &a_search, NULL), 1200 + 10000);
 }
 
 static void test_policy_uses_the_book(void **st)
@@ -478,6 +580,7 @@ int main(void)
 		cmocka_unit_test(test_validation_names_the_path),
 		cmocka_unit_test(test_compatible_usage_shapes),
 		cmocka_unit_test(test_policy_uses_the_book),
+		cmocka_unit_test(test_unpriced_tools),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
