@@ -66,7 +66,9 @@ static void run_usage(FILE *f)
 		"\n"
 		"environment: LLMCAP_STATE_DIR (state directory), LLMCAP_LOG (off|error|info|debug),\n"
 		"LLMCAP_RELAY_TIMEOUT (seconds the relay waits for a provider, default 600),\n"
-		"LLMCAP_RESOLVE_INTERVAL (seconds between resolutions of the provider hosts, default 60);\n"
+		"LLMCAP_RESOLVE_INTERVAL (seconds between resolutions of the provider hosts, default 60),\n"
+		"LLMCAP_RELAY_ALL=1 (the relay holds every process's provider connections, for a program\n"
+		"that speaks a TLS of its own beside libssl, which the library refuses);\n"
 		"the program gets LLMCAP_RUN_ID under --budget/--max-requests\n");
 }
 

@@ -12,7 +12,8 @@
  *   - lets the kernel carry out a connect to anything that is not a provider
  *     (SECCOMP_USER_NOTIF_FLAG_CONTINUE: untouched, no relay);
  *   - lets a provider connect through when the calling process is a dynamically linked program
- *     (not Go) with the preload library mapped (a child such as curl: the preload holds it);
+ *     (not Go) with the preload library and libssl or GnuTLS mapped (a child such as curl: the
+ *     preload holds it), unless LLMCAP_RELAY_ALL=1;
  *   - holds any other provider connect: the supervisor connects the program's own socket
  *     (pidfd_getfd) to the loopback relay of relay.c, which decides each request in the store;
  *   - refuses it at once with ECONNREFUSED and one stderr line when it cannot be held.
@@ -299,12 +300,20 @@ static void mapped_libs(pid_t pid, bool *preload, bool *tls)
  * linked in (the nodesource node, uv's Python, Bun) maps neither, whatever it speaks: the relay
  * holds all its provider connections (plain HTTP too: one rule per process, one decision per
  * request, the preload stepping aside on relay connections). A Go program built with cgo maps the
- * preload, but its network calls bypass it. why: what the process is, for a refusal. */
+ * preload, but its network calls bypass it. Under LLMCAP_RELAY_ALL=1 no process is: the relay holds
+ * them all (for a program that speaks a TLS of its own beside libssl, which the preload refuses).
+ * why: what the process is, for a refusal. */
+static bool relay_all;    /* LLMCAP_RELAY_ALL=1: the relay holds every process's provider connections */
+
 static bool preload_holds(pid_t pid, char *why, size_t wl)
 {
 	char path[64];
 	bool pre, tls;
 
+	if (relay_all) {
+		snprintf(why, wl, "run with LLMCAP_RELAY_ALL=1 (the relay holds every provider connection)");
+		return false;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	if (lc_exec_kind(path, why, wl) != LC_EXEC_DYNAMIC)
 		return false;
@@ -517,6 +526,7 @@ int lc_supervise_exec(const char *file, char *const argv[], int kind, const char
 
 	if (already_supervised())    /* the outer supervisor holds this subtree */
 		return exec_plain(file, argv);
+	relay_all = getenv("LLMCAP_RELAY_ALL") && !strcmp(getenv("LLMCAP_RELAY_ALL"), "1");
 	pol = load_providers();
 	if (pol < 0 && kind == LC_EXEC_DYNAMIC)    /* the preload answers provider calls with 503 */
 		return exec_plain(file, argv);

@@ -101,7 +101,7 @@ static int sess_lookup(gnutls_session_t s, int fd, struct lc_target *t)
 
 /* Before the first handshake: a provider session offers http/1.1 only (h2 would bypass the
  * HTTP/1.1 reader). Set on the session, so other hosts keep the program's ALPN. */
-LC_EXPORT int gnutls_handshake(gnutls_session_t s)
+static int handshake(gnutls_session_t s)
 {
 	struct lc_conn *c;
 	struct lc_target t;
@@ -124,6 +124,24 @@ LC_EXPORT int gnutls_handshake(gnutls_session_t s)
 	if (!REAL(gnutls_handshake))
 		return GNUTLS_E_INTERNAL_ERROR;
 	return r_gnutls_handshake(s);
+}
+
+/* The ClientHello is made and written inside the handshake (lc_pl_tls_in); its client_random is
+ * recorded when the call returns, for a program that writes it later from its own push buffer. */
+LC_EXPORT int gnutls_handshake(gnutls_session_t s)
+{
+	gnutls_datum_t cr = { 0 }, sr = { 0 };
+	int r;
+
+	lc_pl_tls_in++;
+	r = handshake(s);
+	if (s && !lc_pl_depth && HELPER(gnutls_session_get_random)) {
+		r_gnutls_session_get_random(s, &cr, &sr);
+		if (cr.data && cr.size == 32)
+			lc_pl_tls_made(cr.data);
+	}
+	lc_pl_tls_in--;
+	return r;
 }
 
 /* first application write on a session: provider or not, decided once */
@@ -175,7 +193,7 @@ static ssize_t put_record(void *s, const void *p, size_t len, bool *retry)
 	return k;
 }
 
-LC_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_t n)
+static ssize_t record_send(gnutls_session_t s, const void *data, size_t n)
 {
 	struct lc_conn_view v;
 	struct lc_conn *c;
@@ -227,7 +245,7 @@ pass:
 	return r_gnutls_record_send(s, data, n);
 }
 
-LC_EXPORT ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n)
+static ssize_t record_recv(gnutls_session_t s, void *data, size_t n)
 {
 	struct lc_conn_view v;
 	struct lc_conn *c;
@@ -260,6 +278,27 @@ LC_EXPORT ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n)
 	}
 	lc_conn_put(c);
 	return k;
+}
+
+/* inside these a rehandshake may write (lc_pl_tls_in) */
+LC_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_t n)
+{
+	ssize_t r;
+
+	lc_pl_tls_in++;
+	r = record_send(s, data, n);
+	lc_pl_tls_in--;
+	return r;
+}
+
+LC_EXPORT ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n)
+{
+	ssize_t r;
+
+	lc_pl_tls_in++;
+	r = record_recv(s, data, n);
+	lc_pl_tls_in--;
+	return r;
 }
 
 LC_EXPORT size_t gnutls_record_check_pending(gnutls_session_t s)

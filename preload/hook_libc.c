@@ -180,22 +180,33 @@ LC_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---- write family ---- */
 
-/* A ClientHello to a provider from a process without libssl or GnuTLS: statically linked TLS (Go, the
- * nodesource Node build, Bun, rustls, ...) that llmcap can neither read nor answer. Fail closed:
- * refuse the connection (the client sees a connection error, not a 429). */
-static bool opaque_tls_to_provider(int fd, const void *buf, size_t n)
+/* A ClientHello to a provider that no hooked TLS library made (lc_pl_tls_in, lc_pl_tls_ours): TLS
+ * of the program's own (Go, the nodesource Node build, Bun, rustls, mbed TLS, a statically linked
+ * OpenSSL), whose requests no hook will ever see, whether or not libssl or GnuTLS is loaded too.
+ * Decided per connection, at its first write. Fail closed: refuse the connection (the client sees
+ * a connection error, not a 429). by_addr: the socket's peer is a provider's address (else the
+ * SNI names the provider, or it is not one). */
+static bool own_tls_to_provider(int fd, const void *buf, size_t n, const unsigned char cr[32], bool by_addr)
 {
 	struct lc_target t;
 	char sni[256], ip[64];
 	int port = 0;
+	bool lib;
 
-	if (lc_pl_have_held_tls() || lc_cls_client_hello_sni(buf, n, sni, sizeof(sni)) != 0)
+	if (lc_pl_tls_in > 0 || lc_pl_tls_ours(cr))
 		return false;
+	if (lc_cls_client_hello_sni(buf, n, sni, sizeof(sni)) != 0)
+		sni[0] = 0;
 	lc_cls_peer(fd, ip, sizeof(ip), &port);
-	if (lc_cls_lookup(sni, port, &t) <= 0)
+	if (!by_addr && (!sni[0] || lc_cls_lookup(sni, port, &t) <= 0))
 		return false;
-	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (no libssl or "
-			     "GnuTLS in this process): connection refused", sni, port);
+	lib = lc_pl_have_held_tls();
+	/* the remedy: without libssl/GnuTLS, `llmcap run` holds the whole process in its relay; with
+	 * them the preload holds the process, and LLMCAP_RELAY_ALL=1 makes the relay take it instead */
+	lc_log(LC_LOG_ERROR, "TLS to provider %s:%d from a TLS library llmcap cannot hold (%s): connection "
+			     "refused; `%sllmcap run -- PROGRAM` holds it",
+	       sni[0] ? sni : ip, port, lib ? "not this process's libssl or GnuTLS" : "no libssl or GnuTLS in this process",
+	       lib ? "LLMCAP_RELAY_ALL=1 " : "");
 	/* The refused write alone is not enough: an event loop may drop a write error and wait for
 	 * the ServerHello (nodesource node: fetch until its connect timeout, `https` forever). Shut
 	 * the read side too (nothing goes on the wire): every reader and poller of the socket sees
@@ -217,7 +228,7 @@ static int first_write(int fd, const void *buf, size_t n)
 	if (lc_cls_client_hello(buf, n, cr)) {
 		lc_cr_record(fd, cr);
 		lc_fd_set_state(fd, LC_FD_NONE);
-		return opaque_tls_to_provider(fd, buf, n) ? -1 : 0;
+		return own_tls_to_provider(fd, buf, n, cr, false) ? -1 : 0;
 	}
 	if (n >= 8 && memcmp(buf, "CONNECT ", 8) == 0)
 		return 0;    /* an HTTP proxy tunnel: the ClientHello comes next */
@@ -272,6 +283,18 @@ static ssize_t put_send(void *ctx, const void *p, size_t len, bool *retry)
 	return k > 0 ? k : -1;
 }
 
+/* A socket the supervisor's relay holds: untracked from now on. A ClientHello's client_random is
+ * recorded, so that a TLS layer whose socket is known only by it (a custom BIO: curl) finds the
+ * relay's socket and steps aside too (one decision per request, the relay's). */
+static void relay_holds(int fd, const void *buf, size_t n)
+{
+	unsigned char cr[32];
+
+	if (lc_cls_client_hello(buf, n, cr))
+		lc_cr_record(fd, cr);
+	fd_forget(fd);
+}
+
 /* 1 handled (*ret, errno set), 0 pass through */
 static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret)
 {
@@ -285,7 +308,7 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		if (n == 0)
 			return 0;
 		if (lc_pl_relayed(fd)) {    /* the supervisor's relay holds it */
-			fd_forget(fd);
+			relay_holds(fd, buf, n);
 			errno = saved;
 			return 0;
 		}
@@ -307,7 +330,7 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 	lc_conn_view(c, &v);
 	if (v.nreq == 0 && v.st == LC_ST_IDLE && n > 0 && lc_pl_relayed(fd)) {    /* the relay holds it */
 		lc_conn_put(c);
-		fd_forget(fd);
+		relay_holds(fd, buf, n);
 		errno = saved;
 		return 0;
 	}
@@ -316,7 +339,7 @@ static int write_slow(int fd, const void *buf, size_t n, int flags, ssize_t *ret
 		lc_cr_record(fd, cr);
 		lc_conn_put(c);
 		fd_forget(fd);
-		if (opaque_tls_to_provider(fd, buf, n)) {
+		if (own_tls_to_provider(fd, buf, n, cr, true)) {
 			*ret = -1;
 			errno = EACCES;
 			return 1;

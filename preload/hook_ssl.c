@@ -84,6 +84,24 @@ void lc_tls_deny_ready(struct lc_conn *c, const struct lc_conn_view *v, int fd)
 
 #define ssl_rec(ssl, create) lc_tls_rec((ssl), (create))
 
+/* Around every hooked call that may make a ClientHello and write it (lc_pl_tls_in): enter before
+ * the real call, leave after it; a call made while the session's handshake was under way records
+ * its client_random, which a memory-BIO program's later write of the ClientHello shows. */
+static bool tls_enter(const SSL *ssl)
+{
+	lc_pl_tls_in++;
+	return ssl && !lc_pl_depth && !(HELPER(SSL_is_init_finished) && r_SSL_is_init_finished(ssl));
+}
+
+static void tls_leave(const SSL *ssl, bool hs)
+{
+	unsigned char cr[32];
+
+	if (hs && HELPER(SSL_get_client_random) && r_SSL_get_client_random(ssl, cr, 32) == 32)
+		lc_pl_tls_made(cr);    /* keeps errno */
+	lc_pl_tls_in--;
+}
+
 /* the socket of an SSL: known, SSL_get_fd, or the ClientHello's client_random */
 static int ssl_fd(SSL *ssl, int fd)
 {
@@ -308,29 +326,30 @@ static int write_common(SSL *ssl, const void *buf, size_t num, bool ex, int *ret
 
 LC_EXPORT int SSL_write(SSL *ssl, const void *buf, int num)
 {
+	bool hs = tls_enter(ssl);
 	int ret;
 	size_t w;
 
-	if (num > 0 && write_common(ssl, buf, (size_t)num, false, &ret, &w))
-		return ret;
-	if (!REAL(SSL_write))
-		return -1;
-	return r_SSL_write(ssl, buf, num);
+	if (!(num > 0 && write_common(ssl, buf, (size_t)num, false, &ret, &w)))
+		ret = REAL(SSL_write) ? r_SSL_write(ssl, buf, num) : -1;
+	tls_leave(ssl, hs);
+	return ret;
 }
 
 LC_EXPORT int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 {
+	bool hs = tls_enter(ssl);
 	int ret;
 	size_t w = 0;
 
 	if (write_common(ssl, buf, num, true, &ret, &w)) {
 		if (written)
 			*written = w;
-		return ret;
+	} else {
+		ret = REAL(SSL_write_ex) ? r_SSL_write_ex(ssl, buf, num, written) : 0;
 	}
-	if (!REAL(SSL_write_ex))
-		return 0;
-	return r_SSL_write_ex(ssl, buf, num, written);
+	tls_leave(ssl, hs);
+	return ret;
 }
 
 enum { RD_READ, RD_READ_EX, RD_PEEK, RD_PEEK_EX };
@@ -416,15 +435,21 @@ static int read_common(int kind, SSL *ssl, void *buf, size_t num, size_t *got)
 /* the int-sized calls (a negative num reads nothing) and the _ex ones */
 static int read_int(int kind, SSL *ssl, void *buf, int num)
 {
+	bool hs = tls_enter(ssl);
 	size_t got;
+	int r = read_common(kind, ssl, buf, num < 0 ? 0 : (size_t)num, &got);
 
-	return read_common(kind, ssl, buf, num < 0 ? 0 : (size_t)num, &got);
+	tls_leave(ssl, hs);
+	return r;
 }
 
 static int read_ex(int kind, SSL *ssl, void *buf, size_t num, size_t *readbytes)
 {
+	bool hs = tls_enter(ssl);
 	size_t got = 0;
 	int r = read_common(kind, ssl, buf, num, &got);
+
+	tls_leave(ssl, hs);
 
 	if (readbytes)
 		*readbytes = got;
@@ -562,16 +587,24 @@ LC_EXPORT int SSL_set_fd(SSL *ssl, int fd)
 
 LC_EXPORT int SSL_connect(SSL *ssl)
 {
+	bool hs;
+	int r;
+
 	before_handshake(ssl);
-	if (!REAL(SSL_connect))
-		return -1;
-	return r_SSL_connect(ssl);
+	hs = tls_enter(ssl);
+	r = REAL(SSL_connect) ? r_SSL_connect(ssl) : -1;
+	tls_leave(ssl, hs);
+	return r;
 }
 
 LC_EXPORT int SSL_do_handshake(SSL *ssl)
 {
+	bool hs;
+	int r;
+
 	before_handshake(ssl);
-	if (!REAL(SSL_do_handshake))
-		return -1;
-	return r_SSL_do_handshake(ssl);
+	hs = tls_enter(ssl);
+	r = REAL(SSL_do_handshake) ? r_SSL_do_handshake(ssl) : -1;
+	tls_leave(ssl, hs);
+	return r;
 }

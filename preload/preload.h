@@ -69,9 +69,22 @@ void *lc_pl_sym(const char *name, const char *lib_hint, void *self);
  * socket is not known yet (custom or memory BIO) at handshake time. */
 extern __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec")));
 
-/* Is a TLS library the shim hooks (OpenSSL's libssl, GnuTLS) loaded in this process, so the TLS
- * layer can hold its connections? */
+/* Is a TLS library the shim hooks (OpenSSL's libssl, GnuTLS) loaded in this process? (Only what a
+ * refusal says: whether a ClientHello is held is decided per connection, below.) */
 bool lc_pl_have_held_tls(void);
+
+/* Held TLS, per connection: a ClientHello written to a provider is held only when a hooked TLS
+ * library made it, so that the TLS layer will see the session's requests:
+ *   - written inside a hooked call (a socket BIO: SSL_connect, SSL_do_handshake, SSL_read/write/
+ *     peek and their _ex forms, gnutls_handshake, gnutls_record_send/recv): lc_pl_tls_in > 0
+ *     on the writing thread;
+ *   - or written later by the program (a memory BIO: Debian's node, Python's asyncio): its
+ *     client_random is one a hooked call recorded when it returned (lc_pl_tls_made).
+ * Anything else is TLS of the program's own (rustls, mbed TLS, a Go c-shared library, a
+ * statically linked OpenSSL) even when libssl is loaded too. */
+extern __thread int lc_pl_tls_in __attribute__((tls_model("initial-exec")));
+void lc_pl_tls_made(const unsigned char cr[32]);    /* all zero: ignored; errno kept */
+bool lc_pl_tls_ours(const unsigned char cr[32]);
 
 /* Is socket fd connected to the loopback relay of the `llmcap run` supervisor this process runs
  * under (LLMCAP_RELAY)? Such a connection is held by the relay (it decides every request on it),

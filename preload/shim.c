@@ -17,6 +17,7 @@
 
 __thread int lc_pl_depth __attribute__((tls_model("initial-exec")));
 __thread int lc_pl_last_connect_fd __attribute__((tls_model("initial-exec"))) = -1;
+__thread int lc_pl_tls_in __attribute__((tls_model("initial-exec")));
 atomic_int lc_pl_ready;
 atomic_uint lc_pl_forkgen;
 _Atomic unsigned char lc_fdst[LC_FD_MAX];
@@ -26,15 +27,19 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 /* hook_curl.c's handle table (absent from unit-test links) */
 void lc_curl_atfork(int phase) __attribute__((weak));
 
+static pthread_mutex_t made_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void atfork_prepare(void)
 {
 	if (lc_curl_atfork)
 		lc_curl_atfork(0);
 	lc_tab_atfork_prepare();
+	pthread_mutex_lock(&made_mu);
 }
 
 static void atfork_parent(void)
 {
+	pthread_mutex_unlock(&made_mu);
 	lc_tab_atfork_parent();
 	if (lc_curl_atfork)
 		lc_curl_atfork(1);
@@ -43,6 +48,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	atomic_fetch_add(&lc_pl_forkgen, 1);
+	pthread_mutex_init(&made_mu, NULL);
 	lc_tab_atfork_child();
 	if (lc_curl_atfork)
 		lc_curl_atfork(2);
@@ -137,6 +143,46 @@ bool lc_pl_have_held_tls(void)
 	dl_iterate_phdr(ssl_cb, &found);
 	if (found)
 		atomic_store(&seen, true);
+	return found;
+}
+
+/* ---- ClientHellos the hooked TLS libraries made ---- */
+
+/* The client_randoms of the last NMADE sessions a hooked call began (a fixed ring: no
+ * allocation). A memory-BIO program writes its ClientHello after the call that made it returned;
+ * NMADE handshakes may start between the two before one is forgotten. */
+#define NMADE 512
+static unsigned char made[NMADE][32];
+static unsigned made_next;
+
+void lc_pl_tls_made(const unsigned char cr[32])
+{
+	static const unsigned char zero[32];
+	int saved = errno;
+	unsigned i;
+
+	if (memcmp(cr, zero, 32) == 0)
+		return;    /* no ClientHello made yet */
+	pthread_mutex_lock(&made_mu);
+	/* the newest first: a handshake's repeated steps record the same value */
+	for (i = 1; i <= NMADE && i <= made_next; i++)
+		if (memcmp(made[(made_next - i) % NMADE], cr, 32) == 0)
+			break;
+	if (i > NMADE || i > made_next)
+		memcpy(made[made_next++ % NMADE], cr, 32);
+	pthread_mutex_unlock(&made_mu);
+	errno = saved;
+}
+
+bool lc_pl_tls_ours(const unsigned char cr[32])
+{
+	bool found = false;
+	unsigned i;
+
+	pthread_mutex_lock(&made_mu);
+	for (i = 1; i <= NMADE && i <= made_next && !found; i++)
+		found = memcmp(made[(made_next - i) % NMADE], cr, 32) == 0;
+	pthread_mutex_unlock(&made_mu);
 	return found;
 }
 

@@ -255,6 +255,38 @@ static void test_table_refs_and_fd_state(void **st)
 
 /* ---- conn ---- */
 
+/* the ClientHellos hooked TLS calls made (shim.c): all-zero randoms are ignored, a repeated one is
+ * kept once, and the ring keeps the last 512 distinct ones */
+static void test_tls_made_ring(void **st)
+{
+	unsigned char cr[32], first[32], zero[32] = { 0 };
+	int i;
+
+	(void)st;
+	memset(first, 0xa5, 32);
+	assert_false(lc_pl_tls_ours(first));
+	lc_pl_tls_made(zero);
+	assert_false(lc_pl_tls_ours(zero));
+	errno = 1234;
+	lc_pl_tls_made(first);
+	assert_int_equal(errno, 1234);
+	assert_true(lc_pl_tls_ours(first));
+	for (i = 0; i < 600; i++)    /* repeats of the newest take no slot */
+		lc_pl_tls_made(first);
+	for (i = 0; i < 511; i++) {
+		memset(cr, 0, 32);
+		memcpy(cr, &i, sizeof(i));
+		cr[31] = 1;
+		lc_pl_tls_made(cr);
+	}
+	assert_true(lc_pl_tls_ours(first));    /* 512 distinct: still there */
+	assert_true(lc_pl_tls_ours(cr));
+	cr[31] = 2;
+	lc_pl_tls_made(cr);
+	assert_false(lc_pl_tls_ours(first));   /* the 513th pushed the oldest out */
+	assert_true(lc_pl_tls_ours(cr));
+}
+
 static void test_allowed_split_request_flushed_exactly_and_settled(void **st)
 {
 	struct lc_conn *c;
@@ -526,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_bytes_predicates),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_table_refs_and_fd_state),
+		cmocka_unit_test(test_tls_made_ring),
 		cmocka_unit_test(test_allowed_split_request_flushed_exactly_and_settled),
 		cmocka_unit_test(test_denied_serves_synthetic_then_eof),
 		cmocka_unit_test(test_h2_and_pipelining_refused),
