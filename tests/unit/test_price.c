@@ -68,6 +68,14 @@ static void test_book_is_valid_and_prices_snapshots(void **st)
 		if (!lc_prices_match(eff, *n, &matched))
 			fail_msg("the book does not price %s", *n);
 	assert_null(lc_prices_match(eff, "gpt-9-turbo", &matched));      /* never a silent $0 */
+	/* gpt-5-nano's output cap from OpenAI's model page (128,000), not the 16,384 default: a request
+	 * naming no cap reserves what the model may really write */
+	{
+		struct lc_price p;
+
+		lc_price_compile(lc_prices_match(eff, "gpt-5-nano-2025-08-07", &matched), &p);
+		assert_int_equal(p.max_out, 128000);
+	}
 	assert_null(lc_prices_match(eff, "ft:gpt-4o-mini:acme::x1", &matched));
 	json_decref(eff);
 	json_decref(policy);
