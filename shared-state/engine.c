@@ -608,8 +608,8 @@ static int estimate(struct lc_store *s, MDB_txn *txn, struct decision *x, struct
 			return DECIDED;
 		}
 		lc_log(LC_LOG_ERROR, "warning: model '%s' has no price for the %s tool (unknown_models: allow): %s",
-		       info->model, tool, strncmp(tool, "code_", 5) ? "its calls are charged at the dearest fee in the "
-		       "price table" : "its container time is not counted");
+		       info->model, tool, !strncmp(tool, "web_search", 10) ? "its calls are charged at the dearest fee in "
+		       "the price table" : "its fees are not counted, only the tokens the usage reports");
 	}
 	/* a web search request with no bound of its own: the policy's bound, or refused */
 	if (have_price && (info->web & (LC_WEB_SEARCH | LC_WEB_PREVIEW)) && info->web_max_calls < 0) {

@@ -675,6 +675,10 @@ const char *lc_price_unpriced_tool(const struct lc_price *p, const struct lc_req
 		return "web_search_options";
 	if ((info->web & LC_WEB_CODE) && !(info->web & LC_WEB_CODE_FREE))
 		return info->api == LC_API_MESSAGES ? "code_execution" : "code_interpreter";
+	if (info->web & LC_WEB_FILE_SEARCH)
+		return "file_search";
+	if (info->web & LC_WEB_IMAGE_GEN)
+		return "image_generation";
 	return NULL;
 }
 

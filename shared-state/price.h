@@ -105,10 +105,12 @@ json_t *lc_prices_match(json_t *effective, const char *model, const char **match
 
 /* ---- tools the price cannot charge ----
  * The first tool the request enables whose fee p lacks ("web_search", "web_search_preview",
- * "web_search_options", "code_execution", "code_interpreter"), or NULL when every tool it
- * enables is priced. Code execution containers are billed by the hour, which no response
- * reports: always unpriced, except Anthropic's with web_search/web_fetch 20260209 or later in
- * the request (free then). README "Prices". */
+ * "web_search_options", "code_execution", "code_interpreter", "file_search", "image_generation"),
+ * or NULL when every tool it enables is priced. Code execution containers are billed by the hour,
+ * which no response reports: always unpriced, except Anthropic's with web_search/web_fetch
+ * 20260209 or later in the request (free then). OpenAI file_search (per call plus storage) and
+ * image_generation (image tokens at the image model's rates) are not in the book: unpriced.
+ * README "Prices". */
 const char *lc_price_unpriced_tool(const struct lc_price *p, const struct lc_reqinfo *info);
 
 /* ---- cost (micro-USD) ---- */

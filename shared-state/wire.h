@@ -101,6 +101,8 @@ enum {
 	LC_WEB_OPTIONS = 4,       /* Chat Completions web_search_options (the search models) */
 	LC_WEB_CODE = 8,          /* a code execution tool: Anthropic code_execution_*, OpenAI code_interpreter */
 	LC_WEB_CODE_FREE = 16,    /* Anthropic web_search_/web_fetch_ 20260209 or later: code execution is free */
+	LC_WEB_FILE_SEARCH = 32,  /* OpenAI file_search: a fee per call and vector storage by the day, not priced */
+	LC_WEB_IMAGE_GEN = 64,    /* OpenAI image_generation: image tokens at the image model's rates, not priced */
 };
 /* searches reserved for a request that enables web search and sets no bound, unless the policy's
  * web_search_max_uses says otherwise (README "Prices") */

@@ -253,7 +253,8 @@ static bool tool_since(const char *type, const char *prefix, const char *since)
 /* The web search a request enables (price.h reserves its fees): tools of type web_search*
  * (OpenAI web_search, Anthropic web_search_YYYYMMDD, each with an optional max_uses) or
  * web_search_preview*, and Chat Completions' web_search_options (the search models);
- * and the code execution tools, which price.c cannot charge (lc_price_unpriced_tool). */
+ * and the code execution, file search and image generation tools, which price.c cannot charge
+ * (lc_price_unpriced_tool). */
 static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t errlen)
 {
 	static const char *const ctx[] = {"low", "medium", "high"};
@@ -274,6 +275,10 @@ static int reqinfo_web(json_t *root, struct lc_reqinfo *ri, char *err, size_t er
 
 		if (type && (!strncmp(type, "code_execution", 14) || !strcmp(type, "code_interpreter")))
 			ri->web |= LC_WEB_CODE;
+		if (type && !strcmp(type, "file_search"))
+			ri->web |= LC_WEB_FILE_SEARCH;
+		if (type && !strcmp(type, "image_generation"))
+			ri->web |= LC_WEB_IMAGE_GEN;
 		if (type && (tool_since(type, "web_search_", "20260209") || tool_since(type, "web_fetch_", "20260209")))
 			ri->web |= LC_WEB_CODE_FREE;
 		if (!type || strncmp(type, "web_search", 10) != 0)

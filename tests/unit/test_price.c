@@ -272,6 +272,10 @@ static void test_estimate_reserves_web_search(void **st)
 	assert_int_equal(ri.web, LC_WEB_CODE | LC_WEB_SEARCH);
 	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"code_interpreter\",\"container\":{\"type\":\"auto\"}}]}");
 	assert_int_equal(ri.web, LC_WEB_CODE);
+	/* OpenAI file_search and image_generation: tools the book has no fee for */
+	ri = req("/v1/responses", "{\"model\":\"m\",\"tools\":[{\"type\":\"file_search\",\"vector_store_ids\":[\"vs_1\"]},"
+				  "{\"type\":\"image_generation\"}]}");
+	assert_int_equal(ri.web, LC_WEB_FILE_SEARCH | LC_WEB_IMAGE_GEN);
 }
 
 /* Ollama's /api/embed (and the legacy /api/embeddings) are embeddings: no output reserved, the
@@ -488,6 +492,7 @@ static void test_unpriced_tools(void **st)
 	const struct tools o_code = {LC_API_RESPONSES, LC_WEB_CODE, -1, 0}, silent = {LC_API_RESPONSES, 0, -1, 1};
 	const struct tools options = {LC_API_CHAT, LC_WEB_OPTIONS, -1, 0}, unbounded = {0, LC_WEB_SEARCH, -1, 1};
 	const struct tools r_unbounded = {LC_API_RESPONSES, LC_WEB_SEARCH, -1, 1};
+	const struct tools files = {LC_API_RESPONSES, LC_WEB_FILE_SEARCH, -1, 0}, images = {LC_API_RESPONSES, LC_WEB_IMAGE_GEN, -1, 0};
 
 	install("\"price_book\":\"builtin\"");
 	/* unknown_models: block refuses a tool the book has no fee for, naming it */
@@ -497,6 +502,8 @@ static void test_unpriced_tools(void **st)
 	expect_refused("api.anthropic.com", "claude-3-haiku-20240307", &a_search, 400, "web_search tool");
 	expect_refused("api.anthropic.com", "claude-sonnet-4-5", &a_code, 400, "code_execution tool");
 	expect_refused("api.openai.com", "gpt-4.1", &o_code, 400, "code_interpreter tool");
+	expect_refused("api.openai.com", "gpt-4.1", &files, 400, "file_search tool");
+	expect_refused("api.openai.com", "gpt-4o", &images, 400, "image_generation tool");
 	/* priced tools pass: gpt-4.1 1000 x $2/M + 100 x $8/M + 2 x $0.01; gpt-5-nano (book v4):
 	 * 1000 x $0.05/M + 100 x $0.40/M + 2 x $0.01 */
 	assert_int_equal(call_tools("api.openai.com", "gpt-4.1", 1000, 0, 100, &search, NULL), 2000 + 800 + 20000);
