@@ -103,6 +103,13 @@ static struct lc_reqinfo req(const char *model, int64_t in, int64_t cap, const c
 	return r;
 }
 
+/* a policy with one key: ID, the API key KEY, at most THRESHOLD requests a day */
+static void install_daily_requests(const char *id, const char *key, int threshold)
+{
+	install("\"keys\":{\"%s\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
+		"\"threshold\":%d}]}}", id, fp(key), threshold);
+}
+
 static struct lc_decision admit_as(const char *host, const char *key, struct lc_reqinfo r)
 {
 	struct lc_admit_req a = {.host = host, .port = 443, .api_key = key, .api_key_len = key ? strlen(key) : 0,
@@ -185,8 +192,7 @@ static void test_not_a_provider_passes(void **st)
 {
 	struct lc_decision d;
 
-	install("\"keys\":{\"a\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":0}]}}", fp("ka"));
+	install_daily_requests("a", "ka", 0);
 	d = admit_as("example.com", "ka", req("m", 10, 10, NULL));
 	assert_int_equal(d.verdict, LC_PASS);
 	d = admit("ka", req("m", 10, 10, NULL));
@@ -199,8 +205,7 @@ static void test_requests_cap_exact(void **st)
 	struct lc_decision d;
 	int allowed = 0;
 
-	install("\"keys\":{\"ci\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":5}]}}", fp("k-req"));
+	install_daily_requests("ci", "k-req", 5);
 	for (int i = 0; i < 8; i++) {
 		d = admit("k-req", req("m", 10, 10, NULL));
 		if (d.verdict == LC_ALLOW) {
@@ -464,8 +469,7 @@ static void test_live_reservation_is_not_reclaimed(void **st)
 	struct lc_decision d;
 	unsigned n = 99;
 
-	install("\"keys\":{\"lv\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":1}]}}", fp("k-lv"));
+	install_daily_requests("lv", "k-lv", 1);
 	d = admit("k-lv", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_ALLOW);
 	assert_int_equal(lc_reclaim(&n), LC_OK);
@@ -545,8 +549,7 @@ static void test_threads_race(void **st)
 	pthread_t th[8];
 	double used, reserved;
 
-	install("\"keys\":{\"thr\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":100}]}}", fp("k-thr"));
+	install_daily_requests("thr", "k-thr", 100);
 	thread_allowed = 0;
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, race_thread, NULL), 0);
@@ -717,8 +720,7 @@ static void test_full_disk_fails_closed(void **st)
 	pid_t pid;
 	int status;
 
-	install("\"keys\":{\"fd\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":100}]}}", fp("k-fd"));
+	install_daily_requests("fd", "k-fd", 100);
 	allow_one("k-fd");
 	status_of("key", "fd", "requests", "daily", &used_before, &reserved);
 	pid = fork();
@@ -872,8 +874,7 @@ static int child_admit_verdict(const char *key)
  * when a newer process opens it; a process older than the store refuses (fail closed). */
 static void test_compiled_format_upgrade(void **st)
 {
-	install("\"keys\":{\"up\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":100}]}}", fp("k-up"));
+	install_daily_requests("up", "k-up", 100);
 	assert_int_equal(child_admit_verdict("k-up"), 10);
 	set_compiled_format(0x4c430001u);          /* as an older llmcap left it */
 	assert_int_equal(child_admit_verdict("k-up"), 10);   /* the child's fresh open recompiled it */
@@ -1183,8 +1184,7 @@ static void test_anthropic_format(void **st)
 {
 	struct lc_decision d;
 
-	install("\"keys\":{\"an\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":0}]}}", fp("k-an"));
+	install_daily_requests("an", "k-an", 0);
 	d = admit_as("API.Anthropic.com", "k-an", req("m", 1, 1, NULL));
 	assert_int_equal(d.verdict, LC_DENY);
 	assert_int_equal(d.format, LC_FMT_ANTHROPIC);
@@ -1274,8 +1274,7 @@ static void test_fork_child_reopens(void **st)
 	pid_t pid;
 	int status;
 
-	install("\"keys\":{\"fk\":{\"sha256\":\"%s\",\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\","
-		"\"threshold\":2}]}}", fp("k-fk"));
+	install_daily_requests("fk", "k-fk", 2);
 	d = admit("k-fk", req("m", 1, 1, NULL));  /* the parent's env is open */
 	assert_int_equal(d.verdict, LC_ALLOW);
 	settle_usage(d.ticket, 1, 0, 1);

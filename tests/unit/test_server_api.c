@@ -516,17 +516,26 @@ static int64_t lease(struct fx *fx, const char *host, int64_t used, int64_t held
 	return lease_of(fx, "t", host, used, held, want, 0, gen, flag);
 }
 
+/* the fake clock from now on, and team ID with one limit: THRESHOLD requests a WINDOW */
+static void team_on_fake_clock(struct fx *fx, const char *id, const char *window, int threshold)
+{
+	char path[128], body[160];
+
+	fake_ms = lc_now_ms();
+	lc_clock_hook = fake_clock;
+	snprintf(path, sizeof(path), "/v1/admin/teams/%s", id);
+	snprintf(body, sizeof(body), "{\"limits\":[{\"metric\":\"requests\",\"window\":\"%s\",\"threshold\":%d}]}",
+		 window, threshold);
+	assert_int_equal(req(fx, "PUT", path, AUTH, body, NULL, NULL), 201);
+}
+
 static void test_leases(void **state)
 {
 	struct fx *fx = *state;
 	const char *flag;
 	json_t *j;
 
-	fake_ms = lc_now_ms();
-	lc_clock_hook = fake_clock;
-	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
-			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":10}]}", NULL,
-			     NULL), 201);
+	team_on_fake_clock(fx, "t", "lifetime", 10);
 	/* leases on by default: the published policy says so */
 	assert_int_equal(req(fx, "GET", "/v1/admin/policy", AUTH, NULL, &j, NULL), 200);
 	assert_true(json_is_true(json_object_get(j, "leases")));
@@ -609,11 +618,7 @@ static void test_leases_late_call_and_leftovers(void **state)
 	struct fx *fx = *state;
 	json_t *j;
 
-	fake_ms = lc_now_ms();
-	lc_clock_hook = fake_clock;
-	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/f", AUTH,
-			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"lifetime\",\"threshold\":10}]}", NULL,
-			     NULL), 201);
+	team_on_fake_clock(fx, "f", "lifetime", 10);
 	assert_int_equal(req(fx, "PUT", "/v1/admin/settings", AUTH, "{\"leases\": true, \"lease_ttl_seconds\": 5}",
 			     NULL, NULL), 200);
 	assert_int_equal(lease_need(fx, "a", 0, 0, 4, 0, 1), 4);
@@ -648,10 +653,7 @@ static int post_daily(struct fx *fx, const char *host, int seq, int used)
 static void test_event_once_per_window(void **state)
 {
 	struct fx *fx = *state;
-	fake_ms = lc_now_ms();
-	lc_clock_hook = fake_clock;
-	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
-			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":5}]}", NULL, NULL), 201);
+	team_on_fake_clock(fx, "t", "daily", 5);
 	assert_int_equal(req(fx, "PUT", "/v1/admin/webhooks", AUTH,
 			     "{\"webhooks\":[{\"url\":\"http://127.0.0.1:9/a\",\"secret\":\"s\",\"events\":[\"limit_reached\"]}]}",
 			     NULL, NULL), 200);
@@ -681,10 +683,7 @@ static void test_prune_forgets_past_windows(void **state)
 {
 	struct fx *fx = *state;
 	size_t n[2];
-	fake_ms = lc_now_ms();
-	lc_clock_hook = fake_clock;
-	assert_int_equal(req(fx, "PUT", "/v1/admin/teams/t", AUTH,
-			     "{\"limits\":[{\"metric\":\"requests\",\"window\":\"daily\",\"threshold\":5}]}", NULL, NULL), 201);
+	team_on_fake_clock(fx, "t", "daily", 5);
 	assert_int_equal(post_daily(fx, "h1", 1, 6), 200);
 	srv_read(&fx->s, count_pruned, n);
 	assert_int_equal(n[0], 1);

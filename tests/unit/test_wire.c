@@ -164,6 +164,62 @@ static int sse_feed_steps(struct lc_sse *s, const char *msg, size_t n, size_t st
 	return rc;
 }
 
+/* N bytes: PREFIX, then FILL to the end (the caller frees it) */
+static char *padded(const char *prefix, char fill, size_t n)
+{
+	char *p = malloc(n);
+	size_t k = strlen(prefix);
+
+	assert_non_null(p);
+	assert_true(k <= n);
+	memcpy(p, prefix, k);
+	memset(p + k, fill, n - k);
+	return p;
+}
+
+/* TEXT fed to a fresh SSE parser in pieces of STEP: the stream ends with this usage, no errors */
+static void expect_sse_steps(const char *text, size_t step, int64_t input, int64_t cached, int64_t output,
+			     const char *model)
+{
+	struct lc_sse s;
+
+	lc_sse_init(&s);
+	assert_int_equal(sse_feed_steps(&s, text, strlen(text), step), 0);
+	assert_true(s.done);
+	assert_true(s.usage.present);
+	assert_int_equal(s.usage.input, input);
+	assert_int_equal(s.usage.cached_input, cached);
+	assert_int_equal(s.usage.output, output);
+	assert_string_equal(s.usage.model, model);
+	assert_int_equal(s.errors, 0);
+	lc_sse_free(&s);
+}
+
+/* a fresh response parser fed B in pieces of STEP: the message ends after MSGLEN bytes (R is left
+ * for the caller's checks and lc_resp_free) */
+static void resp_steps_done(struct lc_resp *r, const struct bytes *b, size_t step, size_t msglen)
+{
+	size_t consumed;
+
+	lc_resp_init(r, false);
+	assert_int_equal(resp_feed_steps(r, b->p, b->n, step, &consumed), LC_PARSE_DONE);
+	assert_int_equal(consumed, msglen);
+}
+
+/* the whole response B in one piece: framed to its end, without usage; B is freed */
+static void expect_framed_no_usage(struct bytes *b)
+{
+	struct lc_resp r;
+	size_t used;
+
+	lc_resp_init(&r, false);
+	assert_int_equal(lc_resp_feed(&r, b->p, b->n, &used), LC_PARSE_DONE);
+	assert_int_equal(used, b->n);
+	assert_false(r.usage.present);
+	lc_resp_free(&r);
+	b_free(b);
+}
+
 /* ---- format / api ----------------------------------------------------------- */
 
 static void test_format(void **state)
@@ -588,6 +644,15 @@ static void test_req_header_lookup(void **state)
 	lc_reqparse_free(&p);
 }
 
+/* a request head: START, then SEG 300 times, then the version: a target of some 3,000 bytes */
+static void long_target(struct bytes *b, const char *start, const char *seg)
+{
+	b_str(b, start);
+	for (int i = 0; i < 300; i++)
+		b_str(b, seg);
+	b_str(b, " HTTP/1.1\r\n\r\n");
+}
+
 static void test_req_long_target(void **state)
 {
 	struct bytes b = {0};
@@ -595,20 +660,14 @@ static void test_req_long_target(void **state)
 	size_t used;
 	(void)state;
 
-	b_str(&b, "POST /v1/chat/completions?");
-	for (int i = 0; i < 300; i++)
-		b_str(&b, "key=value&");
-	b_str(&b, " HTTP/1.1\r\n\r\n");
+	long_target(&b, "POST /v1/chat/completions?", "key=value&");
 	lc_reqparse_init(&p);
 	assert_int_equal(lc_reqparse_feed(&p, b.p, b.n, &used), LC_PARSE_DONE);
 	assert_string_equal(p.path, "/v1/chat/completions");   /* query dropped to fit */
 	lc_reqparse_free(&p);
 	b_free(&b);
 
-	b_str(&b, "POST /");
-	for (int i = 0; i < 300; i++)
-		b_str(&b, "abcdefgh/");
-	b_str(&b, " HTTP/1.1\r\n\r\n");
+	long_target(&b, "POST /", "abcdefgh/");
 	lc_reqparse_init(&p);
 	assert_int_equal(lc_reqparse_feed(&p, b.p, b.n, &used), LC_PARSE_ERROR);
 	lc_reqparse_free(&p);
@@ -968,18 +1027,7 @@ static char *cr_only(const char *s)
 
 static void check_openai_sse(const char *text, size_t step)
 {
-	struct lc_sse s;
-
-	lc_sse_init(&s);
-	assert_int_equal(sse_feed_steps(&s, text, strlen(text), step), 0);
-	assert_true(s.done);
-	assert_true(s.usage.present);
-	assert_int_equal(s.usage.input, 80);
-	assert_int_equal(s.usage.cached_input, 1920);
-	assert_int_equal(s.usage.output, 7);
-	assert_string_equal(s.usage.model, "gpt-4o-mini");
-	assert_int_equal(s.errors, 0);
-	lc_sse_free(&s);
+	expect_sse_steps(text, step, 80, 1920, 7, "gpt-4o-mini");
 }
 
 static void test_sse_openai_chat(void **state)
@@ -1034,16 +1082,7 @@ static void test_sse_responses(void **state)
 	(void)state;
 
 	for (size_t step = 0; step <= 50; step++) {
-		lc_sse_init(&s);
-		assert_int_equal(sse_feed_steps(&s, RESPONSES_SSE, strlen(RESPONSES_SSE), step), 0);
-		assert_true(s.done);
-		assert_true(s.usage.present);
-		assert_int_equal(s.usage.input, 388);
-		assert_int_equal(s.usage.cached_input, 512);
-		assert_int_equal(s.usage.output, 140);
-		assert_string_equal(s.usage.model, "gpt-5-2025-08-07");
-		assert_int_equal(s.errors, 0);
-		lc_sse_free(&s);
+		expect_sse_steps(RESPONSES_SSE, step, 388, 512, 140, "gpt-5-2025-08-07");
 	}
 
 	/* response.incomplete (max_output_tokens hit) also carries usage */
@@ -1085,16 +1124,7 @@ static void test_sse_anthropic(void **state)
 	(void)state;
 
 	for (size_t step = 0; step <= 50; step++) {
-		lc_sse_init(&s);
-		assert_int_equal(sse_feed_steps(&s, ANTHROPIC_SSE, strlen(ANTHROPIC_SSE), step), 0);
-		assert_true(s.done);
-		assert_true(s.usage.present);
-		assert_int_equal(s.usage.input, 125);
-		assert_int_equal(s.usage.cached_input, 2000);
-		assert_int_equal(s.usage.output, 42);   /* cumulative: assigned, not added */
-		assert_string_equal(s.usage.model, "claude-sonnet-4-5-20250929");
-		assert_int_equal(s.errors, 0);
-		lc_sse_free(&s);
+		expect_sse_steps(ANTHROPIC_SSE, step, 125, 2000, 42, "claude-sonnet-4-5-20250929");   /* cumulative: assigned, not added */
 	}
 
 	/* incrementally: after message_start the input side is known */
@@ -1175,10 +1205,7 @@ static void test_sse_robustness(void **state)
 	/* a line over the cap is dropped and counted; the next events still parse */
 	{
 		size_t n = LC_WIRE_MAX_BODY + 100;
-		char *big = malloc(n);
-		assert_non_null(big);
-		memcpy(big, "data: ", 6);
-		memset(big + 6, 'a', n - 6);
+		char *big = padded("data: ", 'a', n);
 		lc_sse_init(&s);
 		assert_int_equal(lc_sse_feed(&s, big, 1000), 0);
 		assert_int_equal(lc_sse_feed(&s, big + 1000, n - 1000), -1);
@@ -1241,7 +1268,7 @@ static void test_ollama_native(void **state)
 	struct lc_reqinfo ri;
 	struct lc_usage u;
 	struct bytes b = {0};
-	size_t consumed, msglen;
+	size_t msglen;
 	char err[256];
 	(void)state;
 
@@ -1295,9 +1322,7 @@ static void test_ollama_native(void **state)
 	for (size_t step = 0; step <= 40; step++) {
 		struct lc_resp r;
 
-		lc_resp_init(&r, false);
-		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
-		assert_int_equal(consumed, msglen);
+		resp_steps_done(&r, &b, step, msglen);
 		assert_true(r.sse);
 		assert_true(r.usage.present);
 		assert_int_equal(r.usage.input, 26);
@@ -1349,7 +1374,7 @@ static void test_usage_web_search_calls(void **state)
 static void test_resp_json_content_length(void **state)
 {
 	struct bytes b = {0};
-	size_t consumed, msglen;
+	size_t msglen;
 	(void)state;
 
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
@@ -1358,9 +1383,7 @@ static void test_resp_json_content_length(void **state)
 	b_str(&b, "HTTP/1.1 200 OK\r\n");   /* next response on the connection */
 	for (size_t step = 0; step <= b.n; step++) {
 		struct lc_resp r;
-		lc_resp_init(&r, false);
-		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
-		assert_int_equal(consumed, msglen);
+		resp_steps_done(&r, &b, step, msglen);
 		assert_int_equal(r.status, 200);
 		assert_false(r.sse);
 		assert_false(r.chunked);
@@ -1375,7 +1398,7 @@ static void test_resp_sse_chunked(void **state)
 {
 	static const size_t sizes[] = {1, 17, 3, 0x1ff, 64, 0};
 	struct bytes b = {0};
-	size_t consumed, msglen;
+	size_t msglen;
 	(void)state;
 
 	b_str(&b, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
@@ -1386,9 +1409,7 @@ static void test_resp_sse_chunked(void **state)
 	b_str(&b, "XYZ");
 	for (size_t step = 0; step <= 70; step++) {
 		struct lc_resp r;
-		lc_resp_init(&r, false);
-		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
-		assert_int_equal(consumed, msglen);
+		resp_steps_done(&r, &b, step, msglen);
 		assert_true(r.sse);
 		assert_true(r.chunked);
 		assert_int_equal(r.content_length, -1);
@@ -1425,7 +1446,7 @@ static void gzip_case(const char *ctype, const char *body, int wbits, const char
 {
 	static const size_t sizes[] = {5, 1, 33, 0};
 	struct bytes z = {0}, b = {0};
-	size_t consumed, msglen;
+	size_t msglen;
 
 	zcompress(&z, body, strlen(body), wbits);
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Encoding: %s\r\n", ctype, ce);
@@ -1441,9 +1462,7 @@ static void gzip_case(const char *ctype, const char *body, int wbits, const char
 	b_str(&b, "HTTP/1.1 ");
 	for (size_t step = 0; step <= 40; step++) {
 		struct lc_resp r;
-		lc_resp_init(&r, false);
-		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
-		assert_int_equal(consumed, msglen);
+		resp_steps_done(&r, &b, step, msglen);
 		check(&r.usage);
 		lc_resp_free(&r);
 	}
@@ -1511,23 +1530,13 @@ static void test_resp_gzip_members_and_garbage(void **state)
 	z.p[3] = (char)0xff;   /* FLG with reserved bits: header error */
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n", z.n);
 	b_add(&b, z.p, z.n);
-	lc_resp_init(&r, false);
-	assert_int_equal(lc_resp_feed(&r, b.p, b.n, &used), LC_PARSE_DONE);
-	assert_int_equal(used, b.n);
-	assert_false(r.usage.present);
-	lc_resp_free(&r);
-	b_free(&b);
+	expect_framed_no_usage(&b);
 	b_free(&z);
 
 	/* an encoding we lack: framed, no usage */
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: %zu\r\n\r\n%s", strlen(CHAT_JSON),
 		 CHAT_JSON);
-	lc_resp_init(&r, false);
-	assert_int_equal(lc_resp_feed(&r, b.p, b.n, &used), LC_PARSE_DONE);
-	assert_int_equal(used, b.n);
-	assert_false(r.usage.present);
-	lc_resp_free(&r);
-	b_free(&b);
+	expect_framed_no_usage(&b);
 
 	/* a gzip bomb cannot grow memory past the cap: usage is given up */
 	{
@@ -1539,11 +1548,7 @@ static void test_resp_gzip_members_and_garbage(void **state)
 		assert_true(z.n < 100000);
 		b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n", z.n);
 		b_add(&b, z.p, z.n);
-		lc_resp_init(&r, false);
-		assert_int_equal(lc_resp_feed(&r, b.p, b.n, &used), LC_PARSE_DONE);
-		assert_false(r.usage.present);
-		lc_resp_free(&r);
-		b_free(&b);
+		expect_framed_no_usage(&b);
 		b_free(&z);
 	}
 }
@@ -1552,15 +1557,13 @@ static void test_resp_interim_and_no_body(void **state)
 {
 	struct bytes b = {0};
 	struct lc_resp r;
-	size_t used, consumed, msglen;
+	size_t used, msglen;
 	(void)state;
 
 	b_str(&b, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n");
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(CHAT_JSON), CHAT_JSON);
 	for (size_t step = 0; step < 30; step++) {
-		lc_resp_init(&r, false);
-		assert_int_equal(resp_feed_steps(&r, b.p, b.n, step, &consumed), LC_PARSE_DONE);
-		assert_int_equal(consumed, b.n);
+		resp_steps_done(&r, &b, step, b.n);
 		assert_int_equal(r.status, 200);
 		check_chat_usage(&r.usage);
 		lc_resp_free(&r);
@@ -1731,20 +1734,12 @@ static void test_resp_chunked_trailers_and_caps(void **state)
 	b_free(&b);
 	b_printf(&b, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: gzip\r\n"
 		     "Content-Length: %zu\r\n\r\n%s", strlen(CHAT_JSON), CHAT_JSON);
-	lc_resp_init(&r, false);
-	assert_int_equal(lc_resp_feed(&r, b.p, b.n, &used), LC_PARSE_DONE);
-	assert_int_equal(used, b.n);
-	assert_false(r.usage.present);
-	lc_resp_free(&r);
-	b_free(&b);
+	expect_framed_no_usage(&b);
 
 	/* a head that never ends */
 	{
 		size_t n = LC_WIRE_MAX_HEAD + 10;
-		char *big = malloc(n);
-		assert_non_null(big);
-		memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
-		memset(big + 20, 'a', n - 20);
+		char *big = padded("HTTP/1.1 200 OK\r\nX: ", 'a', n);
 		lc_resp_init(&r, false);
 		assert_int_equal(lc_resp_feed(&r, big, n, &used), LC_PARSE_ERROR);
 		lc_resp_free(&r);
@@ -1754,10 +1749,8 @@ static void test_resp_chunked_trailers_and_caps(void **state)
 	/* a JSON body over the cap: framed to the end, usage given up */
 	{
 		size_t n = LC_WIRE_MAX_BODY + 10;
-		char *big = malloc(n);
+		char *big = padded("", ' ', n);
 		char head[128];
-		assert_non_null(big);
-		memset(big, ' ', n);
 		memcpy(big + n - strlen(CHAT_JSON), CHAT_JSON, strlen(CHAT_JSON));
 		snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
 		lc_resp_init(&r, false);
