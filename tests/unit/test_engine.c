@@ -23,6 +23,7 @@
 #include "sign.h"
 #include "stats.h"
 #include "util.h"
+#include "state_fixture.h"
 
 static char tmpdir[256];
 static struct lc_signkey skey;
@@ -1474,32 +1475,13 @@ static void test_leases_give_back_leftover(void **st)
 
 static int setup(void **st)
 {
-	char err[256];
-
 	main_pid = getpid();
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/llmcap-unit-engine.XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	char sd[300], kd[300], pub[400];
-
-	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
-	snprintf(kd, sizeof(kd), "%s/keys", tmpdir);
-	setenv("LLMCAP_STATE_DIR", sd, 1);
-	if (lc_keygen(kd, err, sizeof(err)))
-		return -1;
-	snprintf(pub, sizeof(pub), "%s/llmcap.key", kd);
-	if (lc_signkey_load(pub, &skey, err, sizeof(err)))
-		return -1;
-	snprintf(pub, sizeof(pub), "%s/llmcap.pub", kd);
-	return lc_trust_load(pub, &trust, err, sizeof(err));
+	return lc_fixture_setup("engine", tmpdir, sizeof(tmpdir), &skey, &trust);
 }
 
 static int teardown(void **st)
 {
-	char cmd[400];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd) < 0;
+	return lc_fixture_teardown(tmpdir);
 }
 
 /* one row of lc_usage_report */
