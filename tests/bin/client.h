@@ -1,18 +1,22 @@
-/* client.h - what the raw-socket test clients (lc_plain, lc_mmsg) share: the request they send,
- * the response they collect, and the one line they print per request:
+/* client.h - what the raw-socket test clients (lc_plain, lc_mmsg) share: the request they send and
+ * the loop that writes it, the response they collect, and the one line they print per request:
  *   status=CODE retry_after=V should_retry=V ms=T bytes=N usage=yes|no
  * Header-only: each client is one program built from one .c file. */
 #ifndef LC_TEST_CLIENT_H
 #define LC_TEST_CLIENT_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 /* the chat request (body, then head naming IP:PORT and the key); returns the body's length, *hl the head's */
 static size_t chat_request(const char *ip, const char *port, const char *key, bool stream, char *head, size_t headlen,
@@ -28,6 +32,27 @@ static size_t chat_request(const char *ip, const char *port, const char *key, bo
 			       "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 			       ip, port, key, bl);
 	return bl;
+}
+
+/* all N bytes of P on FD, by send(2) with MSG_NOSIGNAL when VIA_SEND, else by write(2) (the shim
+ * hooks both); a full non-blocking socket is waited for. 0, or -1 on an error. */
+static int put_all(int fd, const char *p, size_t n, bool via_send)
+{
+	while (n) {
+		ssize_t k = via_send ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
+
+		if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+			struct pollfd pf = { fd, POLLOUT, 0 };
+
+			poll(&pf, 1, 1000);
+			continue;
+		}
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
 }
 
 static void ipv4_addr(struct sockaddr_in *a, const char *ip, const char *port)

@@ -28,21 +28,6 @@
 #define MSG_FASTOPEN 0x20000000
 #endif
 
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -103,7 +88,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(mode, "splice")) {
 			int pp[2];
 
-			if (pipe(pp) != 0 || send_all(fd, head, hl) != 0 || write(pp[1], body, bl) != (ssize_t)bl)
+			if (pipe(pp) != 0 || put_all(fd, head, hl, true) != 0 || write(pp[1], body, bl) != (ssize_t)bl)
 				err = 1;
 			else if (close(pp[1]), splice(pp[0], NULL, fd, NULL, bl, 0) != (ssize_t)bl)
 				err = 1;
@@ -111,7 +96,7 @@ int main(int argc, char **argv)
 		} else {
 			if (sendto(fd, head, hl, MSG_FASTOPEN | MSG_NOSIGNAL, (struct sockaddr *)&a, sizeof(a)) !=
 				    (ssize_t)hl ||
-			    send_all(fd, body, bl) != 0)
+			    put_all(fd, body, bl, true) != 0)
 				err = 1;
 		}
 		if (err) {

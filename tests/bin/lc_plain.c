@@ -23,25 +23,6 @@
 
 #include "client.h"
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-			struct pollfd pf = { fd, POLLOUT, 0 };
-
-			poll(&pf, 1, 1000);
-			continue;
-		}
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	int n, stream = 0, i;
@@ -70,7 +51,7 @@ int main(int argc, char **argv)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		bl = chat_request(argv[1], argv[2], argv[3], stream, head, sizeof(head), &hl, body, sizeof(body));
 		gettimeofday(&t0, NULL);
-		if (write_all(fd, head, hl) != 0) {
+		if (put_all(fd, head, hl, false) != 0) {
 			printf("status=0 error=write\n");
 			close(fd);
 			continue;
