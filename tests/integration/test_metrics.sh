@@ -26,6 +26,14 @@ scrape() {
 	SCRAPE_CODE=$code
 	"$PY" "$PROMCHECK" "$2" >"$2.json" 2>"$2.err"
 }
+# scrape_ok WHO URL OUT [AUTH]: scrape, and check that the exposition parses strictly and comes as
+# a 200 with its content type
+scrape_ok() {
+	local who=$1; shift
+	scrape "$@"
+	check "$who /metrics: strict parse ($(head -c 200 "$2.err"))" test ! -s "$2.err"
+	expect_eq "$who /metrics: 200 and the exposition content type" "200 text/plain; version=0.0.4; charset=utf-8" "$SCRAPE_CODE"
+}
 # m FILE.json SERIES: one sample's value ("" when absent)
 m() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); v=j.get(sys.argv[2]); print("" if v is None else (int(v) if v == int(v) else v))' "$1" "$2"; }
 
@@ -45,9 +53,7 @@ STATUSES=$("$CHAT" --url "$PURL" --key sk-metrics-a --max-tokens 20 --count 3 2>
 expect_eq "traffic: two allowed, the third refused by the key's daily limit" "200 200 429 " "$STATUSES"
 LLMCAP_LOG=off "$CHAT" --url "$PURL" --key sk-unknown-to-policy --max-tokens 5 --count 1 >/dev/null 2>&1
 
-scrape "http://127.0.0.1:$MPORT/metrics" "$T/host.prom"
-check "host /metrics: strict parse ($(head -c 200 "$T/host.prom.err"))" test ! -s "$T/host.prom.err"
-expect_eq "host /metrics: 200 and the exposition content type" "200 text/plain; version=0.0.4; charset=utf-8" "$SCRAPE_CODE"
+scrape_ok host "http://127.0.0.1:$MPORT/metrics" "$T/host.prom"
 H=$T/host.prom.json
 expect_eq "decisions: 3 allowed (2 + the key the policy does not name)" 3 "$(m "$H" 'llmcap_decisions_total{reason=,verdict=allow}')"
 expect_eq "decisions: 1 refused by the key's limit" 1 "$(m "$H" 'llmcap_decisions_total{reason=key_limit,verdict=deny}')"
@@ -80,9 +86,7 @@ wait_for 20 bash -c "curl -s -H 'Authorization: Bearer $TOKEN' $SRV_URL/v1/usage
 CODE=$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/metrics")
 expect_eq "server /metrics without the admin token: 401" 401 "$CODE"
 wait_for 20 bash -c "curl -s -H 'Authorization: Bearer $TOKEN' $SRV_URL/metrics | grep -q '^llmcap_webhook_deliveries_total{result=\"failed\"} [1-9]'"
-scrape "$SRV_URL/metrics" "$T/srv.prom" "$TOKEN"
-check "server /metrics: strict parse ($(head -c 200 "$T/srv.prom.err"))" test ! -s "$T/srv.prom.err"
-expect_eq "server /metrics: 200 and the exposition content type" "200 text/plain; version=0.0.4; charset=utf-8" "$SCRAPE_CODE"
+scrape_ok server "$SRV_URL/metrics" "$T/srv.prom" "$TOKEN"
 S=$T/srv.prom.json
 expect_eq "server: the key's usage summed from the host's report, USD" 40 "$(m "$S" 'llmcap_limit_used_usd{id=ka,limit=key:ka:cost:daily,scope=key,window=daily}')"
 expect_eq "server: the team's usage" 40 "$(m "$S" 'llmcap_limit_used_usd{id=t,limit=team:t:cost:monthly,scope=team,window=monthly}')"

@@ -16,13 +16,11 @@ STREAM_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"stream_option
 JSON_BODY='{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}'
 
 for p in tls13 tls12 gzip chunked; do
-	port_var=PORT_$p; log_var=LOG_$p
-	port=${!port_var}; log=${!log_var}
-	url=https://localhost:$port/v1/chat/completions
+	pl_endpoint "$p"
 	extra=(); [ "$p" = gzip ] && extra=(--compressed)
-	pl_scenario "curl $p json" "$log" "curl-$p-json" "localhost:$port" -- \
+	pl_scenario "curl $p json" "$log" "curl-$p-json" "$host" -- \
 		pl_curl_n "$url" -d "$JSON_BODY" "${extra[@]}"
-	pl_scenario "curl $p stream" "$log" "curl-$p-stream" "localhost:$port" -- \
+	pl_scenario "curl $p stream" "$log" "curl-$p-stream" "$host" -- \
 		pl_curl_n "$url" -d "$STREAM_BODY" "${extra[@]}"
 done
 
@@ -46,19 +44,7 @@ expect_eq "curl --http2 to a provider is held to HTTP/1.1" 1.1 "$v"
 
 # an h2 preface written to a provider over TLS is refused by the shim (never reaches the provider)
 pl_wait_closed "$LOG_tls13"; : >"$LOG_tls13"
-LD_PRELOAD=$PRELOAD "$PY" - "$PORT_tls13" "$PL_CERT/ca.pem" >"$T/pri.out" 2>&1 <<'PYEOF'
-import socket, ssl, sys
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-ctx.set_alpn_protocols(["h2", "http/1.1"])
-s = ctx.wrap_socket(socket.create_connection(("localhost", int(sys.argv[1]))), server_hostname="localhost")
-print("alpn", s.selected_alpn_protocol())
-try:
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 9)
-    print("sent")
-except OSError as e:
-    print("refused", type(e).__name__)
-s.close()
-PYEOF
+pl_h2_preface "$PORT_tls13" "$PL_CERT/ca.pem" >"$T/pri.out" 2>&1
 grep -q '^alpn http/1.1' "$T/pri.out" && ok "TLS client offering h2 gets http/1.1 from a provider" || fail "alpn: $(cat "$T/pri.out")"
 grep -q '^refused' "$T/pri.out" && ok "h2 preface to a provider refused with an error" || fail "h2 preface: $(cat "$T/pri.out")"
 pl_wait_closed "$LOG_tls13"

@@ -79,9 +79,7 @@ multi() { local url=$1; shift; local n=${!#}; set -- "${@:1:$(($# - 1))}"
 
 
 for p in tls13 tls12; do
-	port_var=PORT_$p; log_var=LOG_$p
-	port=${!port_var}; log=${!log_var}
-	url=https://localhost:$port/v1/chat/completions; host=localhost:$port
+	pl_endpoint "$p"
 	pl_scenario "libcurl-gnutls multi $p json" "$log" "gm-$p-j" "$host" -- multi "$url"
 	pl_scenario "libcurl-gnutls multi $p stream" "$log" "gm-$p-s" "$host" -- multi "$url" --stream
 	pl_scenario "pycurl (GnuTLS, ssl imported) $p json" "$log" "pc-$p-j" "$host" -- pycurl_n "$url"

@@ -15,10 +15,7 @@ multi() { local url=$1; shift; local n=${!#}; set -- "${@:1:$(($# - 1))}"
 	LD_PRELOAD=$PRELOAD timeout 30 "$LC_MULTI" "$url" "$PL_KEY" "$n" --cacert "$PL_CERT/ca.pem" --h2 "$@"; }
 
 for p in tls13 tls12 plain; do
-	port_var=PORT_$p; log_var=LOG_$p
-	port=${!port_var}; log=${!log_var}
-	if [ "$p" = plain ]; then url=http://127.0.0.1:$port/v1/chat/completions; host=127.0.0.1:$port
-	else url=https://localhost:$port/v1/chat/completions; host=localhost:$port; fi
+	pl_endpoint "$p"
 	pl_scenario "libcurl multi $p json" "$log" "multi-$p-j" "$host" -- multi "$url"
 	pl_scenario "libcurl multi $p stream" "$log" "multi-$p-s" "$host" -- multi "$url" --stream
 done

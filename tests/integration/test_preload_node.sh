@@ -8,11 +8,8 @@
 # node loading undici or TLS), one stderr line names why, and the provider gets 0 bytes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
-pl_need_nodesource_node    # sets NODE, or skips the suite
-pl_init
-pl_provider tls13 $(pl_tls_args 1.3)
+pl_node_init
 pl_provider other $(pl_tls_args 1.3)          # not in the policy: the warm-up call goes there
-export NODE_EXTRA_CA_CERTS=$PL_CERT/ca.pem
 P=https://localhost:$PORT_tls13/v1/chat/completions
 O=https://localhost:$PORT_other/v1/chat/completions
 

@@ -41,10 +41,7 @@ php_n() { local url=$1; shift; local n=${!#}; set -- "${@:1:$(($# - 1))}"
 	LD_PRELOAD=$PRELOAD timeout 30 php "$PHPC" "$url" "$PL_KEY" "$PL_CERT/ca.pem" "$n" "$@"; }
 
 for p in tls13 plain; do
-	port_var=PORT_$p; log_var=LOG_$p
-	port=${!port_var}; log=${!log_var}
-	if [ "$p" = plain ]; then url=http://127.0.0.1:$port/v1/chat/completions; host=127.0.0.1:$port
-	else url=https://localhost:$port/v1/chat/completions; host=localhost:$port; fi
+	pl_endpoint "$p"
 	pl_scenario "php curl_exec $p json" "$log" "php-$p-j" "$host" -- php_n "$url"
 	pl_scenario "php curl_exec $p stream" "$log" "php-$p-s" "$host" -- php_n "$url" --stream
 done

@@ -17,22 +17,20 @@ plain_c() { local port=$1 mode=$2 n=$3; LD_PRELOAD=$PRELOAD timeout 30 "$LC_PLAI
 curl_plain() { local url=$1 body=$2; shift 2; pl_curl_n "$url" -d "$body" "$@"; }
 
 for p in plain gzchunk; do
-	port_var=PORT_$p; log_var=LOG_$p
-	port=${!port_var}; log=${!log_var}
-	url=http://127.0.0.1:$port/v1/chat/completions
+	pl_endpoint "$p"
 	extra=(); [ "$p" = gzchunk ] && extra=(--compressed)
-	pl_scenario "curl http $p json" "$log" "curl-$p-j" "127.0.0.1:$port" -- curl_plain "$url" "$JSON_BODY" "${extra[@]}"
-	pl_scenario "curl http $p stream" "$log" "curl-$p-s" "127.0.0.1:$port" -- curl_plain "$url" "$STREAM_BODY" "${extra[@]}"
+	pl_scenario "curl http $p json" "$log" "curl-$p-j" "$host" -- curl_plain "$url" "$JSON_BODY" "${extra[@]}"
+	pl_scenario "curl http $p stream" "$log" "curl-$p-s" "$host" -- curl_plain "$url" "$STREAM_BODY" "${extra[@]}"
 	kinds="requests urllib httpx httpx_async aiohttp"
 	[ "$p" = gzchunk ] && kinds="requests httpx_async aiohttp"    # the decoding path, not every client again
 	for kind in $kinds; do
 		for mode in "" --stream; do
-			pl_scenario "$kind http $p ${mode:---json}" "$log" "py-$kind-$p$mode" "127.0.0.1:$port" -- \
+			pl_scenario "$kind http $p ${mode:---json}" "$log" "py-$kind-$p$mode" "$host" -- \
 				pl_py_n "$kind" "$url" "$mode"
 		done
 	done
-	pl_scenario "lc_plain (write/writev/read, non-blocking) $p json" "$log" "c-$p-j" "127.0.0.1:$port" -- plain_c "$port" ""
-	pl_scenario "lc_plain (write/writev/read, non-blocking) $p stream" "$log" "c-$p-s" "127.0.0.1:$port" -- plain_c "$port" --stream
+	pl_scenario "lc_plain (write/writev/read, non-blocking) $p json" "$log" "c-$p-j" "$host" -- plain_c "$port" ""
+	pl_scenario "lc_plain (write/writev/read, non-blocking) $p stream" "$log" "c-$p-s" "$host" -- plain_c "$port" --stream
 done
 
 # a provider named by host name: matched from the Host header on the first write
@@ -75,16 +73,7 @@ v=$(LD_PRELOAD=$PRELOAD curl -sS --http2-prior-knowledge -o /dev/null -w '%{http
 expect_eq "curl --http2-prior-knowledge to a plain provider is held to HTTP/1.1" "200 1.1" "$v"
 # ... and a raw h2c preface written on the socket is refused, nothing reaches the provider
 pl_wait_closed "$LOG_plain"; : >"$LOG_plain"
-LD_PRELOAD=$PRELOAD "$PY" - "$PORT_plain" >"$T/pri.out" 2>&1 <<'PYEOF'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-try:
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 9)
-    print("sent")
-except OSError as e:
-    print("refused", type(e).__name__)
-s.close()
-PYEOF
+pl_h2_preface "$PORT_plain" >"$T/pri.out" 2>&1
 grep -q '^refused' "$T/pri.out" && ok "h2c preface to a plain provider refused with an error" || fail "h2c preface: $(cat "$T/pri.out")"
 pl_wait_closed "$LOG_plain"
 expect_eq "provider saw no h2 preface" 0 "$(pl_logstat "$LOG_plain" h2)"

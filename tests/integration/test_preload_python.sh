@@ -9,12 +9,10 @@ pl_provider tls13 $(pl_tls_args 1.3)
 pl_provider tls12 $(pl_tls_args 1.2) --gzip --chunked
 
 for v in 13 12; do
-	port_var=PORT_tls$v; log_var=LOG_tls$v
-	port=${!port_var}; log=${!log_var}
-	url=https://localhost:$port/v1/chat/completions
+	pl_endpoint "tls$v"
 	for kind in requests urllib httpx httpx_async aiohttp; do
 		for mode in "" --stream; do
-			pl_scenario "$kind TLS1.${v#1} ${mode:---json}" "$log" "py-$kind-$v${mode}" "localhost:$port" -- \
+			pl_scenario "$kind TLS1.${v#1} ${mode:---json}" "$log" "py-$kind-$v${mode}" "$host" -- \
 				pl_py_n "$kind" "$url" "$mode"
 		done
 	done

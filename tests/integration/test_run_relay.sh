@@ -12,13 +12,10 @@
 #     private /etc/hosts in a mount namespace plays the DNS change; needs root).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
-pl_need_nodesource_node    # sets NODE, or skips the suite
+pl_node_init
 EDGE=$LC_ROOT/tests/supervised/node_edge.js
-pl_init
-pl_provider tls13 $(pl_tls_args 1.3)
 pl_provider stall $(pl_tls_args 1.3) --delay-ms 60000
-export SSL_CERT_FILE=$PL_CERT/ca.pem NODE_EXTRA_CA_CERTS=$PL_CERT/ca.pem
-unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE SSL_CERT_DIR
+pl_user_trust
 P=https://localhost:$PORT_tls13/v1/chat/completions
 
 # a stalled provider: 504 after the timeout, one stderr line, the program goes on
