@@ -46,13 +46,7 @@ static int (*r_gnutls_alpn_get_selected_protocol)(gnutls_session_t, gnutls_datum
 /* the view of a session's record: false when it has none */
 static bool sess_view(gnutls_session_t s, struct lc_conn_view *v)
 {
-	struct lc_conn *c = lc_pl_depth || !s ? NULL : sess_rec(s, false);
-
-	if (!c)
-		return false;
-	lc_conn_view(c, v);
-	lc_conn_put(c);
-	return true;
+	return lc_conn_view_put(lc_pl_depth || !s ? NULL : sess_rec(s, false), v);
 }
 
 /* the session's socket: the ClientHello's client_random (seen by the libc hooks), else the
@@ -144,30 +138,26 @@ LC_EXPORT int gnutls_handshake(gnutls_session_t s)
 	return r;
 }
 
+/* what lc_tls_classify asks of a session */
+static int layer_lookup(void *s, int fd, struct lc_target *t)
+{
+	return sess_lookup(s, fd, t);
+}
+
+static bool layer_h2(void *s)
+{
+	gnutls_datum_t sel = { 0 };
+
+	return HELPER(gnutls_alpn_get_selected_protocol) && r_gnutls_alpn_get_selected_protocol(s, &sel) == 0 &&
+	       sel.size == 2 && memcmp(sel.data, "h2", 2) == 0;
+}
+
+static const struct lc_tls_layer gnutls_layer = { "GnuTLS", layer_lookup, layer_h2 };
+
 /* first application write on a session: provider or not, decided once */
 static int sess_classify(gnutls_session_t s, struct lc_conn *c, int fd, const void *buf, size_t n)
 {
-	struct lc_target t;
-	gnutls_datum_t sel = { 0 };
-	int r;
-	bool dead = false;
-
-	fd = sess_fd(s, fd);
-	if (lc_pl_relayed(fd))    /* the supervisor's relay holds it */
-		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
-	if (fd >= 0)
-		lc_conn_set_fd(c, fd);
-	memset(&t, 0, sizeof(t));
-	r = lc_tls_request_class(sess_lookup(s, fd, &t), buf, n, &t);
-	if (!r)
-		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
-	if (HELPER(gnutls_alpn_get_selected_protocol) && r_gnutls_alpn_get_selected_protocol(s, &sel) == 0 &&
-	    sel.size == 2 && memcmp(sel.data, "h2", 2) == 0) {
-		lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused", t.host, t.port);
-		dead = true;
-	}
-	lc_log(LC_LOG_DEBUG, "GnuTLS connection to provider %s:%d (fd %d)", t.host, t.port, fd);
-	return lc_conn_classify(c, LC_CLS_PROVIDER, &t, dead);
+	return lc_tls_classify(&gnutls_layer, s, c, sess_fd(s, fd), buf, n);
 }
 
 /* a blocked call: wake every poller of the socket (nothing goes on the wire) */

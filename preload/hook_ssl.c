@@ -58,7 +58,9 @@ struct lc_conn *lc_tls_rec(const void *sess, bool create)
 	return c;
 }
 
-int lc_tls_request_class(int r, const void *buf, size_t n, struct lc_target *t)
+/* provider or not, from r (the session's SNI/peer lookup), then the request's Host header, then
+ * (store unusable, r < 0) whether it is a priced LLM API call; t filled when a provider */
+static int request_class(int r, const void *buf, size_t n, struct lc_target *t)
 {
 	char hh[256];
 	int hp = 0;
@@ -68,6 +70,26 @@ int lc_tls_request_class(int r, const void *buf, size_t n, struct lc_target *t)
 	if (r < 0)    /* store unusable, policy known: LLM API calls are held (503) */
 		r = lc_cls_priced_request(buf, n);
 	return r;
+}
+
+int lc_tls_classify(const struct lc_tls_layer *l, void *sess, struct lc_conn *c, int fd, const void *buf, size_t n)
+{
+	struct lc_target t;
+	bool dead = false;
+
+	if (lc_pl_relayed(fd))    /* the supervisor's relay holds it */
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
+	if (fd >= 0)
+		lc_conn_set_fd(c, fd);
+	memset(&t, 0, sizeof(t));
+	if (!request_class(l->lookup(sess, fd, &t), buf, n, &t))
+		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
+	if (l->h2(sess)) {
+		lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused", t.host, t.port);
+		dead = true;
+	}
+	lc_log(LC_LOG_DEBUG, "%s connection to provider %s:%d (fd %d)", l->name, t.host, t.port, fd);
+	return lc_conn_classify(c, LC_CLS_PROVIDER, &t, dead);
 }
 
 void lc_tls_deny_ready(struct lc_conn *c, const struct lc_conn_view *v, int fd)
@@ -132,37 +154,32 @@ static int ssl_lookup(SSL *ssl, int fd, int port_hint, struct lc_target *t)
 	return r;
 }
 
+/* what lc_tls_classify asks of an SSL */
+static int layer_lookup(void *ssl, int fd, struct lc_target *t)
+{
+	return ssl_lookup(ssl, fd, 0, t);
+}
+
+static bool layer_h2(void *ssl)
+{
+	const unsigned char *sel = NULL;
+	unsigned int sl = 0;
+
+	if (!HELPER(SSL_get0_alpn_selected))
+		return false;
+	r_SSL_get0_alpn_selected(ssl, &sel, &sl);
+	return sel && sl == 2 && memcmp(sel, "h2", 2) == 0;
+}
+
+static const struct lc_tls_layer openssl_layer = { "TLS", layer_lookup, layer_h2 };
+
 /* first application write on an SSL: provider or not, decided once (concurrent first writes
  * may both look; the first to record its answer wins, and the answers are the same) */
 static int ssl_classify(SSL *ssl, struct lc_conn *c, int fd, const void *buf, size_t n)
 {
-	struct lc_target t;
-	int r;
-	bool dead = false;
-
 	if (HELPER(SSL_is_server) && r_SSL_is_server(ssl))    /* a TLS server in this process */
 		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
-	fd = ssl_fd(ssl, fd);
-	if (lc_pl_relayed(fd))    /* the supervisor's relay holds it */
-		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
-	if (fd >= 0)
-		lc_conn_set_fd(c, fd);
-	memset(&t, 0, sizeof(t));
-	r = lc_tls_request_class(ssl_lookup(ssl, fd, 0, &t), buf, n, &t);
-	if (!r)
-		return lc_conn_classify(c, LC_CLS_PASS, NULL, false);
-	if (HELPER(SSL_get0_alpn_selected)) {
-		const unsigned char *sel = NULL;
-		unsigned int sl = 0;
-
-		r_SSL_get0_alpn_selected(ssl, &sel, &sl);
-		if (sel && sl == 2 && memcmp(sel, "h2", 2) == 0) {
-			lc_log(LC_LOG_ERROR, "HTTP/2 negotiated with provider %s:%d: refused", t.host, t.port);
-			dead = true;
-		}
-	}
-	lc_log(LC_LOG_DEBUG, "TLS connection to provider %s:%d (fd %d)", t.host, t.port, fd);
-	return lc_conn_classify(c, LC_CLS_PROVIDER, &t, dead);
+	return lc_tls_classify(&openssl_layer, ssl, c, ssl_fd(ssl, fd), buf, n);
 }
 
 /* Before the first handshake step: a provider connection offers http/1.1 only (h2 would bypass
@@ -479,13 +496,7 @@ LC_EXPORT int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 /* the view of a tracked SSL's connection: false when it is not tracked (or the shim itself runs) */
 static bool ssl_view(const SSL *ssl, struct lc_conn_view *v)
 {
-	struct lc_conn *c = lc_pl_depth || !ssl ? NULL : ssl_rec(ssl, false);
-
-	if (!c)
-		return false;
-	lc_conn_view(c, v);
-	lc_conn_put(c);
-	return true;
+	return lc_conn_view_put(lc_pl_depth || !ssl ? NULL : ssl_rec(ssl, false), v);
 }
 
 LC_EXPORT int SSL_get_error(const SSL *ssl, int ret)

@@ -211,6 +211,16 @@ void lc_conn_ref(struct lc_conn *c);
 void lc_conn_put(struct lc_conn *c);     /* last reference: settles an open ticket, frees */
 /* c (which may be NULL) when it is a provider's connection, its view in *v; else NULL, the
  * reference given back. */
+/* The view of c (which may be NULL) in *v, the reference given back: false when there is no c. */
+static inline bool lc_conn_view_put(struct lc_conn *c, struct lc_conn_view *v)
+{
+	if (!c)
+		return false;
+	lc_conn_view(c, v);
+	lc_conn_put(c);
+	return true;
+}
+
 static inline struct lc_conn *lc_conn_provider(struct lc_conn *c, struct lc_conn_view *v)
 {
 	if (c) {
@@ -283,9 +293,17 @@ void lc_conn_finish(struct lc_conn *c);
 /* The record of a TLS session (SSL*, gnutls_session_t): a new reference, NULL when absent (and
  * !create) or on ENOMEM. */
 struct lc_conn *lc_tls_rec(const void *sess, bool create) __attribute__((visibility("hidden")));
-/* Provider or not, from r (the session's SNI/peer lookup), then the request's Host header, then
- * (store unusable, r < 0) whether it is a priced LLM API call. t filled when a provider. */
-int lc_tls_request_class(int r, const void *buf, size_t n, struct lc_target *t)
+/* What a TLS layer tells lc_tls_classify about one of its sessions. */
+struct lc_tls_layer {
+	const char *name;                                          /* in the log: "TLS", "GnuTLS" */
+	int (*lookup)(void *sess, int fd, struct lc_target *t);    /* SNI/peer: lc_cls_lookup's answer */
+	bool (*h2)(void *sess);                                    /* HTTP/2 negotiated (ALPN) */
+};
+/* The first application write on a session (buf, n), provider or not, decided once: a socket (fd,
+ * -1 unknown) the supervisor's relay holds passes; else the session's lookup, then the request's
+ * Host header, then (store unusable) whether it is a priced LLM API call; a provider's connection
+ * that negotiated HTTP/2 is recorded dead. Returns the classification in force (lc_conn_classify). */
+int lc_tls_classify(const struct lc_tls_layer *l, void *sess, struct lc_conn *c, int fd, const void *buf, size_t n)
 	__attribute__((visibility("hidden")));
 /* A blocked call: shut the read side of its socket once (nothing goes on the wire), so every
  * poller wakes. v: the conn's view; fd: the socket as the layer found it (-1 unknown). */
