@@ -596,26 +596,25 @@ LC_EXPORT int SSL_set_fd(SSL *ssl, int fd)
 	return r;
 }
 
-LC_EXPORT int SSL_connect(SSL *ssl)
+/* SSL_connect and SSL_do_handshake: the real call (NULL: not found) inside the hooked-TLS marks */
+static int handshake(SSL *ssl, int (*real)(SSL *))
 {
 	bool hs;
 	int r;
 
 	before_handshake(ssl);
 	hs = tls_enter(ssl);
-	r = REAL(SSL_connect) ? r_SSL_connect(ssl) : -1;
+	r = real ? real(ssl) : -1;
 	tls_leave(ssl, hs);
 	return r;
 }
 
+LC_EXPORT int SSL_connect(SSL *ssl)
+{
+	return handshake(ssl, REAL(SSL_connect) ? r_SSL_connect : NULL);
+}
+
 LC_EXPORT int SSL_do_handshake(SSL *ssl)
 {
-	bool hs;
-	int r;
-
-	before_handshake(ssl);
-	hs = tls_enter(ssl);
-	r = REAL(SSL_do_handshake) ? r_SSL_do_handshake(ssl) : -1;
-	tls_leave(ssl, hs);
-	return r;
+	return handshake(ssl, REAL(SSL_do_handshake) ? r_SSL_do_handshake : NULL);
 }
