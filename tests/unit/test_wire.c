@@ -835,6 +835,15 @@ static void test_reqinfo_errors(void **state)
 	expect_reqinfo_err("/v1/chat/completions", "not json", "JSON");
 	expect_reqinfo_err("/v1/chat/completions", "[1,2]", "object");
 	expect_reqinfo_err("/v1/messages", "\"str\"", "object");
+	/* the web search and tool bounds (README "Prices"): the error names the JSON path */
+	expect_reqinfo_err("/v1/messages", "{\"tools\":[{\"type\":\"text_editor\"},{\"type\":\"web_search_20250305\",\"max_uses\":0}]}",
+			   "tools[1].max_uses:");
+	expect_reqinfo_err("/v1/messages", "{\"tools\":[{\"type\":\"web_search_20250305\",\"max_uses\":1.5}]}", "tools[0].max_uses:");
+	expect_reqinfo_err("/v1/responses", "{\"tools\":[],\"max_tool_calls\":-1}", "max_tool_calls:");
+	expect_reqinfo_err("/v1/responses", "{\"tools\":{}}", "tools:");
+	expect_reqinfo_err("/v1/chat/completions", "{\"web_search_options\":{\"search_context_size\":\"huge\"}}",
+			   "web_search_options.search_context_size:");
+	expect_reqinfo_err("/v1/chat/completions", "{\"web_search_options\":[]}", "web_search_options:");
 }
 
 static void test_reqinfo_customer(void **state)
