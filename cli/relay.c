@@ -6,6 +6,13 @@
  * as it would from the kernel. The relay knows which provider address each connection was meant
  * for by the local port the supervisor bound the socket to before connecting it.
  *
+ * A connection the supervisor cannot tell from its address (a port the policy's provider entries
+ * use at an address that is not a provider's: a provider at an address not resolved yet; an HTTP
+ * proxy of the program's environment) is peeked first (peek): its first bytes are read without
+ * being taken off the socket, and a ClientHello whose SNI, a request whose Host, a CONNECT or an
+ * absolute-form request that names a provider is held below, anything else spliced untouched to
+ * the address the program asked for (splice_conn).
+ *
  * Per connection (one thread): the first byte tells TLS (a ClientHello, 0x16) from plain HTTP.
  * TLS is terminated with a leaf certificate for the name the program asked for (SNI; else the
  * policy's host entry), signed on the fly by the llmcap CA of this host and cached for the run.
@@ -48,6 +55,7 @@
 
 #include "engine.h"
 #include "relay.h"
+#include "sniff.h"
 #include "util.h"
 
 /* ---- the llmcap CA and leaf certificates ---- */
@@ -327,8 +335,9 @@ struct pending {
 	int family;
 	struct sockaddr_storage dst;
 	socklen_t dlen;
-	char host[256];               /* the policy entry's host, for the engine */
+	char host[256];               /* the policy entry's host, for the engine ("": peeked) */
 	int port;
+	int mode;                     /* enum lc_relay_mode */
 	int64_t since;
 };
 #define MAX_PENDING 256
@@ -436,6 +445,10 @@ struct rconn {
 	struct pending p;
 	char name[256];            /* the name the program asked for (SNI), else the entry's host */
 	bool said;                 /* a stderr line about this connection was printed */
+	char *tunnel;              /* held through an HTTP proxy: the program's CONNECT head, sent to
+				    * the proxy before each upstream connection (NULL: direct) */
+	size_t tunnel_len;
+	bool per_request;          /* plain HTTP to a proxy: each request names its host (absolute-form) */
 };
 
 /* ALPN: http/1.1 only. A program that offers protocols but not http/1.1 gets no ALPN (HTTP/1.1 it
@@ -553,7 +566,41 @@ static void answer(struct rconn *rc, int status, const char *reason, const char 
 	side_write(&rc->c, b, (size_t)n);
 }
 
-/* connect to the provider address the program asked for, TLS when the program spoke TLS */
+/* through the program's HTTP proxy: its own CONNECT head (Proxy-Authorization and all) goes to
+ * the proxy, whose answer head is read byte by byte (nothing of the tunnel is read ahead); 0 when
+ * the proxy answered 2xx */
+static int tunnel_open(struct rconn *rc, char *why, size_t wl)
+{
+	char head[8192];
+	size_t n = 0;
+
+	if (side_write(&rc->u, rc->tunnel, rc->tunnel_len) != 0) {
+		snprintf(why, wl, "cannot reach the HTTP proxy for %s: %s", rc->name, strerror(errno));
+		return -1;
+	}
+	while (n < sizeof(head) - 1 && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) &&
+	       (n < 2 || memcmp(head + n - 2, "\n\n", 2) != 0)) {
+		ssize_t r = recv(rc->u.fd, head + n, 1, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(why, wl, "the HTTP proxy closed the tunnel to %s before answering", rc->name);
+			return -1;
+		}
+		n++;
+	}
+	head[n] = 0;
+	if (n < 12 || memcmp(head, "HTTP/1.", 7) != 0 || head[9] != '2') {
+		snprintf(why, wl, "the HTTP proxy refused the tunnel to %s: %.*s", rc->name, (int)strcspn(head, "\r\n"),
+			 head);
+		return -1;
+	}
+	return 0;
+}
+
+/* connect to the provider address the program asked for (its proxy when it asked through one),
+ * TLS when the program spoke TLS */
 static int up_connect(struct rconn *rc, bool tls, char *why, size_t wl)
 {
 	int fd = socket(rc->p.dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1, err = 0;
@@ -586,6 +633,8 @@ static int up_connect(struct rconn *rc, bool tls, char *why, size_t wl)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	set_timeouts(fd, CONNECT_TIMEOUT_S);
 	rc->u.fd = fd;
+	if (rc->tunnel && tunnel_open(rc, why, wl))
+		return -1;
 	if (!tls) {
 		set_timeouts(fd, up_timeout_s);
 		return 0;
@@ -686,6 +735,262 @@ static bool relay_response(struct rconn *rc, struct lc_resp *resp)
 	}
 }
 
+/* ---- peeked connections: hold what names a provider, splice the rest untouched ---- */
+
+#define PEEK_MAX LC_WIRE_MAX_HEAD    /* a request head; a TLS record (the ClientHello) is 5 + 16384 */
+#define PEEK_QUIET_MS 100            /* a program quiet this long may wait for its server to speak */
+
+/* host:port is one of the policy's providers (the engine's matching, as the preload's): it becomes
+ * this connection's provider. A store that cannot be read counts as a provider (fail closed: the
+ * held path answers 503, as the preload does). */
+static bool peek_provider(struct rconn *rc, const char *host, int port)
+{
+	if (lc_provider_lookup(host, port, NULL, NULL, 0) == 0)
+		return false;
+	snprintf(rc->p.host, sizeof(rc->p.host), "%s", host);
+	snprintf(rc->name, sizeof(rc->name), "%s", host);
+	rc->p.port = port;
+	return true;
+}
+
+/* the start of an HTTP/1.x request, or of the CONNECT of a proxy client, too short to tell yet */
+static bool http_prefix(const char *b, size_t n)
+{
+	static const char *const starts[] = { "GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ",
+					      "CONNECT " };
+	size_t i;
+
+	for (i = 0; i < sizeof(starts) / sizeof(starts[0]); i++)
+		if (n < strlen(starts[i]) && memcmp(b, starts[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* A CONNECT to a provider, through the program's proxy: the relay takes the head off the socket,
+ * keeps it for the proxy (tunnel_open) and answers the program itself; -1 when it cannot */
+static int peek_connect(struct rconn *rc, size_t headlen)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	size_t got = 0;
+
+	rc->tunnel = malloc(headlen);
+	if (!rc->tunnel)
+		return -1;
+	while (got < headlen) {
+		ssize_t r = recv(rc->c.fd, rc->tunnel + got, headlen - got, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	rc->tunnel_len = headlen;
+	return side_write(&rc->c, ok, sizeof(ok) - 1) == 0 ? 1 : -1;
+}
+
+/* what the program's first n bytes say: 1 hold (rc->p.host, port and name set), 0 splice, 2 more
+ * bytes are needed, -1 close */
+static int peek_decide(struct rconn *rc, const char *b, size_t n)
+{
+	char host[256];
+	const char *eoh, *sp, *tg;
+	int port = 0;
+	bool tls;
+
+	if (rc->p.mode == LC_RELAY_PEEK && (unsigned char)b[0] == 0x16) {    /* TLS: the ClientHello's SNI */
+		size_t rl = n < 5 ? 0 : ((size_t)(unsigned char)b[3] << 8) | (unsigned char)b[4];
+
+		if (n >= 5 && rl > 16384)
+			return 0;    /* no TLS record: not TLS */
+		if (n < 5 || n < 5 + rl)
+			return 2;
+		return lc_cls_client_hello_sni(b, n, host, sizeof(host)) == 0 && peek_provider(rc, host, rc->p.port);
+	}
+	if (!lc_cls_is_http_request(b, n) && !(rc->p.mode == LC_RELAY_PEEK_PROXY && n >= 8 && !memcmp(b, "CONNECT ", 8)))
+		return http_prefix(b, n) ? 2 : 0;
+	eoh = memmem(b, n, "\r\n\r\n", 4);
+	eoh = eoh ? eoh + 4 : memmem(b, n, "\n\n", 2) ? (const char *)memmem(b, n, "\n\n", 2) + 2 : NULL;
+	if (rc->p.mode == LC_RELAY_PEEK) {    /* plain HTTP: its Host header */
+		if (lc_cls_host_header(b, n, host, sizeof(host), &port) == 0)
+			return peek_provider(rc, host, port ? port : 80);
+		return eoh || n >= PEEK_MAX ? 0 : 2;
+	}
+	/* to an HTTP proxy: CONNECT host:port, or an absolute-form request line */
+	if (!memchr(b, '\n', n))
+		return n >= PEEK_MAX ? 0 : 2;
+	sp = memchr(b, ' ', n);
+	tg = sp + 1;
+	sp = memchr(tg, ' ', (size_t)(b + n - tg));
+	if (!sp || memchr(tg, '\n', (size_t)(sp - tg)))
+		return 0;
+	if (!memcmp(b, "CONNECT ", 8)) {
+		if (lc_cls_hostport(tg, (size_t)(sp - tg), host, sizeof(host), &port) != 0)
+			return 0;
+		if (!eoh)
+			return n >= PEEK_MAX ? 0 : 2;
+		return peek_provider(rc, host, port ? port : 443) ? peek_connect(rc, (size_t)(eoh - b)) : 0;
+	}
+	{
+		char url[2048];
+
+		if ((size_t)(sp - tg) >= sizeof(url))
+			return 0;
+		memcpy(url, tg, (size_t)(sp - tg));
+		url[sp - tg] = 0;
+		if (lc_cls_url(url, host, sizeof(host), &port, &tls) != 0 || tls)
+			return 0;    /* origin-form: a request for the proxy itself */
+	}
+	/* plain HTTP through the proxy: every request on the connection names its host; held
+	 * request by request (serve), the first one's host being the connection's until then */
+	rc->per_request = true;
+	snprintf(rc->p.host, sizeof(rc->p.host), "%s", host);
+	snprintf(rc->name, sizeof(rc->name), "%s", host);
+	rc->p.port = port;
+	return 1;
+}
+
+/* Read the program's first bytes without taking them off the socket (MSG_PEEK) until they decide:
+ * 1 hold, 0 splice, -1 close. A program that sends nothing may be waiting for its server to speak
+ * first: after PEEK_QUIET_MS the relay connects upstream, and the server speaking first splices the
+ * connection (the program's own first bytes are still decided when they come first). */
+static int peek(struct rconn *rc)
+{
+	char *b = malloc(PEEK_MAX), why[300];
+	size_t last = 0;
+	int64_t t0 = mono_ms();
+	int r = -1;
+	const void *a = rc->p.dst.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&rc->p.dst)->sin_addr
+						      : (const void *)&((struct sockaddr_in6 *)&rc->p.dst)->sin6_addr;
+
+	inet_ntop(rc->p.dst.ss_family, a, rc->name, sizeof(rc->name));    /* for messages, until decided */
+
+	while (b) {
+		ssize_t n = recv(rc->c.fd, b, PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n == 0) {    /* closed before saying anything: the EOF is passed on */
+			r = last ? -1 : 0;
+			break;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		if (n > 0 && (size_t)n != last) {
+			last = (size_t)n;
+			if ((r = peek_decide(rc, b, last)) != 2)
+				break;
+			r = -1;
+		}
+		if (mono_ms() - t0 > (int64_t)CONNECT_TIMEOUT_S * 1000) {
+			lc_log(LC_LOG_INFO, "relay: a connection sent %zu bytes llmcap cannot classify in %d s: closed",
+			       last, CONNECT_TIMEOUT_S);
+			break;
+		}
+		if (last) {    /* part of a ClientHello or a head: the rest is on its way */
+			poll(NULL, 0, 2);
+			continue;
+		}
+		if (rc->u.fd < 0 && mono_ms() - t0 >= PEEK_QUIET_MS && up_connect(rc, false, why, sizeof(why))) {
+			lc_log(LC_LOG_INFO, "relay: %s", why);
+			break;
+		}
+		{
+			struct pollfd p[2] = { { .fd = rc->c.fd, .events = POLLIN }, { .fd = rc->u.fd, .events = POLLIN } };
+
+			if (poll(p, rc->u.fd >= 0 ? 2 : 1, rc->u.fd >= 0 ? 1000 : PEEK_QUIET_MS) > 0 && rc->u.fd >= 0 &&
+			    !(p[0].revents & (POLLIN | POLLHUP | POLLERR)) && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+				r = 0;    /* the server spoke first */
+				break;
+			}
+		}
+	}
+	free(b);
+	if (r == 1)
+		side_close(&rc->u);    /* a probe of a quiet program: the held path connects anew */
+	return r;
+}
+
+/* Splice the program and the address it asked for: each direction forwarded as it comes (nothing
+ * is held back), an EOF passed on as a half-close, a reset as a reset. */
+static void splice_conn(struct rconn *rc)
+{
+	struct {
+		char buf[16384];
+		size_t off, len;
+		bool eof;
+	} d[2];    /* d[0]: program -> upstream, d[1]: upstream -> program */
+	char why[300];
+	int fd[2], i;
+	struct linger rst = { 1, 0 };
+
+	if (rc->u.fd < 0 && up_connect(rc, false, why, sizeof(why))) {
+		lc_log(LC_LOG_INFO, "relay: %s", why);
+		setsockopt(rc->c.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));    /* the program sees a reset */
+		return;
+	}
+	fd[0] = rc->c.fd;
+	fd[1] = rc->u.fd;
+	memset(d, 0, sizeof(d));
+	while (!(d[0].eof && d[1].eof && !d[0].len && !d[1].len)) {
+		struct pollfd p[2];
+
+		for (i = 0; i < 2; i++) {
+			p[i].fd = fd[i];
+			p[i].events = (short)((!d[i].eof && !d[i].len ? POLLIN : 0) | (d[1 - i].len ? POLLOUT : 0));
+			p[i].revents = 0;
+		}
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (i = 0; i < 2; i++) {
+			if ((p[i].revents & POLLERR) || ((p[i].revents & POLLHUP) && !p[i].events))
+				goto reset;
+			if ((p[i].events & POLLIN) && (p[i].revents & (POLLIN | POLLHUP))) {
+				ssize_t k = recv(fd[i], d[i].buf, sizeof(d[i].buf), MSG_DONTWAIT);
+
+				if (k > 0) {
+					d[i].off = 0;
+					d[i].len = (size_t)k;
+				} else if (k == 0) {
+					d[i].eof = true;
+					shutdown(fd[1 - i], SHUT_WR);
+				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+					goto reset;
+				}
+			}
+			if (d[i].len) {    /* straight on: most writes complete here, POLLOUT covers the rest */
+				ssize_t w = send(fd[1 - i], d[i].buf + d[i].off, d[i].len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+				if (w > 0) {
+					d[i].off += (size_t)w;
+					d[i].len -= (size_t)w;
+				} else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+					goto reset;
+				}
+			}
+		}
+	}
+	return;
+reset:
+	for (i = 0; i < 2; i++)
+		setsockopt(fd[i], SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+}
+
+/* plain HTTP through a proxy: the host this request names (absolute-form) is the provider it is
+ * decided for; false when it names none of the policy's providers (it passes) */
+static bool per_request_provider(struct rconn *rc, const struct lc_reqparse *req)
+{
+	char host[256];
+	int port = 0;
+	bool tls;
+
+	if (lc_cls_url(req->path, host, sizeof(host), &port, &tls) != 0 || tls)
+		return false;
+	snprintf(rc->name, sizeof(rc->name), "%s", host);
+	return peek_provider(rc, host, port);
+}
+
 static void serve(struct rconn *rc)
 {
 	char buf[16384], why[512];
@@ -695,6 +1000,14 @@ static void serve(struct rconn *rc)
 	ssize_t n;
 
 	lc_buf_init(&left, LC_WIRE_MAX_HEAD + LC_WIRE_MAX_BODY);
+	if (rc->p.mode != LC_RELAY_HOLD) {    /* held only when its first bytes name a provider */
+		int k = peek(rc);
+
+		if (k == 0)
+			splice_conn(rc);
+		if (k != 1)
+			goto out;
+	}
 	n = recv(rc->c.fd, &first1, 1, MSG_PEEK);
 	if (n != 1)
 		goto out;
@@ -767,8 +1080,9 @@ static void serve(struct rconn *rc)
 			lc_reqparse_free(&req);
 			break;
 		}
-		memset(&d, 0, sizeof(d));
-		lc_admit_http(rc->p.host, rc->p.port, &req, &d);
+		memset(&d, 0, sizeof(d));    /* LC_PASS */
+		if (!rc->per_request || per_request_provider(rc, &req))
+			lc_admit_http(rc->p.host, rc->p.port, &req, &d);
 		if (d.verdict == LC_DENY) {
 			struct lc_buf s;
 
@@ -808,6 +1122,7 @@ out:
 	lc_buf_free(&left);
 	side_close(&rc->c);
 	side_close(&rc->u);
+	free(rc->tunnel);
 	free(rc);
 }
 
@@ -888,7 +1203,7 @@ int lc_relay_start(char *why, size_t wl)
 }
 
 int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, const char *entry, int port,
-		  char *why, size_t wl)
+		  int mode, char *why, size_t wl)
 {
 	struct sockaddr_storage me;
 	socklen_t ml = sizeof(me);
@@ -946,7 +1261,7 @@ int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, 
 			}
 			lport = port_of(&me);
 		}
-		snprintf(host, sizeof(host), "%s", entry);
+		snprintf(host, sizeof(host), "%s", entry ? entry : "");
 		colon = strrchr(host, ':');
 		if (host[0] == '[') {
 			memmove(host, host + 1, strlen(host));
@@ -967,6 +1282,7 @@ int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, 
 			p->dlen = dlen < sizeof(p->dst) ? dlen : sizeof(p->dst);
 			snprintf(p->host, sizeof(p->host), "%s", host);
 			p->port = port;
+			p->mode = mode;
 			p->since = lc_now();
 			fresh = true;
 		}

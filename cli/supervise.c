@@ -16,6 +16,9 @@
  *     preload holds it), unless LLMCAP_RELAY_ALL=1;
  *   - holds any other provider connect: the supervisor connects the program's own socket
  *     (pidfd_getfd) to the loopback relay of relay.c, which decides each request in the store;
+ *   - hands the relay, to peek at, a connect of such a process to a port the policy's provider
+ *     entries use (at an address not known as a provider's) or to an HTTP proxy of the
+ *     environment: held when its first bytes name a provider, spliced untouched otherwise;
  *   - refuses it at once with ECONNREFUSED and one stderr line when it cannot be held.
  * Provider addresses: the installed policy's provider hosts, resolved when the supervisor starts
  * and every LLMCAP_RESOLVE_INTERVAL seconds after (a host entry without a port matches every port
@@ -38,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -47,6 +51,7 @@
 
 #include "engine.h"
 #include "relay.h"
+#include "sniff.h"
 #include "store.h"
 #include "supervise.h"
 
@@ -109,14 +114,28 @@ struct paddr {
 	int port;              /* 0: every port */
 	char host[128];
 	int64_t seen;          /* when a resolution last gave it */
+	bool proxy;            /* an HTTP proxy of the program's environment, not a provider */
 };
 static struct paddr *paddrs;
 static size_t npaddrs;
+/* The ports the policy's provider entries use (an entry's own port, else 443 and 80): a
+ * connection to one of them at an address that is not (yet) a provider's is peeked by the relay
+ * (its SNI or Host named a provider: held), so a provider reached at an address the last
+ * resolution did not give is held too. */
+#define MAX_PPORTS 64
+static int pports[MAX_PPORTS];
+static size_t npports;
+/* The HTTP proxies named by HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower case) when `llmcap run`
+ * started, "host:port" or "host" (every port): resolved with the provider hosts, peeked by the
+ * relay (a CONNECT to a provider or an absolute-form request to one is held). */
+#define MAX_PROXIES 6
+static char proxies[MAX_PROXIES][300];
+static size_t nproxies;
 static pthread_mutex_t paddr_mu = PTHREAD_MUTEX_INITIALIZER;
 static int resolve_s = 60;
 #define KEEP_S 900
 
-static void add_host(const char *entry, struct paddr **arr, size_t *n, int64_t now)
+static void add_host(const char *entry, bool proxy, struct paddr **arr, size_t *n, int64_t now)
 {
 	char host[256], *colon;
 	int port = 0;
@@ -148,6 +167,7 @@ static void add_host(const char *entry, struct paddr **arr, size_t *n, int64_t n
 		p->family = ai->ai_family;
 		p->port = port;
 		p->seen = now;
+		p->proxy = proxy;
 		snprintf(p->host, sizeof(p->host), "%s", entry);
 		if (ai->ai_family == AF_INET)
 			memcpy(p->a, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
@@ -161,7 +181,8 @@ static void add_host(const char *entry, struct paddr **arr, size_t *n, int64_t n
 
 static bool same_paddr(const struct paddr *a, const struct paddr *b)
 {
-	return a->family == b->family && a->port == b->port && !memcmp(a->a, b->a, 16) && !strcmp(a->host, b->host);
+	return a->family == b->family && a->port == b->port && !memcmp(a->a, b->a, 16) && !strcmp(a->host, b->host) &&
+	       a->proxy == b->proxy;
 }
 
 /* (Re)load the policy's provider hosts, resolved; 1 a policy is installed, 0 none, -1 store
@@ -198,9 +219,26 @@ static int load_providers(void)
 	}
 	lc_store_end(s, txn, false);
 	for (i = 0; i < ne; i++)    /* DNS outside the store's transaction */
-		add_host(entries[i], &arr, &n, now);
-	free(entries);
+		add_host(entries[i], false, &arr, &n, now);
+	for (i = 0; i < nproxies; i++)
+		add_host(proxies[i], true, &arr, &n, now);
 	pthread_mutex_lock(&paddr_mu);
+	npports = 0;
+	for (i = 0; i < ne; i++) {
+		const char *colon = strrchr(entries[i], ':'), *rb = strrchr(entries[i], ']');
+		int ps[2] = { 443, 80 }, np = 2, q;
+
+		if (colon && (rb ? colon > rb : strchr(entries[i], ':') == colon) &&
+		    lc_parse_port(colon + 1, strlen(colon + 1), &ps[0]) == 0)
+			np = 1;
+		for (q = 0; q < np; q++) {
+			for (j = 0; j < npports && pports[j] != ps[q]; j++)
+				;
+			if (j == npports && npports < MAX_PPORTS)
+				pports[npports++] = ps[q];
+		}
+	}
+	free(entries);
 	for (i = 0; i < npaddrs; i++) {    /* keep what an earlier answer gave, for a while */
 		bool again = false;
 
@@ -235,8 +273,11 @@ static void *resolve_thread(void *arg)
 	return NULL;
 }
 
-/* the provider entry an address belongs to (copied to host), false when none */
-static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *port, char *host, size_t hl)
+/* the provider entry an address belongs to (copied to host), false when none; then *peek (when
+ * not NULL) says whether the relay peeks at it (enum lc_relay_mode: a proxy of the environment, a
+ * port of the policy's provider entries) or not (0) */
+static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *port, char *host, size_t hl,
+			int *peek)
 {
 	const unsigned char *a;
 	int fam = ss->ss_family;
@@ -266,13 +307,61 @@ static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *p
 	}
 	pthread_mutex_lock(&paddr_mu);
 	for (i = 0; i < npaddrs && !found; i++)
-		if (paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
+		if (!paddrs[i].proxy && paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
 		    (paddrs[i].port == 0 || paddrs[i].port == *port)) {
 			snprintf(host, hl, "%s", paddrs[i].host);
 			found = true;
 		}
+	if (!found && peek) {
+		for (i = 0; i < npaddrs && !*peek; i++)
+			if (paddrs[i].proxy && paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
+			    (paddrs[i].port == 0 || paddrs[i].port == *port))
+				*peek = LC_RELAY_PEEK_PROXY;
+		for (i = 0; i < npports && !*peek; i++)
+			if (pports[i] == *port)
+				*peek = LC_RELAY_PEEK;
+	}
 	pthread_mutex_unlock(&paddr_mu);
 	return found;
+}
+
+/* the proxies of the environment (see proxies[]): http:// or no scheme; an https:// proxy (TLS to
+ * the proxy itself) or a SOCKS one cannot be read, and is named on stderr */
+static void read_proxies(void)
+{
+	static const char *const vars[] = { "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+					    "all_proxy" };
+	size_t i, j;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]) && nproxies < MAX_PROXIES; i++) {
+		const char *v = getenv(vars[i]), *a, *at;
+		char url[300], host[256], e[300];
+		size_t al;
+		int port = 0;
+
+		if (!v || !*v)
+			continue;
+		snprintf(url, sizeof(url), "%s%s", strstr(v, "://") ? "" : "http://", v);
+		a = strstr(url, "://") + 3;
+		al = strcspn(a, "/?#");
+		if ((at = memchr(a, '@', al))) {    /* user:password@ */
+			al -= (size_t)(at + 1 - a);
+			a = at + 1;
+		}
+		if (strncasecmp(url, "http://", 7) != 0 || lc_cls_hostport(a, al, host, sizeof(host), &port) != 0) {
+			fprintf(stderr, "llmcap run: %s=%s is not an http:// proxy: connections through it are not "
+					"recognised as provider calls (docs/preload.md)\n", vars[i], v);
+			continue;
+		}
+		/* no port in the variable: clients disagree on the default (80, 1080): every port */
+		snprintf(e, sizeof(e), strchr(host, ':') ? "[%s]" : "%s", host);
+		if (port)
+			snprintf(e + strlen(e), sizeof(e) - strlen(e), ":%d", port);
+		for (j = 0; j < nproxies && strcmp(proxies[j], e); j++)
+			;
+		if (j == nproxies)
+			snprintf(proxies[nproxies++], sizeof(proxies[0]), "%s", e);
+	}
 }
 
 /* Which TLS and preload libraries process pid has mapped (/proc/PID/maps) */
@@ -407,7 +496,7 @@ static pid_t tgid_of(pid_t tid)
  * (taken with pidfd_getfd) to it. Returns the errno the program's connect() gets (0 connected,
  * EINPROGRESS non-blocking), -1 when it cannot be held (why). */
 static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_storage *ss, socklen_t len,
-		const char *prov, int port, char *why, size_t wl)
+		const char *prov, int port, int mode, char *why, size_t wl)
 {
 	pid_t tg;
 	int pfd, sock, r;
@@ -431,7 +520,7 @@ static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_
 		snprintf(why, wl, "the process went away");
 		return -1;
 	}
-	r = lc_relay_hold(sock, ss, len, prov, port, why, wl);
+	r = lc_relay_hold(sock, ss, len, prov, port, mode, why, wl);
 	close(sock);
 	return r;
 }
@@ -444,7 +533,7 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	socklen_t len = (socklen_t)req->data.args[2];
 	char path[64], ip[64];
 	char hwhy[512];
-	int mfd, port = 0, held;
+	int mfd, port = 0, held, peek = 0;
 	ssize_t k = -1;
 
 	resp->id = req->id;
@@ -463,9 +552,12 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	/* the process may have died and its pid been reused: the answer would go nowhere */
 	if (k != (ssize_t)len || ioctl(lfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) != 0)
 		return;
-	if (!provider_of(&ss, len, &port, prov, sizeof(prov)) || preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
+	/* the preload holds its programs' provider connections, and classifies those to a new address
+	 * or a proxy itself (the SNI, the Host, the URL of a curl handle) */
+	if ((!provider_of(&ss, len, &port, prov, sizeof(prov), &peek) && !peek) ||
+	    preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
 		return;
-	held = hold(lfd, req, &ss, len, prov, port, hwhy, sizeof(hwhy));
+	held = hold(lfd, req, &ss, len, peek ? NULL : prov, port, peek, hwhy, sizeof(hwhy));
 	if (held >= 0) {
 		resp->flags = 0;
 		resp->error = held ? -held : 0;
@@ -475,6 +567,8 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+	if (peek)    /* it may be a provider at an address not resolved yet, or a proxy to one */
+		snprintf(prov, sizeof(prov), "%s", peek == LC_RELAY_PEEK_PROXY ? "(an HTTP proxy)" : "(unknown: a provider port)");
 	fprintf(stderr, "llmcap: refused a connection to provider %s (%s port %d) from pid %d: the program is %s, "
 			"and llmcap cannot hold its calls (%s)\n", prov, ip, port, (int)req->pid, pwhy, hwhy);
 	resp->flags = 0;
@@ -527,6 +621,7 @@ int lc_supervise_exec(const char *file, char *const argv[], int kind, const char
 	if (already_supervised())    /* the outer supervisor holds this subtree */
 		return exec_plain(file, argv);
 	relay_all = getenv("LLMCAP_RELAY_ALL") && !strcmp(getenv("LLMCAP_RELAY_ALL"), "1");
+	read_proxies();
 	pol = load_providers();
 	if (pol < 0 && kind == LC_EXEC_DYNAMIC)    /* the preload answers provider calls with 503 */
 		return exec_plain(file, argv);

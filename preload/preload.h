@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include "engine.h"
+#include "sniff.h"
 #include "util.h"
 #include "wire.h"
 
@@ -152,18 +153,8 @@ int lc_cls_lookup(const char *host, int port, struct lc_target *t);
 bool lc_cls_priced_request(const void *buf, size_t n);
 /* Peer address of a socket as text (no brackets) and port; 0 ok. */
 int lc_cls_peer(int fd, char *ip, size_t iplen, int *port);
-/* Does buf start like an HTTP/1.x request ("GET ", "POST ", ...)? */
-bool lc_cls_is_http_request(const void *buf, size_t n);
-/* Host header of a request head (possibly partial); 0 found. port 0 when absent. */
-int lc_cls_host_header(const void *buf, size_t n, char *host, size_t hostlen, int *port);
-/* Starts with (a prefix of) "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"? */
-bool lc_cls_is_h2_preface(const void *buf, size_t n);
-/* A TLS ClientHello record: 1 and client_random copied, else 0. */
-int lc_cls_client_hello(const void *buf, size_t n, unsigned char cr[32]);
-/* The SNI host name of a ClientHello record (first record only); 0 found. */
-int lc_cls_client_hello_sni(const void *buf, size_t n, char *out, size_t outlen);
-/* URL -> scheme/host/port ("https://h:1/p"); 0 ok. */
-int lc_cls_url(const char *url, char *host, size_t hostlen, int *port, bool *tls);
+/* the byte inspection (lc_cls_is_http_request, lc_cls_host_header, lc_cls_client_hello_sni, ...)
+ * is shared with the relay: sniff.h */
 
 /* ---- conn.c --------------------------------------------------------------- */
 

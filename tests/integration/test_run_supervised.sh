@@ -15,13 +15,9 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
 SUP=$B/tests/supervised
-mkdir -p "$SUP"
-GO_CLIENT=$SUP/go_client STATIC_CLIENT=$SUP/static_client
+pl_build_go_client    # GO_CLIENT
+STATIC_CLIENT=$SUP/static_client
 SRC=$LC_ROOT/tests/supervised
-if [ ! -x "$GO_CLIENT" ] || [ "$SRC/go_client.go" -nt "$GO_CLIENT" ]; then
-	(cd "$SRC" && GOCACHE=$SUP/go-cache GOPATH=$SUP/gopath GOFLAGS=-mod=mod \
-		go build -o "$GO_CLIENT" go_client.go) >"$T/go-build.log" 2>&1 || echo "# go build: $(tail -3 "$T/go-build.log")"
-fi
 if [ ! -x "$STATIC_CLIENT" ] || [ "$SRC/static_client.c" -nt "$STATIC_CLIENT" ] || [ "$SRC/fortify_shim.c" -nt "$STATIC_CLIENT" ]; then
 	# Debian's static mbed TLS archives, linked by path (-L would pull in glibc's libc.a)
 	L=$(dirname "$(dpkg -L libmbedtls-dev 2>/dev/null | grep '/libmbedtls\.a$' | head -1)")
