@@ -933,9 +933,9 @@ static void splice_conn(struct rconn *rc)
 	while (!(d[0].eof && d[1].eof && !d[0].len && !d[1].len)) {
 		struct pollfd p[2];
 
-		for (i = 0; i < 2; i++) {
-			p[i].fd = fd[i];
+		for (i = 0; i < 2; i++) {    /* a socket with nothing to read or write now is not watched */
 			p[i].events = (short)((!d[i].eof && !d[i].len ? POLLIN : 0) | (d[1 - i].len ? POLLOUT : 0));
+			p[i].fd = p[i].events ? fd[i] : -1;
 			p[i].revents = 0;
 		}
 		if (poll(p, 2, -1) < 0) {
@@ -944,7 +944,7 @@ static void splice_conn(struct rconn *rc)
 			break;
 		}
 		for (i = 0; i < 2; i++) {
-			if ((p[i].revents & POLLERR) || ((p[i].revents & POLLHUP) && !p[i].events))
+			if (p[i].revents & POLLERR)
 				goto reset;
 			if ((p[i].events & POLLIN) && (p[i].revents & (POLLIN | POLLHUP))) {
 				ssize_t k = recv(fd[i], d[i].buf, sizeof(d[i].buf), MSG_DONTWAIT);
@@ -1216,7 +1216,7 @@ int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, 
 
 	if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM) {
 		snprintf(why, wl, "not a stream socket");
-		return -1;
+		return mode == LC_RELAY_HOLD ? -1 : -2;
 	}
 	if (getsockname(sock, (struct sockaddr *)&me, &ml) != 0 || (me.ss_family != AF_INET && me.ss_family != AF_INET6)) {
 		snprintf(why, wl, "not an internet socket");

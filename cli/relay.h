@@ -23,7 +23,8 @@ enum lc_relay_mode { LC_RELAY_HOLD = 0, LC_RELAY_PEEK, LC_RELAY_PEEK_PROXY };
  * address it asked for, entry the policy's host entry it matched (NULL when peeked). The
  * supervisor connects that socket to the relay itself. Returns what the program's connect()
  * answers: 0, or a positive errno (EINPROGRESS for a non-blocking socket); -1 with why when it
- * cannot be held (the caller refuses it). */
+ * cannot be held (the caller refuses it); -2 when a peeked socket is not TCP (UDP: the caller
+ * lets it through). */
 int lc_relay_hold(int sock, const struct sockaddr_storage *dst, socklen_t dlen, const char *entry, int port,
 		  int mode, char *why, size_t whylen);
 

@@ -494,7 +494,7 @@ static pid_t tgid_of(pid_t tid)
 
 /* Hold a provider connect through the relay: the supervisor connects the program's own socket
  * (taken with pidfd_getfd) to it. Returns the errno the program's connect() gets (0 connected,
- * EINPROGRESS non-blocking), -1 when it cannot be held (why). */
+ * EINPROGRESS non-blocking), -1 when it cannot be held (why), -2 a peeked socket that is not TCP. */
 static int hold(int lfd, const struct seccomp_notif *req, const struct sockaddr_storage *ss, socklen_t len,
 		const char *prov, int port, int mode, char *why, size_t wl)
 {
@@ -558,6 +558,8 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	    preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
 		return;
 	held = hold(lfd, req, &ss, len, peek ? NULL : prov, port, peek, hwhy, sizeof(hwhy));
+	if (held == -2)    /* UDP to a provider port (a QUIC attempt, the "which interface" idiom) */
+		return;
 	if (held >= 0) {
 		resp->flags = 0;
 		resp->error = held ? -held : 0;

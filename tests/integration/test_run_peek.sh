@@ -64,11 +64,15 @@ done
 # not a provider, on a provider port: spliced, byte-exact both ways
 policy splice
 "$PY" -c 'import os,sys; sys.stdout.buffer.write(os.urandom(300000))' >"$T/rand"
+"$PY" -c 'import os,sys; sys.stdout.buffer.write(os.urandom(8 << 20))' >"$T/big"
 { printf 'POST /upload HTTP/1.1\r\nHost: other.test\r\nContent-Length: 300000\r\n\r\n'; cat "$T/rand"; } >"$T/http"
-for t in "etls $T/rand other.test" "etls $T/rand localhost.example" "eplain $T/http" "eplain $T/rand"; do
+# (big: 8 MiB back to a program that starts reading 500 ms after the server sent it all and closed:
+# the relay holds what the program has not read yet and still passes it all on)
+for t in "etls $T/rand other.test" "etls $T/rand localhost.example" "eplain $T/http" "eplain $T/rand" "eplain $T/big"; do
 	set -- $t; n=$1 f=$2 sni=${3:-}; port=PORT_$n log=LOG_$n
 	: >"${!log}"
-	v=$(timeout 60 "$LLMCAP" run -- "$GO_CLIENT" raw "127.0.0.2:${!port}" "$f" $sni 2>"$T/s.err")
+	v=$(GO_CLIENT_READ_DELAY_MS=$([ "$f" = "$T/big" ] && echo 500 || echo 0) \
+		timeout 60 "$LLMCAP" run -- "$GO_CLIENT" raw "127.0.0.2:${!port}" "$f" $sni 2>"$T/s.err")
 	want=$(sha256sum <"$f" | cut -d' ' -f1)
 	got=$(printf '%s' "$v" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("sha256"), d.get("len"), d.get("error", ""), "llmcap relay" in d.get("issuer", ""))')
 	expect_eq "spliced ($n ${sni:-plain}, $(basename "$f")): the program gets back exactly what it sent, half-close passed on" \

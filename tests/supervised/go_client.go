@@ -9,6 +9,7 @@
 // go_client raw ADDR FILE|- [SNI]: one connection to ADDR (TLS when SNI is given: any certificate
 // accepted), FILE's bytes written, the write side closed, everything read until the end; one JSON
 // line: the sha256 and length of what came back and the issuer of the server's certificate.
+// GO_CLIENT_READ_DELAY_MS=N: raw waits N ms after writing before it reads (a slow reader).
 package main
 
 import (
@@ -55,6 +56,9 @@ func raw() {
 			return
 		}
 		closeWrite()
+	}
+	if d, _ := strconv.Atoi(os.Getenv("GO_CLIENT_READ_DELAY_MS")); d > 0 {
+		time.Sleep(time.Duration(d) * time.Millisecond)
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, rw)
