@@ -114,8 +114,10 @@ struct paddr {
 	int port;              /* 0: every port */
 	char host[128];
 	int64_t seen;          /* when a resolution last gave it */
-	bool proxy;            /* an HTTP proxy of the program's environment, not a provider */
+	uint8_t proxy;         /* a proxy of the program's environment (PROXY_*), not a provider: 0 */
 };
+enum { PROXY_HTTP = 1, PROXY_OPAQUE = 2 };    /* read by the relay; SOCKS or https://: cannot be read */
+#define PEEK_REFUSE (-1)    /* provider_of: a proxy llmcap cannot read (refused for unheld programs) */
 static struct paddr *paddrs;
 static size_t npaddrs;
 /* The ports the policy's provider entries use (an entry's own port, else 443 and 80): a
@@ -127,15 +129,17 @@ static int pports[MAX_PPORTS];
 static size_t npports;
 /* The HTTP proxies named by HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower case) when `llmcap run`
  * started, "host:port" or "host" (every port): resolved with the provider hosts, peeked by the
- * relay (a CONNECT to a provider or an absolute-form request to one is held). */
+ * relay (a CONNECT to a provider or an absolute-form request to one is held). A SOCKS or https://
+ * proxy cannot be read: connections to it from programs the preload does not hold are refused. */
 #define MAX_PROXIES 6
 static char proxies[MAX_PROXIES][300];
+static uint8_t proxy_kind[MAX_PROXIES];
 static size_t nproxies;
 static pthread_mutex_t paddr_mu = PTHREAD_MUTEX_INITIALIZER;
 static int resolve_s = 60;
 #define KEEP_S 900
 
-static void add_host(const char *entry, bool proxy, struct paddr **arr, size_t *n, int64_t now)
+static void add_host(const char *entry, uint8_t proxy, struct paddr **arr, size_t *n, int64_t now)
 {
 	char host[256], *colon;
 	int port = 0;
@@ -221,7 +225,7 @@ static int load_providers(void)
 	for (i = 0; i < ne; i++)    /* DNS outside the store's transaction */
 		add_host(entries[i], false, &arr, &n, now);
 	for (i = 0; i < nproxies; i++)
-		add_host(proxies[i], true, &arr, &n, now);
+		add_host(proxies[i], proxy_kind[i], &arr, &n, now);
 	pthread_mutex_lock(&paddr_mu);
 	npports = 0;
 	for (i = 0; i < ne; i++) {
@@ -316,7 +320,7 @@ static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *p
 		for (i = 0; i < npaddrs && !*peek; i++)
 			if (paddrs[i].proxy && paddrs[i].family == fam && memcmp(paddrs[i].a, a, al) == 0 &&
 			    (paddrs[i].port == 0 || paddrs[i].port == *port))
-				*peek = LC_RELAY_PEEK_PROXY;
+				*peek = paddrs[i].proxy == PROXY_OPAQUE ? PEEK_REFUSE : LC_RELAY_PEEK_PROXY;
 		for (i = 0; i < npports && !*peek; i++)
 			if (pports[i] == *port)
 				*peek = LC_RELAY_PEEK;
@@ -325,8 +329,9 @@ static bool provider_of(const struct sockaddr_storage *ss, socklen_t len, int *p
 	return found;
 }
 
-/* the proxies of the environment (see proxies[]): http:// or no scheme; an https:// proxy (TLS to
- * the proxy itself) or a SOCKS one cannot be read, and is named on stderr */
+/* the proxies of the environment (see proxies[]): http:// or no scheme, read by the relay; an
+ * https:// proxy (TLS to the proxy itself) or a SOCKS one cannot be read: named on stderr, and
+ * refused to the programs the preload does not hold (their calls could leave through it unheld) */
 static void read_proxies(void)
 {
 	static const char *const vars[] = { "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
@@ -338,6 +343,7 @@ static void read_proxies(void)
 		char url[300], host[256], e[300];
 		size_t al;
 		int port = 0;
+		uint8_t kind;
 
 		if (!v || !*v)
 			continue;
@@ -348,19 +354,27 @@ static void read_proxies(void)
 			al -= (size_t)(at + 1 - a);
 			a = at + 1;
 		}
-		if (strncasecmp(url, "http://", 7) != 0 || lc_cls_hostport(a, al, host, sizeof(host), &port) != 0) {
-			fprintf(stderr, "llmcap run: %s=%s is not an http:// proxy: connections through it are not "
-					"recognised as provider calls (docs/preload.md)\n", vars[i], v);
+		if (lc_cls_hostport(a, al, host, sizeof(host), &port) != 0) {
+			fprintf(stderr, "llmcap run: %s=%s: no proxy host in it; ignored\n", vars[i], v);
 			continue;
 		}
+		kind = strncasecmp(url, "http://", 7) == 0 ? PROXY_HTTP : PROXY_OPAQUE;
+		if (kind == PROXY_OPAQUE)
+			fprintf(stderr, "llmcap run: %s=%s is not an http:// proxy: llmcap cannot see which host a "
+					"connection through it reaches, so programs the preload does not hold (static, Go, "
+					"own TLS) are refused there (docs/preload.md)\n", vars[i], v);
 		/* no port in the variable: clients disagree on the default (80, 1080): every port */
 		snprintf(e, sizeof(e), strchr(host, ':') ? "[%s]" : "%s", host);
 		if (port)
 			snprintf(e + strlen(e), sizeof(e) - strlen(e), ":%d", port);
 		for (j = 0; j < nproxies && strcmp(proxies[j], e); j++)
 			;
-		if (j == nproxies)
+		if (j == nproxies) {
+			proxy_kind[nproxies] = kind;
 			snprintf(proxies[nproxies++], sizeof(proxies[0]), "%s", e);
+		} else if (kind == PROXY_OPAQUE) {
+			proxy_kind[j] = kind;    /* the same address named twice: the stricter reading */
+		}
 	}
 }
 
@@ -557,7 +571,13 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	if ((!provider_of(&ss, len, &port, prov, sizeof(prov), &peek) && !peek) ||
 	    preload_holds((pid_t)req->pid, pwhy, sizeof(pwhy)))
 		return;
-	held = hold(lfd, req, &ss, len, peek ? NULL : prov, port, peek, hwhy, sizeof(hwhy));
+	if (peek == PEEK_REFUSE) {
+		snprintf(hwhy, sizeof(hwhy), "a SOCKS or https:// proxy: llmcap cannot see which host a connection "
+					     "through it reaches");
+		held = -1;
+	} else {
+		held = hold(lfd, req, &ss, len, peek ? NULL : prov, port, peek, hwhy, sizeof(hwhy));
+	}
 	if (held == -2)    /* UDP to a provider port (a QUIC attempt, the "which interface" idiom) */
 		return;
 	if (held >= 0) {
@@ -570,7 +590,8 @@ static void decide(int lfd, const struct seccomp_notif *req, struct seccomp_noti
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
 	if (peek)    /* it may be a provider at an address not resolved yet, or a proxy to one */
-		snprintf(prov, sizeof(prov), "%s", peek == LC_RELAY_PEEK_PROXY ? "(an HTTP proxy)" : "(unknown: a provider port)");
+		snprintf(prov, sizeof(prov), "%s", peek == LC_RELAY_PEEK_PROXY ? "(an HTTP proxy)"
+						 : peek == PEEK_REFUSE ? "(a proxy)" : "(unknown: a provider port)");
 	fprintf(stderr, "llmcap: refused a connection to provider %s (%s port %d) from pid %d: the program is %s, "
 			"and llmcap cannot hold its calls (%s)\n", prov, ip, port, (int)req->pid, pwhy, hwhy);
 	resp->flags = 0;

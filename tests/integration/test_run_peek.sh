@@ -13,6 +13,8 @@
 #   - Through an HTTP proxy (HTTPS_PROXY / HTTP_PROXY, a small proxy of ours, tests/provider/proxy.py):
 #     a CONNECT to a provider is held (the relay answers the CONNECT and reaches the provider through
 #     the same proxy), an absolute-form plain request too; a CONNECT to another host passes.
+#   - A SOCKS proxy (ALL_PROXY=socks5://...; an https:// proxy alike) cannot be read: a supervised
+#     program's connections to it are refused at once with one stderr line; the proxy sees none.
 #   - Dynamically linked programs (curl, the preload loaded) through the proxy are held as well.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/test_preload_lib.inc"
@@ -120,6 +122,29 @@ v=$(HTTPS_PROXY=$PX GO_CLIENT_PROXY=$PX timeout 60 "$LLMCAP" run -- "$GO_CLIENT"
 pl_wait_closed "$LOG_other"
 expect_eq "$d: passes (5 x 200, the host got 5 requests, nothing charged, nothing on stderr)" \
 	"200 200 200 200 200 5 0 " "$v $(pl_logstat "$LOG_other" requests) $(pl_used requests) $(cat "$T/o.err")"
+
+# a proxy llmcap cannot read (SOCKS; https:// alike): a program the preload does not hold is
+# refused there at once, one stderr line, and the proxy sees no connection (its calls could leave
+# through it unheld); a SOCKS listener of ours that would accept
+on 127.0.0.3 socks "$PY" "$LC_ROOT/tests/provider/echo.py"
+SX=socks5://127.0.0.3:$PORT_socks
+sleep 0.2; : >"$LOG_socks"    # the readiness probe of `on`
+d="Go through a SOCKS proxy (ALL_PROXY=$SX)"
+policy socks
+ALL_PROXY=$SX GO_CLIENT_PROXY=$SX timeout 60 "$LLMCAP" run -- "$GO_CLIENT" "$(url https $PORT_tls)" "$PL_KEY" 2 \
+	>"$T/s.out" 2>"$T/s.err"
+v=$("$PY" - "$T/s.out" <<'EOF2'
+import json, sys
+ls = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ok = len(ls) == 2 and all(d["status"] == 0 and "refused" in d.get("error", "") and d["ms"] < 100 for d in ls)
+print("yes" if ok else "no: %r" % ls[:2])
+EOF2
+)
+expect_eq "$d: both calls refused at once (connection refused, < 100 ms)" "yes" "$v"
+expect_eq "$d: one line when llmcap run starts, one per refused connection, naming why" "1 2" \
+	"$(grep -c 'is not an http:// proxy' "$T/s.err") $(grep -c 'refused a connection to provider (a proxy).*SOCKS or https:// proxy' "$T/s.err")"
+sleep 0.2
+expect_eq "$d: the proxy saw no connection" "0" "$(wc -l <"$LOG_socks")"
 
 # the preload's programs through the proxy (dynamically linked, libssl: the supervisor leaves them
 # to the preload): curl -x (held by the URL of its handle; the policy names the provider without a
