@@ -155,20 +155,24 @@ bool lc_pl_have_held_tls(void)
 static unsigned char made[NMADE][32];
 static unsigned made_next;
 
+/* is cr in the ring (made_mu held)? the newest first: a handshake's repeated steps record the same value */
+static bool made_has(const unsigned char cr[32])
+{
+	for (unsigned i = 1; i <= NMADE && i <= made_next; i++)
+		if (memcmp(made[(made_next - i) % NMADE], cr, 32) == 0)
+			return true;
+	return false;
+}
+
 void lc_pl_tls_made(const unsigned char cr[32])
 {
 	static const unsigned char zero[32];
 	int saved = errno;
-	unsigned i;
 
 	if (memcmp(cr, zero, 32) == 0)
 		return;    /* no ClientHello made yet */
 	pthread_mutex_lock(&made_mu);
-	/* the newest first: a handshake's repeated steps record the same value */
-	for (i = 1; i <= NMADE && i <= made_next; i++)
-		if (memcmp(made[(made_next - i) % NMADE], cr, 32) == 0)
-			break;
-	if (i > NMADE || i > made_next)
+	if (!made_has(cr))
 		memcpy(made[made_next++ % NMADE], cr, 32);
 	pthread_mutex_unlock(&made_mu);
 	errno = saved;
@@ -176,12 +180,10 @@ void lc_pl_tls_made(const unsigned char cr[32])
 
 bool lc_pl_tls_ours(const unsigned char cr[32])
 {
-	bool found = false;
-	unsigned i;
+	bool found;
 
 	pthread_mutex_lock(&made_mu);
-	for (i = 1; i <= NMADE && i <= made_next && !found; i++)
-		found = memcmp(made[(made_next - i) % NMADE], cr, 32) == 0;
+	found = made_has(cr);
 	pthread_mutex_unlock(&made_mu);
 	return found;
 }
